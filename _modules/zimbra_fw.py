@@ -1,0 +1,947 @@
+"""
+Least-privilege ufw firewall for Zimbra Collaboration servers.
+
+The module has two halves:
+
+* pure computation -- the Zimbra port catalogue, pillar validation, the
+  whitelist per role set, the ufw application profile text and the plan of
+  ufw commands that turns the current firewall into the wanted one;
+* a thin layer that reads ufw (``ufw show added``, ``ufw status verbose``,
+  the profile file and ``/etc/default/ufw``) and applies a plan.
+
+Every rule this formula adds carries the ufw comment ``zimbra_fw``; only those
+rules are ever removed.  Configuration comes from the ``zimbra_fw`` pillar key
+(see ``pillar.example``).
+"""
+
+import configparser
+import difflib
+import ipaddress
+import os
+import re
+import shlex
+import socket
+import tempfile
+from collections import namedtuple
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "zimbra_fw"
+
+PILLAR_KEY = "zimbra_fw"
+RULE_COMMENT = "zimbra_fw"
+PROFILE_PATH = "/etc/ufw/applications.d/zimbra"
+UFW_DEFAULTS_PATH = "/etc/default/ufw"
+PROFILE_HEADER = "# Managed by Salt (zimbra_fw formula). Local changes are overwritten.\n"
+PARTS = ("profile", "rules", "firewall")
+MULTIPORT_LIMIT = 15  # iptables multiport: at most 15 ports per group, a range counts 2
+
+
+def __virtual__():
+    # The catalogue and whitelist work anywhere; functions that touch ufw
+    # report "not available" themselves, with the reason.
+    return __virtualname__
+
+
+# ---------------------------------------------------------------- catalogue
+
+Port = namedtuple("Port", "port proto role exposure consumers purpose critical when_missing")
+Port.__new__.__defaults__ = (False, None)
+
+# Pillar role -> Zimbra package that owns the listeners.
+ROLES = {
+    "ldap": "zimbra-ldap",
+    "mta": "zimbra-mta",
+    "proxy": "zimbra-proxy",
+    "mailbox": "zimbra-store",
+    "memcached": "zimbra-memcached",
+    "logger": "zimbra-logger",
+    "spell": "zimbra-spell",
+    "snmp": "zimbra-snmp",
+    "imapd": "zimbra-imapd",
+    "convertd": "zimbra-convertd",
+    "onlyoffice": "zimbra-onlyoffice",
+    "docs": "zimbra-docs",
+    "dnscache": "zimbra-dnscache",
+    "modules-ng": "zimbra-network-modules-ng",
+}
+CORE_ROLE = "core"  # zimbra-core: present on every Zimbra node
+
+PUBLIC, CLUSTER, LOCALHOST = "public", "cluster", "localhost"
+ANYONE = ("internet",)
+ADMINS = ("admins",)
+ALL_NODES = ("all",)
+LOCAL = ("localhost",)
+
+# Built from shared/reference/zimbra-ports.yaml (Zimbra sources per port).
+# ``consumers`` names the roles (or internet/admins/all/localhost) that connect.
+# ``when_missing``: the row applies only when that role is absent from the node.
+CATALOGUE = (
+    # zimbra-proxy: what users and the internet reach
+    Port(80, "tcp", "proxy", PUBLIC, ANYONE, "nginx HTTP web proxy (redirects to 443)"),
+    Port(110, "tcp", "proxy", PUBLIC, ANYONE, "nginx POP3 proxy"),
+    Port(143, "tcp", "proxy", PUBLIC, ANYONE, "nginx IMAP proxy"),
+    Port(443, "tcp", "proxy", PUBLIC, ANYONE, "nginx HTTPS web proxy (webmail, EWS, ActiveSync, DAV)"),
+    Port(993, "tcp", "proxy", PUBLIC, ANYONE, "nginx IMAPS proxy"),
+    Port(995, "tcp", "proxy", PUBLIC, ANYONE, "nginx POP3S proxy"),
+    Port(3443, "tcp", "proxy", PUBLIC, ANYONE, "nginx client-certificate (certauth SSO) port"),
+    Port(9071, "tcp", "proxy", PUBLIC, ADMINS, "nginx admin console proxy (to mailbox 7071)"),
+    # zimbra-mta
+    Port(25, "tcp", "mta", PUBLIC, ANYONE + ("mailbox",), "postfix SMTP (inbound MX, relay for mailboxes)"),
+    Port(465, "tcp", "mta", PUBLIC, ANYONE, "postfix SMTPS submission (implicit TLS)"),
+    Port(587, "tcp", "mta", PUBLIC, ANYONE, "postfix submission (STARTTLS)"),
+    Port(3310, "tcp", "mta", LOCALHOST, LOCAL, "ClamAV clamd"),
+    Port(7026, "tcp", "mta", LOCALHOST, LOCAL, "Zimbra milter server"),
+    Port(7308, "tcp", "mta", LOCALHOST, LOCAL, "antispam MariaDB (binds 0.0.0.0 when enabled)", True),
+    Port(8465, "tcp", "mta", LOCALHOST, LOCAL, "OpenDKIM milter"),
+    Port(10024, "tcp", "mta", LOCALHOST, LOCAL, "amavisd inbound content filter", True),
+    Port(10025, "tcp", "mta", LOCALHOST, LOCAL, "postfix re-injection from amavisd", True),
+    Port(10026, "tcp", "mta", LOCALHOST, LOCAL, "amavisd ORIGINATING policy bank", True),
+    Port(10027, "tcp", "mta", LOCALHOST, LOCAL, "postfix postjournal filter", True),
+    Port(10028, "tcp", "mta", LOCALHOST, LOCAL, "postfix reinject listener", True),
+    Port(10029, "tcp", "mta", LOCALHOST, LOCAL, "postfix archive listener", True),
+    Port(10030, "tcp", "mta", LOCALHOST, LOCAL, "postfix OpenDKIM hop", True),
+    Port(10031, "tcp", "mta", LOCALHOST, LOCAL, "cbpolicyd policy daemon", True),
+    Port(10032, "tcp", "mta", LOCALHOST, LOCAL, "amavisd ORIGINATING_POST (SpamAssassin)", True),
+    Port(23232, "tcp", "mta", LOCALHOST, LOCAL, "amavis-services (ZeroMQ forwarder)"),
+    Port(23233, "tcp", "mta", LOCALHOST, LOCAL, "amavis-services snmp-responder"),
+    # zimbra-store (mailbox)
+    Port(5222, "tcp", "mailbox", PUBLIC, ANYONE, "XMPP client (Zimbra Chat)"),
+    Port(5223, "tcp", "mailbox", PUBLIC, ANYONE, "XMPP legacy SSL (Zimbra Chat)"),
+    Port(7071, "tcp", "mailbox", PUBLIC, ADMINS + ("proxy", "mailbox"), "admin console and admin SOAP"),
+    Port(80, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd HTTP (no proxy on this node)", when_missing="proxy"),
+    Port(110, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd POP3 (no proxy on this node)", when_missing="proxy"),
+    Port(143, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd IMAP (no proxy on this node)", when_missing="proxy"),
+    Port(443, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd HTTPS (no proxy on this node)", when_missing="proxy"),
+    Port(993, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd IMAPS (no proxy on this node)", when_missing="proxy"),
+    Port(995, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd POP3S (no proxy on this node)", when_missing="proxy"),
+    Port(5269, "tcp", "mailbox", CLUSTER, ("mailbox",), "XMPP server-to-server between mailboxes"),
+    Port(7025, "tcp", "mailbox", CLUSTER, ("mta",), "LMTP delivery from the MTA"),
+    Port(7072, "tcp", "mailbox", CLUSTER, ("proxy",), "nginx route lookup handler"),
+    Port(7073, "tcp", "mailbox", CLUSTER, ("mta",), "MTA SASL auth endpoint"),
+    Port(7074, "tcp", "mailbox", CLUSTER, ("onlyoffice",), "document-editing callback"),
+    Port(7110, "tcp", "mailbox", CLUSTER, ("proxy",), "POP3 backend"),
+    Port(7143, "tcp", "mailbox", CLUSTER, ("proxy",), "IMAP backend"),
+    Port(7285, "tcp", "mailbox", CLUSTER, ("mailbox",), "message channel"),
+    Port(7993, "tcp", "mailbox", CLUSTER, ("proxy",), "IMAPS backend"),
+    Port(7995, "tcp", "mailbox", CLUSTER, ("proxy",), "POP3S backend"),
+    Port(8080, "tcp", "mailbox", CLUSTER, ("proxy", "mailbox"), "HTTP backend"),
+    Port(8443, "tcp", "mailbox", CLUSTER, ("proxy", "mailbox", "docs"), "HTTPS backend, server-to-server SOAP"),
+    Port(8742, "tcp", "mailbox", CLUSTER, ("proxy",), "zx HTTP endpoint (Zextras extensions)"),
+    Port(8743, "tcp", "mailbox", CLUSTER, ("proxy",), "zx HTTPS endpoint (Zextras extensions)"),
+    Port(9443, "tcp", "mailbox", CLUSTER, ("proxy",), "HTTPS with client certificate"),
+    Port(7035, "tcp", "mailbox", LOCALHOST, LOCAL, "notification server (deprecated)"),
+    Port(7036, "tcp", "mailbox", LOCALHOST, LOCAL, "notification server SSL (deprecated)"),
+    Port(7306, "tcp", "mailbox", LOCALHOST, LOCAL, "mailbox MariaDB", True),
+    # other roles
+    Port(389, "tcp", "ldap", CLUSTER, ALL_NODES, "OpenLDAP (ldap://, StartTLS)", True),
+    Port(636, "tcp", "ldap", CLUSTER, ALL_NODES, "OpenLDAP (ldaps://)", True),
+    Port(11211, "tcp", "memcached", CLUSTER, ("proxy", "mailbox"), "memcached (no authentication)", True),
+    Port(514, "udp", "logger", CLUSTER, ALL_NODES, "remote syslog sink"),
+    Port(7307, "tcp", "logger", LOCALHOST, LOCAL, "legacy logger MySQL", True),
+    Port(7780, "tcp", "spell", CLUSTER, ("mailbox",), "spell checker (Apache + aspell)"),
+    Port(8143, "tcp", "imapd", CLUSTER, ("proxy",), "standalone IMAP daemon"),
+    Port(8993, "tcp", "imapd", CLUSTER, ("proxy",), "standalone IMAPS daemon"),
+    Port(7047, "tcp", "convertd", CLUSTER, ("mailbox",), "attachment conversion"),
+    Port(7084, "tcp", "onlyoffice", CLUSTER, ("proxy",), "OnlyOffice document service"),
+    Port(7085, "tcp", "onlyoffice", CLUSTER, ("proxy",), "OnlyOffice spellchecker"),
+    Port(9980, "tcp", "docs", CLUSTER, ("proxy", "mailbox"), "Zimbra Docs server"),
+    Port(53, "tcp", "dnscache", LOCALHOST, LOCAL, "unbound DNS cache"),
+    Port(53, "udp", "dnscache", LOCALHOST, LOCAL, "unbound DNS cache"),
+    Port(8735, "tcp", "modules-ng", CLUSTER, ("mailbox",), "Network Modules NG inter-instance"),
+    Port(8736, "tcp", "modules-ng", CLUSTER, ("mailbox",), "Network Modules NG inter-instance"),
+    # zimbra-core: every node
+    Port(22, "tcp", CORE_ROLE, CLUSTER, ("mailbox",), "sshd for Zimbra remote management (zmrcd)"),
+    Port(7171, "tcp", CORE_ROLE, LOCALHOST, LOCAL, "zmconfigd control listener", True),
+)
+
+
+def _critical_ports():
+    return {(entry.port, entry.proto): entry for entry in CATALOGUE if entry.critical}
+
+
+# ---------------------------------------------------------------- port specs
+
+
+class PortSpec(namedtuple("PortSpec", "first last proto")):
+    """A port or an inclusive port range with its protocol."""
+
+    __slots__ = ()
+
+    def __str__(self):
+        ports = str(self.first) if self.first == self.last else f"{self.first}:{self.last}"
+        return f"{ports}/{self.proto}"
+
+    @property
+    def weight(self):
+        """Entries it takes in an iptables multiport list."""
+        return 1 if self.first == self.last else 2
+
+    def covers(self, other):
+        return self.proto == other.proto and self.first <= other.first and other.last <= self.last
+
+    def overlaps(self, other):
+        return self.proto == other.proto and self.first <= other.last and other.first <= self.last
+
+
+def _sort_key(spec):
+    return (spec.first, spec.last, spec.proto)
+
+
+# ---------------------------------------------------------------- configuration
+
+Config = namedtuple(
+    "Config",
+    "roles trusted_subnets extra_ports exclude_ports ssh_port ssh_from "
+    "profile_name profile_title profile_description enabled allow_no_management",
+)
+
+DEFAULTS = {
+    "roles": None,
+    "trusted_subnets": [],
+    "extra_ports": [],
+    "exclude_ports": [],
+    "ssh": {"port": 22, "from": ["any"]},
+    "profile": {
+        "name": "Zimbra",
+        "title": "Zimbra Collaboration Server",
+        "description": "Open source server for email, contacts, calendar and collaboration",
+    },
+    "enabled": True,
+    "allow_no_management": False,
+}
+
+PROFILE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+RESERVED_PROFILE_NAMES = {"all", "any"}
+PROFILE_TEXT_MAX = 200
+
+
+class ConfigInvalid(CommandExecutionError):
+    """The pillar cannot be applied; ``problems`` lists each key and value at fault."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("Invalid pillar, nothing was changed:\n- " + "\n- ".join(problems))
+
+
+class _Problems(list):
+    def add(self, key, value, reason):
+        self.append(f"{PILLAR_KEY}:{key}: {value!r} {reason}")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_port_number(text):
+    if not text.isdigit():
+        return None
+    number = int(text)
+    return number if 1 <= number <= 65535 else None
+
+
+def parse_port_spec(value, default_proto="tcp"):
+    """Parse ``8443``, ``"8443"``, ``"514/udp"`` or ``"6000:6010/tcp"``.
+
+    Returns a PortSpec or raises ValueError with the reason.
+    """
+    if _is_int(value):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"is a {type(value).__name__}; give a port such as 8443 or '514/udp'")
+    ports, _, proto = value.strip().partition("/")
+    proto = proto or default_proto
+    if proto not in ("tcp", "udp"):
+        raise ValueError("has a protocol other than tcp or udp")
+    first_text, sep, last_text = ports.partition(":")
+    first = _parse_port_number(first_text)
+    last = _parse_port_number(last_text) if sep else first
+    if first is None or last is None:
+        raise ValueError("is not a port (1-65535) or a range such as '6000:6010/tcp'")
+    if first >= last and sep:
+        raise ValueError("is a range whose first port is not below its last")
+    return PortSpec(first, last, proto)
+
+
+def _check_list(problems, key, value):
+    if not isinstance(value, list):
+        problems.add(key, value, f"must be a list, not a {type(value).__name__}")
+        return []
+    return value
+
+
+def _check_no_duplicates(problems, key, items, shown):
+    seen = set()
+    for item, raw in zip(items, shown):
+        if item in seen:
+            problems.add(key, raw, "is listed twice")
+        seen.add(item)
+
+
+def _parse_roles(problems, value):
+    if value is None:
+        problems.add("roles", value, f"is required: list this server's Zimbra roles ({', '.join(ROLES)})")
+        return ()
+    roles = []
+    for index, role in enumerate(_check_list(problems, "roles", value)):
+        if not isinstance(role, str) or role not in ROLES:
+            hint = difflib.get_close_matches(str(role), ROLES, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known roles: {', '.join(ROLES)}"
+            problems.add(f"roles[{index}]", role, "is not a Zimbra role" + extra)
+            continue
+        roles.append(role)
+    if isinstance(value, list) and not value:
+        problems.add("roles", value, "is empty: list at least one Zimbra role")
+    _check_no_duplicates(problems, "roles", roles, roles)
+    return tuple(sorted(set(roles)))
+
+
+def _parse_network(problems, key, value):
+    if not isinstance(value, str):
+        problems.add(key, value, "must be an address or subnet such as '192.168.1.0/24'")
+        return None
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as exc:
+        hint = ""
+        try:
+            hint = f" (did you mean {str(ipaddress.ip_network(value.strip(), strict=False))!r}?)"
+        except ValueError:
+            pass
+        problems.add(key, value, f"is not a valid subnet: {exc}{hint}")
+        return None
+    if network.prefixlen == 0:
+        problems.add(key, value, "is the whole internet: it would publish LDAP, memcached and MySQL")
+        return None
+    return network
+
+
+def _parse_trusted_subnets(problems, value):
+    networks = []
+    for index, item in enumerate(_check_list(problems, "trusted_subnets", value)):
+        key = f"trusted_subnets[{index}]"
+        if isinstance(item, str) and item.strip().lower() in ("any", "anywhere"):
+            problems.add(key, item, "would give the whole internet full access (LDAP, memcached, MySQL)")
+            continue
+        network = _parse_network(problems, key, item)
+        if network is not None:
+            networks.append(network)
+    _check_no_duplicates(problems, "trusted_subnets", networks, networks)
+    return tuple(sorted(set(networks), key=lambda n: (n.version, n)))
+
+
+def _parse_port_list(problems, key, value):
+    specs = []
+    for index, item in enumerate(_check_list(problems, key, value)):
+        try:
+            specs.append(parse_port_spec(item))
+        except ValueError as exc:
+            problems.add(f"{key}[{index}]", item, str(exc))
+    _check_no_duplicates(problems, key, specs, [str(s) for s in specs])
+    return tuple(sorted(set(specs), key=_sort_key))
+
+
+def _check_extra_ports_safe(problems, extra_ports):
+    for spec in extra_ports:
+        for (port, proto), entry in sorted(_critical_ports().items()):
+            if spec.covers(PortSpec(port, port, proto)):
+                problems.add(
+                    "extra_ports",
+                    str(spec),
+                    f"would publish {port}/{proto} ({entry.purpose}), which must never be public",
+                )
+
+
+def _parse_ssh(problems, value):
+    if not isinstance(value, dict):
+        problems.add("ssh", value, "must be a mapping such as {port: 22, from: [any]}")
+        return 22, ()
+    _check_keys(problems, "ssh", value, ("port", "from"))
+    port = value.get("port", 22)
+    if not _is_int(port) or not 1 <= port <= 65535:
+        problems.add("ssh:port", port, "is not a port number (1-65535)")
+        port = 22
+    sources = []
+    for index, item in enumerate(_check_list(problems, "ssh:from", value.get("from", ["any"]))):
+        if isinstance(item, str) and item.strip().lower() == "any":
+            sources.append("any")
+            continue
+        network = _parse_network(problems, f"ssh:from[{index}]", item)
+        if network is not None:
+            sources.append(network)
+    _check_no_duplicates(problems, "ssh:from", sources, [str(s) for s in sources])
+    if "any" in sources:
+        return port, ("any",)
+    return port, tuple(sorted(set(sources), key=lambda n: (n.version, n)))
+
+
+def _parse_profile_text(problems, key, value):
+    if not isinstance(value, str) or not value.strip():
+        problems.add(key, value, "must be a non-empty string")
+        return ""
+    if len(value) > PROFILE_TEXT_MAX or any(not ch.isprintable() for ch in value):
+        problems.add(key, value, f"must be one printable line of at most {PROFILE_TEXT_MAX} characters")
+        return ""
+    return value.strip()
+
+
+def _parse_profile(problems, value):
+    if not isinstance(value, dict):
+        problems.add("profile", value, "must be a mapping with name, title and description")
+        value = {}
+    _check_keys(problems, "profile", value, ("name", "title", "description"))
+    profile = dict(DEFAULTS["profile"], **value)
+    name = profile["name"]
+    if not isinstance(name, str) or not PROFILE_NAME_RE.match(name) or name.lower() in RESERVED_PROFILE_NAMES:
+        problems.add(
+            "profile:name",
+            name,
+            "is not a safe ufw profile name: use a letter then letters, digits, '.', '_' or '-' (64 at most)",
+        )
+    elif _is_service_name(name):
+        problems.add("profile:name", name, "is a service name in /etc/services; ufw would ignore the profile")
+    title = _parse_profile_text(problems, "profile:title", profile["title"])
+    description = _parse_profile_text(problems, "profile:description", profile["description"])
+    return name, title, description
+
+
+def _is_service_name(name):
+    for proto in ("tcp", "udp"):
+        try:
+            socket.getservbyname(name, proto)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _check_keys(problems, key, mapping, known):
+    for unknown in sorted(set(mapping) - set(known), key=str):
+        hint = difflib.get_close_matches(str(unknown), known, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known keys: {', '.join(known)}"
+        problems.add(f"{key}:{unknown}" if key else str(unknown), mapping[unknown], "is not a known key" + extra)
+
+
+def _check_bool(problems, key, value):
+    if not isinstance(value, bool):
+        problems.add(key, value, "must be true or false")
+        return False
+    return value
+
+
+def parse_config(pillar):
+    """Validate the ``zimbra_fw`` pillar and return a Config.
+
+    Raises ConfigInvalid naming every pillar key and value at fault.
+    """
+    problems = _Problems()
+    if pillar is None:
+        pillar = {}
+    if not isinstance(pillar, dict):
+        raise ConfigInvalid([f"{PILLAR_KEY}: {pillar!r} must be a mapping (see pillar.example)"])
+    for key in sorted(set(pillar) - set(DEFAULTS), key=str):
+        hint = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known keys: {', '.join(DEFAULTS)}"
+        problems.add(key, pillar[key], "is not a known key" + extra)
+    merged = dict(DEFAULTS, **pillar)
+    roles = _parse_roles(problems, merged["roles"])
+    trusted = _parse_trusted_subnets(problems, merged["trusted_subnets"])
+    extra = _parse_port_list(problems, "extra_ports", merged["extra_ports"])
+    _check_extra_ports_safe(problems, extra)
+    exclude = _parse_port_list(problems, "exclude_ports", merged["exclude_ports"])
+    ssh_port, ssh_from = _parse_ssh(problems, merged["ssh"])
+    name, title, description = _parse_profile(problems, merged["profile"])
+    enabled = _check_bool(problems, "enabled", merged["enabled"])
+    allow_no_management = _check_bool(problems, "allow_no_management", merged["allow_no_management"])
+    if not ssh_from and not allow_no_management:
+        problems.add(
+            "ssh:from",
+            [],
+            "leaves no management access once default-deny is on; list who may reach ssh, "
+            "or set zimbra_fw:allow_no_management: true if that is intended",
+        )
+    config = Config(
+        roles, trusted, extra, exclude, ssh_port, ssh_from, name, title, description, enabled, allow_no_management
+    )
+    _public_ports(config, problems)  # finds exclusions that split a range
+    if problems:
+        raise ConfigInvalid(list(problems))
+    return config
+
+
+# ---------------------------------------------------------------- whitelist
+
+
+def _catalogue_rows(roles):
+    """Catalogue rows that apply to a node holding ``roles`` (plus zimbra-core)."""
+    present = set(roles) | {CORE_ROLE}
+    return [
+        entry
+        for entry in CATALOGUE
+        if entry.role in present and (entry.when_missing is None or entry.when_missing not in present)
+    ]
+
+
+def _public_ports(config, problems=None):
+    wanted = {PortSpec(e.port, e.port, e.proto) for e in _catalogue_rows(config.roles) if e.exposure == PUBLIC}
+    wanted |= set(config.extra_ports)
+    kept = set()
+    for spec in wanted:
+        excluded = [ex for ex in config.exclude_ports if ex.overlaps(spec)]
+        if not excluded:
+            kept.add(spec)
+        elif problems is not None and not any(ex.covers(spec) for ex in excluded):
+            problems.add("exclude_ports", str(excluded[0]), f"only partly covers the range {spec}")
+    return sorted(kept, key=_sort_key)
+
+
+def whitelist(config):
+    """Ports by exposure for this node: public ones are opened to anyone."""
+    rows = _catalogue_rows(config.roles)
+
+    def ports(exposure):
+        specs = {PortSpec(e.port, e.port, e.proto) for e in rows if e.exposure == exposure}
+        return [str(s) for s in sorted(specs, key=_sort_key)]
+
+    return {
+        PUBLIC: [str(s) for s in _public_ports(config)],
+        CLUSTER: ports(CLUSTER),
+        LOCALHOST: ports(LOCALHOST),
+    }
+
+
+# ---------------------------------------------------------------- profile text
+
+
+def port_groups(specs):
+    """Split ports into ufw profile groups of ``LIST/proto`` within the multiport limit."""
+    groups = []
+    for proto in ("tcp", "udp"):
+        current, weight = [], 0
+        for spec in sorted((s for s in specs if s.proto == proto), key=_sort_key):
+            if weight + spec.weight > MULTIPORT_LIMIT:
+                groups.append(current)
+                current, weight = [], 0
+            current.append(spec)
+            weight += spec.weight
+        if current:
+            groups.append(current)
+    return [",".join(str(s).split("/")[0] for s in group) + "/" + group[0].proto for group in groups]
+
+
+def profile_text(config):
+    """The text of the application profile file, or None when nothing is public."""
+    public = _public_ports(config)
+    if not public:
+        return None
+    return (
+        PROFILE_HEADER
+        + f"[{config.profile_name}]\n"
+        + f"title={config.profile_title}\n"
+        + f"description={config.profile_description}\n"
+        + f"ports={'|'.join(port_groups(public))}\n"
+    )
+
+
+def profile_sections(text):
+    """Profile names defined in a profile file's text."""
+    if not text:
+        return []
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return []
+    return parser.sections()
+
+
+def profile_ports(text, name):
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(text or "")
+        return parser.get(name, "ports")
+    except configparser.Error:
+        return None
+
+
+# ---------------------------------------------------------------- rules
+
+
+def _source(network):
+    """ufw's spelling of an address or subnet, as ``ufw show added`` prints it."""
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
+def management_rules(config):
+    """The ssh allow rules that keep the server manageable."""
+    port = str(config.ssh_port)
+    return [
+        ("allow", f"{port}/tcp") if source == "any"
+        else ("allow", "from", _source(source), "to", "any", "port", port, "proto", "tcp")
+        for source in config.ssh_from
+    ]
+
+
+def desired_rules(config):
+    """The managed allow rules, management access first, as ufw arguments."""
+    rules = management_rules(config)
+    rules.extend(("allow", "from", _source(network)) for network in config.trusted_subnets)
+    if profile_text(config) is not None:
+        rules.append(("allow", config.profile_name))
+    return rules
+
+
+def parse_show_added(output):
+    """Split ``ufw show added`` into (managed, other) rules as argument tuples."""
+    managed, other = [], []
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith("ufw "):
+            continue
+        try:
+            words = shlex.split(line)[1:]
+        except ValueError:
+            other.append(tuple(line.split()[1:]))
+            continue
+        if len(words) >= 2 and words[-2] == "comment" and words[-1] == RULE_COMMENT:
+            managed.append(tuple(words[:-2]))
+        else:
+            other.append(tuple(words))
+    return managed, other
+
+
+def rule_text(rule):
+    return " ".join(rule)
+
+
+def plan_rules(desired, managed):
+    """Rules to add (in order) and managed rules to remove."""
+    add = [rule for rule in desired if rule not in managed]
+    remove = [rule for rule in managed if rule not in desired]
+    return add, remove
+
+
+# ---------------------------------------------------------------- firewall status
+
+POLICY_WORDS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
+
+
+def parse_status(output):
+    """Parse ``ufw status verbose``: (active, default incoming policy or None)."""
+    active = False
+    incoming = None
+    for line in output.splitlines():
+        if line.startswith("Status:"):
+            active = line.split(":", 1)[1].strip() == "active"
+        match = re.match(r"Default:\s*(\w+) \(incoming\)", line)
+        if match:
+            incoming = match.group(1)
+    return active, incoming
+
+
+def parse_defaults_file(text):
+    """Default incoming policy from /etc/default/ufw text."""
+    match = re.search(r'^DEFAULT_INPUT_POLICY="?(\w+)"?', text or "", re.MULTILINE)
+    return POLICY_WORDS.get(match.group(1).upper(), match.group(1).lower()) if match else None
+
+
+# ---------------------------------------------------------------- ufw I/O (thin)
+
+
+def _ufw(args, check=True):
+    if not __salt__["cmd.has_exec"]("ufw"):
+        raise CommandExecutionError("ufw is not available on this minion: install the 'ufw' package")
+    result = __salt__["cmd.run_all"](
+        ["ufw", *args],
+        python_shell=False,
+        env={"LC_ALL": "C", "LANG": "C"},
+        ignore_retcode=True,
+        output_loglevel="debug",
+    )
+    if check and result["retcode"] != 0:
+        message = (result.get("stderr") or result.get("stdout") or "").strip()
+        raise CommandExecutionError(f"'ufw {' '.join(args)}' failed (exit {result['retcode']}): {message}")
+    return result["stdout"]
+
+
+def _read_file(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomic(path, text):
+    directory = os.path.dirname(path)
+    # A dot-file: ufw skips hidden files in applications.d while it is written.
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=".zimbra_fw-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _read_rules():
+    return parse_show_added(_ufw(["show", "added"]))
+
+
+def _read_firewall():
+    active, incoming = parse_status(_ufw(["status", "verbose"]))
+    if incoming is None:  # ufw prints defaults only while active
+        incoming = parse_defaults_file(_read_file(UFW_DEFAULTS_PATH))
+    return active, incoming
+
+
+def _plain(value):
+    """Pillar data as plain dicts and lists (Salt may wrap them to mask output)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _config():
+    # __pillar__ rather than pillar.get: Salt 3008 masks values pillar.get returns.
+    return parse_config(_plain(__pillar__.get(PILLAR_KEY)))
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _step_ufw(args, describe=None):
+    return {"ufw": list(args), "describe": describe or "ufw " + " ".join(args)}
+
+
+def _plan_profile(config):
+    current = _read_file(PROFILE_PATH)
+    wanted = profile_text(config)
+    changes, steps = {}, []
+    if current == wanted:
+        return {"changes": changes, "steps": steps}
+    current_names = profile_sections(current)
+    wanted_names = profile_sections(wanted)
+    retired = [name for name in current_names if name not in wanted_names]
+    if retired:
+        # Rules naming a profile must go before the profile does: ufw can
+        # no longer delete them once their profile is unknown.
+        managed, _ = _read_rules()
+        stale = [rule for rule in managed if len(rule) == 2 and rule[1] in retired]
+        for rule in stale:
+            steps.append(_step_ufw(["delete", *rule]))
+        if stale:
+            changes["rules removed"] = [rule_text(rule) for rule in stale]
+    if wanted is None:
+        steps.append({"remove": PROFILE_PATH, "describe": f"remove {PROFILE_PATH}"})
+    else:
+        steps.append({"write": PROFILE_PATH, "text": wanted, "describe": f"write {PROFILE_PATH}"})
+    for name in wanted_names:
+        old_ports, new_ports = profile_ports(current, name), profile_ports(wanted, name)
+        if old_ports != new_ports:
+            changes.setdefault("ports", {})[name] = {"old": old_ports, "new": new_ports}
+            if old_ports is not None:
+                steps.append(_step_ufw(["app", "update", name]))
+    for name in retired:
+        changes.setdefault("ports", {})[name] = {"old": profile_ports(current, name), "new": None}
+    if not changes.get("ports"):
+        changes["file"] = {"old": current, "new": wanted}
+    return {"changes": changes, "steps": steps}
+
+
+def _plan_rules(config):
+    managed, _ = _read_rules()
+    add, remove = plan_rules(desired_rules(config), managed)
+    steps = [_step_ufw([*rule, "comment", RULE_COMMENT], "ufw " + rule_text(rule)) for rule in add]
+    # Stale rules go only after the new ones are in place.
+    steps += [_step_ufw(["delete", *rule]) for rule in remove]
+    changes = {}
+    if add:
+        changes["added"] = [rule_text(rule) for rule in add]
+    if remove:
+        changes["removed"] = [rule_text(rule) for rule in remove]
+    return {"changes": changes, "steps": steps}
+
+
+def _plan_firewall(config):
+    if not config.enabled:
+        return {"changes": {}, "steps": [], "comment": "zimbra_fw:enabled is false: ufw's state is left alone"}
+    active, incoming = _read_firewall()
+    changes, steps = {}, []
+    if incoming != "deny":
+        changes["default incoming"] = {"old": incoming, "new": "deny"}
+        steps.append(_step_ufw(["default", "deny", "incoming"]))
+    if not active:
+        changes["active"] = {"old": False, "new": True}
+        steps.append(_step_ufw(["--force", "enable"]))
+    if steps and not config.allow_no_management:
+        steps.insert(0, {"require_rules": [list(r) for r in management_rules(config)],
+                         "describe": "check that management access is allowed"})
+    return {"changes": changes, "steps": steps}
+
+
+_PLANNERS = {"profile": _plan_profile, "rules": _plan_rules, "firewall": _plan_firewall}
+
+
+# ---------------------------------------------------------------- applying
+
+
+def _apply_step(step):
+    if "ufw" in step:
+        _ufw(step["ufw"])
+    elif "write" in step:
+        _write_atomic(step["write"], step["text"])
+    elif "remove" in step:
+        if os.path.exists(step["remove"]):
+            os.unlink(step["remove"])
+    elif "require_rules" in step:
+        managed, _ = _read_rules()
+        missing = [rule_text(rule) for rule in step["require_rules"] if tuple(rule) not in managed]
+        if missing:
+            raise CommandExecutionError(
+                "refusing to enable default-deny: management access is not allowed yet "
+                f"(missing: {', '.join(missing)}); apply the zimbra_fw rules first"
+            )
+    else:
+        raise CommandExecutionError(f"unknown plan step {step!r}")
+
+
+# ---------------------------------------------------------------- public functions
+
+
+def catalogue():
+    """
+    Return every Zimbra port the formula knows: port, protocol, owning role,
+    exposure (public / cluster / localhost), who connects and what it is.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.catalogue
+    """
+    return [
+        {
+            "port": entry.port,
+            "proto": entry.proto,
+            "role": entry.role,
+            "exposure": entry.exposure,
+            "consumers": list(entry.consumers),
+            "purpose": entry.purpose,
+            "critical": entry.critical,
+            **({"only_without": entry.when_missing} if entry.when_missing else {}),
+        }
+        for entry in sorted(CATALOGUE, key=lambda e: (e.port, e.proto, e.role))
+    ]
+
+
+def open_ports():
+    """
+    Return this minion's whitelist from its ``zimbra_fw`` pillar, by exposure:
+    ``public`` is opened to anyone, ``cluster`` only to trusted subnets,
+    ``localhost`` is never opened.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.open_ports
+    """
+    return whitelist(_config())
+
+
+def profile():
+    """
+    Return the ufw application profile this minion needs: its name, ports,
+    the file path and the file text (None when no port is public).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.profile
+    """
+    config = _config()
+    text = profile_text(config)
+    return {
+        "name": config.profile_name,
+        "path": PROFILE_PATH,
+        "ports": port_groups(_public_ports(config)),
+        "text": text,
+    }
+
+
+def plan(part=None):
+    """
+    Show what a converge would change now, changing nothing. ``part`` limits
+    it to one of ``profile``, ``rules`` or ``firewall``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.plan
+        salt '*' zimbra_fw.plan part=rules
+    """
+    config = _config()
+    if part is not None:
+        if part not in _PLANNERS:
+            raise CommandExecutionError(f"part {part!r} is not one of {', '.join(PARTS)}")
+        return _PLANNERS[part](config)
+    return {name: _PLANNERS[name](config) for name in PARTS}
+
+
+def apply(plan):  # pylint: disable=redefined-outer-name
+    """
+    Carry out a plan made by ``zimbra_fw.plan part=...`` in order. On failure
+    the error says which step failed and lists the steps already applied
+    (also in its ``info['applied']``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.apply "$(salt-call --out=json zimbra_fw.plan part=rules)"
+    """
+    applied = []
+    for step in plan.get("steps", []):
+        try:
+            _apply_step(step)
+        except (CommandExecutionError, OSError) as exc:
+            done = "; ".join(applied) or "nothing"
+            raise CommandExecutionError(
+                f"step '{step.get('describe')}' failed: {exc}. Already applied: {done}",
+                info={"applied": applied, "failed": step.get("describe")},
+            ) from exc
+        applied.append(step.get("describe"))
+    return applied
+
+
+def status():
+    """
+    Return ufw as it is: active or not, the default incoming policy, the
+    rules this formula manages and the rules it does not.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.status
+    """
+    managed, other = _read_rules()
+    active, incoming = _read_firewall()
+    return {
+        "active": active,
+        "default_incoming": incoming,
+        "managed_rules": [rule_text(rule) for rule in managed],
+        "other_rules": [rule_text(rule) for rule in other],
+    }

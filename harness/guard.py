@@ -1,0 +1,78 @@
+"""Run one command inside a sandboxed minion, or refuse.
+
+Started by ``harness.sandbox`` as::
+
+    ip netns exec NS unshare --mount --propagation private \\
+        python guard.py --netns NS --host-netns DEV:INO --state DIR -- CMD ...
+
+Before anything else it proves that it runs in the network namespace NS
+that the harness created and not in the host's (compared with
+/proc/1/ns/net, kthreadd's /proc/2/ns/net and the harness's own namespace).
+Then it bind-mounts the sandbox's private /etc/ufw and /etc/default/ufw in
+its private mount namespace and executes CMD. It exits 97 on refusal.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+REFUSED = 97
+
+
+def _netns_id(path):
+    stat = os.stat(path)
+    return (stat.st_dev, stat.st_ino)
+
+
+def host_references(host_netns):
+    """Namespaces that are surely the host's: init (pid 1, kthreadd) and the launcher's."""
+    refs = {tuple(int(part) for part in host_netns.split(":"))}
+    for path in ("/proc/1/ns/net", "/proc/2/ns/net"):
+        try:
+            refs.add(_netns_id(path))
+        except OSError:
+            continue  # pid 1 may be unreadable even for root; kthreadd is in init_net
+    return refs
+
+
+def check_isolated(netns, host_netns):
+    """Return None when this process is inside sandbox netns ``netns``, else why not."""
+    own = _netns_id("/proc/self/ns/net")
+    if own in host_references(host_netns):
+        return "this process is in the host's network namespace"
+    try:
+        expected = _netns_id(f"/run/netns/{netns}")
+    except OSError:
+        return f"network namespace {netns!r} does not exist"
+    if own != expected:
+        return f"this process is not in network namespace {netns!r}"
+    return None
+
+
+def _bind(source, target):
+    subprocess.run(["mount", "--bind", source, target], check=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--netns", required=True)
+    parser.add_argument("--host-netns", required=True)
+    parser.add_argument("--state", required=True, help="sandbox dir with etc-ufw/, default-ufw, bin/")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    reason = check_isolated(args.netns, args.host_netns)
+    if reason:
+        print(f"sandbox guard: refusing to run {command!r}: {reason}", file=sys.stderr)
+        return REFUSED
+    _bind(os.path.join(args.state, "etc-ufw"), "/etc/ufw")
+    _bind(os.path.join(args.state, "default-ufw"), "/etc/default/ufw")
+    os.environ["PATH"] = os.path.join(args.state, "bin") + os.pathsep + os.environ.get("PATH", "")
+    os.environ["LC_ALL"] = "C"
+    os.execvp(command[0], command)
+    return REFUSED  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Sandboxed Zimbra minions with real ufw, and client namespaces to probe them.
+
+A ``Lab`` creates, under names it owns (``zfw<pid>n<k>-...``):
+
+* a minion network namespace with a private copy of /etc/ufw and
+  /etc/default/ufw (bind-mounted by ``guard.py`` in a private mount
+  namespace for every command), and a ``salt-call --local`` configuration
+  whose file_roots is this repository;
+* client namespaces ("lan", "internet") linked to it by veth pairs.
+
+Every command for the minion goes through ``guard.py``, which refuses to run
+outside the minion's own network namespace. Probes only target addresses of
+these namespaces. ``Lab.close()`` deletes each namespace and process it made,
+by name and pid.
+"""
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GUARD = os.path.join(REPO, "harness", "guard.py")
+PROBE = os.path.join(REPO, "harness", "probe.py")
+SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
+UFW = "/usr/sbin/ufw"
+_counter = itertools.count()
+
+
+def _run(argv, check=True, timeout=120, **kwargs):
+    return subprocess.run(argv, check=check, timeout=timeout, capture_output=True, text=True, **kwargs)
+
+
+def host_netns_id():
+    stat = os.stat("/proc/self/ns/net")
+    return f"{stat.st_dev}:{stat.st_ino}"
+
+
+def requirements_missing():
+    """Why sandbox tests cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the sandbox needs root (network and mount namespaces)"
+    for tool in ("ip", "unshare", "iptables", "mount"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not os.path.exists(UFW) or not os.path.isdir("/etc/ufw"):
+        return "ufw is not installed"
+    if not os.path.exists(SALT_CALL):
+        return "salt-call is not installed beside this Python"
+    return None
+
+
+class Namespace:
+    """A network namespace this run created."""
+
+    def __init__(self, name):
+        self.name = name
+        self.processes = []
+        _run(["ip", "netns", "add", name])
+        self.exec(["ip", "link", "set", "lo", "up"])
+
+    def exec(self, argv, check=True, timeout=120):
+        return _run(["ip", "netns", "exec", self.name, *argv], check=check, timeout=timeout)
+
+    def spawn(self, argv):
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", self.name, *argv], stdout=subprocess.PIPE, text=True
+        )
+        self.processes.append(process)
+        return process
+
+    def probe(self, address, ports, timeout=0.8):
+        """Which ``ports`` of ``address`` accept a TCP connection from here."""
+        out = self.exec([sys.executable, PROBE, "connect", address, str(timeout), *map(str, ports)]).stdout
+        return {int(port): is_open for port, is_open in json.loads(out).items()}
+
+    def close(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        _run(["ip", "netns", "del", self.name], check=False)
+
+
+class Minion(Namespace):
+    """A sandboxed Zimbra server: private ufw configuration and salt-call --local."""
+
+    def __init__(self, name, workdir, minion_id="zimbra-sandbox"):
+        super().__init__(name)
+        self.state = os.path.join(workdir, name)
+        self.pillar_dir = os.path.join(self.state, "pillar")
+        self.config_dir = os.path.join(self.state, "salt")
+        self.ufw_log = os.path.join(self.state, "ufw-calls.log")
+        self._make_private_ufw()
+        self._make_salt_config(minion_id)
+
+    def _make_private_ufw(self):
+        etc = os.path.join(self.state, "etc-ufw")
+        shutil.copytree("/etc/ufw", etc)
+        shutil.copyfile("/etc/default/ufw", os.path.join(self.state, "default-ufw"))
+        # An inactive, quiet ufw that loads no kernel modules and sets no
+        # sysctls: nothing it does reaches outside the namespace.
+        _replace_line(os.path.join(etc, "ufw.conf"), "ENABLED=", "ENABLED=no")
+        _replace_line(os.path.join(etc, "ufw.conf"), "LOGLEVEL=", "LOGLEVEL=off")
+        with open(os.path.join(etc, "sysctl.conf"), "w", encoding="utf-8"):
+            pass
+        _replace_line(os.path.join(self.state, "default-ufw"), "IPT_MODULES=", 'IPT_MODULES=""')
+        bindir = os.path.join(self.state, "bin")
+        os.makedirs(bindir)
+        counter = os.path.join(bindir, "ufw")
+        with open(counter, "w", encoding="utf-8") as handle:
+            # Counts ufw processes for the benchmark, then runs the real ufw.
+            handle.write(f'#!/bin/sh\necho "$*" >> "{self.ufw_log}"\nexec {UFW} "$@"\n')
+        os.chmod(counter, 0o755)
+
+    def _make_salt_config(self, minion_id):
+        os.makedirs(self.config_dir)
+        os.makedirs(self.pillar_dir)
+        config = {
+            "id": minion_id,
+            "file_client": "local",
+            "root_dir": os.path.join(self.state, "salt-root"),
+            "file_roots": {"base": [REPO]},
+            "pillar_roots": {"base": [self.pillar_dir]},
+            "enable_fqdns_grains": False,
+            "log_level_logfile": "warning",
+        }
+        with open(os.path.join(self.config_dir, "minion"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump(config, handle)
+        with open(os.path.join(self.pillar_dir, "top.sls"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump({"base": {"*": ["zimbra_fw"]}}, handle)
+
+    def guarded(self, argv, check=True, timeout=300):
+        """Run ``argv`` in this minion's netns with its private ufw files, via the guard."""
+        return self.exec(
+            [
+                "unshare", "--mount", "--propagation", "private",
+                sys.executable, GUARD,
+                "--netns", self.name, "--host-netns", host_netns_id(), "--state", self.state,
+                "--", *argv,
+            ],
+            check=check,
+            timeout=timeout,
+        )
+
+    def ufw(self, *args, check=True):
+        return self.guarded(["ufw", *args], check=check)
+
+    def set_pillar(self, pillar):
+        with open(os.path.join(self.pillar_dir, "zimbra_fw.sls"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump({"zimbra_fw": pillar}, handle)
+
+    def set_pillar_text(self, text):
+        with open(os.path.join(self.pillar_dir, "zimbra_fw.sls"), "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def salt(self, *args):
+        """``salt-call --local`` in the sandbox; returns the JSON ``local`` value."""
+        out = self.guarded(
+            [SALT_CALL, "--local", "-c", self.config_dir, "--out", "json", "--no-color", *args], check=False
+        )
+        try:
+            return json.loads(out.stdout)["local"]
+        except (ValueError, KeyError) as exc:
+            raise RuntimeError(f"salt-call {args} gave no JSON:\n{out.stdout}\n{out.stderr}") from exc
+
+    def sync(self):
+        return self.salt("saltutil.sync_all")
+
+    def apply(self, test=False):
+        """``state.apply zimbra_fw``: the state results, keyed by state id."""
+        result = self.salt("state.apply", "zimbra_fw", *(["test=True"] if test else []))
+        if not isinstance(result, dict):
+            raise RuntimeError(f"state.apply did not run: {result}")
+        return {key.split("_|-")[1]: value for key, value in result.items()}
+
+    def ufw_calls(self):
+        try:
+            with open(self.ufw_log, encoding="utf-8") as handle:
+                return handle.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def reset_ufw_calls(self):
+        if os.path.exists(self.ufw_log):
+            os.unlink(self.ufw_log)
+
+    def snapshot(self):
+        """The firewall as bytes: private ufw files and the loaded iptables rules."""
+        files = {}
+        for root in (os.path.join(self.state, "etc-ufw"), os.path.join(self.state, "default-ufw")):
+            paths = [root] if os.path.isfile(root) else [
+                os.path.join(d, f) for d, _, names in os.walk(root) for f in names
+            ]
+            for path in sorted(paths):
+                with open(path, "rb") as handle:
+                    files[os.path.relpath(path, self.state)] = handle.read()
+        for tool in ("iptables-save", "ip6tables-save"):
+            out = self.guarded([tool]).stdout
+            files[tool] = re.sub(r"\[\d+:\d+\]|^#.*$", "", out, flags=re.MULTILINE).encode()
+        return files
+
+    def listen(self, ports):
+        process = self.spawn([sys.executable, PROBE, "listen", *map(str, ports)])
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("listener did not start")
+        return process
+
+
+def _replace_line(path, prefix, line):
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    lines = [line if current.startswith(prefix) else current for current in lines]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+class Lab:
+    """One sandboxed minion with a trusted LAN client and an internet client.
+
+    Addresses: minion 192.168.1.1 (LAN, 192.168.1.0/24) and 203.0.113.1
+    (internet side); clients 192.168.1.10 and 203.0.113.10.
+    """
+
+    LAN_SUBNET = "192.168.1.0/24"
+    MINION_LAN = "192.168.1.1"
+    MINION_INTERNET = "203.0.113.1"
+
+    def __init__(self):
+        reason = requirements_missing()
+        if reason:
+            raise RuntimeError(reason)
+        self.prefix = f"zfw{os.getpid()}n{next(_counter)}"
+        self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
+        self.namespaces = []
+        try:
+            self.minion = self._add(Minion(f"{self.prefix}-srv", self.workdir))
+            self.lan = self._add(Namespace(f"{self.prefix}-lan"))
+            self.internet = self._add(Namespace(f"{self.prefix}-inet"))
+            self._link(self.lan, "l", "192.168.1.10/24", self.MINION_LAN + "/24")
+            self._link(self.internet, "i", "203.0.113.10/24", self.MINION_INTERNET + "/24")
+        except BaseException:
+            self.close()
+            raise
+
+    def _add(self, namespace):
+        self.namespaces.append(namespace)
+        return namespace
+
+    def _link(self, client, tag, client_address, minion_address):
+        inside, outside = f"{self.prefix[-6:]}{tag}0", f"{self.prefix[-6:]}{tag}1"
+        _run(["ip", "link", "add", inside, "netns", self.minion.name, "type", "veth",
+              "peer", "name", outside, "netns", client.name])
+        self.minion.exec(["ip", "addr", "add", minion_address, "dev", inside])
+        self.minion.exec(["ip", "link", "set", inside, "up"])
+        client.exec(["ip", "addr", "add", client_address, "dev", outside])
+        client.exec(["ip", "link", "set", outside, "up"])
+
+    def close(self):
+        for namespace in reversed(self.namespaces):
+            namespace.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
