@@ -1,0 +1,108 @@
+"""Pillar validation: every bad value is named with its key, nothing else passes."""
+
+import pytest
+
+SINGLE = {"roles": ["ldap", "mta", "proxy", "mailbox"], "trusted_subnets": ["192.168.1.0/24"]}
+
+
+def problems(zfw, pillar):
+    with pytest.raises(zfw.ConfigInvalid) as info:
+        zfw.parse_config(pillar)
+    return info.value.problems
+
+
+def test_example_pillar_is_valid(zfw, example_pillar):
+    config = zfw.parse_config(example_pillar)
+    assert config.roles == ("ldap", "mailbox", "mta", "proxy")
+    assert config.ssh_port == 22 and config.ssh_from == ("any",)
+    assert config.profile_name == "Zimbra"
+    assert config.enabled is True
+
+
+def test_defaults_fill_missing_keys(zfw):
+    config = zfw.parse_config({"roles": ["mta"]})
+    assert config.trusted_subnets == ()
+    assert config.extra_ports == () and config.exclude_ports == ()
+    assert config.ssh_from == ("any",)
+
+
+@pytest.mark.parametrize(
+    "pillar, key, fragment",
+    [
+        ({}, "zimbra_fw:roles", "is required"),
+        ({"roles": "ldap"}, "zimbra_fw:roles", "must be a list"),
+        ({"roles": []}, "zimbra_fw:roles", "is empty"),
+        ({"roles": ["mtaa"]}, "zimbra_fw:roles[0]: 'mtaa'", "did you mean 'mta'"),
+        ({"roles": ["mta", "mta"]}, "zimbra_fw:roles: 'mta'", "listed twice"),
+        ({"roles": [{"mta": 1}]}, "zimbra_fw:roles[0]", "is not a Zimbra role"),
+        (dict(SINGLE, trusted_subnets=["0.0.0.0/0"]), "'0.0.0.0/0'", "whole internet"),
+        (dict(SINGLE, trusted_subnets=["::/0"]), "'::/0'", "whole internet"),
+        (dict(SINGLE, trusted_subnets=["any"]), "trusted_subnets[0]: 'any'", "whole internet"),
+        (dict(SINGLE, trusted_subnets=["192.168.1.1/24"]), "'192.168.1.1/24'", "did you mean '192.168.1.0/24'"),
+        (dict(SINGLE, trusted_subnets=["192.168.1.0/33"]), "'192.168.1.0/33'", "not a valid subnet"),
+        (dict(SINGLE, trusted_subnets="192.168.1.0/24"), "trusted_subnets", "must be a list"),
+        (dict(SINGLE, trusted_subnets=["10.0.0.0/8; rm -rf /"]), "trusted_subnets[0]", "not a valid subnet"),
+        (dict(SINGLE, extra_ports=[0]), "extra_ports[0]: 0", "not a port"),
+        (dict(SINGLE, extra_ports=[65536]), "extra_ports[0]: 65536", "not a port"),
+        (dict(SINGLE, extra_ports=["53/icmp"]), "'53/icmp'", "other than tcp or udp"),
+        (dict(SINGLE, extra_ports=["6010:6000/tcp"]), "'6010:6000/tcp'", "first port is not below"),
+        (dict(SINGLE, extra_ports=[True]), "extra_ports[0]: True", "is a bool"),
+        (dict(SINGLE, extra_ports=[{"port": 1}]), "extra_ports[0]", "is a dict"),
+        (dict(SINGLE, extra_ports=[8443, "8443/tcp"]), "extra_ports: '8443/tcp'", "listed twice"),
+        (dict(SINGLE, extra_ports=[11211]), "extra_ports: '11211/tcp'", "must never be public"),
+        (dict(SINGLE, extra_ports=["300:400/tcp"]), "extra_ports: '300:400/tcp'", "389/tcp"),
+        (dict(SINGLE, extra_ports=["6000:6010/tcp"], exclude_ports=["6005/tcp"]), "'6005/tcp'", "only partly"),
+        (dict(SINGLE, ssh={"port": "22"}), "ssh:port: '22'", "not a port"),
+        (dict(SINGLE, ssh={"from": []}), "ssh:from: []", "allow_no_management"),
+        (dict(SINGLE, ssh={"from": ["10.0.0.1/8"]}), "ssh:from[0]", "host bits"),
+        (dict(SINGLE, ssh={"prot": 22}), "ssh:prot", "did you mean 'port'"),
+        (dict(SINGLE, ssh="22"), "zimbra_fw:ssh: '22'", "must be a mapping"),
+        (dict(SINGLE, profile={"name": "Zim bra"}), "profile:name: 'Zim bra'", "not a safe ufw profile name"),
+        (dict(SINGLE, profile={"name": "Zimbra;reboot"}), "profile:name", "not a safe ufw profile name"),
+        (dict(SINGLE, profile={"name": "$(reboot)"}), "profile:name", "not a safe ufw profile name"),
+        (dict(SINGLE, profile={"name": "all"}), "profile:name: 'all'", "not a safe ufw profile name"),
+        (dict(SINGLE, profile={"name": "smtp"}), "profile:name: 'smtp'", "/etc/services"),
+        (dict(SINGLE, profile={"name": "Zïmbra"}), "profile:name", "not a safe ufw profile name"),
+        (dict(SINGLE, profile={"title": "two\nlines"}), "profile:title", "one printable line"),
+        (dict(SINGLE, profile={"description": ""}), "profile:description", "non-empty"),
+        (dict(SINGLE, enabled="yes"), "zimbra_fw:enabled: 'yes'", "true or false"),
+        (dict(SINGLE, trusted_subnet=["10.0.0.0/8"]), "zimbra_fw:trusted_subnet:", "did you mean 'trusted_subnets'"),
+    ],
+)
+def test_bad_values_are_named(zfw, pillar, key, fragment):
+    found = problems(zfw, pillar)
+    assert any(key in problem and fragment in problem for problem in found), found
+
+
+def test_every_problem_is_reported_at_once(zfw):
+    found = problems(zfw, {"roles": ["nope"], "trusted_subnets": ["any"], "enabled": 1})
+    assert len(found) == 3
+
+
+def test_pillar_that_is_not_a_mapping(zfw):
+    assert "must be a mapping" in problems(zfw, ["ldap"])[0]
+
+
+def test_huge_valid_lists_are_accepted(zfw):
+    subnets = [f"10.{i // 256}.{i % 256}.0/24" for i in range(2000)]
+    config = zfw.parse_config(dict(SINGLE, trusted_subnets=subnets))
+    assert len(config.trusted_subnets) == 2000
+
+
+def test_no_management_allowed_when_said_explicitly(zfw):
+    config = zfw.parse_config(dict(SINGLE, ssh={"from": []}, allow_no_management=True))
+    assert config.ssh_from == ()
+    assert zfw.management_rules(config) == []
+
+
+def test_ssh_any_covers_subnets(zfw):
+    config = zfw.parse_config(dict(SINGLE, ssh={"from": ["10.0.0.0/8", "any"]}))
+    assert config.ssh_from == ("any",)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(8443, "8443/tcp"), ("8443", "8443/tcp"), ("514/udp", "514/udp"), ("6000:6010/tcp", "6000:6010/tcp")],
+)
+def test_port_spec_forms(zfw, value, expected):
+    assert str(zfw.parse_port_spec(value)) == expected

@@ -1,0 +1,89 @@
+"""Profile text, multiport grouping, rule plan and parsing of ufw output."""
+
+SINGLE = {"roles": ["ldap", "mta", "proxy", "mailbox"], "trusted_subnets": ["192.168.1.0/24"]}
+
+
+def test_profile_text_single_server(zfw):
+    text = zfw.profile_text(zfw.parse_config(SINGLE))
+    assert "[Zimbra]\n" in text
+    assert "title=Zimbra Collaboration Server\n" in text
+    assert text.endswith("ports=25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp\n")
+    assert zfw.profile_sections(text) == ["Zimbra"]
+
+
+def test_groups_respect_the_multiport_limit(zfw):
+    specs = [zfw.PortSpec(p, p, "tcp") for p in range(1000, 1020)]
+    specs += [zfw.PortSpec(2000 + 10 * i, 2005 + 10 * i, "tcp") for i in range(3)]
+    specs += [zfw.PortSpec(514, 514, "udp")]
+    groups = zfw.port_groups(specs)
+    assert groups[-1] == "514/udp"
+    for group in groups:
+        entries = group.split("/")[0].split(",")
+        assert sum(2 if ":" in e else 1 for e in entries) <= 15
+    listed = [e for g in groups for e in g.split("/")[0].split(",")]
+    assert len(listed) == len(specs)
+
+
+def test_no_public_port_means_no_profile(zfw):
+    config = zfw.parse_config({"roles": ["ldap"], "trusted_subnets": ["10.0.0.0/8"]})
+    assert zfw.profile_text(config) is None
+    assert ("allow", "Zimbra") not in zfw.desired_rules(config)
+
+
+def test_desired_rules_management_first(zfw):
+    config = zfw.parse_config(
+        dict(SINGLE, trusted_subnets=["2001:DB8::/64", "192.168.1.0/24", "10.0.0.5"], ssh={"from": ["10.0.0.0/8"]})
+    )
+    assert zfw.desired_rules(config) == [
+        ("allow", "from", "10.0.0.0/8", "to", "any", "port", "22", "proto", "tcp"),
+        ("allow", "from", "10.0.0.5"),
+        ("allow", "from", "192.168.1.0/24"),
+        ("allow", "from", "2001:db8::/64"),
+        ("allow", "Zimbra"),
+    ]
+
+
+def test_plan_rules_adds_missing_and_removes_stale(zfw):
+    desired = [("allow", "22/tcp"), ("allow", "from", "10.0.0.0/8"), ("allow", "Zimbra")]
+    managed = [("allow", "22/tcp"), ("allow", "from", "172.16.0.0/12")]
+    add, remove = zfw.plan_rules(desired, managed)
+    assert add == [("allow", "from", "10.0.0.0/8"), ("allow", "Zimbra")]
+    assert remove == [("allow", "from", "172.16.0.0/12")]
+    assert zfw.plan_rules(desired, desired) == ([], [])
+
+
+SHOW_ADDED = """Added user rules (see 'ufw status' for running firewall):
+ufw allow 22/tcp comment 'zimbra_fw'
+ufw allow from 192.168.1.0/24 comment 'zimbra_fw'
+ufw allow Zimbra comment 'zimbra_fw'
+ufw allow 8000
+ufw allow from 10.9.0.0/16 comment 'someone else'
+ufw allow from 2001:db8::1 comment 'zimbra_fw'
+"""
+
+
+def test_parse_show_added(zfw):
+    managed, other = zfw.parse_show_added(SHOW_ADDED)
+    assert managed == [
+        ("allow", "22/tcp"),
+        ("allow", "from", "192.168.1.0/24"),
+        ("allow", "Zimbra"),
+        ("allow", "from", "2001:db8::1"),
+    ]
+    assert other == [("allow", "8000"), ("allow", "from", "10.9.0.0/16", "comment", "someone else")]
+
+
+def test_parse_show_added_when_empty(zfw):
+    assert zfw.parse_show_added("Added user rules (see 'ufw status' for running firewall):\n(None)\n") == ([], [])
+
+
+def test_parse_status(zfw):
+    active = "Status: active\nLogging: off\nDefault: deny (incoming), allow (outgoing), disabled (routed)\n"
+    assert zfw.parse_status(active) == (True, "deny")
+    assert zfw.parse_status("Status: inactive\n") == (False, None)
+
+
+def test_parse_defaults_file(zfw):
+    assert zfw.parse_defaults_file('IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\n') == "deny"
+    assert zfw.parse_defaults_file('DEFAULT_INPUT_POLICY="ACCEPT"\n') == "allow"
+    assert zfw.parse_defaults_file("") is None

@@ -1,0 +1,222 @@
+"""The formula on one sandboxed server, against real ufw and iptables.
+
+Each test gets its own minion network namespace with a private /etc/ufw and
+/etc/default/ufw, plus "lan" (192.168.1.10, trusted) and "internet"
+(203.0.113.10) clients; probes are real TCP connections.
+"""
+
+import copy
+
+import pytest
+
+PUBLIC = [25, 80, 110, 143, 443, 465, 587, 993, 995, 3443, 5222, 5223, 7071, 9071]
+INTERNAL = [389, 636, 3310, 7025, 7072, 7171, 7306, 8080, 8443, 10024, 11211, 23232]
+MANAGEMENT = [22]
+
+
+def changes(results):
+    return {state: result["changes"] for state, result in results.items() if result["changes"]}
+
+
+def all_succeeded(results):
+    return all(result["result"] is True for result in results.values())
+
+
+@pytest.fixture
+def converged(lab, example_pillar):
+    lab.minion.set_pillar(example_pillar)
+    results = lab.minion.apply()
+    assert all_succeeded(results), results
+    return lab, results
+
+
+def test_first_apply_opens_exactly_the_whitelist(converged):
+    lab, results = converged
+    assert results["zimbra_fw-rules"]["changes"] == {
+        "added": ["allow 22/tcp", "allow from 192.168.1.0/24", "allow Zimbra"]
+    }
+    assert results["zimbra_fw-firewall"]["changes"]["active"] == {"old": False, "new": True}
+    ports = PUBLIC + INTERNAL + MANAGEMENT
+    lab.minion.listen(ports)
+    from_internet = lab.internet.probe(lab.MINION_INTERNET, ports)
+    from_lan = lab.lan.probe(lab.MINION_LAN, ports)
+    assert [p for p in PUBLIC + MANAGEMENT if not from_internet[p]] == []
+    assert [p for p in INTERNAL if from_internet[p]] == []
+    assert [p for p in ports if not from_lan[p]] == []
+
+
+def test_second_apply_changes_nothing_and_starts_two_ufw(converged):
+    lab, _ = converged
+    before = lab.minion.snapshot()
+    lab.minion.reset_ufw_calls()
+    results = lab.minion.apply()
+    assert all_succeeded(results)
+    assert changes(results) == {}
+    assert len(lab.minion.ufw_calls()) <= 2, lab.minion.ufw_calls()
+    assert lab.minion.snapshot() == before
+
+
+def test_test_mode_on_a_fresh_server_changes_nothing(lab, example_pillar):
+    lab.minion.set_pillar(example_pillar)
+    before = lab.minion.snapshot()
+    results = lab.minion.apply(test=True)
+    assert lab.minion.snapshot() == before
+    for state in ("zimbra_fw-profile", "zimbra_fw-rules", "zimbra_fw-firewall"):
+        assert results[state]["result"] is None, results[state]
+    assert results["zimbra_fw-rules"]["changes"]["added"] == [
+        "allow 22/tcp", "allow from 192.168.1.0/24", "allow Zimbra"
+    ]
+    # What test mode announced is what a real run then does.
+    applied = lab.minion.apply()
+    for state in ("zimbra_fw-profile", "zimbra_fw-rules", "zimbra_fw-firewall"):
+        assert applied[state]["changes"] == results[state]["changes"]
+
+
+def test_test_mode_on_a_converged_server_reports_pending_pillar_change(converged, example_pillar):
+    lab, _ = converged
+    pillar = copy.deepcopy(example_pillar)
+    pillar["trusted_subnets"] = ["192.168.2.0/24"]
+    lab.minion.set_pillar(pillar)
+    before = lab.minion.snapshot()
+    results = lab.minion.apply(test=True)
+    assert lab.minion.snapshot() == before
+    assert results["zimbra_fw-rules"]["result"] is None
+    assert results["zimbra_fw-rules"]["changes"] == {
+        "added": ["allow from 192.168.2.0/24"], "removed": ["allow from 192.168.1.0/24"]
+    }
+    assert results["zimbra_fw-firewall"]["result"] is True
+
+
+def test_pillar_change_removes_only_stale_managed_rules(converged, example_pillar):
+    lab, _ = converged
+    lab.minion.ufw("allow", "from", "192.168.1.0/24", "to", "any", "port", "7777", "proto", "tcp")
+    pillar = copy.deepcopy(example_pillar)
+    pillar["trusted_subnets"] = []
+    lab.minion.set_pillar(pillar)
+    results = lab.minion.apply()
+    assert results["zimbra_fw-rules"]["changes"] == {"removed": ["allow from 192.168.1.0/24"]}
+    status = lab.minion.salt("zimbra_fw.status")
+    assert status["managed_rules"] == ["allow 22/tcp", "allow Zimbra"]
+    assert status["other_rules"] == ["allow from 192.168.1.0/24 to any port 7777 proto tcp"]
+    lab.minion.listen([389, 443, 7777])
+    assert lab.lan.probe(lab.MINION_LAN, [389, 443, 7777]) == {389: False, 443: True, 7777: True}
+
+
+def test_changed_ports_update_the_live_rules(converged, example_pillar):
+    lab, _ = converged
+    pillar = copy.deepcopy(example_pillar)
+    pillar["extra_ports"] = [8443]
+    pillar["exclude_ports"] = [5222, 5223]
+    lab.minion.set_pillar(pillar)
+    results = lab.minion.apply()
+    assert results["zimbra_fw-profile"]["changes"]["ports"]["Zimbra"] == {
+        "old": "25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp",
+        "new": "25,80,110,143,443,465,587,993,995,3443,7071,8443,9071/tcp",
+    }
+    assert changes(results).keys() == {"zimbra_fw-profile"}
+    lab.minion.listen([5222, 5223, 8443])
+    assert lab.internet.probe(lab.MINION_INTERNET, [5222, 5223, 8443]) == {5222: False, 5223: False, 8443: True}
+    assert changes(lab.minion.apply()) == {}
+
+
+def test_ipv6_trusted_subnet_and_restricted_ssh(lab, example_pillar):
+    pillar = copy.deepcopy(example_pillar)
+    pillar["trusted_subnets"] = ["192.168.1.0/24", "2001:db8:1::/64"]
+    pillar["ssh"] = {"port": 22, "from": ["192.168.1.0/24"]}
+    lab.minion.set_pillar(pillar)
+    results = lab.minion.apply()
+    assert all_succeeded(results), results
+    assert results["zimbra_fw-rules"]["changes"]["added"] == [
+        "allow from 192.168.1.0/24 to any port 22 proto tcp",
+        "allow from 192.168.1.0/24",
+        "allow from 2001:db8:1::/64",
+        "allow Zimbra",
+    ]
+    assert changes(lab.minion.apply()) == {}
+    lab.minion.listen([22, 25])
+    assert lab.internet.probe(lab.MINION_INTERNET, [22, 25]) == {22: False, 25: True}
+    assert lab.lan.probe(lab.MINION_LAN, [22]) == {22: True}
+
+
+def test_enabled_false_leaves_ufw_alone(lab, example_pillar):
+    pillar = dict(example_pillar, enabled=False)
+    lab.minion.set_pillar(pillar)
+    results = lab.minion.apply()
+    assert all_succeeded(results), results
+    assert "left alone" in results["zimbra_fw-firewall"]["comment"]
+    assert "Status: inactive" in lab.minion.ufw("status").stdout
+    assert lab.minion.salt("zimbra_fw.status")["managed_rules"] == [
+        "allow 22/tcp", "allow from 192.168.1.0/24", "allow Zimbra"
+    ]
+
+
+BAD_PILLARS = [
+    ("roles", {"roles": ["ldap", "webserver"]}, "roles[1]: 'webserver'"),
+    ("roles", {"roles": "mta"}, "zimbra_fw:roles: 'mta'"),
+    ("trusted_subnets", {"trusted_subnets": ["0.0.0.0/0"]}, "trusted_subnets[0]: '0.0.0.0/0'"),
+    ("trusted_subnets", {"trusted_subnets": ["192.168.1.7/24"]}, "trusted_subnets[0]: '192.168.1.7/24'"),
+    ("extra_ports", {"extra_ports": [70000]}, "extra_ports[0]: 70000"),
+    ("extra_ports", {"extra_ports": ["514/icmp"]}, "extra_ports[0]: '514/icmp'"),
+    ("extra_ports", {"extra_ports": [11211]}, "extra_ports: '11211/tcp'"),
+    ("profile", {"profile": {"name": "Zimbra'; reboot #"}}, "profile:name"),
+    ("ssh", {"ssh": {"port": 22, "from": []}}, "ssh:from: []"),
+]
+
+
+@pytest.mark.parametrize("key, bad, named", BAD_PILLARS, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD_PILLARS)])
+def test_bad_pillar_fails_and_changes_nothing(converged, example_pillar, key, bad, named):
+    lab, _ = converged
+    pillar = dict(copy.deepcopy(example_pillar), **bad)
+    pillar["trusted_subnets"] = bad.get("trusted_subnets", ["192.168.2.0/24"])  # also a pending change
+    lab.minion.set_pillar(pillar)
+    before = lab.minion.snapshot()
+    results = lab.minion.apply()
+    assert lab.minion.snapshot() == before
+    profile = results["zimbra_fw-profile"]
+    assert profile["result"] is False and named in profile["comment"], profile["comment"]
+    assert results["zimbra_fw-rules"]["result"] is False
+    assert results["zimbra_fw-firewall"]["result"] is False
+    assert changes(results) == {}
+
+
+def test_bad_pillar_on_a_fresh_server_leaves_it_untouched(lab, example_pillar):
+    lab.minion.set_pillar(dict(example_pillar, trusted_subnets=["any"]))
+    before = lab.minion.snapshot()
+    results = lab.minion.apply()
+    assert lab.minion.snapshot() == before
+    assert "trusted_subnets[0]: 'any'" in results["zimbra_fw-profile"]["comment"]
+    assert "Status: inactive" in lab.minion.ufw("status").stdout
+
+
+def test_roles_without_public_ports_write_no_profile(lab):
+    lab.minion.set_pillar({"roles": ["ldap"], "trusted_subnets": ["192.168.1.0/24"]})
+    results = lab.minion.apply()
+    assert all_succeeded(results), results
+    assert results["zimbra_fw-rules"]["changes"] == {"added": ["allow 22/tcp", "allow from 192.168.1.0/24"]}
+    lab.minion.listen([389])
+    assert lab.internet.probe(lab.MINION_INTERNET, [389]) == {389: False}
+    assert lab.lan.probe(lab.MINION_LAN, [389]) == {389: True}
+
+
+def test_role_change_retires_the_profile_and_its_rule(converged):
+    lab, _ = converged
+    lab.minion.set_pillar({"roles": ["ldap"], "trusted_subnets": ["192.168.1.0/24"]})
+    results = lab.minion.apply()
+    assert all_succeeded(results), results
+    assert results["zimbra_fw-profile"]["changes"]["rules removed"] == ["allow Zimbra"]
+    assert lab.minion.salt("zimbra_fw.status")["managed_rules"] == ["allow 22/tcp", "allow from 192.168.1.0/24"]
+    assert changes(lab.minion.apply()) == {}
+
+
+def test_execution_module_functions(converged):
+    lab, _ = converged
+    minion = lab.minion
+    assert minion.salt("zimbra_fw.open_ports")["public"] == [f"{p}/tcp" for p in PUBLIC]
+    profile = minion.salt("zimbra_fw.profile")
+    assert profile["ports"] == ["25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp"]
+    assert profile["text"] == minion.guarded(["cat", "/etc/ufw/applications.d/zimbra"]).stdout
+    plan = minion.salt("zimbra_fw.plan")
+    assert {part: plan[part]["changes"] for part in plan} == {"profile": {}, "rules": {}, "firewall": {}}
+    assert any(row["port"] == 11211 for row in minion.salt("zimbra_fw.catalogue"))
+    info = minion.guarded(["ufw", "app", "info", "Zimbra"]).stdout
+    assert "Zimbra Collaboration Server" in info and "9071/tcp" in info
