@@ -87,7 +87,7 @@ CATALOGUE = (
     Port(3443, "tcp", "proxy", PUBLIC, ANYONE, "nginx client-certificate (certauth SSO) port"),
     Port(9071, "tcp", "proxy", PUBLIC, ADMINS, "nginx admin console proxy (to mailbox 7071)"),
     # zimbra-mta
-    Port(25, "tcp", "mta", PUBLIC, ANYONE + ("mailbox",), "postfix SMTP (inbound MX, relay for mailboxes)"),
+    Port(25, "tcp", "mta", PUBLIC, (*ANYONE, "mailbox"), "postfix SMTP (inbound MX, relay for mailboxes)"),
     Port(465, "tcp", "mta", PUBLIC, ANYONE, "postfix SMTPS submission (implicit TLS)"),
     Port(587, "tcp", "mta", PUBLIC, ANYONE, "postfix submission (STARTTLS)"),
     Port(3310, "tcp", "mta", LOCALHOST, LOCAL, "ClamAV clamd"),
@@ -108,7 +108,7 @@ CATALOGUE = (
     # zimbra-store (mailbox)
     Port(5222, "tcp", "mailbox", PUBLIC, ANYONE, "XMPP client (Zimbra Chat)"),
     Port(5223, "tcp", "mailbox", PUBLIC, ANYONE, "XMPP legacy SSL (Zimbra Chat)"),
-    Port(7071, "tcp", "mailbox", PUBLIC, ADMINS + ("proxy", "mailbox"), "admin console and admin SOAP"),
+    Port(7071, "tcp", "mailbox", PUBLIC, (*ADMINS, "proxy", "mailbox"), "admin console and admin SOAP"),
     Port(80, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd HTTP (no proxy on this node)", when_missing="proxy"),
     Port(110, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd POP3 (no proxy on this node)", when_missing="proxy"),
     Port(143, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd IMAP (no proxy on this node)", when_missing="proxy"),
@@ -272,7 +272,7 @@ def _check_list(problems, key, value):
 
 def _check_no_duplicates(problems, key, items, shown):
     seen = set()
-    for item, raw in zip(items, shown):
+    for item, raw in zip(items, shown, strict=True):
         if item in seen:
             problems.add(key, raw, "is listed twice")
         seen.add(item)
@@ -578,7 +578,8 @@ def management_rules(config):
     """The ssh allow rules that keep the server manageable."""
     port = str(config.ssh_port)
     return [
-        ("allow", f"{port}/tcp") if source == "any"
+        ("allow", f"{port}/tcp")
+        if source == "any"
         else ("allow", "from", _source(source), "to", "any", "port", port, "proto", "tcp")
         for source in config.ssh_from
     ]
@@ -596,8 +597,8 @@ def desired_rules(config):
 def parse_show_added(output):
     """Split ``ufw show added`` into (managed, other) rules as argument tuples."""
     managed, other = [], []
-    for line in output.splitlines():
-        line = line.strip()
+    for raw_line in output.splitlines():
+        line = raw_line.strip()
         if not line.startswith("ufw "):
             continue
         try:
@@ -784,8 +785,13 @@ def _plan_firewall(config):
         changes["active"] = {"old": False, "new": True}
         steps.append(_step_ufw(["--force", "enable"]))
     if steps and not config.allow_no_management:
-        steps.insert(0, {"require_rules": [list(r) for r in management_rules(config)],
-                         "describe": "check that management access is allowed"})
+        steps.insert(
+            0,
+            {
+                "require_rules": [list(r) for r in management_rules(config)],
+                "describe": "check that management access is allowed",
+            },
+        )
     return {"changes": changes, "steps": steps}
 
 

@@ -40,7 +40,7 @@ def listen(ports):
 async def _try(address, port, timeout):
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (OSError, TimeoutError):
         return False
     writer.close()
     return True
@@ -48,7 +48,7 @@ async def _try(address, port, timeout):
 
 async def _connect_all(address, timeout, ports):
     results = await asyncio.gather(*(_try(address, port, timeout) for port in ports))
-    return dict(zip(ports, results))
+    return dict(zip(ports, results, strict=True))
 
 
 def main(argv):

@@ -70,9 +70,7 @@ class Namespace:
         return _run(["ip", "netns", "exec", self.name, *argv], check=check, timeout=timeout)
 
     def spawn(self, argv):
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, *argv], stdout=subprocess.PIPE, text=True
-        )
+        process = subprocess.Popen(["ip", "netns", "exec", self.name, *argv], stdout=subprocess.PIPE, text=True)
         self.processes.append(process)
         return process
 
@@ -141,18 +139,14 @@ class Minion(Namespace):
         with open(os.path.join(self.pillar_dir, "top.sls"), "w", encoding="utf-8") as handle:
             yaml.safe_dump({"base": {"*": ["zimbra_fw"]}}, handle)
 
+    def guarded_argv(self, argv):
+        """The command line that runs ``argv`` in this minion through the guard."""
+        guard = [sys.executable, GUARD, "--netns", self.name, "--host-netns", host_netns_id(), "--state", self.state]
+        return ["ip", "netns", "exec", self.name, "unshare", "--mount", "--propagation", "private", *guard, "--", *argv]
+
     def guarded(self, argv, check=True, timeout=300):
         """Run ``argv`` in this minion's netns with its private ufw files, via the guard."""
-        return self.exec(
-            [
-                "unshare", "--mount", "--propagation", "private",
-                sys.executable, GUARD,
-                "--netns", self.name, "--host-netns", host_netns_id(), "--state", self.state,
-                "--", *argv,
-            ],
-            check=check,
-            timeout=timeout,
-        )
+        return _run(self.guarded_argv(argv), check=check, timeout=timeout)
 
     def ufw(self, *args, check=True):
         return self.guarded(["ufw", *args], check=check)
@@ -164,6 +158,12 @@ class Minion(Namespace):
     def set_pillar_text(self, text):
         with open(os.path.join(self.pillar_dir, "zimbra_fw.sls"), "w", encoding="utf-8") as handle:
             handle.write(text)
+
+    def salt_text(self, *args):
+        """``salt-call --local`` in the sandbox with Salt's own readable output."""
+        color = "--force-color" if sys.stdout.isatty() else "--no-color"
+        out = self.guarded([SALT_CALL, "--local", "-c", self.config_dir, color, *args], check=False)
+        return out.stdout + out.stderr
 
     def salt(self, *args):
         """``salt-call --local`` in the sandbox; returns the JSON ``local`` value."""
@@ -200,9 +200,9 @@ class Minion(Namespace):
         """The firewall as bytes: private ufw files and the loaded iptables rules."""
         files = {}
         for root in (os.path.join(self.state, "etc-ufw"), os.path.join(self.state, "default-ufw")):
-            paths = [root] if os.path.isfile(root) else [
-                os.path.join(d, f) for d, _, names in os.walk(root) for f in names
-            ]
+            paths = (
+                [root] if os.path.isfile(root) else [os.path.join(d, f) for d, _, names in os.walk(root) for f in names]
+            )
             for path in sorted(paths):
                 with open(path, "rb") as handle:
                     files[os.path.relpath(path, self.state)] = handle.read()
@@ -260,8 +260,23 @@ class Lab:
 
     def _link(self, client, tag, client_address, minion_address):
         inside, outside = f"{self.prefix[-6:]}{tag}0", f"{self.prefix[-6:]}{tag}1"
-        _run(["ip", "link", "add", inside, "netns", self.minion.name, "type", "veth",
-              "peer", "name", outside, "netns", client.name])
+        _run(
+            [
+                "ip",
+                "link",
+                "add",
+                inside,
+                "netns",
+                self.minion.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                outside,
+                "netns",
+                client.name,
+            ]
+        )
         self.minion.exec(["ip", "addr", "add", minion_address, "dev", inside])
         self.minion.exec(["ip", "link", "set", inside, "up"])
         client.exec(["ip", "addr", "add", client_address, "dev", outside])

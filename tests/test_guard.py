@@ -11,9 +11,23 @@ from harness.sandbox import GUARD, Lab, host_netns_id
 def test_guard_refuses_in_the_host_namespace(tmp_path):
     marker = tmp_path / "ran"
     result = subprocess.run(
-        [sys.executable, GUARD, "--netns", "zfw-no-such-ns", "--host-netns", host_netns_id(),
-         "--state", str(tmp_path), "--", "touch", str(marker)],
-        capture_output=True, text=True, timeout=30, check=False,
+        [
+            sys.executable,
+            GUARD,
+            "--netns",
+            "zfw-no-such-ns",
+            "--host-netns",
+            host_netns_id(),
+            "--state",
+            str(tmp_path),
+            "--",
+            "touch",
+            str(marker),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == guard.REFUSED
     assert "host's network namespace" in result.stderr
@@ -31,9 +45,23 @@ def test_guard_refuses_a_namespace_it_is_not_in(tmp_path):
     with Lab() as lab:
         marker = tmp_path / "ran"
         result = lab.lan.exec(
-            ["unshare", "--mount", "--propagation", "private", sys.executable, GUARD,
-             "--netns", lab.minion.name, "--host-netns", host_netns_id(),
-             "--state", lab.minion.state, "--", "touch", str(marker)],
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                sys.executable,
+                GUARD,
+                "--netns",
+                lab.minion.name,
+                "--host-netns",
+                host_netns_id(),
+                "--state",
+                lab.minion.state,
+                "--",
+                "touch",
+                str(marker),
+            ],
             check=False,
         )
         assert result.returncode == guard.REFUSED

@@ -64,7 +64,9 @@ def test_test_mode_on_a_fresh_server_changes_nothing(lab, example_pillar):
     for state in ("zimbra_fw-profile", "zimbra_fw-rules", "zimbra_fw-firewall"):
         assert results[state]["result"] is None, results[state]
     assert results["zimbra_fw-rules"]["changes"]["added"] == [
-        "allow 22/tcp", "allow from 192.168.1.0/24", "allow Zimbra"
+        "allow 22/tcp",
+        "allow from 192.168.1.0/24",
+        "allow Zimbra",
     ]
     # What test mode announced is what a real run then does.
     applied = lab.minion.apply()
@@ -82,7 +84,8 @@ def test_test_mode_on_a_converged_server_reports_pending_pillar_change(converged
     assert lab.minion.snapshot() == before
     assert results["zimbra_fw-rules"]["result"] is None
     assert results["zimbra_fw-rules"]["changes"] == {
-        "added": ["allow from 192.168.2.0/24"], "removed": ["allow from 192.168.1.0/24"]
+        "added": ["allow from 192.168.2.0/24"],
+        "removed": ["allow from 192.168.1.0/24"],
     }
     assert results["zimbra_fw-firewall"]["result"] is True
 
@@ -146,7 +149,9 @@ def test_enabled_false_leaves_ufw_alone(lab, example_pillar):
     assert "left alone" in results["zimbra_fw-firewall"]["comment"]
     assert "Status: inactive" in lab.minion.ufw("status").stdout
     assert lab.minion.salt("zimbra_fw.status")["managed_rules"] == [
-        "allow 22/tcp", "allow from 192.168.1.0/24", "allow Zimbra"
+        "allow 22/tcp",
+        "allow from 192.168.1.0/24",
+        "allow Zimbra",
     ]
 
 
