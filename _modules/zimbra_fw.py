@@ -908,7 +908,9 @@ def plan(part=None):
 
 def apply(plan):  # pylint: disable=redefined-outer-name
     """
-    Carry out a plan made by ``zimbra_fw.plan part=...`` in order. On failure
+    Carry out a plan made by ``zimbra_fw.plan part=...`` (the states pass it
+    on) in order: its ``steps`` run ufw commands, write or remove the profile
+    file, or check that management rules exist. On failure
     the error says which step failed and lists the steps already applied
     (also in its ``info['applied']``).
 
@@ -916,7 +918,7 @@ def apply(plan):  # pylint: disable=redefined-outer-name
 
     .. code-block:: bash
 
-        salt '*' zimbra_fw.apply "$(salt-call --out=json zimbra_fw.plan part=rules)"
+        salt '*' zimbra_fw.apply '{"steps": [{"ufw": ["app", "update", "Zimbra"]}]}'
     """
     applied = []
     for step in plan.get("steps", []):

@@ -1,0 +1,47 @@
+# zimbra_fw: make demo (apply pillar.example to a sandboxed minion), make test.
+# Both set up everything first: Debian packages (ufw, iptables, iproute2) and
+# a virtual environment in .venv with requirements.txt. Needs root: the
+# sandbox makes network and mount namespaces.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEBIAN_PACKAGES := ufw iptables iproute2 util-linux mount
+
+.PHONY: setup system-packages demo test lint unit bench clean
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=""; for package in $(DEBIAN_PACKAGES); do \
+		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+demo: setup
+	$(PY) -m harness.demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/yamllint pillar.example zimbra_fw .yamllint
+	$(VENV)/bin/salt-lint zimbra_fw/*.sls
+
+unit: setup
+	$(PY) -m pytest tests/test_config.py tests/test_whitelist.py tests/test_profile_and_rules.py
+
+test: lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m bench.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
