@@ -651,9 +651,13 @@ def parse_defaults_file(text):
 # ---------------------------------------------------------------- ufw I/O (thin)
 
 
-def _ufw(args, check=True):
+def _require_ufw():
     if not __salt__["cmd.has_exec"]("ufw"):
         raise CommandExecutionError("ufw is not available on this minion: install the 'ufw' package")
+
+
+def _ufw(args, check=True):
+    _require_ufw()
     result = __salt__["cmd.run_all"](
         ["ufw", *args],
         python_shell=False,
@@ -899,6 +903,7 @@ def plan(part=None):
         salt '*' zimbra_fw.plan part=rules
     """
     config = _config()
+    _require_ufw()
     if part is not None:
         if part not in _PLANNERS:
             raise CommandExecutionError(f"part {part!r} is not one of {', '.join(PARTS)}")

@@ -8,8 +8,9 @@ Started by ``harness.sandbox`` as::
 Before anything else it proves that it runs in the network namespace NS
 that the harness created and not in the host's (compared with
 /proc/1/ns/net, kthreadd's /proc/2/ns/net and the harness's own namespace).
-Then it bind-mounts the sandbox's private /etc/ufw and /etc/default/ufw in
-its private mount namespace and executes CMD. It exits 97 on refusal.
+Then it bind-mounts the sandbox's private /etc/ufw, /etc/default/ufw and /run in
+its private mount namespace, adds any fault a test asked for (marker files
+``fault-*`` in DIR) and executes CMD. It exits 97 on refusal.
 """
 
 import argparse
@@ -54,6 +55,15 @@ def _bind(source, target):
     subprocess.run(["mount", "--bind", source, target], check=True)
 
 
+def _inject_faults(state):
+    """Faults the tests ask for with marker files, inside this mount namespace only."""
+    if os.path.exists(os.path.join(state, "fault-readonly-apps")):
+        _bind("/etc/ufw/applications.d", "/etc/ufw/applications.d")
+        subprocess.run(["mount", "-o", "remount,bind,ro", "/etc/ufw/applications.d"], check=True)
+    if os.path.exists(os.path.join(state, "fault-no-ufw")):
+        _bind("/dev/null", "/usr/sbin/ufw")  # present but not executable: "not installed"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--netns", required=True)
@@ -68,7 +78,10 @@ def main(argv=None):
         return REFUSED
     _bind(os.path.join(args.state, "etc-ufw"), "/etc/ufw")
     _bind(os.path.join(args.state, "default-ufw"), "/etc/default/ufw")
-    os.environ["PATH"] = os.path.join(args.state, "bin") + os.pathsep + os.environ.get("PATH", "")
+    _bind(os.path.join(args.state, "run"), "/run")  # a private /run/ufw.lock
+    _inject_faults(args.state)
+    if not os.path.exists(os.path.join(args.state, "fault-no-ufw")):
+        os.environ["PATH"] = os.path.join(args.state, "bin") + os.pathsep + os.environ.get("PATH", "")
     os.environ["LC_ALL"] = "C"
     os.execvp(command[0], command)
     return REFUSED  # not reached

@@ -114,12 +114,23 @@ class Minion(Namespace):
         with open(os.path.join(etc, "sysctl.conf"), "w", encoding="utf-8"):
             pass
         _replace_line(os.path.join(self.state, "default-ufw"), "IPT_MODULES=", 'IPT_MODULES=""')
+        os.makedirs(os.path.join(self.state, "run"))
         bindir = os.path.join(self.state, "bin")
         os.makedirs(bindir)
         counter = os.path.join(bindir, "ufw")
+        self.ufw_fail_at = os.path.join(self.state, "ufw-fail-at")
         with open(counter, "w", encoding="utf-8") as handle:
-            # Counts ufw processes for the benchmark, then runs the real ufw.
-            handle.write(f'#!/bin/sh\necho "$*" >> "{self.ufw_log}"\nexec {UFW} "$@"\n')
+            # Counts ufw processes (benchmark), can fail the Nth one (fault
+            # injection tests), and otherwise runs the real ufw.
+            handle.write(
+                "#!/bin/sh\n"
+                f'echo "$*" >> "{self.ufw_log}"\n'
+                f'if [ -f "{self.ufw_fail_at}" ] &&\n'
+                f'   [ "$(wc -l < "{self.ufw_log}")" -eq "$(cat "{self.ufw_fail_at}")" ]; then\n'
+                '  echo "ERROR: injected failure" >&2; exit 1\n'
+                "fi\n"
+                f'exec {UFW} "$@"\n'
+            )
         os.chmod(counter, 0o755)
 
     def _make_salt_config(self, minion_id):
@@ -191,6 +202,24 @@ class Minion(Namespace):
                 return handle.read().splitlines()
         except FileNotFoundError:
             return []
+
+    def fail_ufw_call(self, number):
+        """Make the ``number``-th ufw process from now fail (None: stop failing)."""
+        self.reset_ufw_calls()
+        if number is None:
+            if os.path.exists(self.ufw_fail_at):
+                os.unlink(self.ufw_fail_at)
+            return
+        with open(self.ufw_fail_at, "w", encoding="utf-8") as handle:
+            handle.write(f"{number}\n")
+
+    def set_fault(self, name, on=True):
+        """Turn a guard fault on or off: ``readonly-apps`` or ``no-ufw``."""
+        marker = os.path.join(self.state, f"fault-{name}")
+        if on:
+            open(marker, "w", encoding="utf-8").close()
+        elif os.path.exists(marker):
+            os.unlink(marker)
 
     def reset_ufw_calls(self):
         if os.path.exists(self.ufw_log):
