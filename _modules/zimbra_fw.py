@@ -594,9 +594,9 @@ def desired_rules(config):
     return rules
 
 
-def parse_show_added(output):
-    """Split ``ufw show added`` into (managed, other) rules as argument tuples."""
-    managed, other = [], []
+def show_added_rules(output):
+    """Rules from ``ufw show added`` in ufw's order: (argument tuple, comment or None)."""
+    rules = []
     for raw_line in output.splitlines():
         line = raw_line.strip()
         if not line.startswith("ufw "):
@@ -604,12 +604,19 @@ def parse_show_added(output):
         try:
             words = shlex.split(line)[1:]
         except ValueError:
-            other.append(tuple(line.split()[1:]))
-            continue
-        if len(words) >= 2 and words[-2] == "comment" and words[-1] == RULE_COMMENT:
-            managed.append(tuple(words[:-2]))
-        else:
-            other.append(tuple(words))
+            words = line.split()[1:]
+        comment = None
+        if len(words) >= 2 and words[-2] == "comment":
+            words, comment = words[:-2], words[-1]
+        rules.append((tuple(words), comment))
+    return rules
+
+
+def parse_show_added(output):
+    """Split ``ufw show added`` into (managed, other) rules as argument tuples."""
+    rules = show_added_rules(output)
+    managed = [rule for rule, comment in rules if comment == RULE_COMMENT]
+    other = [rule + (("comment", comment) if comment else ()) for rule, comment in rules if comment != RULE_COMMENT]
     return managed, other
 
 
@@ -646,6 +653,195 @@ def parse_defaults_file(text):
     """Default incoming policy from /etc/default/ufw text."""
     match = re.search(r'^DEFAULT_INPUT_POLICY="?(\w+)"?', text or "", re.MULTILINE)
     return POLICY_WORDS.get(match.group(1).upper(), match.group(1).lower()) if match else None
+
+
+# ---------------------------------------------------------------- audit
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+Listener = namedtuple("Listener", "address port proto")
+Rule = namedtuple("Rule", "action source ports")  # ports: None = every port
+
+
+def parse_proc_net(text, proto):
+    """Listening sockets from /proc/net/{tcp,tcp6,udp,udp6} text."""
+    wanted_state = "0A" if proto == "tcp" else "07"  # TCP_LISTEN / UDP unconnected
+    listeners = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != wanted_state:
+            continue
+        address_hex, port_hex = fields[1].split(":")
+        raw = bytes.fromhex(address_hex)
+        # The kernel prints each 32-bit word in host (little-endian) order.
+        packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+        listeners.append(Listener(ipaddress.ip_address(packed), int(port_hex, 16), proto))
+    return listeners
+
+
+def parse_ufw_ports(text):
+    """PortSpecs from ufw port syntax: ``22``, ``80,443/tcp``, ``6000:6010/tcp``, ``a/tcp|b/udp``."""
+    specs = []
+    for group in text.split("|"):
+        ports, _, proto = group.partition("/")
+        for item in ports.split(","):
+            first, _, last = item.partition(":")
+            for one_proto in (proto,) if proto else ("tcp", "udp"):
+                specs.append(PortSpec(int(first), int(last or first), one_proto))
+    return specs
+
+
+def parse_app_profiles(texts):
+    """``{name: [PortSpec]}`` from the texts of the files in applications.d."""
+    profiles = {}
+    for text in texts:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read_string(text)
+        except configparser.Error:
+            continue
+        for name in parser.sections():
+            try:
+                profiles[name] = parse_ufw_ports(parser.get(name, "ports"))
+            except (configparser.Error, ValueError):
+                continue
+    return profiles
+
+
+def parse_rule(words, profiles):
+    """An incoming rule from ufw command words, or None for rules the audit ignores."""
+    words = [w for w in words if w not in ("log", "log-all")]
+    if not words or words[0] not in ("allow", "deny", "reject", "limit"):
+        return None
+    action, rest = words[0], words[1:]
+    if rest[:1] == ["out"]:
+        return None
+    if rest[:1] == ["in"]:
+        rest = rest[1:]
+    if rest[:1] == ["on"]:
+        rest = rest[2:]
+    if len(rest) == 1:  # simple form: a port spec or an application
+        target = rest[0]
+        ports = profiles.get(target) if not target[:1].isdigit() else parse_ufw_ports(target)
+        return Rule(action, "any", ports or [])
+    fields = dict(zip(rest[::2], rest[1::2], strict=False))
+    source = fields.get("from", "any")
+    ports = None
+    if "app" in fields:
+        ports = profiles.get(fields["app"], [])
+    elif "port" in fields:
+        ports = parse_ufw_ports(fields["port"] + (f"/{fields['proto']}" if "proto" in fields else ""))
+    elif "proto" in fields:
+        ports = [PortSpec(1, 65535, fields["proto"])]
+    return Rule(action, source, ports)
+
+
+def _rule_matches(rule, spec):
+    return rule.ports is None or any(p.covers(spec) for p in rule.ports)
+
+
+def reachability(listener, rules, active, incoming):
+    """Who can reach a listener: ``localhost``, ``anyone``, ``nobody`` or a list of sources."""
+    if listener.address.is_loopback:
+        return "localhost"
+    if not active or incoming == "allow":
+        return "anyone"
+    spec = PortSpec(listener.port, listener.port, listener.proto)
+    family = listener.address.version
+    for rule in rules:
+        if rule.source == "any" and _rule_matches(rule, spec):
+            if rule.action in ("allow", "limit"):
+                return "anyone"
+            break
+    sources = []
+    for rule in rules:
+        if rule.source != "any" and rule.action in ("allow", "limit") and _rule_matches(rule, spec):
+            network = ipaddress.ip_network(rule.source, strict=False)
+            dual_stack = listener.address == ipaddress.IPv6Address("::")
+            if network.version == family or dual_stack:
+                sources.append(rule.source)
+    return sorted(set(sources)) or "nobody"
+
+
+def _catalogue_row(port, proto, roles):
+    rows = [e for e in CATALOGUE if e.port == port and e.proto == proto]
+    own = [e for e in rows if e.role in set(roles) | {CORE_ROLE}]
+    return (own or rows or [None])[0]
+
+
+def audit_findings(listeners, rules, active, incoming, config):
+    """Compare what listens with what the firewall lets in; returns the audit report."""
+    findings = []
+
+    def finding(severity, port, message):
+        findings.append({"severity": severity, "port": port, "message": message})
+
+    if not active:
+        finding("high", None, "ufw is inactive: every listening port is reachable from anyone")
+    elif incoming == "allow":
+        finding("high", None, "ufw's default incoming policy is allow")
+    public = _public_ports(config)
+    merged = {}
+    for listener in listeners:
+        merged.setdefault((listener.port, listener.proto), []).append(listener)
+    ports = []
+    for (port, proto), bound in sorted(merged.items()):
+        label = f"{port}/{proto}"
+        reach = {str(listener.address): reachability(listener, rules, active, incoming) for listener in bound}
+        widest = _widest(list(reach.values()))
+        row = _catalogue_row(port, proto, config.roles)
+        is_public = any(p.covers(PortSpec(port, port, proto)) for p in public)
+        is_management = (port, proto) == (config.ssh_port, "tcp")
+        expected = PUBLIC if is_public else "management" if is_management else row.exposure if row else "unknown"
+        service = row.purpose if row else "not a Zimbra port"
+        ports.append(
+            {
+                "port": label,
+                "service": service,
+                "expected": expected,
+                "reachable_from": widest,
+                "addresses": sorted(reach),
+            }
+        )
+        if widest == "anyone" and expected in (CLUSTER, LOCALHOST):
+            severity = "critical" if row.critical else "high"
+            finding(severity, label, f"{service} is reachable from anyone; it should be {expected}-only")
+        elif widest == "anyone" and expected == "unknown":
+            finding("medium", label, "not a Zimbra port, yet reachable from anyone")
+        elif widest == "nobody" and expected in (PUBLIC, "unknown"):
+            finding("low", label, f"{service} listens on {', '.join(sorted(reach))} but no rule allows it")
+        elif expected == LOCALHOST and widest != "localhost":
+            finding("info", label, f"{service} listens beyond loopback; Zimbra binds it to localhost")
+    findings.sort(key=lambda f: SEVERITIES.index(f["severity"]))
+    summary = {severity: sum(f["severity"] == severity for f in findings) for severity in SEVERITIES}
+    return {
+        "report": _report_lines(findings, ports),
+        "summary": summary,
+        "findings": findings,
+        "ports": ports,
+        "firewall": {"active": active, "default_incoming": incoming},
+    }
+
+
+def _report_lines(findings, ports):
+    """The audit as lines a person reads on the CLI."""
+    lines = [f"{f['severity'].upper()} {f['port'] or 'firewall'}: {f['message']}" for f in findings]
+    lines.append(f"{'port':<10} {'expected':<11} reachable from")
+    for entry in ports:
+        reach = entry["reachable_from"]
+        lines.append(
+            f"{entry['port']:<10} {entry['expected']:<11} {', '.join(reach) if isinstance(reach, list) else reach}"
+        )
+    return lines
+
+
+def _widest(reaches):
+    """The widest reach among the addresses a port listens on."""
+    if "anyone" in reaches:
+        return "anyone"
+    sources = sorted({source for reach in reaches if isinstance(reach, list) for source in reach})
+    if sources:
+        return sources
+    return "nobody" if "nobody" in reaches else "localhost"
 
 
 # ---------------------------------------------------------------- ufw I/O (thin)
@@ -696,8 +892,30 @@ def _write_atomic(path, text):
         raise
 
 
+def _show_added():
+    return _ufw(["show", "added"])
+
+
 def _read_rules():
-    return parse_show_added(_ufw(["show", "added"]))
+    return parse_show_added(_show_added())
+
+
+def _read_app_profiles():
+    directory = os.path.dirname(PROFILE_PATH)
+    names = sorted(name for name in os.listdir(directory) if not name.startswith("."))
+    return parse_app_profiles(_read_file(os.path.join(directory, name)) or "" for name in names)
+
+
+def _read_listeners(config):
+    """Listening TCP sockets, and UDP ones on ports the catalogue or whitelist names."""
+    known_udp = {e.port for e in CATALOGUE if e.proto == "udp"}
+    known_udp |= {p for spec in _public_ports(config) if spec.proto == "udp" for p in (spec.first, spec.last)}
+    listeners = []
+    for name, proto in (("tcp", "tcp"), ("tcp6", "tcp"), ("udp", "udp"), ("udp6", "udp")):
+        for listener in parse_proc_net(_read_file(f"/proc/net/{name}") or "", proto):
+            if proto == "tcp" or listener.port in known_udp:
+                listeners.append(listener)
+    return listeners
 
 
 def _read_firewall():
@@ -937,6 +1155,33 @@ def apply(plan):  # pylint: disable=redefined-outer-name
             ) from exc
         applied.append(step.get("describe"))
     return applied
+
+
+def audit():
+    """
+    Compare what listens on this minion with what ufw lets in. For each
+    listening port: who can reach it now (anyone, the listed sources,
+    nobody, localhost) against what the catalogue says it should be, and
+    findings by severity (critical: memcached, LDAP, MySQL, zmconfigd or
+    amavis reachable from anyone). Exits non-zero from salt-call when
+    something critical is found.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.audit
+        salt '*' zimbra_fw.audit --out=json
+    """
+    config = _config()
+    profiles = _read_app_profiles()
+    words = [words for words, _ in show_added_rules(_show_added())]
+    rules = [rule for rule in (parse_rule(w, profiles) for w in words) if rule is not None]
+    active, incoming = _read_firewall()
+    report = audit_findings(_read_listeners(config), rules, active, incoming, config)
+    if report["summary"]["critical"]:
+        __context__["retcode"] = 2
+    return report
 
 
 def status():

@@ -176,15 +176,19 @@ class Minion(Namespace):
         out = self.guarded([SALT_CALL, "--local", "-c", self.config_dir, color, *args], check=False)
         return out.stdout + out.stderr
 
-    def salt(self, *args):
-        """``salt-call --local`` in the sandbox; returns the JSON ``local`` value."""
+    def salt_call(self, *args):
+        """``salt-call --local`` in the sandbox: (the JSON ``local`` value, exit code)."""
         out = self.guarded(
             [SALT_CALL, "--local", "-c", self.config_dir, "--out", "json", "--no-color", *args], check=False
         )
         try:
-            return json.loads(out.stdout)["local"]
+            return json.loads(out.stdout)["local"], out.returncode
         except (ValueError, KeyError) as exc:
             raise RuntimeError(f"salt-call {args} gave no JSON:\n{out.stdout}\n{out.stderr}") from exc
+
+    def salt(self, *args):
+        """``salt-call --local`` in the sandbox; returns the JSON ``local`` value."""
+        return self.salt_call(*args)[0]
 
     def sync(self):
         return self.salt("saltutil.sync_all")

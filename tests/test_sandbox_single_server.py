@@ -225,3 +225,22 @@ def test_execution_module_functions(converged):
     assert any(row["port"] == 11211 for row in minion.salt("zimbra_fw.catalogue"))
     info = minion.guarded(["ufw", "app", "info", "Zimbra"]).stdout
     assert "Zimbra Collaboration Server" in info and "9071/tcp" in info
+
+
+def test_audit_reports_hand_opened_memcached_as_critical(converged):
+    lab, _ = converged
+    lab.minion.listen([22, 25, 389, 11211])
+    report, code = lab.minion.salt_call("zimbra_fw.audit")
+    assert code == 0, report
+    assert report["summary"]["critical"] == 0
+    ports = {entry["port"]: entry for entry in report["ports"]}
+    assert ports["389/tcp"]["reachable_from"] == ["192.168.1.0/24"]
+    assert ports["25/tcp"]["reachable_from"] == "anyone" and ports["25/tcp"]["expected"] == "public"
+    lab.minion.ufw("allow", "11211")
+    assert lab.internet.probe(lab.MINION_INTERNET, [11211]) == {11211: True}
+    report, code = lab.minion.salt_call("zimbra_fw.audit")
+    assert code != 0
+    assert report["findings"][0]["severity"] == "critical"
+    assert report["findings"][0]["port"] == "11211/tcp"
+    text = lab.minion.salt_text("zimbra_fw.audit")
+    assert "critical" in text and "11211/tcp" in text
