@@ -192,13 +192,17 @@ def _sort_key(spec):
 
 Config = namedtuple(
     "Config",
-    "roles trusted_subnets extra_ports exclude_ports ssh_port ssh_from "
-    "profile_name profile_title profile_description enabled allow_no_management",
+    "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from "
+    "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
+    "salt_masters",
 )
+SaltMaster = namedtuple("SaltMaster", "address ports")
+Peer = namedtuple("Peer", "name addresses roles source")
 
 DEFAULTS = {
     "roles": None,
     "trusted_subnets": [],
+    "admin_subnets": [],
     "extra_ports": [],
     "exclude_ports": [],
     "ssh": {"port": 22, "from": ["any"]},
@@ -209,9 +213,13 @@ DEFAULTS = {
     },
     "enabled": True,
     "allow_no_management": False,
+    "allow_salt_master": True,
+    "cluster": {"peers": [], "mine": False, "mine_target": "*"},
 }
+CLUSTER_DEFAULTS = DEFAULTS["cluster"]
 
-PROFILE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+# Room is left for the "-<role>" suffix of the per-role profiles (ufw allows 64).
+PROFILE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,47}$")
 RESERVED_PROFILE_NAMES = {"all", "any"}
 PROFILE_TEXT_MAX = 200
 
@@ -278,21 +286,37 @@ def _check_no_duplicates(problems, key, items, shown):
         seen.add(item)
 
 
-def _parse_roles(problems, value):
+def roles_from_packages(packages):
+    """Zimbra roles implied by installed package names (zimbra-store -> mailbox, ...)."""
+    by_package = {package: role for role, package in ROLES.items()}
+    return sorted({by_package[name] for name in packages if name in by_package})
+
+
+def _parse_roles(problems, value, packages, key="roles"):
+    """(roles, where they came from); ``packages`` is used when ``value`` is None."""
     if value is None:
-        problems.add("roles", value, f"is required: list this server's Zimbra roles ({', '.join(ROLES)})")
-        return ()
+        if packages is None:
+            problems.add(key, value, f"is required: list this server's Zimbra roles ({', '.join(ROLES)})")
+            return (), "pillar"
+        detected = roles_from_packages(packages)
+        if not detected:
+            problems.add(key, value, "is not set and no zimbra-* role package is installed: list the roles")
+        return tuple(detected), "packages"
+    return _parse_role_list(problems, key, value), "pillar"
+
+
+def _parse_role_list(problems, key, value):
     roles = []
-    for index, role in enumerate(_check_list(problems, "roles", value)):
+    for index, role in enumerate(_check_list(problems, key, value)):
         if not isinstance(role, str) or role not in ROLES:
             hint = difflib.get_close_matches(str(role), ROLES, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known roles: {', '.join(ROLES)}"
-            problems.add(f"roles[{index}]", role, "is not a Zimbra role" + extra)
+            problems.add(f"{key}[{index}]", role, "is not a Zimbra role" + extra)
             continue
         roles.append(role)
     if isinstance(value, list) and not value:
-        problems.add("roles", value, "is empty: list at least one Zimbra role")
-    _check_no_duplicates(problems, "roles", roles, roles)
+        problems.add(key, value, "is empty: list at least one Zimbra role")
+    _check_no_duplicates(problems, key, roles, roles)
     return tuple(sorted(set(roles)))
 
 
@@ -311,22 +335,23 @@ def _parse_network(problems, key, value):
         problems.add(key, value, f"is not a valid subnet: {exc}{hint}")
         return None
     if network.prefixlen == 0:
-        problems.add(key, value, "is the whole internet: it would publish LDAP, memcached and MySQL")
+        problems.add(key, value, "is the whole internet: it would give everyone access (LDAP, memcached, MySQL)")
         return None
     return network
 
 
-def _parse_trusted_subnets(problems, value):
+def _parse_subnets(problems, key, value):
+    """A list of subnets that must not be the whole internet."""
     networks = []
-    for index, item in enumerate(_check_list(problems, "trusted_subnets", value)):
-        key = f"trusted_subnets[{index}]"
+    for index, item in enumerate(_check_list(problems, key, value)):
+        item_key = f"{key}[{index}]"
         if isinstance(item, str) and item.strip().lower() in ("any", "anywhere"):
-            problems.add(key, item, "would give the whole internet full access (LDAP, memcached, MySQL)")
+            problems.add(item_key, item, "would give the whole internet access (LDAP, memcached, MySQL)")
             continue
-        network = _parse_network(problems, key, item)
+        network = _parse_network(problems, item_key, item)
         if network is not None:
             networks.append(network)
-    _check_no_duplicates(problems, "trusted_subnets", networks, networks)
+    _check_no_duplicates(problems, key, networks, networks)
     return tuple(sorted(set(networks), key=lambda n: (n.version, n)))
 
 
@@ -396,7 +421,7 @@ def _parse_profile(problems, value):
         problems.add(
             "profile:name",
             name,
-            "is not a safe ufw profile name: use a letter then letters, digits, '.', '_' or '-' (64 at most)",
+            "is not a safe ufw profile name: use a letter then letters, digits, '.', '_' or '-' (48 at most)",
         )
     elif _is_service_name(name):
         problems.add("profile:name", name, "is a service name in /etc/services; ufw would ignore the profile")
@@ -429,9 +454,65 @@ def _check_bool(problems, key, value):
     return value
 
 
-def parse_config(pillar):
+def _parse_peer(problems, key, value, source):
+    if not isinstance(value, dict):
+        problems.add(key, value, "must be a mapping with name, addresses and roles")
+        return None
+    _check_keys(problems, key, value, ("name", "addresses", "roles"))
+    name = value.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.add(f"{key}:name", name, "must be a non-empty string")
+    addresses = []
+    for index, item in enumerate(_check_list(problems, f"{key}:addresses", value.get("addresses"))):
+        network = _parse_network(problems, f"{key}:addresses[{index}]", item)
+        if network is not None:
+            addresses.append(network)
+    if not addresses:
+        problems.add(f"{key}:addresses", value.get("addresses"), "must list at least one address")
+    roles = _parse_role_list(problems, f"{key}:roles", value.get("roles"))
+    return Peer(str(name), tuple(sorted(set(addresses), key=lambda n: (n.version, n))), roles, source)
+
+
+def _parse_cluster(problems, value, mine_data, minion_id):
+    """(peers, mine wanted, mine target) from zimbra_fw:cluster and the Salt Mine's data."""
+    if not isinstance(value, dict):
+        problems.add("cluster", value, "must be a mapping with peers, mine and mine_target")
+        value = {}
+    _check_keys(problems, "cluster", value, tuple(CLUSTER_DEFAULTS))
+    cluster = dict(CLUSTER_DEFAULTS, **value)
+    use_mine = _check_bool(problems, "cluster:mine", cluster["mine"])
+    target = cluster["mine_target"]
+    if not isinstance(target, str) or not target.strip():
+        problems.add("cluster:mine_target", target, "must be a Salt target such as '*' or 'G@zimbra:*'")
+    peers = {}
+    for index, item in enumerate(_check_list(problems, "cluster:peers", cluster["peers"])):
+        peer = _parse_peer(problems, f"cluster:peers[{index}]", item, "pillar")
+        if peer is None:
+            continue
+        if peer.name in peers:
+            problems.add("cluster:peers", peer.name, "is listed twice")
+        peers[peer.name] = peer
+    if use_mine and mine_data is not None:
+        if not mine_data:
+            problems.add(
+                "cluster:mine", True, "but the mine has no zimbra_fw.identity data: run mine.update (nothing removed)"
+            )
+        for name, identity in sorted(mine_data.items()):
+            if name == minion_id or name in peers:
+                continue  # pillar peers override the mine
+            peer = _parse_peer(problems, f"cluster:mine[{name}]", dict(identity or {}, name=name), "mine")
+            if peer is not None:
+                peers[name] = peer
+    return tuple(sorted(peers.values())), use_mine, target
+
+
+def parse_config(pillar, packages=None, mine_data=None, minion_id=None, salt_master=None):
     """Validate the ``zimbra_fw`` pillar and return a Config.
 
+    ``packages`` (installed package names) is used when roles are not in
+    pillar; ``mine_data`` (minion id -> zimbra_fw.identity) adds peers when
+    ``cluster:mine`` is true; ``salt_master`` (the minion's master address
+    and ports) is kept reachable unless ``allow_salt_master`` is false.
     Raises ConfigInvalid naming every pillar key and value at fault.
     """
     problems = _Problems()
@@ -444,8 +525,10 @@ def parse_config(pillar):
         extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known keys: {', '.join(DEFAULTS)}"
         problems.add(key, pillar[key], "is not a known key" + extra)
     merged = dict(DEFAULTS, **pillar)
-    roles = _parse_roles(problems, merged["roles"])
-    trusted = _parse_trusted_subnets(problems, merged["trusted_subnets"])
+    roles, roles_source = _parse_roles(problems, merged["roles"], packages)
+    trusted = _parse_subnets(problems, "trusted_subnets", merged["trusted_subnets"])
+    admin = _parse_subnets(problems, "admin_subnets", merged["admin_subnets"])
+    peers, use_mine, mine_target = _parse_cluster(problems, merged["cluster"], mine_data, minion_id)
     extra = _parse_port_list(problems, "extra_ports", merged["extra_ports"])
     _check_extra_ports_safe(problems, extra)
     exclude = _parse_port_list(problems, "exclude_ports", merged["exclude_ports"])
@@ -453,6 +536,9 @@ def parse_config(pillar):
     name, title, description = _parse_profile(problems, merged["profile"])
     enabled = _check_bool(problems, "enabled", merged["enabled"])
     allow_no_management = _check_bool(problems, "allow_no_management", merged["allow_no_management"])
+    masters = ()
+    if _check_bool(problems, "allow_salt_master", merged["allow_salt_master"]) and salt_master:
+        masters = (SaltMaster(ipaddress.ip_network(salt_master[0]), tuple(sorted(set(salt_master[1])))),)
     if not ssh_from and not allow_no_management:
         problems.add(
             "ssh:from",
@@ -461,7 +547,23 @@ def parse_config(pillar):
             "or set zimbra_fw:allow_no_management: true if that is intended",
         )
     config = Config(
-        roles, trusted, extra, exclude, ssh_port, ssh_from, name, title, description, enabled, allow_no_management
+        roles=roles,
+        roles_source=roles_source,
+        trusted_subnets=trusted,
+        admin_subnets=admin,
+        extra_ports=extra,
+        exclude_ports=exclude,
+        ssh_port=ssh_port,
+        ssh_from=ssh_from,
+        profile_name=name,
+        profile_title=title,
+        profile_description=description,
+        enabled=enabled,
+        allow_no_management=allow_no_management,
+        peers=peers,
+        mine=use_mine,
+        mine_target=mine_target,
+        salt_masters=masters,
     )
     _public_ports(config, problems)  # finds exclusions that split a range
     if problems:
@@ -471,20 +573,38 @@ def parse_config(pillar):
 
 # ---------------------------------------------------------------- whitelist
 
+ADMIN_SUFFIX = "admin"
+ALL_PEERS = "all"
 
-def _catalogue_rows(roles):
-    """Catalogue rows that apply to a node holding ``roles`` (plus zimbra-core)."""
-    present = set(roles) | {CORE_ROLE}
+
+def _cluster_roles(config):
+    """Roles present anywhere in the cluster: this node's and its peers'."""
+    return set(config.roles).union(*(peer.roles for peer in config.peers))
+
+
+def _catalogue_rows(config):
+    """Catalogue rows that apply to this node (its roles plus zimbra-core)."""
+    present = set(config.roles) | {CORE_ROLE}
+    cluster = _cluster_roles(config)
     return [
         entry
         for entry in CATALOGUE
-        if entry.role in present and (entry.when_missing is None or entry.when_missing not in present)
+        if entry.role in present and (entry.when_missing is None or entry.when_missing not in cluster)
     ]
 
 
+def _admin_ports(config):
+    """Ports of the admin console, opened only to admin_subnets when those are set."""
+    if not config.admin_subnets:
+        return set()
+    rows = _catalogue_rows(config)
+    return {PortSpec(e.port, e.port, e.proto) for e in rows if e.exposure == PUBLIC and "admins" in e.consumers}
+
+
 def _public_ports(config, problems=None):
-    wanted = {PortSpec(e.port, e.port, e.proto) for e in _catalogue_rows(config.roles) if e.exposure == PUBLIC}
-    wanted |= set(config.extra_ports)
+    rows = _catalogue_rows(config)
+    wanted = {PortSpec(e.port, e.port, e.proto) for e in rows if e.exposure == PUBLIC}
+    wanted = (wanted - _admin_ports(config)) | set(config.extra_ports)
     kept = set()
     for spec in wanted:
         excluded = [ex for ex in config.exclude_ports if ex.overlaps(spec)]
@@ -495,19 +615,67 @@ def _public_ports(config, problems=None):
     return sorted(kept, key=_sort_key)
 
 
+def _peer_ports(config):
+    """``{consumer role or 'all': {PortSpec}}``: this node's non-public ports by who connects."""
+    public = set(_public_ports(config))
+    by_consumer = {}
+    for entry in _catalogue_rows(config):
+        spec = PortSpec(entry.port, entry.port, entry.proto)
+        if entry.exposure == LOCALHOST or spec in public:
+            continue
+        for consumer in entry.consumers:
+            if consumer in ROLES or consumer == ALL_PEERS:
+                by_consumer.setdefault(consumer, set()).add(spec)
+    return by_consumer
+
+
+def _peer_consumers(peer, by_consumer):
+    """The consumer groups whose ports ``peer`` may reach, given its roles."""
+    return sorted(c for c in by_consumer if c == ALL_PEERS or c in peer.roles)
+
+
+def access_profiles(config):
+    """``{suffix: [PortSpec]}`` for the per-role profiles peers and admins are allowed to."""
+    by_consumer = _peer_ports(config)
+    used = {c for peer in config.peers for c in _peer_consumers(peer, by_consumer)}
+    profiles = {c: sorted(by_consumer[c], key=_sort_key) for c in sorted(used)}
+    admin = _admin_ports(config)
+    if admin:
+        profiles[ADMIN_SUFFIX] = sorted(admin, key=_sort_key)
+    return profiles
+
+
 def whitelist(config):
-    """Ports by exposure for this node: public ones are opened to anyone."""
-    rows = _catalogue_rows(config.roles)
+    """Ports by exposure for this node, where the roles came from, and who gets cluster ports."""
+    rows = _catalogue_rows(config)
 
     def ports(exposure):
         specs = {PortSpec(e.port, e.port, e.proto) for e in rows if e.exposure == exposure}
         return [str(s) for s in sorted(specs, key=_sort_key)]
 
-    return {
+    by_consumer = _peer_ports(config)
+    peers = {}
+    for peer in config.peers:
+        for consumer in _peer_consumers(peer, by_consumer):
+            for spec in by_consumer[consumer]:
+                peers.setdefault(str(spec), set()).add(peer.name)
+    result = {
         PUBLIC: [str(s) for s in _public_ports(config)],
         CLUSTER: ports(CLUSTER),
         LOCALHOST: ports(LOCALHOST),
+        "roles": {"roles": list(config.roles), "source": config.roles_source},
+        "peers": {port: sorted(names) for port, names in sorted(peers.items(), key=lambda i: _port_order(i[0]))},
     }
+    if config.admin_subnets:
+        result["admin"] = {
+            str(spec): [str(n) for n in config.admin_subnets] for spec in sorted(_admin_ports(config), key=_sort_key)
+        }
+    return result
+
+
+def _port_order(text):
+    ports, _, proto = text.partition("/")
+    return (int(ports.split(":")[0]), proto)
 
 
 # ---------------------------------------------------------------- profile text
@@ -529,18 +697,33 @@ def port_groups(specs):
     return [",".join(str(s).split("/")[0] for s in group) + "/" + group[0].proto for group in groups]
 
 
-def profile_text(config):
-    """The text of the application profile file, or None when nothing is public."""
+def profile_name(config, suffix=None):
+    return config.profile_name if suffix is None else f"{config.profile_name}-{suffix}"
+
+
+def wanted_profiles(config):
+    """``{name: (title, description, [PortSpec])}``: the public profile and per-role ones."""
+    profiles = {}
     public = _public_ports(config)
-    if not public:
-        return None
-    return (
-        PROFILE_HEADER
-        + f"[{config.profile_name}]\n"
-        + f"title={config.profile_title}\n"
-        + f"description={config.profile_description}\n"
-        + f"ports={'|'.join(port_groups(public))}\n"
-    )
+    if public:
+        profiles[config.profile_name] = (config.profile_title, config.profile_description, public)
+    for suffix, ports in access_profiles(config).items():
+        who = "admin_subnets" if suffix == ADMIN_SUFFIX else f"{suffix} peers" if suffix != ALL_PEERS else "all peers"
+        profiles[profile_name(config, suffix)] = (
+            f"{config.profile_title} ({who})",
+            f"Zimbra ports that {who} connect to",
+            ports,
+        )
+    return profiles
+
+
+def profile_text(config):
+    """The text of the application profile file, or None when no profile is needed."""
+    sections = [
+        f"[{name}]\ntitle={title}\ndescription={description}\nports={'|'.join(port_groups(ports))}\n"
+        for name, (title, description, ports) in wanted_profiles(config).items()
+    ]
+    return PROFILE_HEADER + "\n".join(sections) if sections else None
 
 
 def profile_sections(text):
@@ -575,23 +758,45 @@ def _source(network):
 
 
 def management_rules(config):
-    """The ssh allow rules that keep the server manageable."""
+    """The rules that keep the server manageable: ssh, and its Salt master's
+    connections (opened before ufw tracked them, so not "established")."""
     port = str(config.ssh_port)
-    return [
+    rules = [
         ("allow", f"{port}/tcp")
         if source == "any"
         else ("allow", "from", _source(source), "to", "any", "port", port, "proto", "tcp")
         for source in config.ssh_from
     ]
+    for master in config.salt_masters:
+        ports = ",".join(str(p) for p in master.ports)
+        rules.append(("allow", "from", _source(master.address), "port", ports, "proto", "tcp"))
+    return rules
 
 
 def desired_rules(config):
-    """The managed allow rules, management access first, as ufw arguments."""
+    """The managed allow rules as ufw arguments: management access first, then
+    trusted subnets, admin subnets, cluster peers and the public profile."""
     rules = management_rules(config)
     rules.extend(("allow", "from", _source(network)) for network in config.trusted_subnets)
-    if profile_text(config) is not None:
+    profiles = access_profiles(config)
+    if ADMIN_SUFFIX in profiles:
+        admin_profile = profile_name(config, ADMIN_SUFFIX)
+        rules.extend(("allow", "from", _source(n), "to", "any", "app", admin_profile) for n in config.admin_subnets)
+    by_consumer = _peer_ports(config)
+    for peer in config.peers:
+        for consumer in _peer_consumers(peer, by_consumer):
+            app = profile_name(config, consumer)
+            rules.extend(("allow", "from", _source(address), "to", "any", "app", app) for address in peer.addresses)
+    if _public_ports(config):
         rules.append(("allow", config.profile_name))
     return rules
+
+
+def rule_profile(rule):
+    """The application profile a rule names, if any."""
+    if "app" in rule[:-1]:
+        return rule[rule.index("app") + 1]
+    return rule[1] if len(rule) == 2 and not rule[1][:1].isdigit() else None
 
 
 def show_added_rules(output):
@@ -934,9 +1139,40 @@ def _plain(value):
     return value
 
 
-def _config():
+MINE_FUNCTION = "zimbra_fw.identity"
+
+
+def _config(with_mine=True):
     # __pillar__ rather than pillar.get: Salt 3008 masks values pillar.get returns.
-    return parse_config(_plain(__pillar__.get(PILLAR_KEY)))
+    pillar = _plain(__pillar__.get(PILLAR_KEY))
+    settings = pillar if isinstance(pillar, dict) else {}
+    packages = None
+    if settings.get("roles") is None:
+        packages = list(__salt__["pkg.list_pkgs"]())
+    mine_data = None
+    cluster = settings.get("cluster")
+    if with_mine and isinstance(cluster, dict) and cluster.get("mine") is True:
+        target = cluster.get("mine_target", CLUSTER_DEFAULTS["mine_target"])
+        mine_data = _plain(dict(__salt__["mine.get"](target, MINE_FUNCTION, tgt_type="compound")))
+    return parse_config(
+        pillar, packages=packages, mine_data=mine_data, minion_id=__opts__.get("id"), salt_master=_salt_master()
+    )
+
+
+def _salt_master():
+    """(address, ports) of this minion's Salt master, or None for a masterless minion."""
+    if __opts__.get("file_client") == "local" or not __opts__.get("master_ip"):
+        return None
+    return __opts__["master_ip"], (int(__opts__.get("publish_port", 4505)), int(__opts__.get("master_port", 4506)))
+
+
+def _own_addresses():
+    """This minion's addresses other than loopback and link-local."""
+    addresses = __salt__["network.ip_addrs"]() + __salt__["network.ip_addrs6"]()
+    return sorted(
+        {a for a in addresses if not ipaddress.ip_address(a).is_link_local},
+        key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)),
+    )
 
 
 # ---------------------------------------------------------------- planning
@@ -959,7 +1195,7 @@ def _plan_profile(config):
         # Rules naming a profile must go before the profile does: ufw can
         # no longer delete them once their profile is unknown.
         managed, _ = _read_rules()
-        stale = [rule for rule in managed if len(rule) == 2 and rule[1] in retired]
+        stale = [rule for rule in managed if rule_profile(rule) in retired]
         for rule in stale:
             steps.append(_step_ufw(["delete", *rule]))
         if stale:
@@ -1072,11 +1308,30 @@ def catalogue():
     ]
 
 
+def identity():
+    """
+    Return what this minion publishes to the Salt Mine for its peers: its
+    Zimbra roles and its addresses. Publish it with the minion (or pillar)
+    setting ``mine_functions: {zimbra_fw.identity: []}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.identity
+        salt '*' mine.update
+    """
+    config = _config(with_mine=False)  # what it publishes must not depend on the mine
+    return {"roles": list(config.roles), "addresses": _own_addresses()}
+
+
 def open_ports():
     """
     Return this minion's whitelist from its ``zimbra_fw`` pillar, by exposure:
-    ``public`` is opened to anyone, ``cluster`` only to trusted subnets,
-    ``localhost`` is never opened.
+    ``public`` is opened to anyone, ``cluster`` to trusted subnets and to the
+    peers whose roles use each port (``peers``), ``localhost`` is never
+    opened. ``roles`` says where the roles came from (pillar or packages);
+    ``admin`` lists the admin console ports when ``admin_subnets`` is set.
 
     CLI Example:
 
@@ -1089,8 +1344,9 @@ def open_ports():
 
 def profile():
     """
-    Return the ufw application profile this minion needs: its name, ports,
-    the file path and the file text (None when no port is public).
+    Return the ufw application profiles this minion needs (the public one
+    and one per peer role or admin_subnets) with their ports, the file path
+    and the file text (None when no profile is needed).
 
     CLI Example:
 
@@ -1099,12 +1355,10 @@ def profile():
         salt '*' zimbra_fw.profile
     """
     config = _config()
-    text = profile_text(config)
     return {
-        "name": config.profile_name,
         "path": PROFILE_PATH,
-        "ports": port_groups(_public_ports(config)),
-        "text": text,
+        "profiles": {name: "|".join(port_groups(ports)) for name, (_, _, ports) in wanted_profiles(config).items()},
+        "text": profile_text(config),
     }
 
 

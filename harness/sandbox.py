@@ -69,8 +69,11 @@ class Namespace:
     def exec(self, argv, check=True, timeout=120):
         return _run(["ip", "netns", "exec", self.name, *argv], check=check, timeout=timeout)
 
-    def spawn(self, argv):
-        process = subprocess.Popen(["ip", "netns", "exec", self.name, *argv], stdout=subprocess.PIPE, text=True)
+    def spawn(self, argv, **popen):
+        """Start a long-running ``argv`` in this namespace; stopped by close()."""
+        return self._track(subprocess.Popen(["ip", "netns", "exec", self.name, *argv], **popen))
+
+    def _track(self, process):
         self.processes.append(process)
         return process
 
@@ -81,27 +84,40 @@ class Namespace:
 
     def close(self):
         for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process)
+        # Anything still running inside this namespace was started by us.
+        leftover = _run(["ip", "netns", "pids", self.name], check=False).stdout.split()
+        for pid in leftover:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         _run(["ip", "netns", "del", self.name], check=False)
+
+
+def stop(process, timeout=10):
+    """Stop a process we started: SIGTERM, then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Minion(Namespace):
     """A sandboxed Zimbra server: private ufw configuration and salt-call --local."""
 
-    def __init__(self, name, workdir, minion_id="zimbra-sandbox"):
+    def __init__(self, name, workdir, minion_id="zimbra-sandbox", master=None):
         super().__init__(name)
+        self.minion_id = minion_id
         self.state = os.path.join(workdir, name)
         self.pillar_dir = os.path.join(self.state, "pillar")
         self.config_dir = os.path.join(self.state, "salt")
         self.ufw_log = os.path.join(self.state, "ufw-calls.log")
         self._make_private_ufw()
-        self._make_salt_config(minion_id)
+        self._make_salt_config(minion_id, master)
 
     def _make_private_ufw(self):
         etc = os.path.join(self.state, "etc-ufw")
@@ -133,18 +149,20 @@ class Minion(Namespace):
             )
         os.chmod(counter, 0o755)
 
-    def _make_salt_config(self, minion_id):
+    def _make_salt_config(self, minion_id, master):
+        """salt-call --local with this repository as file_roots, or a minion of ``master``."""
         os.makedirs(self.config_dir)
         os.makedirs(self.pillar_dir)
         config = {
             "id": minion_id,
-            "file_client": "local",
             "root_dir": os.path.join(self.state, "salt-root"),
-            "file_roots": {"base": [REPO]},
-            "pillar_roots": {"base": [self.pillar_dir]},
             "enable_fqdns_grains": False,
             "log_level_logfile": "warning",
         }
+        if master is None:
+            config.update(file_client="local", file_roots={"base": [REPO]}, pillar_roots={"base": [self.pillar_dir]})
+        else:
+            config.update(master=master, mine_functions={"zimbra_fw.identity": []}, acceptance_wait_time=1)
         with open(os.path.join(self.config_dir, "minion"), "w", encoding="utf-8") as handle:
             yaml.safe_dump(config, handle)
         with open(os.path.join(self.pillar_dir, "top.sls"), "w", encoding="utf-8") as handle:
@@ -244,8 +262,13 @@ class Minion(Namespace):
             files[tool] = re.sub(r"\[\d+:\d+\]|^#.*$", "", out, flags=re.MULTILINE).encode()
         return files
 
+    def spawn_guarded(self, argv):
+        """Start a long-running ``argv`` (a salt-minion) in this minion, through the guard."""
+        log = open(os.path.join(self.state, "daemon.log"), "ab")  # closed when the process ends
+        return self._track(subprocess.Popen(self.guarded_argv(argv), stdout=log, stderr=subprocess.STDOUT))
+
     def listen(self, ports):
-        process = self.spawn([sys.executable, PROBE, "listen", *map(str, ports)])
+        process = self.spawn([sys.executable, PROBE, "listen", *map(str, ports)], stdout=subprocess.PIPE, text=True)
         if process.stdout.readline().strip() != "ready":
             raise RuntimeError("listener did not start")
         return process

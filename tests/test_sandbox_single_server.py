@@ -218,7 +218,7 @@ def test_execution_module_functions(converged):
     minion = lab.minion
     assert minion.salt("zimbra_fw.open_ports")["public"] == [f"{p}/tcp" for p in PUBLIC]
     profile = minion.salt("zimbra_fw.profile")
-    assert profile["ports"] == ["25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp"]
+    assert profile["profiles"] == {"Zimbra": "25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp"}
     assert profile["text"] == minion.guarded(["cat", "/etc/ufw/applications.d/zimbra"]).stdout
     plan = minion.salt("zimbra_fw.plan")
     assert {part: plan[part]["changes"] for part in plan} == {"profile": {}, "rules": {}, "firewall": {}}

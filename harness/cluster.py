@@ -1,0 +1,192 @@
+"""A real salt-master with salt-minion daemons, each minion sandboxed.
+
+``Cluster`` builds, under names it owns (``zfw<pid>c<k>-...``):
+
+* a "switch" namespace holding a bridge, 10.77.0.0/24;
+* a master namespace (10.77.0.1) running ``salt-master`` with this
+  repository as file_roots and a pillar per minion;
+* per minion a ``Minion`` sandbox (own netns, private /etc/ufw and
+  /etc/default/ufw through the guard) running ``salt-minion``, which
+  publishes ``zimbra_fw.identity`` to the Salt Mine;
+* an "internet" namespace (10.77.0.200) that is on the LAN but no peer.
+
+Commands run from the master: ``cluster.salt('*', 'state.apply', 'zimbra_fw')``.
+``close()`` stops every daemon and deletes every namespace it made.
+"""
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+from harness.sandbox import REPO, Minion, Namespace, _run, requirements_missing
+
+BIN = os.path.dirname(sys.executable)
+SUBNET_PREFIX = "10.77.0."
+_counter = itertools.count()
+
+
+class Cluster:
+    MASTER = SUBNET_PREFIX + "1"
+    INTERNET = SUBNET_PREFIX + "200"
+
+    def __init__(self):
+        reason = requirements_missing()
+        if reason:
+            raise RuntimeError(reason)
+        self.prefix = f"zfw{os.getpid()}c{next(_counter)}"
+        self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
+        self.namespaces = []
+        self.minions = {}
+        self.addresses = {}
+        self.pillars = {}
+        try:
+            self.switch = self._add(Namespace(f"{self.prefix}-sw"))
+            self.switch.exec(["ip", "link", "add", "br0", "type", "bridge"])
+            self.switch.exec(["ip", "link", "set", "br0", "up"])
+            self.master = self._add(Namespace(f"{self.prefix}-m"))
+            self._plug(self.master, self.MASTER)
+            self.internet = self._add(Namespace(f"{self.prefix}-inet"))
+            self._plug(self.internet, self.INTERNET)
+            self._start_master()
+        except BaseException:
+            self.close()
+            raise
+
+    def _add(self, namespace):
+        self.namespaces.append(namespace)
+        return namespace
+
+    def _plug(self, namespace, address):
+        port = f"p{len(self.namespaces)}{self.prefix[-4:]}"
+        _run(["ip", "link", "add", "eth0", "netns", namespace.name, "type", "veth",
+              "peer", "name", port, "netns", self.switch.name])  # fmt: skip
+        self.switch.exec(["ip", "link", "set", port, "master", "br0", "up"])
+        namespace.exec(["ip", "addr", "add", f"{address}/24", "dev", "eth0"])
+        namespace.exec(["ip", "link", "set", "eth0", "up"])
+
+    def _start_master(self):
+        self.master_dir = os.path.join(self.workdir, "master")
+        self.pillar_dir = os.path.join(self.master_dir, "pillar")
+        os.makedirs(self.pillar_dir)
+        config = {
+            "interface": self.MASTER,
+            "root_dir": os.path.join(self.master_dir, "root"),
+            "file_roots": {"base": [REPO]},
+            "pillar_roots": {"base": [self.pillar_dir]},
+            "auto_accept": True,
+            "enable_fqdns_grains": False,
+            "log_level_logfile": "warning",
+            "worker_threads": 3,
+        }
+        with open(os.path.join(self.master_dir, "master"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump(config, handle)
+        self._write_pillar_top()
+        log = open(os.path.join(self.master_dir, "daemon.log"), "ab")  # closed when the process ends
+        self.master.spawn(
+            [os.path.join(BIN, "salt-master"), "-c", self.master_dir], stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def _write_pillar_top(self):
+        top = {"base": {name: [f"zfw_{name}"] for name in self.pillars}}
+        with open(os.path.join(self.pillar_dir, "top.sls"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump(top, handle)
+        for name, pillar in self.pillars.items():
+            with open(os.path.join(self.pillar_dir, f"zfw_{name}.sls"), "w", encoding="utf-8") as handle:
+                yaml.safe_dump({"zimbra_fw": pillar}, handle)
+
+    def set_pillar(self, name, pillar):
+        self.pillars[name] = pillar
+        self._write_pillar_top()
+
+    def add_minion(self, name, host, pillar):
+        """Start a sandboxed salt-minion ``name`` at 10.77.0.``host`` with ``pillar``."""
+        minion = self._add(Minion(f"{self.prefix}-{name}", self.workdir, minion_id=name, master=self.MASTER))
+        address = SUBNET_PREFIX + str(host)
+        self._plug(minion, address)
+        self.minions[name] = minion
+        self.addresses[name] = address
+        self.set_pillar(name, pillar)
+        minion.spawn_guarded([os.path.join(BIN, "salt-minion"), "-c", minion.config_dir])
+        return minion
+
+    def stop_minion(self, name):
+        """Stop ``name``'s salt-minion and delete its key; its namespace stays for probes."""
+        minion = self.minions.pop(name)
+        for process in minion.processes:
+            if process.args[-3:] == [os.path.join(BIN, "salt-minion"), "-c", minion.config_dir]:
+                process.terminate()
+                process.wait(timeout=30)
+        self.pillars.pop(name)
+        self._write_pillar_top()
+        self.master.exec([os.path.join(BIN, "salt-key"), "-c", self.master_dir, "-y", "-d", name])
+
+    def salt(self, target, *args, timeout=300, attempts=5):
+        """Run ``salt TARGET ARGS`` on the master; returns {minion: return}.
+
+        Retried (bounded) while the master does not answer yet.
+        """
+        command = [os.path.join(BIN, "salt"), "-c", self.master_dir, "--out", "json", "--no-color",
+                   "-t", "20", target, *args]  # fmt: skip
+        for attempt in range(attempts):
+            out = self.master.exec(command, check=False, timeout=timeout)
+            try:
+                return _json_stream(out.stdout)
+            except (RuntimeError, ValueError) as exc:
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"salt {target} {args}: {exc}\n{out.stderr[-2000:]}") from exc
+            time.sleep(2)
+        raise AssertionError("not reached")
+
+    def wait_for_minions(self, timeout=120):
+        """Wait until every running minion answers test.ping (bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answers = self.salt("*", "test.ping", timeout=60, attempts=30)
+            if all(answers.get(name) is True for name in self.minions):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"minions did not answer: {sorted(set(self.minions) - set(answers))}")
+            time.sleep(1)
+
+    def apply(self, target="*"):
+        """sync_all, mine.update and state.apply zimbra_fw; returns {minion: {state id: result}}."""
+        self.salt(target, "saltutil.sync_all")
+        self.salt(target, "mine.update")
+        results = self.salt(target, "state.apply", "zimbra_fw")
+        return {
+            name: {key.split("_|-")[1]: value for key, value in states.items()} if isinstance(states, dict) else states
+            for name, states in results.items()
+        }
+
+    def close(self):
+        for namespace in reversed(self.namespaces):
+            namespace.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _json_stream(text):
+    """Merge the JSON objects ``salt --out json`` prints, one per minion."""
+    decoder = json.JSONDecoder()
+    merged, index = {}, 0
+    while index < len(text):
+        if text[index].isspace():
+            index += 1
+            continue
+        value, index = decoder.raw_decode(text, index)
+        if not isinstance(value, dict):
+            raise RuntimeError(f"salt said: {value}")  # e.g. the master is not up yet
+        merged.update(value)
+    return merged
