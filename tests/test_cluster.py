@@ -1,0 +1,136 @@
+"""A 4-node Zimbra cluster under a real salt-master, each minion sandboxed.
+
+One bridge joins the master, the minions (each its own network namespace
+with a private ufw) and an "internet" host that is on the LAN but no peer.
+Peers come from the Salt Mine (zimbra_fw.identity). TCP probes prove the
+least-privilege matrix; a fifth node joins and leaves.
+"""
+
+import time
+
+import pytest
+
+from harness.cluster import Cluster
+
+NODES = {
+    "ldap": (11, ["ldap"]),
+    "mta": (12, ["mta"]),
+    "mailbox": (13, ["mailbox", "memcached"]),
+    "proxy": (14, ["proxy"]),
+}
+LISTEN = {
+    "ldap": [22, 389, 636],
+    "mta": [22, 25, 465, 587, 10024],
+    "mailbox": [22, 7025, 7071, 7072, 7073, 7993, 8080, 8443, 11211, 5222, 7306],
+    "proxy": [22, 80, 443, 993, 9071],
+}
+
+
+def pillar(roles):
+    return {"roles": roles, "cluster": {"mine": True}}
+
+
+def changed(results):
+    return {
+        node: sorted(state for state, result in states.items() if result["changes"])
+        for node, states in results.items()
+        if any(result["changes"] for result in states.values())
+    }
+
+
+def assert_all_succeeded(results, nodes):
+    assert sorted(results) == sorted(nodes), results
+    for node, states in results.items():
+        assert isinstance(states, dict), (node, states)
+        failed = {state: r["comment"] for state, r in states.items() if r["result"] is not True}
+        assert failed == {}, (node, failed)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with Cluster() as new_cluster:
+        for name, (host, roles) in NODES.items():
+            new_cluster.add_minion(name, host, pillar(roles))
+        new_cluster.wait_for_minions()
+        started = time.monotonic()
+        new_cluster.first_results = new_cluster.apply()
+        new_cluster.first_apply_seconds = time.monotonic() - started
+        for name, ports in LISTEN.items():
+            new_cluster.minions[name].listen(ports)
+        yield new_cluster
+
+
+def reach(cluster, source, target, ports):
+    client = cluster.internet if source == "internet" else cluster.minions[source]
+    return client.probe(cluster.addresses[target], ports)
+
+
+def test_first_apply_succeeds_everywhere(cluster):
+    assert_all_succeeded(cluster.first_results, NODES)
+    mailbox = cluster.first_results["mailbox"]["zimbra_fw-rules"]["changes"]["added"]
+    assert "allow from 10.77.0.12 to any app Zimbra-mta" in mailbox
+    assert "allow from 10.77.0.14 to any app Zimbra-proxy" in mailbox
+    print(f"4-node first apply (sync_all, mine.update, state.apply): {cluster.first_apply_seconds:.1f} s")
+
+
+def test_internet_reaches_only_public_ports(cluster):
+    assert reach(cluster, "internet", "mta", [25, 465, 587, 10024]) == {25: True, 465: True, 587: True, 10024: False}
+    assert reach(cluster, "internet", "proxy", [80, 443, 993]) == {80: True, 443: True, 993: True}
+    assert reach(cluster, "internet", "ldap", [389, 636]) == {389: False, 636: False}
+    assert reach(cluster, "internet", "mailbox", [8080, 8443, 7025, 11211, 7306, 5222]) == {
+        8080: False, 8443: False, 7025: False, 11211: False, 7306: False, 5222: True,
+    }  # fmt: skip
+
+
+def test_peers_reach_what_their_roles_use(cluster):
+    assert reach(cluster, "mta", "ldap", [389]) == {389: True}
+    assert reach(cluster, "mta", "mailbox", [7025, 7073, 8080, 11211]) == {
+        7025: True, 7073: True, 8080: False, 11211: False,
+    }  # fmt: skip
+    assert reach(cluster, "proxy", "mailbox", [7072, 7993, 8080, 8443, 11211, 7025]) == {
+        7072: True, 7993: True, 8080: True, 8443: True, 11211: True, 7025: False,
+    }  # fmt: skip
+    assert reach(cluster, "proxy", "ldap", [389]) == {389: True}
+    assert reach(cluster, "mailbox", "ldap", [389]) == {389: True}
+    assert reach(cluster, "mailbox", "mta", [22, 25, 10024]) == {22: True, 25: True, 10024: False}
+    assert reach(cluster, "ldap", "mailbox", [7025, 8080]) == {7025: False, 8080: False}
+
+
+def test_salt_keeps_reaching_every_minion(cluster):
+    assert cluster.salt("*", "test.ping") == dict.fromkeys(NODES, True)
+
+
+def test_open_ports_names_the_peers(cluster):
+    ports = cluster.salt("mailbox", "zimbra_fw.open_ports")["mailbox"]
+    assert ports["roles"] == {"roles": ["mailbox", "memcached"], "source": "pillar"}
+    assert ports["peers"]["7025/tcp"] == ["mta"]
+    assert ports["peers"]["11211/tcp"] == ["proxy"]
+    assert ports["public"] == ["5222/tcp", "5223/tcp", "7071/tcp"]  # the proxy serves web and mail
+    ldap = cluster.salt("ldap", "zimbra_fw.open_ports")["ldap"]
+    assert ldap["peers"]["389/tcp"] == ["mailbox", "mta", "proxy"]
+
+
+def test_second_apply_changes_nothing(cluster):
+    results = cluster.apply()
+    assert_all_succeeded(results, NODES)
+    assert changed(results) == {}
+
+
+def test_a_fifth_node_joins_and_leaves(cluster):
+    mta2 = cluster.add_minion("mta2", 15, pillar(["mta"]))
+    cluster.wait_for_minions()
+    results = cluster.apply()
+    assert_all_succeeded(results, [*NODES, "mta2"])
+    assert sorted(changed(results)) == ["ldap", "mailbox", "mta2"]  # mta and proxy open nothing to an MTA
+    assert reach(cluster, "mta2", "mailbox", [7025, 8080]) == {7025: True, 8080: False}
+    assert reach(cluster, "mta2", "ldap", [389]) == {389: True}
+
+    cluster.stop_minion("mta2")
+    results = cluster.apply()
+    assert_all_succeeded(results, NODES)
+    removed = results["mailbox"]["zimbra_fw-rules"]["changes"]["removed"]
+    assert removed == ["allow from 10.77.0.15 to any app Zimbra-mta"]
+    # mta2's namespace is still there: its old address is shut out again.
+    assert mta2.probe(cluster.addresses["mailbox"], [7025]) == {7025: False}
+    assert mta2.probe(cluster.addresses["ldap"], [389]) == {389: False}
+    assert changed(cluster.apply()) == {}
