@@ -244,3 +244,28 @@ def test_audit_reports_hand_opened_memcached_as_critical(converged):
     assert report["findings"][0]["port"] == "11211/tcp"
     text = lab.minion.salt_text("zimbra_fw.audit")
     assert "critical" in text and "11211/tcp" in text
+
+
+def test_pillar_peer_and_admin_subnet(lab):
+    lab.minion.set_pillar(
+        {
+            "roles": ["mailbox"],
+            "admin_subnets": ["203.0.113.0/24"],
+            "cluster": {"peers": [{"name": "mta1", "addresses": ["192.168.1.10"], "roles": ["mta"]}]},
+        }
+    )
+    results = lab.minion.apply()
+    assert all_succeeded(results), results
+    assert results["zimbra_fw-rules"]["changes"]["added"] == [
+        "allow 22/tcp",
+        "allow from 203.0.113.0/24 to any app Zimbra-admin",
+        "allow from 192.168.1.10 to any app Zimbra-mta",
+        "allow Zimbra",
+    ]
+    assert changes(lab.minion.apply()) == {}
+    ports = [443, 7025, 7071, 8080]
+    lab.minion.listen(ports)
+    # The LAN client is the MTA peer: LMTP yes, the admin console and the HTTP backend no.
+    assert lab.lan.probe(lab.MINION_LAN, ports) == {443: True, 7025: True, 7071: False, 8080: False}
+    # The "internet" side is the admin subnet here: the console yes, LMTP no.
+    assert lab.internet.probe(lab.MINION_INTERNET, ports) == {443: True, 7025: False, 7071: True, 8080: False}
