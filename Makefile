@@ -39,8 +39,12 @@ unit: setup
 test: lint
 	$(PY) -m pytest
 
-bench: setup
-	$(PY) -m bench.bench
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(VENV)/bin/pip install -q -r requirements-bench.txt
+	touch $@
+
+bench: setup $(VENV)/.bench-installed
+	$(PY) -m bench.bench --plot docs/bench.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,206 @@
+"""The tools the benchmark compares, each building the same policy in a sandbox.
+
+A policy is what zimbra_fw computes for a pillar: the profile file text and
+the allow rules (ufw argument tuples), plus default deny incoming and ufw
+enabled. Each driver turns it into that tool's own input -- a Salt SLS for
+saltext.ufw and for the naive cmd.run way, an Ansible playbook for
+community.general.ufw -- and runs it inside the sandboxed minion.
+
+``converge`` returns (seconds, changes reported).
+"""
+
+import json
+import os
+import re
+import shlex
+import time
+
+import yaml
+
+from harness.sandbox import SALT_CALL
+
+BIN = os.path.dirname(SALT_CALL)
+COMMENT = "zimbra_fw"
+
+
+def _timed(minion, argv):
+    start = time.perf_counter()
+    out = minion.guarded(argv, check=False, timeout=3600)
+    return time.perf_counter() - start, out
+
+
+def _salt_changes(out):
+    result = json.loads(out.stdout)["local"]
+    if not isinstance(result, dict):
+        raise RuntimeError(f"state run failed: {result}")
+    failed = [key for key, state in result.items() if state["result"] is not True]
+    if failed:
+        raise RuntimeError(f"states failed: {[result[k]['comment'] for k in failed]}")
+    return any(state["changes"] for state in result.values())
+
+
+def rule_fields(rule):
+    """Split a rule tuple into source, destination port or app, and protocol."""
+    words = list(rule[1:])
+    if len(words) == 1:
+        port, _, proto = words[0].partition("/")
+        return ("any", None, port, proto or "any") if port[:1].isdigit() else ("any", words[0], None, "any")
+    fields = dict(zip(words[::2], words[1::2], strict=False))
+    return fields.get("from", "any"), fields.get("app"), fields.get("port"), fields.get("proto", "any")
+
+
+class Tool:
+    name = ""
+
+    def prepare(self, minion, policy):
+        """Untimed set-up: write the tool's input."""
+
+    def converge(self, minion, policy):
+        raise NotImplementedError
+
+
+class ZimbraFw(Tool):
+    name = "zimbra_fw"
+
+    def prepare(self, minion, policy):
+        minion.set_pillar(policy.pillar)
+        minion.sync()
+
+    def converge(self, minion, policy):
+        seconds, out = _timed(minion, [SALT_CALL, "--local", "-c", minion.config_dir, "--out", "json",
+                                       "state.apply", "zimbra_fw"])  # fmt: skip
+        return seconds, _salt_changes(out)
+
+
+class _SaltSls(Tool):
+    """A tool expressed as an SLS of Salt's own (or an extension's) states."""
+
+    def sls(self, policy):
+        raise NotImplementedError
+
+    def prepare(self, minion, policy):
+        root = os.path.join(minion.state, "bench-sls")
+        os.makedirs(root, exist_ok=True)
+        with open(os.path.join(root, f"{self.sls_name}.sls"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump(self.sls(policy), handle, sort_keys=False)
+        config_path = os.path.join(minion.config_dir, "minion")
+        with open(config_path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+        if root not in config["file_roots"]["base"]:
+            config["file_roots"]["base"].append(root)
+        with open(config_path, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(config, handle)
+        minion.sync()
+
+    def converge(self, minion, policy):
+        seconds, out = _timed(minion, [SALT_CALL, "--local", "-c", minion.config_dir, "--out", "json",
+                                       "state.apply", self.sls_name])  # fmt: skip
+        return seconds, _salt_changes(out)
+
+
+def _profile_state(policy):
+    return {
+        "file.managed": [
+            {"name": "/etc/ufw/applications.d/zimbra"},
+            {"contents": policy.profile_text},
+            {"mode": "0644"},
+        ]
+    }
+
+
+class SaltextUfw(_SaltSls):
+    name = "saltext.ufw"
+    sls_name = "bench_saltext_ufw"
+
+    def sls(self, policy):
+        states = {"bench-profile": _profile_state(policy)}
+        for index, rule in enumerate(policy.rules):
+            source, app, port, proto = rule_fields(rule)
+            args = [{"action": "allow"}, {"comment": COMMENT}, {"require": [{"file": "bench-profile"}]}]
+            if source != "any":
+                args.append({"src": source})
+            if app or port:
+                args.append({"dport": app or port})
+            if proto != "any":
+                args.append({"proto": proto})
+            states[f"bench-rule-{index}"] = {"ufw.rule_present": args}
+        states["bench-default"] = {"ufw.default_policy": [{"direction": "incoming"}, {"policy": "deny"}]}
+        states["bench-enabled"] = {"ufw.enabled": [{"require": [{"ufw": "bench-default"}]}]}
+        return states
+
+
+class NaiveCmdRun(_SaltSls):
+    name = "cmd.run + unless"
+    sls_name = "bench_naive"
+
+    def sls(self, policy):
+        states = {"bench-profile": _profile_state(policy)}
+        for index, rule in enumerate(policy.rules):
+            text = " ".join(rule)
+            states[f"bench-rule-{index}"] = {
+                "cmd.run": [
+                    {"name": f"ufw {text} comment {COMMENT}"},
+                    {"unless": f"ufw show added | grep -qxF {shlex.quote('ufw ' + text + ' comment ' + repr(COMMENT))}"},
+                    {"require": [{"file": "bench-profile"}]},
+                ]
+            }
+        states["bench-default"] = {
+            "cmd.run": [
+                {"name": "ufw default deny incoming"},
+                {"unless": "grep -q '^DEFAULT_INPUT_POLICY=\"DROP\"' /etc/default/ufw"},
+            ]
+        }
+        states["bench-enabled"] = {
+            "cmd.run": [{"name": "ufw --force enable"}, {"unless": "ufw status | grep -q 'Status: active'"}]
+        }
+        return states
+
+
+class AnsibleUfw(Tool):
+    name = "ansible ufw"
+
+    def prepare(self, minion, policy):
+        tasks = [
+            {
+                "name": "profile",
+                "ansible.builtin.copy": {
+                    "dest": "/etc/ufw/applications.d/zimbra",
+                    "content": policy.profile_text,
+                    "mode": "0644",
+                },
+            }
+        ]
+        for rule in policy.rules:
+            source, app, port, proto = rule_fields(rule)
+            args = {"rule": "allow", "comment": COMMENT}
+            if source != "any":
+                args["from_ip"] = source
+            if app:
+                args["name"] = app
+            if port:
+                args["to_port"] = port
+            if proto != "any":
+                args["proto"] = proto
+            tasks.append({"name": "rule " + " ".join(rule), "community.general.ufw": args})
+        tasks.append({"name": "default deny", "community.general.ufw": {"default": "deny", "direction": "incoming"}})
+        tasks.append({"name": "enabled", "community.general.ufw": {"state": "enabled"}})
+        play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
+        with open(os.path.join(minion.state, "bench-play.yml"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump(play, handle, sort_keys=False)
+
+    def converge(self, minion, policy):
+        home = os.path.join(minion.state, "ansible-home")
+        argv = [
+            "env", f"ANSIBLE_HOME={home}", f"ANSIBLE_LOCAL_TEMP={home}/tmp", "ANSIBLE_NOCOLOR=1",
+            "ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3",
+            os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
+            os.path.join(minion.state, "bench-play.yml"),
+        ]  # fmt: skip
+        seconds, out = _timed(minion, argv)
+        recap = re.search(r"ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out.stdout)
+        if out.returncode != 0 or not recap or recap.group(3) != "0":
+            raise RuntimeError(f"ansible-playbook failed:\n{out.stdout[-3000:]}\n{out.stderr[-2000:]}")
+        return seconds, int(recap.group(1)) > 0
+
+
+TOOLS = [ZimbraFw(), SaltextUfw(), AnsibleUfw(), NaiveCmdRun()]
