@@ -79,6 +79,7 @@ class _SaltSls(Tool):
         raise NotImplementedError
 
     def prepare(self, minion, policy):
+        minion.set_pillar(policy.pillar)  # unused by the SLS, but the pillar top names it
         root = os.path.join(minion.state, "bench-sls")
         os.makedirs(root, exist_ok=True)
         with open(os.path.join(root, f"{self.sls_name}.sls"), "w", encoding="utf-8") as handle:
@@ -124,8 +125,15 @@ class SaltextUfw(_SaltSls):
             if proto != "any":
                 args.append({"proto": proto})
             states[f"bench-rule-{index}"] = {"ufw.rule_present": args}
-        states["bench-default"] = {"ufw.default_policy": [{"direction": "incoming"}, {"policy": "deny"}]}
-        states["bench-enabled"] = {"ufw.enabled": [{"require": [{"ufw": "bench-default"}]}]}
+        # saltext.ufw sets a default policy only on an active firewall.
+        states["bench-enabled"] = {"ufw.enabled": []}
+        states["bench-default"] = {
+            "ufw.default_policy": [
+                {"direction": "incoming"},
+                {"policy": "deny"},
+                {"require": [{"ufw": "bench-enabled"}]},
+            ]
+        }
         return states
 
 
@@ -137,10 +145,11 @@ class NaiveCmdRun(_SaltSls):
         states = {"bench-profile": _profile_state(policy)}
         for index, rule in enumerate(policy.rules):
             text = " ".join(rule)
+            listed = shlex.quote(f"ufw {text} comment {COMMENT!r}")  # as `ufw show added` prints it
             states[f"bench-rule-{index}"] = {
                 "cmd.run": [
                     {"name": f"ufw {text} comment {COMMENT}"},
-                    {"unless": f"ufw show added | grep -qxF {shlex.quote('ufw ' + text + ' comment ' + repr(COMMENT))}"},
+                    {"unless": f"ufw show added | grep -qxF {listed}"},
                     {"require": [{"file": "bench-profile"}]},
                 ]
             }
@@ -191,7 +200,7 @@ class AnsibleUfw(Tool):
     def converge(self, minion, policy):
         home = os.path.join(minion.state, "ansible-home")
         argv = [
-            "env", f"ANSIBLE_HOME={home}", f"ANSIBLE_LOCAL_TEMP={home}/tmp", "ANSIBLE_NOCOLOR=1",
+            "env", "LC_ALL=C.UTF-8", f"ANSIBLE_HOME={home}", f"ANSIBLE_LOCAL_TEMP={home}/tmp", "ANSIBLE_NOCOLOR=1",
             "ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3",
             os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
             os.path.join(minion.state, "bench-play.yml"),

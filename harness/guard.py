@@ -8,7 +8,8 @@ Started by ``harness.sandbox`` as::
 Before anything else it proves that it runs in the network namespace NS
 that the harness created and not in the host's (compared with
 /proc/1/ns/net, kthreadd's /proc/2/ns/net and the harness's own namespace).
-Then it bind-mounts the sandbox's private /etc/ufw, /etc/default/ufw and /run in
+Then it bind-mounts the sandbox's private /etc/ufw, /etc/default/ufw and /run,
+and its counting ufw wrapper over /usr/sbin/ufw, in
 its private mount namespace, adds any fault a test asked for (marker files
 ``fault-*`` in DIR) and executes CMD. It exits 97 on refusal.
 """
@@ -60,15 +61,13 @@ def _inject_faults(state):
     if os.path.exists(os.path.join(state, "fault-readonly-apps")):
         _bind("/etc/ufw/applications.d", "/etc/ufw/applications.d")
         subprocess.run(["mount", "-o", "remount,bind,ro", "/etc/ufw/applications.d"], check=True)
-    if os.path.exists(os.path.join(state, "fault-no-ufw")):
-        _bind("/dev/null", "/usr/sbin/ufw")  # present but not executable: "not installed"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--netns", required=True)
     parser.add_argument("--host-netns", required=True)
-    parser.add_argument("--state", required=True, help="sandbox dir with etc-ufw/, default-ufw, bin/")
+    parser.add_argument("--state", required=True, help="sandbox dir: etc-ufw/, default-ufw, run/, bin/ufw, real-ufw")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -79,9 +78,14 @@ def main(argv=None):
     _bind(os.path.join(args.state, "etc-ufw"), "/etc/ufw")
     _bind(os.path.join(args.state, "default-ufw"), "/etc/default/ufw")
     _bind(os.path.join(args.state, "run"), "/run")  # a private /run/ufw.lock
+    if os.path.exists(os.path.join(args.state, "fault-no-ufw")):
+        _bind("/dev/null", "/usr/sbin/ufw")  # present but not executable: "not installed"
+    else:
+        # Every caller, by PATH or by absolute path, gets the counting wrapper,
+        # which runs the real ufw from where it is bound next.
+        _bind("/usr/sbin/ufw", os.path.join(args.state, "real-ufw"))
+        _bind(os.path.join(args.state, "bin", "ufw"), "/usr/sbin/ufw")
     _inject_faults(args.state)
-    if not os.path.exists(os.path.join(args.state, "fault-no-ufw")):
-        os.environ["PATH"] = os.path.join(args.state, "bin") + os.pathsep + os.environ.get("PATH", "")
     os.environ["LC_ALL"] = "C"
     os.execvp(command[0], command)
     return REFUSED  # not reached

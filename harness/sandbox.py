@@ -145,9 +145,10 @@ class Minion(Namespace):
                 f'   [ "$(wc -l < "{self.ufw_log}")" -eq "$(cat "{self.ufw_fail_at}")" ]; then\n'
                 '  echo "ERROR: injected failure" >&2; exit 1\n'
                 "fi\n"
-                f'exec {UFW} "$@"\n'
+                f'exec "{self.state}/real-ufw" "$@"\n'
             )
         os.chmod(counter, 0o755)
+        open(os.path.join(self.state, "real-ufw"), "w", encoding="utf-8").close()  # mount point for the real ufw
 
     def _make_salt_config(self, minion_id, master):
         """salt-call --local with this repository as file_roots, or a minion of ``master``."""
