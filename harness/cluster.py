@@ -4,7 +4,7 @@
 
 * a "switch" namespace holding a bridge, 10.77.0.0/24;
 * a master namespace (10.77.0.1) running ``salt-master`` with this
-  repository as file_roots and a pillar per minion;
+  repository's formula as file_roots and a pillar per minion;
 * per minion a ``Minion`` sandbox (own netns, private /etc/ufw and
   /etc/default/ufw through the guard) running ``salt-minion``, which
   publishes ``zimbra_fw.identity`` to the Salt Mine;
@@ -14,35 +14,27 @@ Commands run from the master: ``cluster.salt('*', 'state.apply', 'zimbra_fw')``.
 ``close()`` stops every daemon and deletes every namespace it made.
 """
 
-import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import yaml
 
-from harness.sandbox import REPO, Minion, Namespace, _run, requirements_missing
+from harness.sandbox import Minion, Namespace, Topology, _run, formula_root
 
 BIN = os.path.dirname(sys.executable)
 SUBNET_PREFIX = "10.77.0."
-_counter = itertools.count()
 
 
-class Cluster:
+class Cluster(Topology):
     MASTER = SUBNET_PREFIX + "1"
     INTERNET = SUBNET_PREFIX + "200"
+    kind = "c"
 
     def __init__(self):
-        reason = requirements_missing()
-        if reason:
-            raise RuntimeError(reason)
-        self.prefix = f"zfw{os.getpid()}c{next(_counter)}"
-        self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
-        self.namespaces = []
+        super().__init__()
         self.minions = {}
         self.addresses = {}
         self.pillars = {}
@@ -59,10 +51,6 @@ class Cluster:
             self.close()
             raise
 
-    def _add(self, namespace):
-        self.namespaces.append(namespace)
-        return namespace
-
     def _plug(self, namespace, address):
         port = f"p{len(self.namespaces)}{self.prefix[-4:]}"
         _run(["ip", "link", "add", "eth0", "netns", namespace.name, "type", "veth",
@@ -78,7 +66,7 @@ class Cluster:
         config = {
             "interface": self.MASTER,
             "root_dir": os.path.join(self.master_dir, "root"),
-            "file_roots": {"base": [REPO]},
+            "file_roots": {"base": [formula_root(os.path.join(self.master_dir, "srv"))]},
             "pillar_roots": {"base": [self.pillar_dir]},
             "auto_accept": True,
             "enable_fqdns_grains": False,
@@ -164,17 +152,6 @@ class Cluster:
             name: {key.split("_|-")[1]: value for key, value in states.items()} if isinstance(states, dict) else states
             for name, states in results.items()
         }
-
-    def close(self):
-        for namespace in reversed(self.namespaces):
-            namespace.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _json_stream(text):

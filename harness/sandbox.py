@@ -5,7 +5,7 @@ A ``Lab`` creates, under names it owns (``zfw<pid>n<k>-...``):
 * a minion network namespace with a private copy of /etc/ufw and
   /etc/default/ufw (bind-mounted by ``guard.py`` in a private mount
   namespace for every command), and a ``salt-call --local`` configuration
-  whose file_roots is this repository;
+  whose file_roots serves this repository's formula;
 * client namespaces ("lan", "internet") linked to it by veth pairs.
 
 Every command for the minion goes through ``guard.py``, which refuses to run
@@ -36,6 +36,18 @@ _counter = itertools.count()
 
 def _run(argv, check=True, timeout=120, **kwargs):
     return subprocess.run(argv, check=check, timeout=timeout, capture_output=True, text=True, **kwargs)
+
+
+FORMULA_PARTS = ("_modules", "_states", "zimbra_fw")
+
+
+def formula_root(directory):
+    """A file root holding just the formula (links into this repository), as a
+    master would serve it: Salt's file server then never walks .venv/ or .git/."""
+    os.makedirs(directory, exist_ok=True)
+    for part in FORMULA_PARTS:
+        os.symlink(os.path.join(REPO, part), os.path.join(directory, part))
+    return directory
 
 
 def host_netns_id():
@@ -151,7 +163,7 @@ class Minion(Namespace):
         open(os.path.join(self.state, "real-ufw"), "w", encoding="utf-8").close()  # mount point for the real ufw
 
     def _make_salt_config(self, minion_id, master):
-        """salt-call --local with this repository as file_roots, or a minion of ``master``."""
+        """salt-call --local serving this repository's formula, or a minion of ``master``."""
         os.makedirs(self.config_dir)
         os.makedirs(self.pillar_dir)
         config = {
@@ -161,7 +173,11 @@ class Minion(Namespace):
             "log_level_logfile": "warning",
         }
         if master is None:
-            config.update(file_client="local", file_roots={"base": [REPO]}, pillar_roots={"base": [self.pillar_dir]})
+            config.update(
+                file_client="local",
+                file_roots={"base": [formula_root(os.path.join(self.state, "srv"))]},
+                pillar_roots={"base": [self.pillar_dir]},
+            )
         else:
             config.update(master=master, mine_functions={"zimbra_fw.identity": []}, acceptance_wait_time=1)
         with open(os.path.join(self.config_dir, "minion"), "w", encoding="utf-8") as handle:
@@ -283,7 +299,37 @@ def _replace_line(path, prefix, line):
         handle.write("\n".join(lines) + "\n")
 
 
-class Lab:
+class Topology:
+    """Namespaces made for one test or demo, under a prefix of their own, and
+    a work directory; ``close()`` (or leaving the ``with``) removes them all."""
+
+    kind = "n"
+
+    def __init__(self):
+        reason = requirements_missing()
+        if reason:
+            raise RuntimeError(reason)
+        self.prefix = f"zfw{os.getpid()}{self.kind}{next(_counter)}"
+        self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
+        self.namespaces = []
+
+    def _add(self, namespace):
+        self.namespaces.append(namespace)
+        return namespace
+
+    def close(self):
+        for namespace in reversed(self.namespaces):
+            namespace.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Lab(Topology):
     """One sandboxed minion with a trusted LAN client and an internet client.
 
     Addresses: minion 192.168.1.1 (LAN, 192.168.1.0/24) and 203.0.113.1
@@ -295,12 +341,7 @@ class Lab:
     MINION_INTERNET = "203.0.113.1"
 
     def __init__(self):
-        reason = requirements_missing()
-        if reason:
-            raise RuntimeError(reason)
-        self.prefix = f"zfw{os.getpid()}n{next(_counter)}"
-        self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
-        self.namespaces = []
+        super().__init__()
         try:
             self.minion = self._add(Minion(f"{self.prefix}-srv", self.workdir))
             self.lan = self._add(Namespace(f"{self.prefix}-lan"))
@@ -310,10 +351,6 @@ class Lab:
         except BaseException:
             self.close()
             raise
-
-    def _add(self, namespace):
-        self.namespaces.append(namespace)
-        return namespace
 
     def _link(self, client, tag, client_address, minion_address):
         inside, outside = f"{self.prefix[-6:]}{tag}0", f"{self.prefix[-6:]}{tag}1"
@@ -338,14 +375,3 @@ class Lab:
         self.minion.exec(["ip", "link", "set", inside, "up"])
         client.exec(["ip", "addr", "add", client_address, "dev", outside])
         client.exec(["ip", "link", "set", outside, "up"])
-
-    def close(self):
-        for namespace in reversed(self.namespaces):
-            namespace.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
