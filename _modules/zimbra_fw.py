@@ -156,6 +156,11 @@ CATALOGUE = (
 )
 
 
+def _row_spec(entry):
+    """A catalogue row's port as a PortSpec."""
+    return PortSpec(entry.port, entry.port, entry.proto)
+
+
 def _critical_ports():
     return {(entry.port, entry.proto): entry for entry in CATALOGUE if entry.critical}
 
@@ -598,12 +603,12 @@ def _admin_ports(config):
     if not config.admin_subnets:
         return set()
     rows = _catalogue_rows(config)
-    return {PortSpec(e.port, e.port, e.proto) for e in rows if e.exposure == PUBLIC and "admins" in e.consumers}
+    return {_row_spec(e) for e in rows if e.exposure == PUBLIC and "admins" in e.consumers}
 
 
 def _public_ports(config, problems=None):
     rows = _catalogue_rows(config)
-    wanted = {PortSpec(e.port, e.port, e.proto) for e in rows if e.exposure == PUBLIC}
+    wanted = {_row_spec(e) for e in rows if e.exposure == PUBLIC}
     wanted = (wanted - _admin_ports(config)) | set(config.extra_ports)
     kept = set()
     for spec in wanted:
@@ -620,7 +625,7 @@ def _peer_ports(config):
     public = set(_public_ports(config))
     by_consumer = {}
     for entry in _catalogue_rows(config):
-        spec = PortSpec(entry.port, entry.port, entry.proto)
+        spec = _row_spec(entry)
         if entry.exposure == LOCALHOST or spec in public:
             continue
         for consumer in entry.consumers:
@@ -650,7 +655,7 @@ def whitelist(config):
     rows = _catalogue_rows(config)
 
     def ports(exposure):
-        specs = {PortSpec(e.port, e.port, e.proto) for e in rows if e.exposure == exposure}
+        specs = {_row_spec(e) for e in rows if e.exposure == exposure}
         return [str(s) for s in sorted(specs, key=_sort_key)]
 
     by_consumer = _peer_ports(config)
@@ -658,24 +663,19 @@ def whitelist(config):
     for peer in config.peers:
         for consumer in _peer_consumers(peer, by_consumer):
             for spec in by_consumer[consumer]:
-                peers.setdefault(str(spec), set()).add(peer.name)
+                peers.setdefault(spec, set()).add(peer.name)
     result = {
         PUBLIC: [str(s) for s in _public_ports(config)],
         CLUSTER: ports(CLUSTER),
         LOCALHOST: ports(LOCALHOST),
         "roles": {"roles": list(config.roles), "source": config.roles_source},
-        "peers": {port: sorted(names) for port, names in sorted(peers.items(), key=lambda i: _port_order(i[0]))},
+        "peers": {str(spec): sorted(peers[spec]) for spec in sorted(peers, key=_sort_key)},
     }
     if config.admin_subnets:
         result["admin"] = {
             str(spec): [str(n) for n in config.admin_subnets] for spec in sorted(_admin_ports(config), key=_sort_key)
         }
     return result
-
-
-def _port_order(text):
-    ports, _, proto = text.partition("/")
-    return (int(ports.split(":")[0]), proto)
 
 
 # ---------------------------------------------------------------- profile text
@@ -708,7 +708,7 @@ def wanted_profiles(config):
     if public:
         profiles[config.profile_name] = (config.profile_title, config.profile_description, public)
     for suffix, ports in access_profiles(config).items():
-        who = "admin_subnets" if suffix == ADMIN_SUFFIX else f"{suffix} peers" if suffix != ALL_PEERS else "all peers"
+        who = {ADMIN_SUFFIX: "admin_subnets", ALL_PEERS: "all peers"}.get(suffix, f"{suffix} peers")
         profiles[profile_name(config, suffix)] = (
             f"{config.profile_title} ({who})",
             f"Zimbra ports that {who} connect to",
@@ -726,25 +726,14 @@ def profile_text(config):
     return PROFILE_HEADER + "\n".join(sections) if sections else None
 
 
-def profile_sections(text):
-    """Profile names defined in a profile file's text."""
-    if not text:
-        return []
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read_string(text)
-    except configparser.Error:
-        return []
-    return parser.sections()
-
-
-def profile_ports(text, name):
+def profile_file_ports(text):
+    """``{profile name: ports text}`` from a profile file, in file order ({} if unreadable)."""
     parser = configparser.RawConfigParser()
     try:
         parser.read_string(text or "")
-        return parser.get(name, "ports")
     except configparser.Error:
-        return None
+        return {}
+    return {name: parser.get(name, "ports", fallback=None) for name in parser.sections()}
 
 
 # ---------------------------------------------------------------- rules
@@ -778,8 +767,7 @@ def desired_rules(config):
     trusted subnets, admin subnets, cluster peers and the public profile."""
     rules = management_rules(config)
     rules.extend(("allow", "from", _source(network)) for network in config.trusted_subnets)
-    profiles = access_profiles(config)
-    if ADMIN_SUFFIX in profiles:
+    if _admin_ports(config):
         admin_profile = profile_name(config, ADMIN_SUFFIX)
         rules.extend(("allow", "from", _source(n), "to", "any", "app", admin_profile) for n in config.admin_subnets)
     by_consumer = _peer_ports(config)
@@ -899,15 +887,12 @@ def parse_app_profiles(texts):
     """``{name: [PortSpec]}`` from the texts of the files in applications.d."""
     profiles = {}
     for text in texts:
-        parser = configparser.RawConfigParser()
-        try:
-            parser.read_string(text)
-        except configparser.Error:
-            continue
-        for name in parser.sections():
+        for name, ports in profile_file_ports(text).items():
+            if ports is None:
+                continue
             try:
-                profiles[name] = parse_ufw_ports(parser.get(name, "ports"))
-            except (configparser.Error, ValueError):
+                profiles[name] = parse_ufw_ports(ports)
+            except ValueError:  # ports ufw would refuse
                 continue
     return profiles
 
@@ -1188,9 +1173,8 @@ def _plan_profile(config):
     changes, steps = {}, []
     if current == wanted:
         return {"changes": changes, "steps": steps}
-    current_names = profile_sections(current)
-    wanted_names = profile_sections(wanted)
-    retired = [name for name in current_names if name not in wanted_names]
+    current_ports, wanted_ports = profile_file_ports(current), profile_file_ports(wanted)
+    retired = [name for name in current_ports if name not in wanted_ports]
     if retired:
         # Rules naming a profile must go before the profile does: ufw can
         # no longer delete them once their profile is unknown.
@@ -1204,14 +1188,14 @@ def _plan_profile(config):
         steps.append({"remove": PROFILE_PATH, "describe": f"remove {PROFILE_PATH}"})
     else:
         steps.append({"write": PROFILE_PATH, "text": wanted, "describe": f"write {PROFILE_PATH}"})
-    for name in wanted_names:
-        old_ports, new_ports = profile_ports(current, name), profile_ports(wanted, name)
+    for name, new_ports in wanted_ports.items():
+        old_ports = current_ports.get(name)
         if old_ports != new_ports:
             changes.setdefault("ports", {})[name] = {"old": old_ports, "new": new_ports}
             if old_ports is not None:
                 steps.append(_step_ufw(["app", "update", name]))
     for name in retired:
-        changes.setdefault("ports", {})[name] = {"old": profile_ports(current, name), "new": None}
+        changes.setdefault("ports", {})[name] = {"old": current_ports[name], "new": None}
     if not changes.get("ports"):
         changes["file"] = {"old": current, "new": wanted}
     return {"changes": changes, "steps": steps}

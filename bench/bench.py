@@ -77,10 +77,8 @@ def matches(minion, policy):
     rules = {rule[: rule.index("comment")] if "comment" in rule else rule for rule in other} | set(managed)
     active, incoming = ZFW.parse_status(minion.ufw("status", "verbose").stdout)
     profile = minion.guarded(["cat", "/etc/ufw/applications.d/zimbra"], check=False).stdout
-    same_profile = all(
-        ZFW.profile_ports(profile, name) == ZFW.profile_ports(policy.profile_text, name)
-        for name in ZFW.profile_sections(policy.profile_text)
-    )
+    wanted = ZFW.profile_file_ports(policy.profile_text)
+    same_profile = all(ZFW.profile_file_ports(profile).get(name) == ports for name, ports in wanted.items())
     return rules == set(policy.rules) and active and incoming == "deny" and same_profile
 
 

@@ -201,10 +201,6 @@ class Minion(Namespace):
         with open(os.path.join(self.pillar_dir, "zimbra_fw.sls"), "w", encoding="utf-8") as handle:
             yaml.safe_dump({"zimbra_fw": pillar}, handle)
 
-    def set_pillar_text(self, text):
-        with open(os.path.join(self.pillar_dir, "zimbra_fw.sls"), "w", encoding="utf-8") as handle:
-            handle.write(text)
-
     def salt_text(self, *args):
         """``salt-call --local`` in the sandbox with Salt's own readable output."""
         color = "--force-color" if sys.stdout.isatty() else "--no-color"
@@ -336,7 +332,6 @@ class Lab(Topology):
     (internet side); clients 192.168.1.10 and 203.0.113.10.
     """
 
-    LAN_SUBNET = "192.168.1.0/24"
     MINION_LAN = "192.168.1.1"
     MINION_INTERNET = "203.0.113.1"
 

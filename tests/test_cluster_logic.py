@@ -48,8 +48,8 @@ def test_one_rule_per_peer_address_and_profile(zfw):
 
 def test_profile_text_has_a_section_per_profile(zfw):
     text = zfw.profile_text(node(zfw, "mailbox"))
-    assert zfw.profile_sections(text) == ["Zimbra", "Zimbra-mta", "Zimbra-proxy"]
-    assert zfw.profile_ports(text, "Zimbra-mta") == "7025,7073/tcp"
+    assert list(zfw.profile_file_ports(text)) == ["Zimbra", "Zimbra-mta", "Zimbra-proxy"]
+    assert zfw.profile_file_ports(text)["Zimbra-mta"] == "7025,7073/tcp"
 
 
 def test_admin_subnets_take_the_console_off_the_internet(zfw):

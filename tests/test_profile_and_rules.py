@@ -8,7 +8,7 @@ def test_profile_text_single_server(zfw):
     assert "[Zimbra]\n" in text
     assert "title=Zimbra Collaboration Server\n" in text
     assert text.endswith("ports=25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp\n")
-    assert zfw.profile_sections(text) == ["Zimbra"]
+    assert list(zfw.profile_file_ports(text)) == ["Zimbra"]
 
 
 def test_groups_respect_the_multiport_limit(zfw):
