@@ -87,14 +87,14 @@ def sample(tool, policy):
     with Lab() as lab:
         minion = lab.minion
         tool.prepare(minion, policy)
-        minion.reset_ufw_calls()
+        minion.reset_ufw_counts()
         first, _ = tool.converge(minion, policy)
-        first_calls = len(minion.ufw_calls())
+        first_calls = len(minion.ufw_processes())
         correct = matches(minion, policy)
-        minion.reset_ufw_calls()
+        minion.reset_ufw_counts()
         noop, noop_changed = tool.converge(minion, policy)
         return {
-            "first": first, "first_ufw": first_calls, "noop": noop, "noop_ufw": len(minion.ufw_calls()),
+            "first": first, "first_ufw": first_calls, "noop": noop, "noop_ufw": len(minion.ufw_processes()),
             "noop_changed": noop_changed, "correct": correct and matches(minion, policy),
         }  # fmt: skip
 

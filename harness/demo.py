@@ -71,10 +71,10 @@ def main():
         section("reachability, measured with TCP connections")
         failures = reachability_table(lab, open_ports)
         section("second state.apply")
-        minion.reset_ufw_calls()
+        minion.reset_ufw_counts()
         results = minion.apply()
         changed = [state for state, result in results.items() if result["changes"]]
-        print(f"states with changes: {changed or 'none'}; ufw processes started: {len(minion.ufw_calls())}")
+        print(f"states with changes: {changed or 'none'}; ufw processes started: {len(minion.ufw_processes())}")
     return 1 if failures or changed else 0
 
 

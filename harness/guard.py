@@ -9,9 +9,10 @@ Before anything else it proves that it runs in the network namespace NS
 that the harness created and not in the host's (compared with
 /proc/1/ns/net, kthreadd's /proc/2/ns/net and the harness's own namespace).
 Then it bind-mounts the sandbox's private /etc/ufw, /etc/default/ufw and /run,
-and its counting ufw wrapper over /usr/sbin/ufw, in
-its private mount namespace, adds any fault a test asked for (marker files
-``fault-*`` in DIR) and executes CMD. It exits 97 on refusal.
+and its copy of ufw's package ``__init__.py`` (which counts ufw processes and
+commands, see ufw_hook.py) in its private mount namespace, adds any fault a
+test asked for (marker files ``fault-*`` in DIR) and executes CMD. It exits
+97 on refusal.
 """
 
 import argparse
@@ -58,6 +59,8 @@ def _bind(source, target):
 
 def _inject_faults(state):
     """Faults the tests ask for with marker files, inside this mount namespace only."""
+    if os.path.exists(os.path.join(state, "fault-no-ufw")):
+        _bind("/dev/null", "/usr/sbin/ufw")  # present but not executable: "not installed"
     if os.path.exists(os.path.join(state, "fault-readonly-apps")):
         _bind("/etc/ufw/applications.d", "/etc/ufw/applications.d")
         subprocess.run(["mount", "-o", "remount,bind,ro", "/etc/ufw/applications.d"], check=True)
@@ -67,7 +70,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--netns", required=True)
     parser.add_argument("--host-netns", required=True)
-    parser.add_argument("--state", required=True, help="sandbox dir: etc-ufw/, default-ufw, run/, bin/ufw, real-ufw")
+    parser.add_argument("--state", required=True, help="sandbox dir: etc-ufw/, default-ufw, run/, ufw-package/")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -78,13 +81,15 @@ def main(argv=None):
     _bind(os.path.join(args.state, "etc-ufw"), "/etc/ufw")
     _bind(os.path.join(args.state, "default-ufw"), "/etc/default/ufw")
     _bind(os.path.join(args.state, "run"), "/run")  # a private /run/ufw.lock
-    if os.path.exists(os.path.join(args.state, "fault-no-ufw")):
-        _bind("/dev/null", "/usr/sbin/ufw")  # present but not executable: "not installed"
+    with open(os.path.join(args.state, "ufw-package-dir"), encoding="utf-8") as handle:
+        package = handle.read().strip()
+    hooked = os.path.join(args.state, "ufw-package")
+    _bind(os.path.join(hooked, "__init__.py"), os.path.join(package, "__init__.py"))
+    # Byte code compiled from the hooked copy stays in the sandbox.
+    if os.path.isdir(os.path.join(package, "__pycache__")):
+        _bind(os.path.join(hooked, "__pycache__"), os.path.join(package, "__pycache__"))
     else:
-        # Every caller, by PATH or by absolute path, gets the counting wrapper,
-        # which runs the real ufw from where it is bound next.
-        _bind("/usr/sbin/ufw", os.path.join(args.state, "real-ufw"))
-        _bind(os.path.join(args.state, "bin", "ufw"), "/usr/sbin/ufw")
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
     _inject_faults(args.state)
     os.environ["LC_ALL"] = "C"
     os.execvp(command[0], command)

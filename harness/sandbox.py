@@ -31,6 +31,7 @@ GUARD = os.path.join(REPO, "harness", "guard.py")
 PROBE = os.path.join(REPO, "harness", "probe.py")
 SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
 UFW = "/usr/sbin/ufw"
+UFW_HOOK = os.path.join(REPO, "harness", "ufw_hook.py")
 _counter = itertools.count()
 
 
@@ -53,6 +54,17 @@ def formula_root(directory):
 def host_netns_id():
     stat = os.stat("/proc/self/ns/net")
     return f"{stat.st_dev}:{stat.st_ino}"
+
+
+def ufw_package_dir():
+    """Where ufw's Python package is, found without importing (running) it."""
+    python = "/usr/bin/python3"
+    with open(UFW, "rb") as handle:
+        words = handle.readline().decode().lstrip("#!").split()
+    if words:
+        python = words[0]
+    code = "import importlib.util; print(importlib.util.find_spec('ufw').submodule_search_locations[0])"
+    return _run([python, "-c", code]).stdout.strip()
 
 
 def requirements_missing():
@@ -127,7 +139,9 @@ class Minion(Namespace):
         self.state = os.path.join(workdir, name)
         self.pillar_dir = os.path.join(self.state, "pillar")
         self.config_dir = os.path.join(self.state, "salt")
-        self.ufw_log = os.path.join(self.state, "ufw-calls.log")
+        self.ufw_processes_log = os.path.join(self.state, "ufw-processes.log")
+        self.ufw_commands_log = os.path.join(self.state, "ufw-commands.log")
+        self.ufw_fail_at = os.path.join(self.state, "ufw-fail-at")
         self._make_private_ufw()
         self._make_salt_config(minion_id, master)
 
@@ -143,24 +157,24 @@ class Minion(Namespace):
             pass
         _replace_line(os.path.join(self.state, "default-ufw"), "IPT_MODULES=", 'IPT_MODULES=""')
         os.makedirs(os.path.join(self.state, "run"))
-        bindir = os.path.join(self.state, "bin")
-        os.makedirs(bindir)
-        counter = os.path.join(bindir, "ufw")
-        self.ufw_fail_at = os.path.join(self.state, "ufw-fail-at")
-        with open(counter, "w", encoding="utf-8") as handle:
-            # Counts ufw processes (benchmark), can fail the Nth one (fault
-            # injection tests), and otherwise runs the real ufw.
-            handle.write(
-                "#!/bin/sh\n"
-                f'echo "$*" >> "{self.ufw_log}"\n'
-                f'if [ -f "{self.ufw_fail_at}" ] &&\n'
-                f'   [ "$(wc -l < "{self.ufw_log}")" -eq "$(cat "{self.ufw_fail_at}")" ]; then\n'
-                '  echo "ERROR: injected failure" >&2; exit 1\n'
-                "fi\n"
-                f'exec "{self.state}/real-ufw" "$@"\n'
-            )
-        os.chmod(counter, 0o755)
-        open(os.path.join(self.state, "real-ufw"), "w", encoding="utf-8").close()  # mount point for the real ufw
+        self._make_ufw_hook()
+
+    def _make_ufw_hook(self):
+        """A copy of ufw's package __init__.py with harness/ufw_hook.py added,
+        and a private __pycache__ for it: the guard binds both over ufw's own."""
+        package = ufw_package_dir()
+        hooked = os.path.join(self.state, "ufw-package")
+        os.makedirs(hooked)
+        with open(os.path.join(package, "__init__.py"), encoding="utf-8") as handle:
+            original = handle.read()
+        with open(UFW_HOOK, encoding="utf-8") as handle:
+            hook = handle.read().replace("STATE)", f"{self.state!r})")
+        with open(os.path.join(hooked, "__init__.py"), "w", encoding="utf-8") as handle:
+            handle.write(original + "\n" + hook)
+        if os.path.isdir(os.path.join(package, "__pycache__")):
+            shutil.copytree(os.path.join(package, "__pycache__"), os.path.join(hooked, "__pycache__"))
+        with open(os.path.join(self.state, "ufw-package-dir"), "w", encoding="utf-8") as handle:
+            handle.write(package)
 
     def _make_salt_config(self, minion_id, master):
         """salt-call --local serving this repository's formula, or a minion of ``master``."""
@@ -190,9 +204,9 @@ class Minion(Namespace):
         guard = [sys.executable, GUARD, "--netns", self.name, "--host-netns", host_netns_id(), "--state", self.state]
         return ["ip", "netns", "exec", self.name, "unshare", "--mount", "--propagation", "private", *guard, "--", *argv]
 
-    def guarded(self, argv, check=True, timeout=300):
+    def guarded(self, argv, check=True, timeout=300, stdin=None):
         """Run ``argv`` in this minion's netns with its private ufw files, via the guard."""
-        return _run(self.guarded_argv(argv), check=check, timeout=timeout)
+        return _run(self.guarded_argv(argv), check=check, timeout=timeout, input=stdin)
 
     def ufw(self, *args, check=True):
         return self.guarded(["ufw", *args], check=check)
@@ -231,16 +245,24 @@ class Minion(Namespace):
             raise RuntimeError(f"state.apply did not run: {result}")
         return {key.split("_|-")[1]: value for key, value in result.items()}
 
-    def ufw_calls(self):
+    def _log_lines(self, path):
         try:
-            with open(self.ufw_log, encoding="utf-8") as handle:
+            with open(path, encoding="utf-8") as handle:
                 return handle.read().splitlines()
         except FileNotFoundError:
             return []
 
-    def fail_ufw_call(self, number):
-        """Make the ``number``-th ufw process from now fail (None: stop failing)."""
-        self.reset_ufw_calls()
+    def ufw_processes(self):
+        """Command lines of the processes that loaded ufw since the last reset."""
+        return self._log_lines(self.ufw_processes_log)
+
+    def ufw_commands(self):
+        """The ufw commands (actions) run since the last reset, in order."""
+        return self._log_lines(self.ufw_commands_log)
+
+    def fail_ufw_command(self, number):
+        """Make the ``number``-th ufw command from now fail (None: stop failing)."""
+        self.reset_ufw_counts()
         if number is None:
             if os.path.exists(self.ufw_fail_at):
                 os.unlink(self.ufw_fail_at)
@@ -256,9 +278,10 @@ class Minion(Namespace):
         elif os.path.exists(marker):
             os.unlink(marker)
 
-    def reset_ufw_calls(self):
-        if os.path.exists(self.ufw_log):
-            os.unlink(self.ufw_log)
+    def reset_ufw_counts(self):
+        for path in (self.ufw_processes_log, self.ufw_commands_log):
+            if os.path.exists(path):
+                os.unlink(path)
 
     def snapshot(self):
         """The firewall as bytes: private ufw files and the loaded iptables rules."""

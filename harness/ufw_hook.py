@@ -1,0 +1,40 @@
+# Appended to a copy of ufw's package __init__.py that harness/guard.py binds
+# over the real one inside a sandbox's private mount namespace only. Every
+# process that loads ufw's code (the ufw program, or zimbra_fw's batch of ufw
+# commands) then logs itself and each ufw command it runs, and can be made to
+# fail the Nth command (fault injection). STATE is replaced by the sandbox dir.
+
+
+def _zimbra_fw_sandbox_hook(state):
+    import os  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+
+    from ufw import common, frontend  # pylint: disable=import-outside-toplevel
+
+    with open(os.path.join(state, "ufw-processes.log"), "a", encoding="utf-8") as log:
+        log.write(" ".join(sys.argv) + "\n")
+
+    def fail_at():
+        try:
+            with open(os.path.join(state, "ufw-fail-at"), encoding="utf-8") as handle:
+                return int(handle.read())
+        except FileNotFoundError:
+            return None
+
+    def counted(method):
+        def run(self, action, *args, **kwargs):
+            with open(os.path.join(state, "ufw-commands.log"), "a+", encoding="utf-8") as log:
+                log.write(f"{action}\n")
+                log.seek(0)
+                number = len(log.read().splitlines())
+            if number == fail_at():
+                raise common.UFWError("injected failure")
+            return method(self, action, *args, **kwargs)
+
+        return run
+
+    frontend.UFWFrontend.do_action = counted(frontend.UFWFrontend.do_action)
+    frontend.UFWFrontend.do_application_action = counted(frontend.UFWFrontend.do_application_action)
+
+
+_zimbra_fw_sandbox_hook(STATE)  # noqa: F821
