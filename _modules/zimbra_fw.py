@@ -7,7 +7,8 @@ The module has two halves:
   whitelist per role set, the ufw application profile text and the plan of
   ufw commands that turns the current firewall into the wanted one;
 * a thin layer that reads ufw (``ufw show added``, ``ufw status verbose``,
-  the profile file and ``/etc/default/ufw``) and applies a plan.
+  the profile file and ``/etc/default/ufw``) and applies a plan, running
+  consecutive ufw commands in one ufw process (``zimbra_fw_ufw_batch.py``).
 
 Every rule this formula adds carries the ufw comment ``zimbra_fw``; only those
 rules are ever removed.  Configuration comes from the ``zimbra_fw`` pillar key
@@ -17,6 +18,7 @@ rules are ever removed.  Configuration comes from the ``zimbra_fw`` pillar key
 import configparser
 import difflib
 import ipaddress
+import json
 import os
 import re
 import shlex
@@ -24,6 +26,7 @@ import socket
 import tempfile
 from collections import namedtuple
 
+import salt.utils.path
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "zimbra_fw"
@@ -1057,6 +1060,81 @@ def _ufw(args, check=True):
     return result["stdout"]
 
 
+# Runs a list of ufw commands in one ufw process (see _ufw_batch); synced
+# beside this module by saltutil.sync_modules.
+UFW_BATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_ufw_batch.py")
+
+
+def batch_outcome(commands, report, retcode, stderr=""):
+    """What a run of zimbra_fw_ufw_batch did, from its JSON-lines ``report``:
+    (number of commands applied, error or None), or None when ufw's library
+    could not be loaded (the caller then runs the commands one by one)."""
+    applied, error = 0, None
+    for line in report.splitlines():
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            continue
+        if "unavailable" in fields:
+            return None
+        if "done" in fields:
+            applied = max(applied, fields["done"] + 1)
+        if "failed" in fields:
+            applied, error = fields["failed"], fields["error"]
+    if applied == len(commands):
+        return applied, None
+    error = error or f"exit {retcode}: {(stderr or '').strip()}"
+    return applied, f"'ufw {' '.join(commands[applied])}' failed: {error}"
+
+
+def _ufw_python(path):
+    """The Python that runs the ufw program at ``path`` (its #! line), or None."""
+    try:
+        with open(path, "rb") as handle:
+            first_line = handle.readline(200).decode("utf-8", "replace")
+    except (OSError, TypeError):
+        return None
+    words = first_line[2:].split() if first_line.startswith("#!") else []
+    if words and os.path.basename(words[0]) == "env" and len(words) > 1:
+        words = [salt.utils.path.which(words[1]) or ""]
+    if words and os.path.basename(words[0]).startswith("python") and os.access(words[0], os.X_OK):
+        return words[0]
+    return None
+
+
+def _ufw_batch(commands):
+    """Run ufw commands in order in one ufw process. Returns (number applied,
+    error or None), or None when ufw's library cannot be loaded that way."""
+    program = salt.utils.path.which("ufw")
+    python = _ufw_python(program)
+    if python is None or not os.path.exists(UFW_BATCH_SCRIPT):
+        return None
+    result = __salt__["cmd.run_all"](
+        [python, "-I", UFW_BATCH_SCRIPT, program],
+        stdin=json.dumps(commands),
+        python_shell=False,
+        env={"LC_ALL": "C", "LANG": "C"},
+        ignore_retcode=True,
+        output_loglevel="debug",
+    )
+    return batch_outcome(commands, result["stdout"], result["retcode"], result.get("stderr"))
+
+
+def _run_ufw_commands(commands):
+    """Run ufw commands in order, batched when possible, one process each
+    otherwise. Returns (number applied, error or None)."""
+    _require_ufw()
+    batched = _ufw_batch(commands)
+    if batched is not None:
+        return batched
+    for applied, args in enumerate(commands):
+        try:
+            _ufw(args)
+        except CommandExecutionError as exc:
+            return applied, str(exc)
+    return len(commands), None
+
+
 def _read_file(path):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -1244,9 +1322,7 @@ _PLANNERS = {"profile": _plan_profile, "rules": _plan_rules, "firewall": _plan_f
 
 
 def _apply_step(step):
-    if "ufw" in step:
-        _ufw(step["ufw"])
-    elif "write" in step:
+    if "write" in step:
         _write_atomic(step["write"], step["text"])
     elif "remove" in step:
         if os.path.exists(step["remove"]):
@@ -1261,6 +1337,28 @@ def _apply_step(step):
             )
     else:
         raise CommandExecutionError(f"unknown plan step {step!r}")
+
+
+def _step_batches(steps):
+    """The steps in order, consecutive ufw commands grouped into one list."""
+    batches = []
+    for step in steps:
+        if "ufw" in step and batches and "ufw" in batches[-1][0]:
+            batches[-1].append(step)
+        else:
+            batches.append([step])
+    return batches
+
+
+def _apply_batch(batch):
+    """Apply a group of steps; returns (number applied, error or None)."""
+    if "ufw" in batch[0]:
+        return _run_ufw_commands([step["ufw"] for step in batch])
+    try:
+        _apply_step(batch[0])
+    except (CommandExecutionError, OSError) as exc:
+        return 0, str(exc)
+    return 1, None
 
 
 # ---------------------------------------------------------------- public functions
@@ -1370,8 +1468,9 @@ def plan(part=None):
 def apply(plan):  # pylint: disable=redefined-outer-name
     """
     Carry out a plan made by ``zimbra_fw.plan part=...`` (the states pass it
-    on) in order: its ``steps`` run ufw commands, write or remove the profile
-    file, or check that management rules exist. On failure
+    on) in order: its ``steps`` run ufw commands (consecutive ones in one
+    ufw process), write or remove the profile file, or check that management
+    rules exist. On failure
     the error says which step failed and lists the steps already applied
     (also in its ``info['applied']``).
 
@@ -1382,16 +1481,16 @@ def apply(plan):  # pylint: disable=redefined-outer-name
         salt '*' zimbra_fw.apply '{"steps": [{"ufw": ["app", "update", "Zimbra"]}]}'
     """
     applied = []
-    for step in plan.get("steps", []):
-        try:
-            _apply_step(step)
-        except (CommandExecutionError, OSError) as exc:
+    for batch in _step_batches(plan.get("steps", [])):
+        count, error = _apply_batch(batch)
+        applied.extend(step.get("describe") for step in batch[:count])
+        if error is not None:
+            failed = batch[count].get("describe")
             done = "; ".join(applied) or "nothing"
             raise CommandExecutionError(
-                f"step '{step.get('describe')}' failed: {exc}. Already applied: {done}",
-                info={"applied": applied, "failed": step.get("describe")},
-            ) from exc
-        applied.append(step.get("describe"))
+                f"step '{failed}' failed: {error}. Already applied: {done}",
+                info={"applied": applied, "failed": failed},
+            )
     return applied
 
 

@@ -87,3 +87,55 @@ def test_parse_defaults_file(zfw):
     assert zfw.parse_defaults_file('IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\n') == "deny"
     assert zfw.parse_defaults_file('DEFAULT_INPUT_POLICY="ACCEPT"\n') == "allow"
     assert zfw.parse_defaults_file("") is None
+
+
+COMMANDS = [["allow", "22/tcp"], ["allow", "from", "10.0.0.0/8"], ["allow", "Zimbra"]]
+
+
+def test_batch_outcome_all_applied(zfw):
+    report = '{"done": 0}\n{"done": 1}\n{"done": 2}\n'
+    assert zfw.batch_outcome(COMMANDS, report, 0) == (3, None)
+
+
+def test_batch_outcome_names_the_failed_command(zfw):
+    report = '{"done": 0}\n{"failed": 1, "error": "ERROR: Bad source address"}\n'
+    assert zfw.batch_outcome(COMMANDS, report, 1) == (
+        1,
+        "'ufw allow from 10.0.0.0/8' failed: ERROR: Bad source address",
+    )
+
+
+def test_batch_outcome_of_a_crash_counts_what_was_reported(zfw):
+    applied, error = zfw.batch_outcome(COMMANDS, '{"done": 0}\nnot json\n', -9, "Killed")
+    assert applied == 1
+    assert error == "'ufw allow from 10.0.0.0/8' failed: exit -9: Killed"
+
+
+def test_batch_outcome_without_ufw_library_asks_for_one_by_one(zfw):
+    assert zfw.batch_outcome(COMMANDS, '{"unavailable": "No module named ufw"}\n', 3) is None
+
+
+def test_consecutive_ufw_steps_form_one_batch(zfw):
+    steps = [
+        {"ufw": ["delete", "allow", "Old"]},
+        {"write": "/etc/ufw/applications.d/zimbra", "text": "x"},
+        {"ufw": ["app", "update", "A"]},
+        {"ufw": ["app", "update", "B"]},
+        {"require_rules": []},
+        {"ufw": ["--force", "enable"]},
+    ]
+    assert [len(batch) for batch in zfw._step_batches(steps)] == [1, 1, 2, 1, 1]
+    assert [step for batch in zfw._step_batches(steps) for step in batch] == steps
+
+
+def test_ufw_python_from_the_programs_first_line(zfw, tmp_path):
+    python = tmp_path / "python3"
+    python.write_text("")
+    python.chmod(0o755)
+    program = tmp_path / "ufw"
+    program.write_text(f"#! {python}\nimport ufw\n")
+    assert zfw._ufw_python(str(program)) == str(python)
+    program.write_text("#!/bin/sh\nexec true\n")
+    assert zfw._ufw_python(str(program)) is None
+    assert zfw._ufw_python(str(tmp_path / "missing")) is None
+    assert zfw._ufw_python(None) is None

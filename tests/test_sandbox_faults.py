@@ -4,6 +4,8 @@ and TCP probes show the expected ports."""
 
 import concurrent.futures
 import fcntl
+import glob
+import os
 import time
 
 import pytest
@@ -32,7 +34,7 @@ def staged(lab, example_pillar):
 
 def test_ufw_failing_half_way_through_the_rules(staged):
     lab = staged
-    lab.minion.fail_ufw_call(3)  # 1: show added, 2: allow 22/tcp, 3: allow from ...
+    lab.minion.fail_ufw_command(3)  # 1: show added, 2: allow 22/tcp, 3: allow from ...
     results = lab.minion.apply()
     rules = results["zimbra_fw-rules"]
     assert rules["result"] is False
@@ -41,7 +43,7 @@ def test_ufw_failing_half_way_through_the_rules(staged):
     assert "Already applied: ufw allow 22/tcp" in rules["comment"]
     assert results["zimbra_fw-firewall"]["result"] is False  # never enabled half-way
     assert "Status: inactive" in lab.minion.ufw("status").stdout
-    lab.minion.fail_ufw_call(None)
+    lab.minion.fail_ufw_command(None)
     rerun = lab.minion.apply()
     assert rerun["zimbra_fw-rules"]["changes"] == {"added": ["allow from 192.168.1.0/24", "allow Zimbra"]}
     assert_converged(lab)
@@ -50,14 +52,14 @@ def test_ufw_failing_half_way_through_the_rules(staged):
 def test_ufw_failing_at_enable(staged):
     lab = staged
     # 1 show added, 2-4 the three rules, 5 status verbose, 6 show added (lockout check), 7 enable
-    lab.minion.fail_ufw_call(7)
+    lab.minion.fail_ufw_command(7)
     results = lab.minion.apply()
     firewall = results["zimbra_fw-firewall"]
     assert firewall["result"] is False
     assert "step 'ufw --force enable' failed" in firewall["comment"]
     assert "Already applied: check that management access is allowed" in firewall["comment"]
     assert results["zimbra_fw-rules"]["result"] is True
-    lab.minion.fail_ufw_call(None)
+    lab.minion.fail_ufw_command(None)
     assert lab.minion.apply()["zimbra_fw-firewall"]["changes"] == {"active": {"old": False, "new": True}}
     assert_converged(lab)
 
@@ -119,4 +121,17 @@ def test_held_ufw_lock_delays_but_does_not_break_a_run(staged):
             fcntl.lockf(lock, fcntl.LOCK_UN)
             results = run.result(timeout=120)
     assert all(r["result"] is True for r in results.values()), results
+    assert_converged(lab)
+
+
+def test_without_the_batch_helper_each_ufw_command_runs_alone(staged):
+    lab = staged
+    helpers = glob.glob(f"{lab.minion.state}/salt-root/**/extmods/modules/zimbra_fw_ufw_batch.py", recursive=True)
+    assert len(helpers) == 1
+    os.unlink(helpers[0])  # as if only zimbra_fw.py had been copied to the minion
+    lab.minion.reset_ufw_counts()
+    results = lab.minion.apply()
+    assert all(r["result"] is True for r in results.values()), results
+    # show added, 3 rules, status verbose, show added (lockout check), enable: one process each
+    assert len(lab.minion.ufw_processes()) == 7, lab.minion.ufw_processes()
     assert_converged(lab)

@@ -1,0 +1,114 @@
+"""zimbra_fw_ufw_batch against ufw itself: the same commands, one ufw process
+each in one sandbox and all in one batch process in another, must leave the
+same rules files and the same loaded iptables rules -- inactive and active,
+with deletes, and when a command fails half-way."""
+
+import json
+import os
+
+import pytest
+
+from harness.sandbox import REPO, UFW, Minion, Topology
+
+BATCH = os.path.join(REPO, "_modules", "zimbra_fw_ufw_batch.py")
+PROFILE = """[Zimbra]
+title=Zimbra
+description=public
+ports=25,80,443/tcp
+
+[Zimbra-mta]
+title=Zimbra MTA peers
+description=cluster
+ports=25,389,7025/tcp|7026/udp
+"""
+PEERS = [f"10.1.{i // 200}.{i % 200 + 1}" for i in range(60)]
+
+
+def rule(*args):
+    return [*args, "comment", "zimbra_fw"]
+
+
+FIRST = [
+    rule("allow", "22/tcp"),
+    rule("allow", "from", "192.168.1.0/24"),
+    rule("allow", "from", "2001:db8::/64"),
+    *(rule("allow", "from", peer, "to", "any", "app", "Zimbra-mta") for peer in PEERS),
+    rule("allow", "Zimbra"),
+    ["allow", "from", "10.2.0.1", "to", "any", "port", "389", "proto", "tcp"],
+    ["deny", "23"],
+]
+SECOND = [
+    rule("allow", "from", "10.9.0.1", "to", "any", "app", "Zimbra-mta"),
+    ["delete", *rule("allow", "from", PEERS[3], "to", "any", "app", "Zimbra-mta")],
+    ["delete", "deny", "23"],
+    rule("allow", "from", "172.16.0.0/12"),
+]
+
+
+class Twins(Topology):
+    """Two sandboxed minions with the same ufw: one for the ufw command, one for the batch."""
+
+    def __init__(self):
+        super().__init__()
+        try:
+            self.cli = self._add(Minion(f"{self.prefix}-cli", self.workdir))
+            self.batch = self._add(Minion(f"{self.prefix}-bat", self.workdir))
+        except BaseException:
+            self.close()
+            raise
+        for minion in (self.cli, self.batch):
+            with open(os.path.join(minion.state, "etc-ufw", "applications.d", "zimbra"), "w", encoding="utf-8") as f:
+                f.write(PROFILE)
+
+
+@pytest.fixture
+def twins():
+    with Twins() as pair:
+        yield pair
+
+
+def one_by_one(minion, commands):
+    """Each command as its own ``ufw`` process; stops at the first failure."""
+    for index, argv in enumerate(commands):
+        if minion.ufw(*argv, check=False).returncode != 0:
+            return index
+    return len(commands)
+
+
+def batched(zfw, minion, commands):
+    out = minion.guarded([zfw._ufw_python(UFW), "-I", BATCH, UFW], stdin=json.dumps(commands), check=False)
+    return [json.loads(line) for line in out.stdout.splitlines()], out.returncode
+
+
+def firewall(minion):
+    state = minion.snapshot()
+    return {name: text for name, text in state.items() if name.endswith(("user.rules", "user6.rules", "-save"))}
+
+
+def test_batch_builds_what_ufw_builds_one_command_at_a_time(zfw, twins):
+    assert one_by_one(twins.cli, FIRST) == len(FIRST)
+    report, code = batched(zfw, twins.batch, FIRST)
+    assert code == 0
+    assert report == [{"done": i} for i in range(len(FIRST))]
+    assert firewall(twins.batch) == firewall(twins.cli)
+    assert "ENABLED=no" in open(os.path.join(twins.batch.state, "etc-ufw", "ufw.conf"), encoding="utf-8").read()
+
+    for minion in (twins.cli, twins.batch):
+        minion.ufw("--force", "enable")
+    assert one_by_one(twins.cli, SECOND) == len(SECOND)
+    report, code = batched(zfw, twins.batch, SECOND)
+    assert (report, code) == ([{"done": i} for i in range(len(SECOND))], 0)
+    after = firewall(twins.batch)
+    assert after == firewall(twins.cli)
+    assert b"10.9.0.1" in after["iptables-save"] and f"{PEERS[3]} ".encode() not in after["iptables-save"]
+
+
+def test_batch_stops_at_a_failing_command_and_keeps_what_it_applied(zfw, twins):
+    commands = [*FIRST[:5], rule("allow", "from", "10.3.0.1", "to", "any", "app", "NoSuchProfile"), *FIRST[5:8]]
+    assert one_by_one(twins.cli, commands) == 5
+    report, code = batched(zfw, twins.batch, commands)
+    assert code == 1
+    assert report[:5] == [{"done": i} for i in range(5)]
+    assert report[5]["failed"] == 5 and "NoSuchProfile" in report[5]["error"]
+    assert len(report) == 6
+    assert firewall(twins.batch) == firewall(twins.cli)
