@@ -514,13 +514,23 @@ def _parse_cluster(problems, value, mine_data, minion_id):
     return tuple(sorted(peers.values())), use_mine, target
 
 
-def parse_config(pillar, packages=None, mine_data=None, minion_id=None, salt_master=None):
+def _ipv6_networks(config):
+    """(pillar key, network) for every IPv6 address or subnet the rules would name."""
+    keys = [("trusted_subnets", config.trusted_subnets), ("admin_subnets", config.admin_subnets)]
+    keys.append(("ssh:from", [n for n in config.ssh_from if n != "any"]))
+    keys += [(f"cluster:{'peers' if p.source == 'pillar' else 'mine'}[{p.name}]", p.addresses) for p in config.peers]
+    keys.append(("allow_salt_master", [master.address for master in config.salt_masters]))
+    return [(key, network) for key, networks in keys for network in networks if network.version == 6]
+
+
+def parse_config(pillar, *, packages=None, mine_data=None, minion_id=None, salt_master=None, ufw_ipv6=True):
     """Validate the ``zimbra_fw`` pillar and return a Config.
 
     ``packages`` (installed package names) is used when roles are not in
     pillar; ``mine_data`` (minion id -> zimbra_fw.identity) adds peers when
     ``cluster:mine`` is true; ``salt_master`` (the minion's master address
-    and ports) is kept reachable unless ``allow_salt_master`` is false.
+    and ports) is kept reachable unless ``allow_salt_master`` is false;
+    ``ufw_ipv6`` false (IPV6=no in /etc/default/ufw) makes IPv6 values errors.
     Raises ConfigInvalid naming every pillar key and value at fault.
     """
     problems = _Problems()
@@ -574,6 +584,9 @@ def parse_config(pillar, packages=None, mine_data=None, minion_id=None, salt_mas
         salt_masters=masters,
     )
     _public_ports(config, problems)  # finds exclusions that split a range
+    if not ufw_ipv6:
+        for key, network in _ipv6_networks(config):
+            problems.add(key, _source(network), "is IPv6, but ufw has IPv6 off (IPV6=no in /etc/default/ufw)")
     if problems:
         raise ConfigInvalid(list(problems))
     return config
@@ -845,10 +858,21 @@ def parse_status(output):
     return active, incoming
 
 
+def _defaults_value(text, name):
+    match = re.search(rf'^{name}="?(\w+)"?', text or "", re.MULTILINE)
+    return match.group(1) if match else None
+
+
 def parse_defaults_file(text):
     """Default incoming policy from /etc/default/ufw text."""
-    match = re.search(r'^DEFAULT_INPUT_POLICY="?(\w+)"?', text or "", re.MULTILINE)
-    return POLICY_WORDS.get(match.group(1).upper(), match.group(1).lower()) if match else None
+    policy = _defaults_value(text, "DEFAULT_INPUT_POLICY")
+    return POLICY_WORDS.get(policy.upper(), policy.lower()) if policy else None
+
+
+def defaults_ipv6(text):
+    """Whether /etc/default/ufw text leaves IPv6 on (ufw's default when unset)."""
+    value = _defaults_value(text, "IPV6")
+    return value is None or value.lower() == "yes"
 
 
 # ---------------------------------------------------------------- audit
@@ -1218,7 +1242,12 @@ def _config(with_mine=True):
         target = cluster.get("mine_target", CLUSTER_DEFAULTS["mine_target"])
         mine_data = _plain(dict(__salt__["mine.get"](target, MINE_FUNCTION, tgt_type="compound")))
     return parse_config(
-        pillar, packages=packages, mine_data=mine_data, minion_id=__opts__.get("id"), salt_master=_salt_master()
+        pillar,
+        packages=packages,
+        mine_data=mine_data,
+        minion_id=__opts__.get("id"),
+        salt_master=_salt_master(),
+        ufw_ipv6=defaults_ipv6(_read_file(UFW_DEFAULTS_PATH)),
     )
 
 

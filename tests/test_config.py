@@ -106,3 +106,26 @@ def test_ssh_any_covers_subnets(zfw):
 )
 def test_port_spec_forms(zfw, value, expected):
     assert str(zfw.parse_port_spec(value)) == expected
+
+
+def test_ipv6_values_are_errors_when_ufw_has_ipv6_off(zfw):
+    pillar = dict(
+        SINGLE,
+        trusted_subnets=["192.168.1.0/24", "2001:db8::/64"],
+        ssh={"from": ["fd00::1"]},
+        cluster={"peers": [{"name": "mta1", "addresses": ["10.0.0.5", "2001:db8:5::5"], "roles": ["mta"]}]},
+    )
+    assert zfw.parse_config(pillar, ufw_ipv6=True).trusted_subnets[-1].version == 6
+    with pytest.raises(zfw.ConfigInvalid) as info:
+        zfw.parse_config(pillar, ufw_ipv6=False)
+    assert [p.split(":")[1] for p in info.value.problems] == ["trusted_subnets", "ssh", "cluster"]
+    assert "zimbra_fw:cluster:peers[mta1]: '2001:db8:5::5' is IPv6" in info.value.problems[2]
+    assert zfw.parse_config(SINGLE, ufw_ipv6=False).trusted_subnets
+
+
+@pytest.mark.parametrize(
+    "text, enabled",
+    [("IPV6=yes\n", True), ('IPV6="no"\n', False), ("IPV6=No\n", False), ("# IPV6=no\n", True), (None, True)],
+)
+def test_defaults_ipv6(zfw, text, enabled):
+    assert zfw.defaults_ipv6(text) is enabled

@@ -6,6 +6,7 @@ Each test gets its own minion network namespace with a private /etc/ufw and
 """
 
 import copy
+import os
 
 import pytest
 
@@ -139,6 +140,21 @@ def test_ipv6_trusted_subnet_and_restricted_ssh(lab, example_pillar):
     lab.minion.listen([22, 25])
     assert lab.internet.probe(lab.MINION_INTERNET, [22, 25]) == {22: False, 25: True}
     assert lab.lan.probe(lab.MINION_LAN, [22]) == {22: True}
+
+
+def test_ipv6_subnet_with_ufw_ipv6_off_fails_before_any_change(lab, example_pillar):
+    defaults = os.path.join(lab.minion.state, "default-ufw")
+    with open(defaults, encoding="utf-8") as handle:
+        text = handle.read()
+    with open(defaults, "w", encoding="utf-8") as handle:
+        handle.write(text.replace("IPV6=yes", "IPV6=no"))
+    lab.minion.set_pillar(dict(example_pillar, trusted_subnets=["192.168.1.0/24", "2001:db8:1::/64"]))
+    before = lab.minion.snapshot()
+    results = lab.minion.apply()
+    assert lab.minion.snapshot() == before
+    comment = results["zimbra_fw-profile"]["comment"]
+    assert "zimbra_fw:trusted_subnets: '2001:db8:1::/64' is IPv6, but ufw has IPv6 off" in comment, comment
+    assert changes(results) == {}
 
 
 def test_enabled_false_leaves_ufw_alone(lab, example_pillar):
