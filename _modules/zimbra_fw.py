@@ -6,8 +6,9 @@ The module has two halves:
 * pure computation -- the Zimbra port catalogue, pillar validation, the
   whitelist per role set, the ufw application profile text and the plan of
   ufw commands that turns the current firewall into the wanted one;
-* a thin layer that reads ufw (``ufw show added``, ``ufw status verbose``,
-  the profile file and ``/etc/default/ufw``) and applies a plan, running
+* a thin layer that reads ufw (its rules files ``user.rules`` and
+  ``user6.rules`` as ``ufw show added`` would list them, ``ufw status
+  verbose``, the profile file and ``/etc/default/ufw``) and applies a plan, running
   consecutive ufw commands in one ufw process (``zimbra_fw_ufw_batch.py``).
 
 Every rule this formula adds carries the ufw comment ``zimbra_fw``; only those
@@ -21,7 +22,6 @@ import ipaddress
 import json
 import os
 import re
-import shlex
 import socket
 import tempfile
 from collections import namedtuple
@@ -35,6 +35,7 @@ PILLAR_KEY = "zimbra_fw"
 RULE_COMMENT = "zimbra_fw"
 PROFILE_PATH = "/etc/ufw/applications.d/zimbra"
 UFW_DEFAULTS_PATH = "/etc/default/ufw"
+RULES_FILES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
 PROFILE_HEADER = "# Managed by Salt (zimbra_fw formula). Local changes are overwritten.\n"
 PARTS = ("profile", "rules", "firewall")
 MULTIPORT_LIMIT = 15  # iptables multiport: at most 15 ports per group, a range counts 2
@@ -803,27 +804,93 @@ def rule_profile(rule):
     return rule[1] if len(rule) == 2 and not rule[1][:1].isdigit() else None
 
 
-def show_added_rules(output):
-    """Rules from ``ufw show added`` in ufw's order: (argument tuple, comment or None)."""
-    rules = []
-    for raw_line in output.splitlines():
-        line = raw_line.strip()
-        if not line.startswith("ufw "):
-            continue
-        try:
-            words = shlex.split(line)[1:]
-        except ValueError:
-            words = line.split()[1:]
-        comment = None
-        if len(words) >= 2 and words[-2] == "comment":
-            words, comment = words[:-2], words[-1]
-        rules.append((tuple(words), comment))
+ANYWHERE = ("0.0.0.0/0", "::/0")
+UfwTuple = namedtuple("UfwTuple", "action proto dport dst sport src dapp sapp direction iface_in iface_out logtype")
+
+
+def _command_words(rule):
+    """A UfwTuple's arguments as ``ufw show added`` writes them."""
+    words = [rule.action]
+    interfaces = rule.iface_in or rule.iface_out
+    if rule.dst in ANYWHERE and rule.src in ANYWHERE and rule.sport == "any" and not rule.sapp and not interfaces:
+        if rule.dport != "any":  # ufw's short form: allow 22/tcp, allow Zimbra
+            words += ["out"] if rule.direction == "out" else []
+            words += [rule.logtype] if rule.logtype else []
+            words.append(rule.dapp or (rule.dport if rule.proto == "any" else f"{rule.dport}/{rule.proto}"))
+            return tuple(words)
+    words += ["in", "on", rule.iface_in] if rule.iface_in else []
+    words += ["out", "on", rule.iface_out] if rule.iface_out else (["out"] if rule.direction == "out" else [])
+    words += [rule.logtype] if rule.logtype else []
+    for keyword, address, port, app in (
+        ("from", rule.src, rule.sport, rule.sapp),
+        ("to", rule.dst, rule.dport, rule.dapp),
+    ):
+        where = "any" if address in ANYWHERE else address
+        if where != "any" or port != "any" or app:
+            words += [keyword, where, *(["app", app] if app else ["port", port] if port != "any" else [])]
+    if "from" not in words and "to" not in words and not interfaces:
+        words += ["to", "any"]
+    if rule.proto != "any" and not rule.dapp and not rule.sapp:
+        words += ["proto", rule.proto]
+    return tuple(words)
+
+
+def _interfaces(field):
+    """(direction, in-interface, out-interface) from a tuple's last field, or None."""
+    direction = field.split("_")[0]
+    if "_" not in field:
+        return direction, "", ""
+    parts = field.split("!")
+    if len(parts) == 2 and parts[0].startswith("in_") and parts[1].startswith("out_"):
+        return direction, parts[0][3:], parts[1][4:]
+    if field.startswith("in_"):
+        return direction, field[3:], ""
+    if field.startswith("out_"):
+        return direction, "", field[4:]
+    return None
+
+
+def _tuple_rule(line):
+    """One ``### tuple ###`` line of user.rules: (argument tuple, comment or None), or None."""
+    body, _, comment_hex = line.partition(" comment=")
+    fields = body.split()[3:]
+    if not 6 <= len(fields) <= 9:
+        return None
+    iface = ("in", "", "")
+    if len(fields) in (7, 9):
+        iface = _interfaces(fields.pop())
+        if iface is None:
+            return None
+    action, proto, dport, dst, sport, src = fields[:6]
+    apps = [app.replace("%20", " ") if app != "-" else "" for app in fields[6:8]] or ["", ""]
+    route = action.startswith("route:")
+    action, _, logtype = action.split(":")[-1].lower().partition("_")
+    if action not in ("allow", "reject", "limit"):
+        action = "deny"
+    words = _command_words(UfwTuple(action, proto, dport, dst, sport, src, *apps, *iface, logtype))
+    try:
+        comment = bytes.fromhex(comment_hex.strip()).decode("utf-8") if comment_hex.strip() else None
+    except ValueError:
+        comment = comment_hex.strip()
+    return (("route", *words) if route else words), comment
+
+
+def rules_from_files(texts):
+    """The rules in ufw's rules files (user.rules, then user6.rules), as
+    ``ufw show added`` lists them: (argument tuple, comment or None), in
+    ufw's order, each once."""
+    rules, seen = [], set()
+    for text in texts:
+        for line in (text or "").splitlines():
+            rule = _tuple_rule(line) if line.startswith("### tuple ###") else None
+            if rule is not None and rule not in seen:
+                seen.add(rule)
+                rules.append(rule)
     return rules
 
 
-def parse_show_added(output):
-    """Split ``ufw show added`` into (managed, other) rules as argument tuples."""
-    rules = show_added_rules(output)
+def split_managed(rules):
+    """(managed, other) argument tuples; other rules keep their comment."""
     managed = [rule for rule, comment in rules if comment == RULE_COMMENT]
     other = [rule + (("comment", comment) if comment else ()) for rule, comment in rules if comment != RULE_COMMENT]
     return managed, other
@@ -1184,12 +1251,16 @@ def _write_atomic(path, text):
         raise
 
 
-def _show_added():
-    return _ufw(["show", "added"])
+def _rule_list():
+    """ufw's rules, read from its rules files (as ufw itself reads them)."""
+    paths = [RULES_FILES[0]]
+    if defaults_ipv6(_read_file(UFW_DEFAULTS_PATH)) and os.path.exists("/proc/sys/net/ipv6"):
+        paths.append(RULES_FILES[1])
+    return rules_from_files(_read_file(path) for path in paths)
 
 
 def _read_rules():
-    return parse_show_added(_show_added())
+    return split_managed(_rule_list())
 
 
 def _read_app_profiles():
@@ -1541,7 +1612,7 @@ def audit():
     """
     config = _config()
     profiles = _read_app_profiles()
-    words = [words for words, _ in show_added_rules(_show_added())]
+    words = [words for words, _ in _rule_list()]
     rules = [rule for rule in (parse_rule(w, profiles) for w in words) if rule is not None]
     active, incoming = _read_firewall()
     report = audit_findings(_read_listeners(config), rules, active, incoming, config)

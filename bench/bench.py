@@ -73,8 +73,7 @@ def cluster_policy(peers):
 
 def matches(minion, policy):
     """Does the sandbox's firewall now hold exactly the policy?"""
-    managed, other = ZFW.parse_show_added(minion.ufw("show", "added").stdout)
-    rules = {rule[: rule.index("comment")] if "comment" in rule else rule for rule in other} | set(managed)
+    rules = {rule for rule, _ in minion.show_added()}
     active, incoming = ZFW.parse_status(minion.ufw("status", "verbose").stdout)
     profile = minion.guarded(["cat", "/etc/ufw/applications.d/zimbra"], check=False).stdout
     wanted = ZFW.profile_file_ports(policy.profile_text)

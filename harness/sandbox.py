@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -210,6 +211,16 @@ class Minion(Namespace):
 
     def ufw(self, *args, check=True):
         return self.guarded(["ufw", *args], check=check)
+
+    def show_added(self):
+        """``ufw show added`` as (argument tuple, comment or None) per rule."""
+        rules = []
+        for line in self.ufw("show", "added").stdout.splitlines()[1:]:
+            if line.startswith("ufw "):
+                words = shlex.split(line)[1:]
+                comment = words[-1] if words[-2:-1] == ["comment"] else None
+                rules.append((tuple(words[:-2] if comment is not None else words), comment))
+        return rules
 
     def set_pillar(self, pillar):
         with open(os.path.join(self.pillar_dir, "zimbra_fw.sls"), "w", encoding="utf-8") as handle:

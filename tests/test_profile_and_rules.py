@@ -52,29 +52,62 @@ def test_plan_rules_adds_missing_and_removes_stale(zfw):
     assert zfw.plan_rules(desired, desired) == ([], [])
 
 
-SHOW_ADDED = """Added user rules (see 'ufw status' for running firewall):
-ufw allow 22/tcp comment 'zimbra_fw'
-ufw allow from 192.168.1.0/24 comment 'zimbra_fw'
-ufw allow Zimbra comment 'zimbra_fw'
-ufw allow 8000
-ufw allow from 10.9.0.0/16 comment 'someone else'
-ufw allow from 2001:db8::1 comment 'zimbra_fw'
+ZF = "7a696d6272615f6677"  # "zimbra_fw", hex as ufw stores comments
+USER_RULES = f"""*filter
+:ufw-user-input - [0:0]
+### RULES ###
+
+### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment={ZF}
+-A ufw-user-input -p tcp --dport 22 -j ACCEPT
+
+### tuple ### allow any any 0.0.0.0/0 any 192.168.1.0/24 in comment={ZF}
+### tuple ### allow tcp 25,80,443 0.0.0.0/0 any 0.0.0.0/0 Zimbra - in comment={ZF}
+### tuple ### allow tcp 25,389 0.0.0.0/0 any 10.1.0.5 Zimbra-mta - in comment={ZF}
+### tuple ### allow udp 7026 0.0.0.0/0 any 10.1.0.5 Zimbra-mta - in comment={ZF}
+### tuple ### allow any 8000 0.0.0.0/0 any 0.0.0.0/0 in
+### tuple ### deny_log tcp 23 0.0.0.0/0 any 10.9.0.0/16 in_eth0 comment=736f6d656f6e6520656c7365
+### tuple ### allow tcp 389 0.0.0.0/0 any 0.0.0.0/0 out
+### tuple ### route:allow any any 10.0.0.0/8 any 0.0.0.0/0 in_eth0!out_eth1
+### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 My%20App - in
+### tuple ### bad tuple
+### END RULES ###
+"""
+USER6_RULES = f"""### tuple ### allow tcp 22 ::/0 any ::/0 in comment={ZF}
+### tuple ### allow any any ::/0 any 2001:db8::1 in comment={ZF}
 """
 
 
-def test_parse_show_added(zfw):
-    managed, other = zfw.parse_show_added(SHOW_ADDED)
+def test_rules_from_files_as_ufw_show_added_lists_them(zfw):
+    assert zfw.rules_from_files([USER_RULES, USER6_RULES]) == [
+        (("allow", "22/tcp"), "zimbra_fw"),
+        (("allow", "from", "192.168.1.0/24"), "zimbra_fw"),
+        (("allow", "Zimbra"), "zimbra_fw"),
+        (("allow", "from", "10.1.0.5", "to", "any", "app", "Zimbra-mta"), "zimbra_fw"),
+        (("allow", "8000"), None),
+        (("deny", "in", "on", "eth0", "log", "from", "10.9.0.0/16", "to", "any", "port", "23", "proto", "tcp"),
+         "someone else"),
+        (("allow", "out", "389/tcp"), None),
+        (("route", "allow", "in", "on", "eth0", "out", "on", "eth1", "to", "10.0.0.0/8"), None),
+        (("limit", "My App"), None),
+        (("allow", "from", "2001:db8::1"), "zimbra_fw"),
+    ]  # fmt: skip
+
+
+def test_split_managed(zfw):
+    managed, other = zfw.split_managed(zfw.rules_from_files([USER_RULES, USER6_RULES]))
     assert managed == [
         ("allow", "22/tcp"),
         ("allow", "from", "192.168.1.0/24"),
         ("allow", "Zimbra"),
+        ("allow", "from", "10.1.0.5", "to", "any", "app", "Zimbra-mta"),
         ("allow", "from", "2001:db8::1"),
     ]
-    assert other == [("allow", "8000"), ("allow", "from", "10.9.0.0/16", "comment", "someone else")]
+    assert other[0] == ("allow", "8000")
+    assert other[1][-2:] == ("comment", "someone else")
 
 
-def test_parse_show_added_when_empty(zfw):
-    assert zfw.parse_show_added("Added user rules (see 'ufw status' for running firewall):\n(None)\n") == ([], [])
+def test_no_rules_files(zfw):
+    assert zfw.rules_from_files([None, ""]) == []
 
 
 def test_parse_status(zfw):

@@ -34,7 +34,7 @@ def staged(lab, example_pillar):
 
 def test_ufw_failing_half_way_through_the_rules(staged):
     lab = staged
-    lab.minion.fail_ufw_command(3)  # 1: show added, 2: allow 22/tcp, 3: allow from ...
+    lab.minion.fail_ufw_command(2)  # 1: allow 22/tcp, 2: allow from ... (in one batch)
     results = lab.minion.apply()
     rules = results["zimbra_fw-rules"]
     assert rules["result"] is False
@@ -51,8 +51,8 @@ def test_ufw_failing_half_way_through_the_rules(staged):
 
 def test_ufw_failing_at_enable(staged):
     lab = staged
-    # 1 show added, 2-4 the three rules, 5 status verbose, 6 show added (lockout check), 7 enable
-    lab.minion.fail_ufw_command(7)
+    # 1-3 the three rules, 4 status verbose, 5 enable
+    lab.minion.fail_ufw_command(5)
     results = lab.minion.apply()
     firewall = results["zimbra_fw-firewall"]
     assert firewall["result"] is False
@@ -132,6 +132,6 @@ def test_without_the_batch_helper_each_ufw_command_runs_alone(staged):
     lab.minion.reset_ufw_counts()
     results = lab.minion.apply()
     assert all(r["result"] is True for r in results.values()), results
-    # show added, 3 rules, status verbose, show added (lockout check), enable: one process each
-    assert len(lab.minion.ufw_processes()) == 7, lab.minion.ufw_processes()
+    # 3 rules, status verbose, enable: one process each
+    assert len(lab.minion.ufw_processes()) == 5, lab.minion.ufw_processes()
     assert_converged(lab)

@@ -1,7 +1,10 @@
-"""zimbra_fw_ufw_batch against ufw itself: the same commands, one ufw process
-each in one sandbox and all in one batch process in another, must leave the
-same rules files and the same loaded iptables rules -- inactive and active,
-with deletes, and when a command fails half-way."""
+"""zimbra_fw's ufw layer against ufw itself.
+
+zimbra_fw_ufw_batch: the same commands, one ufw process each in one sandbox
+and all in one batch process in another, must leave the same rules files and
+the same loaded iptables rules -- inactive and active, with deletes, and
+when a command fails half-way. Reading the rules files must give what
+``ufw show added`` prints."""
 
 import json
 import os
@@ -112,3 +115,29 @@ def test_batch_stops_at_a_failing_command_and_keeps_what_it_applied(zfw, twins):
     assert report[5]["failed"] == 5 and "NoSuchProfile" in report[5]["error"]
     assert len(report) == 6
     assert firewall(twins.batch) == firewall(twins.cli)
+
+
+EXOTIC = [
+    ["allow", "out", "53/udp"],
+    ["deny", "in", "on", "lo", "log", "from", "10.9.0.0/16", "to", "any", "port", "23", "proto", "tcp"],
+    ["reject", "out", "on", "lo", "to", "10.8.0.0/16", "port", "25"],
+    ["limit", "log-all", "from", "10.4.0.1", "to", "any", "port", "2222", "proto", "tcp"],
+    ["limit", "log", "2222/tcp", "comment", "several words here"],
+    ["allow", "from", "10.7.0.1", "port", "1000:1010", "proto", "udp"],
+    ["route", "allow", "in", "on", "lo", "out", "on", "lo", "to", "10.6.0.0/16"],
+    ["allow", "to", "fd00::1", "port", "8080", "proto", "tcp", "comment", "v6 only"],
+    ["allow", "from", "10.5.0.0/24", "to", "any", "app", "Zimbra-mta"],
+    ["deny", "proto", "udp", "to", "any", "port", "161"],
+]
+
+
+def test_rules_files_read_as_ufw_show_added_prints_them(zfw, twins):
+    minion = twins.cli
+    assert one_by_one(minion, FIRST[:8] + EXOTIC) == 8 + len(EXOTIC)
+    texts = []
+    for name in ("user.rules", "user6.rules"):
+        with open(os.path.join(minion.state, "etc-ufw", name), encoding="utf-8") as handle:
+            texts.append(handle.read())
+    from_files = zfw.rules_from_files(texts)
+    assert from_files == minion.show_added()
+    assert len(from_files) == 8 + len(EXOTIC)
