@@ -1452,9 +1452,9 @@ def _step_batches(steps):
 
 def _apply_batch(batch):
     """Apply a group of steps; returns (number applied, error or None)."""
-    if "ufw" in batch[0]:
-        return _run_ufw_commands([step["ufw"] for step in batch])
     try:
+        if "ufw" in batch[0]:
+            return _run_ufw_commands([step["ufw"] for step in batch])
         _apply_step(batch[0])
     except (CommandExecutionError, OSError) as exc:
         return 0, str(exc)
@@ -1570,9 +1570,8 @@ def apply(plan):  # pylint: disable=redefined-outer-name
     Carry out a plan made by ``zimbra_fw.plan part=...`` (the states pass it
     on) in order: its ``steps`` run ufw commands (consecutive ones in one
     ufw process), write or remove the profile file, or check that management
-    rules exist. On failure
-    the error says which step failed and lists the steps already applied
-    (also in its ``info['applied']``).
+    rules exist. On failure the error says which step failed and lists the
+    steps already applied (also in its ``info['applied']``).
 
     CLI Example:
 

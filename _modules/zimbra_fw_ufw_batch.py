@@ -1,9 +1,9 @@
 """
 Helper of the zimbra_fw execution module, not an execution module itself:
 ``zimbra_fw`` runs this file with ufw's own Python to apply a list of ufw
-commands in one process (``python3 zimbra_fw_ufw_batch.py /usr/sbin/ufw``,
-commands as a JSON list of argument lists on stdin). It is run with
-``python3 -I`` so that no module synced beside it can shadow ufw's.
+commands in one process, as ``python3 -I zimbra_fw_ufw_batch.py
+/usr/sbin/ufw`` with the commands (a JSON list of argument lists) on stdin.
+``-I`` keeps the modules synced beside it from shadowing ufw's.
 """
 
 import contextlib
