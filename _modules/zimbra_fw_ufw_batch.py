@@ -39,7 +39,7 @@ class UfwBatch:
 
     def __init__(self, ufw, report):
         self.ufw, self.report = ufw, report
-        self.completed, self.unwritten, self.pending = 0, [], set()
+        self.completed, self.reported, self.pending = 0, 0, set()
         self.ui = ufw.frontend.UFWFrontend(False)
         self.write_rules = self.ui.backend._write_rules
         self.ui.backend._write_rules = self.deferred_write
@@ -70,9 +70,9 @@ class UfwBatch:
         for v6 in sorted(self.pending):
             self.write_rules(v6)
         self.pending.clear()
-        for index in self.unwritten:
+        for index in range(self.reported, self.completed):
             self.tell(self.report, done=index)
-        self.unwritten.clear()
+        self.reported = self.completed
 
     def run(self, argv):
         parsed = self.ufw.frontend.parse_command(["ufw", *argv])
@@ -84,7 +84,6 @@ class UfwBatch:
             self.ui.do_action(parsed.action, parsed.data["rule"], parsed.data["iptype"], parsed.force)
         else:
             self.ui.do_action(parsed.action, "", "", parsed.force)
-        self.unwritten.append(self.completed)
         self.completed += 1
         if not self.pending:
             self.write_pending()

@@ -14,6 +14,7 @@ these namespaces. ``Lab.close()`` deletes each namespace and process it made,
 by name and pid.
 """
 
+import functools
 import itertools
 import json
 import os
@@ -57,6 +58,7 @@ def host_netns_id():
     return f"{stat.st_dev}:{stat.st_ino}"
 
 
+@functools.cache
 def ufw_package_dir():
     """Where ufw's Python package is, found without importing (running) it."""
     python = "/usr/bin/python3"
