@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := ufw iptables iproute2 util-linux mount
+# yamllint only picks *.yaml/*.yml from a directory: every SLS is named.
+SLS := $(wildcard zimbra_fw/*.sls)
 
 .PHONY: setup system-packages demo test lint unit bench clean
 
@@ -30,11 +32,11 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/yamllint pillar.example zimbra_fw .yamllint
-	$(VENV)/bin/salt-lint zimbra_fw/*.sls
+	$(VENV)/bin/yamllint .yamllint .salt-lint pillar.example FORMULA $(SLS)
+	$(VENV)/bin/salt-lint $(SLS)
 
 unit: setup
-	$(PY) -m pytest tests/test_config.py tests/test_whitelist.py tests/test_profile_and_rules.py
+	$(PY) -m pytest -m "not sandbox"
 
 test: lint
 	$(PY) -m pytest

@@ -1,94 +1,133 @@
 """
-Converge a Zimbra server's ufw firewall to its ``zimbra_fw`` pillar.
+Converge a Zimbra server's firewall to its ``zimbra_fw`` pillar.
 
-Three states, applied in this order by ``zimbra_fw/init.sls``:
+The states only orchestrate: ``zimbra_fw.converge`` (execution module) plans
+from the pillar and applies. ``zimbra_fw/init.sls`` applies them in order,
+each requiring the one before:
 
 .. code-block:: yaml
 
+    zimbra_fw-pillar:
+      zimbra_fw.pillar_valid: []
+    # pkg.installed: ufw
     zimbra_fw-profile:
       zimbra_fw.profile_managed: []
     zimbra_fw-rules:
-      zimbra_fw.rules_managed:
-        - require:
-          - zimbra_fw: zimbra_fw-profile
+      zimbra_fw.rules_managed: []
     zimbra_fw-firewall:
-      zimbra_fw.firewall_enabled:
-        - require:
-          - zimbra_fw: zimbra_fw-rules
+      zimbra_fw.firewall_enabled: []
 
-Each state validates the whole pillar first: bad input fails every state
-and changes nothing. The planning and the ufw calls live in the execution
-module (``salt '*' zimbra_fw.plan`` shows the same plan).
+Within one state run the policy is computed once and shared by the states.
 """
 
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "zimbra_fw"
 
+RUN_CACHE = "zimbra_fw.state_run"  # shared with the execution module, see _policy()
 _DONE = {
-    "profile": "The ufw application profile is as configured",
+    "profile": "The application profiles are as configured",
     "rules": "The zimbra_fw allow rules are as configured",
-    "firewall": "ufw is active with default deny incoming",
-}
-_PENDING = {
-    "profile": "The ufw application profile would be updated",
-    "rules": "The zimbra_fw allow rules would be updated",
-    "firewall": "ufw would be set to default deny incoming and enabled",
-}
-_CHANGED = {
-    "profile": "The ufw application profile was updated",
-    "rules": "The zimbra_fw allow rules were updated",
-    "firewall": "ufw was set to default deny incoming and enabled",
+    "firewall": "The firewall is active with default deny incoming",
 }
 
 
 def __virtual__():
-    if "zimbra_fw.plan" in __salt__:
+    if "zimbra_fw.converge" in __salt__:
         return __virtualname__
     return (False, "the zimbra_fw execution module is not loaded: run saltutil.sync_all")
 
 
+def _call(function, **kwargs):
+    __context__.setdefault(RUN_CACHE, {})
+    return __salt__[function](**kwargs)
+
+
+def _count(items, noun):
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _describe(changes, test):
+    """What the changes are, in words: 'added 3 rules; enabled the firewall'."""
+    words = []
+    for name, ports in changes.get("ports", {}).items():
+        state = "added" if ports["old"] is None else "removed" if ports["new"] is None else "updated"
+        words.append(f"{state} profile {name}" if not test else f"profile {name} would be {state}")
+    if "file" in changes:
+        words.append("rewrote the profile file" if not test else "the profile file would be rewritten")
+    for key, noun in (("rules removed", "rule of a retired profile"), ("added", "rule"), ("removed", "rule")):
+        if key in changes:
+            verb = "added" if key == "added" else "removed"
+            count = _count(changes[key], noun)
+            words.append(f"{verb} {count}" if not test else f"{count} would be {verb}")
+    if "default incoming" in changes:
+        words.append("set default incoming to deny" if not test else "default incoming would be set to deny")
+    if "active" in changes:
+        words.append("enabled the firewall" if not test else "the firewall would be enabled")
+    text = "; ".join(words)
+    return text[:1].upper() + text[1:]
+
+
 def _converge(name, part):
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    test = bool(__opts__["test"])
     try:
-        plan = __salt__["zimbra_fw.plan"](part=part)
-        if not plan["changes"]:
-            ret["comment"] = plan.get("comment", _DONE[part])
-            return ret
-        if __opts__["test"]:
-            ret.update(result=None, changes=plan["changes"], comment=_PENDING[part])
-            return ret
-        __salt__["zimbra_fw.apply"](plan)
+        outcome = _call("zimbra_fw.converge", part=part, test=test)[part]
     except CommandExecutionError as exc:
         ret.update(result=False, comment=str(exc))
         return ret
-    ret.update(changes=plan["changes"], comment=_CHANGED[part])
+    changes = outcome["changes"]
+    if not changes:
+        ret["comment"] = outcome.get("comment", _DONE[part])
+        return ret
+    ret.update(changes=changes, comment=_describe(changes, test), result=None if test else True)
+    return ret
+
+
+def pillar_valid(name="zimbra_fw-pillar"):
+    """
+    Check the whole ``zimbra_fw`` pillar before anything is installed or
+    changed; a bad value fails here, naming every key and value at fault.
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    try:
+        ports = _call("zimbra_fw.open_ports")
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
+    peers = {peer for names in ports["peers"].values() for peer in names}
+    ret["comment"] = (
+        f"The zimbra_fw pillar is valid: roles {', '.join(ports['roles']['roles'])} "
+        f"(from {ports['roles']['source']}), {_count(ports['public'], 'public port')}, {_count(peers, 'peer')}"
+    )
+    if "7071/tcp" in ports["public"] or "9071/tcp" in ports["public"]:
+        ret["comment"] += "; the admin console is open to anyone: set zimbra_fw:admin_subnets to restrict it"
     return ret
 
 
 def profile_managed(name="zimbra_fw-profile"):
     """
-    Write the ``[Zimbra]`` application profile to
-    ``/etc/ufw/applications.d/zimbra`` (atomically) with this server's public
-    ports, and run ``ufw app update`` when rules already use it.
+    Write the application profiles (``[Zimbra]`` with this server's public
+    ports, one per peer role) atomically, and update ufw's rules that use a
+    profile whose ports changed.
     """
     return _converge(name, "profile")
 
 
 def rules_managed(name="zimbra_fw-rules"):
     """
-    Make the allow rules marked ``zimbra_fw`` match the pillar: ssh
-    management access first, each trusted subnet, then the application
-    profile. Marked rules the pillar no longer asks for are removed after the
-    new ones are in place; rules without the mark are never touched.
+    Make the allow rules marked ``zimbra_fw`` match the pillar: management
+    access first, then trusted subnets, admin subnets, peers and the public
+    profile. Stale marked rules go after the new ones are in place; rules
+    without the mark are never touched.
     """
     return _converge(name, "rules")
 
 
 def firewall_enabled(name="zimbra_fw-firewall"):
     """
-    Set the default incoming policy to deny and enable ufw, each only when it
-    differs. Refuses while management access is not allowed. With
-    ``zimbra_fw:enabled: false`` ufw's state is left alone.
+    Set the default incoming policy to deny and enable the firewall, each
+    only when it differs. Refuses while management access is not allowed.
+    With ``zimbra_fw:enabled: false`` the firewall's state is left alone.
     """
     return _converge(name, "firewall")

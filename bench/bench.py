@@ -22,7 +22,6 @@ bench/results/latest.json and a plot (``--plot``).
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -34,17 +33,13 @@ import yaml
 from bench.tools import TOOLS
 from harness.sandbox import REPO, SALT_CALL, Lab
 
+sys.path.insert(0, os.path.join(REPO, "_utils"))  # the core, as on a minion after saltutil.sync_all
+import zimbra_fw_config
+import zimbra_fw_policy
+import zimbra_fw_ufw
+import zimbra_fw_ufw_files
+
 RESULTS = os.path.join(REPO, "bench", "results")
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("zimbra_fw_bench", os.path.join(REPO, "_modules", "zimbra_fw.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ZFW = _module()
 
 
 class Policy:
@@ -52,9 +47,9 @@ class Policy:
 
     def __init__(self, name, pillar, peers=0):
         self.name, self.pillar, self.peers = name, pillar, peers
-        config = ZFW.parse_config(pillar)
-        self.profile_text = ZFW.profile_text(config)
-        self.rules = ZFW.desired_rules(config)
+        policy = zimbra_fw_policy.build(zimbra_fw_config.parse_config(pillar))
+        self.profile_text = zimbra_fw_ufw.profile_text(policy)
+        self.rules = zimbra_fw_ufw.desired_rules(policy)
 
 
 def seed_policy():
@@ -74,10 +69,12 @@ def cluster_policy(peers):
 def matches(minion, policy):
     """Does the sandbox's firewall now hold exactly the policy?"""
     rules = {rule for rule, _ in minion.show_added()}
-    active, incoming = ZFW.parse_status(minion.ufw("status", "verbose").stdout)
+    active, incoming = zimbra_fw_ufw_files.parse_status(minion.ufw("status", "verbose").stdout)
     profile = minion.guarded(["cat", "/etc/ufw/applications.d/zimbra"], check=False).stdout
-    wanted = ZFW.profile_file_ports(policy.profile_text)
-    same_profile = all(ZFW.profile_file_ports(profile).get(name) == ports for name, ports in wanted.items())
+    wanted = zimbra_fw_ufw_files.profile_file_ports(policy.profile_text)
+    same_profile = all(
+        zimbra_fw_ufw_files.profile_file_ports(profile).get(name) == ports for name, ports in wanted.items()
+    )
     return rules == set(policy.rules) and active and incoming == "deny" and same_profile
 
 

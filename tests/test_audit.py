@@ -2,6 +2,11 @@
 
 import ipaddress
 
+import zimbra_fw_audit as audit
+import zimbra_fw_config as cfg
+import zimbra_fw_policy as policies
+import zimbra_fw_ufw_files as ufw_files
+
 PROC_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4568966 1 0 100 0 0 10 0
    1: 0100007F:1C03 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4568967 1 0 100 0 0 10 0
@@ -17,14 +22,13 @@ PROC_UDP = """   sl  local_address rem_address   st tx_queue rx_queue tr tm->whe
 PROFILE = "[Zimbra]\ntitle=Z\ndescription=Z\nports=25,80,443/tcp|514/udp\n"
 
 
-def listeners(zfw):
-    return (
-        zfw.parse_proc_net(PROC_TCP, "tcp") + zfw.parse_proc_net(PROC_TCP6, "tcp") + zfw.parse_proc_net(PROC_UDP, "udp")
-    )
+def listeners(policy):
+    return audit.listeners({"tcp": PROC_TCP, "tcp6": PROC_TCP6, "udp": PROC_UDP}, policy)
 
 
-def test_parse_proc_net(zfw):
-    found = {(str(lst.address), lst.port, lst.proto) for lst in listeners(zfw)}
+def test_parse_proc_net():
+    policy = policies.build(cfg.parse_config({"roles": ["mta"]}))
+    found = {(str(lst.address), lst.port, lst.proto) for lst in listeners(policy)}
     assert found == {
         ("0.0.0.0", 22, "tcp"),
         ("127.0.0.1", 7171, "tcp"),
@@ -34,39 +38,43 @@ def test_parse_proc_net(zfw):
     }
 
 
-def test_parse_ufw_ports_and_profiles(zfw):
-    assert [str(p) for p in zfw.parse_ufw_ports("80,443/tcp|6000:6010/tcp")] == ["80/tcp", "443/tcp", "6000:6010/tcp"]
-    assert [str(p) for p in zfw.parse_ufw_ports("53")] == ["53/tcp", "53/udp"]
-    profiles = zfw.parse_app_profiles([PROFILE, "not [an ini"])
+def test_parse_ufw_ports_and_profiles():
+    assert [str(p) for p in ufw_files.parse_ufw_ports("80,443/tcp|6000:6010/tcp")] == [
+        "80/tcp",
+        "443/tcp",
+        "6000:6010/tcp",
+    ]
+    assert [str(p) for p in ufw_files.parse_ufw_ports("53")] == ["53/tcp", "53/udp"]
+    profiles = ufw_files.parse_app_profiles([PROFILE, "not [an ini"])
     assert [str(p) for p in profiles["Zimbra"]] == ["25/tcp", "80/tcp", "443/tcp", "514/udp"]
 
 
-def test_parse_rule_forms(zfw):
-    profiles = zfw.parse_app_profiles([PROFILE])
-    rule = zfw.parse_rule(("allow", "22/tcp"), profiles)
+def test_parse_rule_forms():
+    profiles = ufw_files.parse_app_profiles([PROFILE])
+    rule = ufw_files.access_rule(("allow", "22/tcp"), profiles)
     assert rule.source == "any" and [str(p) for p in rule.ports] == ["22/tcp"]
-    assert zfw.parse_rule(("allow", "from", "10.0.0.0/8"), profiles).ports is None
-    rule = zfw.parse_rule(("allow", "from", "10.0.0.0/8", "to", "any", "port", "22", "proto", "tcp"), profiles)
+    assert ufw_files.access_rule(("allow", "from", "10.0.0.0/8"), profiles).ports is None
+    rule = ufw_files.access_rule(("allow", "from", "10.0.0.0/8", "to", "any", "port", "22", "proto", "tcp"), profiles)
     assert rule.source == "10.0.0.0/8" and [str(p) for p in rule.ports] == ["22/tcp"]
-    assert len(zfw.parse_rule(("allow", "Zimbra"), profiles).ports) == 4
-    assert zfw.parse_rule(("deny", "in", "on", "eth0", "11211"), profiles).action == "deny"
-    assert zfw.parse_rule(("allow", "out", "53"), profiles) is None
-    assert zfw.parse_rule(("route", "allow", "80"), profiles) is None
+    assert len(ufw_files.access_rule(("allow", "Zimbra"), profiles).ports) == 4
+    assert ufw_files.access_rule(("deny", "in", "on", "eth0", "11211"), profiles).action == "deny"
+    assert ufw_files.access_rule(("allow", "out", "53"), profiles) is None
+    assert ufw_files.access_rule(("route", "allow", "80"), profiles) is None
 
 
-def report(zfw, rules, active=True, incoming="deny", pillar=None):
-    config = zfw.parse_config(pillar or {"roles": ["ldap", "mta", "proxy", "mailbox"]})
-    profiles = zfw.parse_app_profiles([PROFILE])
-    parsed = [zfw.parse_rule(rule, profiles) for rule in rules]
-    return zfw.audit_findings(listeners(zfw), parsed, active, incoming, config)
+def report(rules, active=True, incoming="deny", pillar=None):
+    policy = policies.build(cfg.parse_config(pillar or {"roles": ["ldap", "mta", "proxy", "mailbox"]}))
+    profiles = ufw_files.parse_app_profiles([PROFILE])
+    parsed = [ufw_files.access_rule(rule, profiles) for rule in rules]
+    return audit.audit(policy, listeners(policy), parsed, active=active, incoming=incoming, firewall="ufw")
 
 
 def by_port(result):
     return {entry["port"]: entry for entry in result["ports"]}
 
 
-def test_hand_opened_memcached_is_critical(zfw):
-    result = report(zfw, [("allow", "22/tcp"), ("allow", "11211")])
+def test_hand_opened_memcached_is_critical():
+    result = report([("allow", "22/tcp"), ("allow", "11211")])
     assert result["summary"]["critical"] == 1
     critical = result["findings"][0]
     assert critical["severity"] == "critical" and critical["port"] == "11211/tcp"
@@ -74,8 +82,8 @@ def test_hand_opened_memcached_is_critical(zfw):
     assert by_port(result)["11211/tcp"]["reachable_from"] == "anyone"
 
 
-def test_converged_firewall_has_nothing_critical(zfw):
-    result = report(zfw, [("allow", "22/tcp"), ("allow", "from", "192.168.1.0/24"), ("allow", "Zimbra")])
+def test_converged_firewall_has_nothing_critical():
+    result = report([("allow", "22/tcp"), ("allow", "from", "192.168.1.0/24"), ("allow", "Zimbra")])
     assert result["summary"]["critical"] == 0
     # The test profile also publishes 514/udp: syslog from anyone is a high finding.
     assert [(f["severity"], f["port"]) for f in result["findings"] if f["severity"] == "high"] == [("high", "514/udp")]
@@ -85,25 +93,25 @@ def test_converged_firewall_has_nothing_critical(zfw):
     assert ports["22/tcp"]["expected"] == "management"
 
 
-def test_inactive_firewall_is_reported_and_exposes_everything(zfw):
-    result = report(zfw, [], active=False, incoming="deny")
+def test_inactive_firewall_is_reported_and_exposes_everything():
+    result = report([], active=False, incoming="deny")
     assert result["findings"][0]["severity"] == "critical"
     assert any(f["severity"] == "high" and "inactive" in f["message"] for f in result["findings"])
 
 
-def test_deny_before_allow_wins(zfw):
-    result = report(zfw, [("deny", "11211"), ("allow", "11211")])
+def test_deny_before_allow_wins():
+    result = report([("deny", "11211"), ("allow", "11211")])
     assert by_port(result)["11211/tcp"]["reachable_from"] == "nobody"
     assert result["summary"]["critical"] == 0
 
 
-def test_listening_port_without_rule_is_reported(zfw):
-    result = report(zfw, [("allow", "22/tcp")], pillar={"roles": ["logger"]})
+def test_listening_port_without_rule_is_reported():
+    result = report([("allow", "22/tcp")], pillar={"roles": ["logger"]})
     assert by_port(result)["514/udp"]["reachable_from"] == "nobody"
     assert result["summary"]["critical"] == 0
 
 
-def test_address_family_of_sources(zfw):
-    lst = zfw.Listener(ipaddress.ip_address("0.0.0.0"), 389, "tcp")
-    rules = [zfw.Rule("allow", "2001:db8::/64", None), zfw.Rule("allow", "10.0.0.0/8", None)]
-    assert zfw.reachability(lst, rules, True, "deny") == ["10.0.0.0/8"]
+def test_address_family_of_sources():
+    lst = audit.Listener(ipaddress.ip_address("0.0.0.0"), 389, "tcp")
+    rules = [audit.Rule("allow", "2001:db8::/64", None), audit.Rule("allow", "10.0.0.0/8", None)]
+    assert audit.reachability(lst, rules, True, "deny") == ["10.0.0.0/8"]

@@ -12,6 +12,8 @@ import pytest
 
 from harness.cluster import Cluster
 
+pytestmark = pytest.mark.sandbox
+
 NODES = {
     "ldap": (11, ["ldap"]),
     "mta": (12, ["mta"]),

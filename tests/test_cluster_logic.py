@@ -1,6 +1,11 @@
 """Cluster computation: per-role profiles, peers, admin subnets, role detection."""
 
 import pytest
+import zimbra_fw_catalogue as catalogue
+import zimbra_fw_config as cfg
+import zimbra_fw_policy as policies
+import zimbra_fw_ufw as ufw
+import zimbra_fw_ufw_files as ufw_files
 
 PEERS = [
     {"name": "ldap", "addresses": ["10.0.0.11"], "roles": ["ldap"]},
@@ -10,31 +15,37 @@ PEERS = [
 ]
 
 
-def node(zfw, name, **pillar):
+def node(name, **pillar):
+    """The policy of one node of the 4-node cluster."""
     roles = next(p["roles"] for p in PEERS if p["name"] == name)
     peers = [p for p in PEERS if p["name"] != name]
-    return zfw.parse_config(dict({"roles": roles, "cluster": {"peers": peers}}, **pillar))
+    return policy_of(dict({"roles": roles, "cluster": {"peers": peers}}, **pillar))
+
+
+def policy_of(pillar, facts=cfg.NO_FACTS):
+    return policies.build(cfg.parse_config(pillar, facts))
 
 
 def ports(specs):
     return [str(s) for s in specs]
 
 
-def test_mailbox_profiles_per_consumer_role(zfw):
-    profiles = zfw.access_profiles(node(zfw, "mailbox"))
-    assert ports(profiles["mta"]) == ["7025/tcp", "7073/tcp"]
-    assert "11211/tcp" in ports(profiles["proxy"]) and "8080/tcp" in ports(profiles["proxy"])
-    assert "mailbox" not in profiles  # no other mailbox in this cluster
+def test_mailbox_profiles_per_consumer_role():
+    groups = node("mailbox").groups
+    assert list(groups) == ["Zimbra", "Zimbra-mta", "Zimbra-proxy"]
+    assert ports(groups["Zimbra-mta"].ports) == ["7025/tcp", "7073/tcp"]
+    assert "11211/tcp" in ports(groups["Zimbra-proxy"].ports) and "8080/tcp" in ports(groups["Zimbra-proxy"].ports)
+    assert "Zimbra-mailbox" not in groups  # no other mailbox in this cluster
 
 
-def test_mailbox_public_ports_depend_on_a_proxy_in_the_cluster(zfw):
-    assert zfw.whitelist(node(zfw, "mailbox"))["public"] == ["5222/tcp", "5223/tcp", "7071/tcp"]
-    alone = zfw.parse_config({"roles": ["mailbox"], "cluster": {"peers": PEERS[:2]}})
-    assert "443/tcp" in zfw.whitelist(alone)["public"]
+def test_mailbox_public_ports_depend_on_a_proxy_in_the_cluster():
+    assert policies.open_ports(node("mailbox"))["public"] == ["5222/tcp", "5223/tcp", "7071/tcp"]
+    alone = policy_of({"roles": ["mailbox"], "cluster": {"peers": PEERS[:2]}})
+    assert "443/tcp" in policies.open_ports(alone)["public"]
 
 
-def test_one_rule_per_peer_address_and_profile(zfw):
-    rules = zfw.desired_rules(node(zfw, "ldap"))
+def test_one_rule_per_peer_address_and_profile():
+    rules = ufw.desired_rules(node("ldap"))
     peer_rules = [r for r in rules if "app" in r]
     assert peer_rules == [
         ("allow", "from", "10.0.0.13", "to", "any", "app", "Zimbra-all"),
@@ -46,51 +57,51 @@ def test_one_rule_per_peer_address_and_profile(zfw):
     assert ("allow", "Zimbra") not in rules  # LDAP has nothing public
 
 
-def test_profile_text_has_a_section_per_profile(zfw):
-    text = zfw.profile_text(node(zfw, "mailbox"))
-    assert list(zfw.profile_file_ports(text)) == ["Zimbra", "Zimbra-mta", "Zimbra-proxy"]
-    assert zfw.profile_file_ports(text)["Zimbra-mta"] == "7025,7073/tcp"
+def test_profile_text_has_a_section_per_profile():
+    text = ufw.profile_text(node("mailbox"))
+    assert list(ufw_files.profile_file_ports(text)) == ["Zimbra", "Zimbra-mta", "Zimbra-proxy"]
+    assert ufw_files.profile_file_ports(text)["Zimbra-mta"] == "7025,7073/tcp"
 
 
-def test_admin_subnets_take_the_console_off_the_internet(zfw):
-    config = zfw.parse_config({"roles": ["mailbox", "proxy"], "admin_subnets": ["10.9.0.0/24"]})
-    ports_ = zfw.whitelist(config)
+def test_admin_subnets_take_the_console_off_the_internet():
+    policy = policy_of({"roles": ["mailbox", "proxy"], "admin_subnets": ["10.9.0.0/24"]})
+    ports_ = policies.open_ports(policy)
     assert "7071/tcp" not in ports_["public"] and "9071/tcp" not in ports_["public"]
     assert ports_["admin"] == {"7071/tcp": ["10.9.0.0/24"], "9071/tcp": ["10.9.0.0/24"]}
-    assert ("allow", "from", "10.9.0.0/24", "to", "any", "app", "Zimbra-admin") in zfw.desired_rules(config)
+    assert ("allow", "from", "10.9.0.0/24", "to", "any", "app", "Zimbra-admin") in ufw.desired_rules(policy)
 
 
-def test_open_ports_lists_peers_per_port(zfw):
-    result = zfw.whitelist(node(zfw, "mailbox"))
+def test_open_ports_lists_peers_per_port():
+    result = policies.open_ports(node("mailbox"))
     assert result["peers"]["7025/tcp"] == ["mta"]
     assert result["peers"]["11211/tcp"] == ["proxy"]
     assert result["roles"] == {"roles": ["mailbox", "memcached"], "source": "pillar"}
 
 
-def test_roles_from_packages(zfw):
+def test_roles_from_packages():
     packages = ["zimbra-core", "zimbra-store", "zimbra-mta", "zimbra-snmp", "bash"]
-    assert zfw.roles_from_packages(packages) == ["mailbox", "mta", "snmp"]
-    config = zfw.parse_config({}, packages=packages)
+    assert catalogue.roles_from_packages(packages) == ["mailbox", "mta", "snmp"]
+    config = cfg.parse_config({}, cfg.Facts(packages=packages))
     assert config.roles == ("mailbox", "mta", "snmp") and config.roles_source == "packages"
-    with pytest.raises(zfw.ConfigInvalid, match=r"no zimbra-\* role package is installed"):
-        zfw.parse_config({}, packages=["bash"])
+    with pytest.raises(cfg.ConfigInvalid, match=r"no zimbra-\* role package is installed"):
+        cfg.parse_config({}, cfg.Facts(packages=["bash"]))
 
 
-def test_mine_peers_exclude_self_and_yield_to_pillar(zfw):
+def test_mine_peers_exclude_self_and_yield_to_pillar():
     mine = {
         "mailbox": {"roles": ["mailbox"], "addresses": ["10.0.0.13"]},
         "mta": {"roles": ["mta"], "addresses": ["10.0.0.99"]},
         "proxy": {"roles": ["proxy"], "addresses": ["10.0.0.14"]},
     }
     pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "peers": [PEERS[1]]}}
-    config = zfw.parse_config(pillar, mine_data=mine, minion_id="mailbox")
+    config = cfg.parse_config(pillar, cfg.Facts(mine_data=mine, minion_id="mailbox"))
     assert [(p.name, p.source) for p in config.peers] == [("mta", "pillar"), ("proxy", "mine")]
     assert [str(a) for a in config.peers[0].addresses] == ["10.0.0.12/32", "2001:db8::12/128"]
 
 
-def test_empty_mine_is_an_error_not_an_empty_cluster(zfw):
-    with pytest.raises(zfw.ConfigInvalid, match=r"the mine has no zimbra_fw\.identity data"):
-        zfw.parse_config({"roles": ["mta"], "cluster": {"mine": True}}, mine_data={}, minion_id="mta")
+def test_empty_mine_is_an_error_not_an_empty_cluster():
+    with pytest.raises(cfg.ConfigInvalid, match=r"the mine has no zimbra_fw\.identity data"):
+        cfg.parse_config({"roles": ["mta"], "cluster": {"mine": True}}, cfg.Facts(mine_data={}, minion_id="mta"))
 
 
 @pytest.mark.parametrize(
@@ -105,21 +116,24 @@ def test_empty_mine_is_an_error_not_an_empty_cluster(zfw):
         ([{"name": "x", "addresses": ["0.0.0.0/0"], "roles": ["ldap"]}], "whole internet"),
     ],
 )
-def test_bad_peers_are_named(zfw, peers, fragment):
-    with pytest.raises(zfw.ConfigInvalid) as info:
-        zfw.parse_config({"roles": ["mta"], "cluster": {"peers": peers}})
+def test_bad_peers_are_named(peers, fragment):
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        cfg.parse_config({"roles": ["mta"], "cluster": {"peers": peers}})
     assert any(fragment in problem for problem in info.value.problems), info.value.problems
 
 
-def test_salt_master_stays_reachable(zfw):
-    config = zfw.parse_config({"roles": ["mta"]}, salt_master=("10.77.0.1", (4505, 4506)))
-    assert ("allow", "from", "10.77.0.1", "port", "4505,4506", "proto", "tcp") in zfw.management_rules(config)
-    off = zfw.parse_config({"roles": ["mta"], "allow_salt_master": False}, salt_master=("10.77.0.1", (4505, 4506)))
-    assert zfw.management_rules(off) == [("allow", "22/tcp")]
+def test_salt_master_stays_reachable():
+    master = cfg.Facts(salt_master=("10.77.0.1", (4505, 4506)))
+    policy = policy_of({"roles": ["mta"]}, master)
+    management = [ufw.rule_words(access) for access in policies.management(policy)]
+    assert management == [("allow", "22/tcp"), ("allow", "from", "10.77.0.1", "port", "4505,4506", "proto", "tcp")]
+    assert ufw.desired_rules(policy)[:2] == management
+    off = policy_of({"roles": ["mta"], "allow_salt_master": False}, master)
+    assert [ufw.rule_words(access) for access in policies.management(off)] == [("allow", "22/tcp")]
 
 
-def test_rule_profile(zfw):
-    assert zfw.rule_profile(("allow", "Zimbra")) == "Zimbra"
-    assert zfw.rule_profile(("allow", "from", "10.0.0.1", "to", "any", "app", "Zimbra-mta")) == "Zimbra-mta"
-    assert zfw.rule_profile(("allow", "22/tcp")) is None
-    assert zfw.rule_profile(("allow", "from", "10.0.0.0/8")) is None
+def test_rule_profile():
+    assert ufw_files.rule_profile(("allow", "Zimbra")) == "Zimbra"
+    assert ufw_files.rule_profile(("allow", "from", "10.0.0.1", "to", "any", "app", "Zimbra-mta")) == "Zimbra-mta"
+    assert ufw_files.rule_profile(("allow", "22/tcp")) is None
+    assert ufw_files.rule_profile(("allow", "from", "10.0.0.0/8")) is None

@@ -1,26 +1,33 @@
 """Pillar validation: every bad value is named with its key, nothing else passes."""
 
 import pytest
+import zimbra_fw_config as cfg
+import zimbra_fw_policy as policies
+import zimbra_fw_ufw as ufw
+import zimbra_fw_ufw_files as ufw_files
+from zimbra_fw_catalogue import parse_port_spec
+
+UFW_FACTS = cfg.Facts(name_taken=ufw.name_taken)
 
 SINGLE = {"roles": ["ldap", "mta", "proxy", "mailbox"], "trusted_subnets": ["192.168.1.0/24"]}
 
 
-def problems(zfw, pillar):
-    with pytest.raises(zfw.ConfigInvalid) as info:
-        zfw.parse_config(pillar)
+def problems(pillar, facts=UFW_FACTS):
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        cfg.parse_config(pillar, facts)
     return info.value.problems
 
 
-def test_example_pillar_is_valid(zfw, example_pillar):
-    config = zfw.parse_config(example_pillar)
+def test_example_pillar_is_valid(example_pillar):
+    config = cfg.parse_config(example_pillar)
     assert config.roles == ("ldap", "mailbox", "mta", "proxy")
     assert config.ssh_port == 22 and config.ssh_from == ("any",)
     assert config.profile_name == "Zimbra"
     assert config.enabled is True
 
 
-def test_defaults_fill_missing_keys(zfw):
-    config = zfw.parse_config({"roles": ["mta"]})
+def test_defaults_fill_missing_keys():
+    config = cfg.parse_config({"roles": ["mta"]})
     assert config.trusted_subnets == ()
     assert config.extra_ports == () and config.exclude_ports == ()
     assert config.ssh_from == ("any",)
@@ -57,46 +64,46 @@ def test_defaults_fill_missing_keys(zfw):
         (dict(SINGLE, ssh={"from": ["10.0.0.1/8"]}), "ssh:from[0]", "host bits"),
         (dict(SINGLE, ssh={"prot": 22}), "ssh:prot", "did you mean 'port'"),
         (dict(SINGLE, ssh="22"), "zimbra_fw:ssh: '22'", "must be a mapping"),
-        (dict(SINGLE, profile={"name": "Zim bra"}), "profile:name: 'Zim bra'", "not a safe ufw profile name"),
-        (dict(SINGLE, profile={"name": "Zimbra;reboot"}), "profile:name", "not a safe ufw profile name"),
-        (dict(SINGLE, profile={"name": "$(reboot)"}), "profile:name", "not a safe ufw profile name"),
-        (dict(SINGLE, profile={"name": "all"}), "profile:name: 'all'", "not a safe ufw profile name"),
+        (dict(SINGLE, profile={"name": "Zim bra"}), "profile:name: 'Zim bra'", "not a safe profile name"),
+        (dict(SINGLE, profile={"name": "Zimbra;reboot"}), "profile:name", "not a safe profile name"),
+        (dict(SINGLE, profile={"name": "$(reboot)"}), "profile:name", "not a safe profile name"),
+        (dict(SINGLE, profile={"name": "all"}), "profile:name: 'all'", "not a safe profile name"),
         (dict(SINGLE, profile={"name": "smtp"}), "profile:name: 'smtp'", "/etc/services"),
-        (dict(SINGLE, profile={"name": "Zïmbra"}), "profile:name", "not a safe ufw profile name"),
+        (dict(SINGLE, profile={"name": "Zïmbra"}), "profile:name", "not a safe profile name"),
         (dict(SINGLE, profile={"title": "two\nlines"}), "profile:title", "one printable line"),
         (dict(SINGLE, profile={"description": ""}), "profile:description", "non-empty"),
         (dict(SINGLE, enabled="yes"), "zimbra_fw:enabled: 'yes'", "true or false"),
         (dict(SINGLE, trusted_subnet=["10.0.0.0/8"]), "zimbra_fw:trusted_subnet:", "did you mean 'trusted_subnets'"),
     ],
 )
-def test_bad_values_are_named(zfw, pillar, key, fragment):
-    found = problems(zfw, pillar)
+def test_bad_values_are_named(pillar, key, fragment):
+    found = problems(pillar)
     assert any(key in problem and fragment in problem for problem in found), found
 
 
-def test_every_problem_is_reported_at_once(zfw):
-    found = problems(zfw, {"roles": ["nope"], "trusted_subnets": ["any"], "enabled": 1})
+def test_every_problem_is_reported_at_once():
+    found = problems({"roles": ["nope"], "trusted_subnets": ["any"], "enabled": 1})
     assert len(found) == 3
 
 
-def test_pillar_that_is_not_a_mapping(zfw):
-    assert "must be a mapping" in problems(zfw, ["ldap"])[0]
+def test_pillar_that_is_not_a_mapping():
+    assert "must be a mapping" in problems(["ldap"])[0]
 
 
-def test_huge_valid_lists_are_accepted(zfw):
+def test_huge_valid_lists_are_accepted():
     subnets = [f"10.{i // 256}.{i % 256}.0/24" for i in range(2000)]
-    config = zfw.parse_config(dict(SINGLE, trusted_subnets=subnets))
+    config = cfg.parse_config(dict(SINGLE, trusted_subnets=subnets))
     assert len(config.trusted_subnets) == 2000
 
 
-def test_no_management_allowed_when_said_explicitly(zfw):
-    config = zfw.parse_config(dict(SINGLE, ssh={"from": []}, allow_no_management=True))
+def test_no_management_allowed_when_said_explicitly():
+    config = cfg.parse_config(dict(SINGLE, ssh={"from": []}, allow_no_management=True))
     assert config.ssh_from == ()
-    assert zfw.management_rules(config) == []
+    assert policies.management(policies.build(config)) == []
 
 
-def test_ssh_any_covers_subnets(zfw):
-    config = zfw.parse_config(dict(SINGLE, ssh={"from": ["10.0.0.0/8", "any"]}))
+def test_ssh_any_covers_subnets():
+    config = cfg.parse_config(dict(SINGLE, ssh={"from": ["10.0.0.0/8", "any"]}))
     assert config.ssh_from == ("any",)
 
 
@@ -104,28 +111,29 @@ def test_ssh_any_covers_subnets(zfw):
     "value, expected",
     [(8443, "8443/tcp"), ("8443", "8443/tcp"), ("514/udp", "514/udp"), ("6000:6010/tcp", "6000:6010/tcp")],
 )
-def test_port_spec_forms(zfw, value, expected):
-    assert str(zfw.parse_port_spec(value)) == expected
+def test_port_spec_forms(value, expected):
+    assert str(parse_port_spec(value)) == expected
 
 
-def test_ipv6_values_are_errors_when_ufw_has_ipv6_off(zfw):
+def test_ipv6_values_are_errors_when_ufw_has_ipv6_off():
     pillar = dict(
         SINGLE,
         trusted_subnets=["192.168.1.0/24", "2001:db8::/64"],
         ssh={"from": ["fd00::1"]},
         cluster={"peers": [{"name": "mta1", "addresses": ["10.0.0.5", "2001:db8:5::5"], "roles": ["mta"]}]},
     )
-    assert zfw.parse_config(pillar, ufw_ipv6=True).trusted_subnets[-1].version == 6
-    with pytest.raises(zfw.ConfigInvalid) as info:
-        zfw.parse_config(pillar, ufw_ipv6=False)
+    ipv6_off = cfg.Facts(ipv6_off="ufw has IPv6 off (IPV6=no in /etc/default/ufw)")
+    assert cfg.parse_config(pillar).trusted_subnets[-1].version == 6
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        cfg.parse_config(pillar, ipv6_off)
     assert [p.split(":")[1] for p in info.value.problems] == ["trusted_subnets", "ssh", "cluster"]
     assert "zimbra_fw:cluster:peers[mta1]: '2001:db8:5::5' is IPv6" in info.value.problems[2]
-    assert zfw.parse_config(SINGLE, ufw_ipv6=False).trusted_subnets
+    assert cfg.parse_config(SINGLE, ipv6_off).trusted_subnets
 
 
 @pytest.mark.parametrize(
     "text, enabled",
     [("IPV6=yes\n", True), ('IPV6="no"\n', False), ("IPV6=No\n", False), ("# IPV6=no\n", True), (None, True)],
 )
-def test_defaults_ipv6(zfw, text, enabled):
-    assert zfw.defaults_ipv6(text) is enabled
+def test_defaults_ipv6(text, enabled):
+    assert ufw_files.defaults_ipv6(text) is enabled

@@ -1,21 +1,31 @@
-"""Profile text, multiport grouping, rule plan and parsing of ufw output."""
+"""ufw's formats: profile text, multiport grouping, rules files, status and batch reports."""
+
+import zimbra_fw_catalogue as catalogue
+import zimbra_fw_config as cfg
+import zimbra_fw_policy as policies
+import zimbra_fw_ufw as ufw
+import zimbra_fw_ufw_files as ufw_files
 
 SINGLE = {"roles": ["ldap", "mta", "proxy", "mailbox"], "trusted_subnets": ["192.168.1.0/24"]}
 
 
-def test_profile_text_single_server(zfw):
-    text = zfw.profile_text(zfw.parse_config(SINGLE))
+def policy_of(pillar):
+    return policies.build(cfg.parse_config(pillar))
+
+
+def test_profile_text_single_server():
+    text = ufw.profile_text(policy_of(SINGLE))
     assert "[Zimbra]\n" in text
     assert "title=Zimbra Collaboration Server\n" in text
     assert text.endswith("ports=25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp\n")
-    assert list(zfw.profile_file_ports(text)) == ["Zimbra"]
+    assert list(ufw_files.profile_file_ports(text)) == ["Zimbra"]
 
 
-def test_groups_respect_the_multiport_limit(zfw):
-    specs = [zfw.PortSpec(p, p, "tcp") for p in range(1000, 1020)]
-    specs += [zfw.PortSpec(2000 + 10 * i, 2005 + 10 * i, "tcp") for i in range(3)]
-    specs += [zfw.PortSpec(514, 514, "udp")]
-    groups = zfw.port_groups(specs)
+def test_groups_respect_the_multiport_limit():
+    specs = [catalogue.PortSpec(p, p, "tcp") for p in range(1000, 1020)]
+    specs += [catalogue.PortSpec(2000 + 10 * i, 2005 + 10 * i, "tcp") for i in range(3)]
+    specs += [catalogue.PortSpec(514, 514, "udp")]
+    groups = ufw_files.port_groups(specs)
     assert groups[-1] == "514/udp"
     for group in groups:
         entries = group.split("/")[0].split(",")
@@ -24,32 +34,23 @@ def test_groups_respect_the_multiport_limit(zfw):
     assert len(listed) == len(specs)
 
 
-def test_no_public_port_means_no_profile(zfw):
-    config = zfw.parse_config({"roles": ["ldap"], "trusted_subnets": ["10.0.0.0/8"]})
-    assert zfw.profile_text(config) is None
-    assert ("allow", "Zimbra") not in zfw.desired_rules(config)
+def test_no_public_port_means_no_profile():
+    policy = policy_of({"roles": ["ldap"], "trusted_subnets": ["10.0.0.0/8"]})
+    assert ufw.profile_text(policy) is None
+    assert ("allow", "Zimbra") not in ufw.desired_rules(policy)
 
 
-def test_desired_rules_management_first(zfw):
-    config = zfw.parse_config(
+def test_desired_rules_management_first():
+    policy = policy_of(
         dict(SINGLE, trusted_subnets=["2001:DB8::/64", "192.168.1.0/24", "10.0.0.5"], ssh={"from": ["10.0.0.0/8"]})
     )
-    assert zfw.desired_rules(config) == [
+    assert ufw.desired_rules(policy) == [
         ("allow", "from", "10.0.0.0/8", "to", "any", "port", "22", "proto", "tcp"),
         ("allow", "from", "10.0.0.5"),
         ("allow", "from", "192.168.1.0/24"),
         ("allow", "from", "2001:db8::/64"),
         ("allow", "Zimbra"),
     ]
-
-
-def test_plan_rules_adds_missing_and_removes_stale(zfw):
-    desired = [("allow", "22/tcp"), ("allow", "from", "10.0.0.0/8"), ("allow", "Zimbra")]
-    managed = [("allow", "22/tcp"), ("allow", "from", "172.16.0.0/12")]
-    add, remove = zfw.plan_rules(desired, managed)
-    assert add == [("allow", "from", "10.0.0.0/8"), ("allow", "Zimbra")]
-    assert remove == [("allow", "from", "172.16.0.0/12")]
-    assert zfw.plan_rules(desired, desired) == ([], [])
 
 
 ZF = "7a696d6272615f6677"  # "zimbra_fw", hex as ufw stores comments
@@ -77,8 +78,8 @@ USER6_RULES = f"""### tuple ### allow tcp 22 ::/0 any ::/0 in comment={ZF}
 """
 
 
-def test_rules_from_files_as_ufw_show_added_lists_them(zfw):
-    assert zfw.rules_from_files([USER_RULES, USER6_RULES]) == [
+def test_rules_from_files_as_ufw_show_added_lists_them():
+    assert ufw_files.rules_from_files([USER_RULES, USER6_RULES]) == [
         (("allow", "22/tcp"), "zimbra_fw"),
         (("allow", "from", "192.168.1.0/24"), "zimbra_fw"),
         (("allow", "Zimbra"), "zimbra_fw"),
@@ -93,8 +94,9 @@ def test_rules_from_files_as_ufw_show_added_lists_them(zfw):
     ]  # fmt: skip
 
 
-def test_split_managed(zfw):
-    managed, other = zfw.split_managed(zfw.rules_from_files([USER_RULES, USER6_RULES]))
+def test_managed_and_other_rules():
+    snapshot = ufw.Snapshot(ufw_files.rules_from_files([USER_RULES, USER6_RULES]), None, {}, None, None)
+    managed, other = ufw.managed_rules(snapshot), ufw.other_rules(snapshot)
     assert managed == [
         ("allow", "22/tcp"),
         ("allow", "from", "192.168.1.0/24"),
@@ -106,69 +108,69 @@ def test_split_managed(zfw):
     assert other[1][-2:] == ("comment", "someone else")
 
 
-def test_no_rules_files(zfw):
-    assert zfw.rules_from_files([None, ""]) == []
+def test_no_rules_files():
+    assert ufw_files.rules_from_files([None, ""]) == []
 
 
-def test_parse_status(zfw):
+def test_parse_status():
     active = "Status: active\nLogging: off\nDefault: deny (incoming), allow (outgoing), disabled (routed)\n"
-    assert zfw.parse_status(active) == (True, "deny")
-    assert zfw.parse_status("Status: inactive\n") == (False, None)
+    assert ufw_files.parse_status(active) == (True, "deny")
+    assert ufw_files.parse_status("Status: inactive\n") == (False, None)
 
 
-def test_parse_defaults_file(zfw):
-    assert zfw.parse_defaults_file('IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\n') == "deny"
-    assert zfw.parse_defaults_file('DEFAULT_INPUT_POLICY="ACCEPT"\n') == "allow"
-    assert zfw.parse_defaults_file("") is None
+def test_parse_defaults_file():
+    assert ufw_files.parse_defaults_file('IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\n') == "deny"
+    assert ufw_files.parse_defaults_file('DEFAULT_INPUT_POLICY="ACCEPT"\n') == "allow"
+    assert ufw_files.parse_defaults_file("") is None
 
 
 COMMANDS = [["allow", "22/tcp"], ["allow", "from", "10.0.0.0/8"], ["allow", "Zimbra"]]
 
 
-def test_batch_outcome_all_applied(zfw):
+def test_batch_outcome_all_applied():
     report = '{"done": 0}\n{"done": 1}\n{"done": 2}\n'
-    assert zfw.batch_outcome(COMMANDS, report, 0) == (3, None)
+    assert ufw.batch_outcome(COMMANDS, report, 0) == (3, None)
 
 
-def test_batch_outcome_names_the_failed_command(zfw):
+def test_batch_outcome_names_the_failed_command():
     report = '{"done": 0}\n{"failed": 1, "error": "ERROR: Bad source address"}\n'
-    assert zfw.batch_outcome(COMMANDS, report, 1) == (
+    assert ufw.batch_outcome(COMMANDS, report, 1) == (
         1,
         "'ufw allow from 10.0.0.0/8' failed: ERROR: Bad source address",
     )
 
 
-def test_batch_outcome_of_a_crash_counts_what_was_reported(zfw):
-    applied, error = zfw.batch_outcome(COMMANDS, '{"done": 0}\nnot json\n', -9, "Killed")
+def test_batch_outcome_of_a_crash_counts_what_was_reported():
+    applied, error = ufw.batch_outcome(COMMANDS, '{"done": 0}\nnot json\n', -9, "Killed")
     assert applied == 1
     assert error == "'ufw allow from 10.0.0.0/8' failed: exit -9: Killed"
 
 
-def test_batch_outcome_without_ufw_library_asks_for_one_by_one(zfw):
-    assert zfw.batch_outcome(COMMANDS, '{"unavailable": "No module named ufw"}\n', 3) is None
+def test_batch_outcome_without_ufw_library_asks_for_one_by_one():
+    assert ufw.batch_outcome(COMMANDS, '{"unavailable": "No module named ufw"}\n', 3) is None
 
 
-def test_consecutive_ufw_steps_form_one_batch(zfw):
+def test_consecutive_ufw_steps_form_one_batch():
     steps = [
-        {"ufw": ["delete", "allow", "Old"]},
-        {"write": "/etc/ufw/applications.d/zimbra", "text": "x"},
-        {"ufw": ["app", "update", "A"]},
-        {"ufw": ["app", "update", "B"]},
-        {"require_rules": []},
-        {"ufw": ["--force", "enable"]},
+        ufw.Step("ufw", ("delete", "allow", "Old"), ""),
+        ufw.Step("write", ("x",), ""),
+        ufw.Step("ufw", ("app", "update", "A"), ""),
+        ufw.Step("ufw", ("app", "update", "B"), ""),
+        ufw.Step("check", (), ""),
+        ufw.Step("ufw", ("--force", "enable"), ""),
     ]
-    assert [len(batch) for batch in zfw._step_batches(steps)] == [1, 1, 2, 1, 1]
-    assert [step for batch in zfw._step_batches(steps) for step in batch] == steps
+    assert [len(batch) for batch in ufw.step_batches(steps)] == [1, 1, 2, 1, 1]
+    assert [step for batch in ufw.step_batches(steps) for step in batch] == steps
 
 
-def test_ufw_python_from_the_programs_first_line(zfw, tmp_path):
+def test_ufw_python_from_the_programs_first_line(tmp_path):
     python = tmp_path / "python3"
     python.write_text("")
     python.chmod(0o755)
     program = tmp_path / "ufw"
     program.write_text(f"#! {python}\nimport ufw\n")
-    assert zfw._ufw_python(str(program)) == str(python)
+    assert ufw.ufw_python(str(program)) == str(python)
     program.write_text("#!/bin/sh\nexec true\n")
-    assert zfw._ufw_python(str(program)) is None
-    assert zfw._ufw_python(str(tmp_path / "missing")) is None
-    assert zfw._ufw_python(None) is None
+    assert ufw.ufw_python(str(program)) is None
+    assert ufw.ufw_python(str(tmp_path / "missing")) is None
+    assert ufw.ufw_python(None) is None

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.sandbox
+
 PORTS = [22, 25, 389, 443, 11211]
 EXPECTED_FROM_INTERNET = {22: True, 25: True, 389: False, 443: True, 11211: False}
 
@@ -126,7 +128,7 @@ def test_held_ufw_lock_delays_but_does_not_break_a_run(staged):
 
 def test_without_the_batch_helper_each_ufw_command_runs_alone(staged):
     lab = staged
-    helpers = glob.glob(f"{lab.minion.state}/salt-root/**/extmods/modules/zimbra_fw_ufw_batch.py", recursive=True)
+    helpers = glob.glob(f"{lab.minion.state}/salt-root/**/extmods/utils/zimbra_fw_ufw_batch.py", recursive=True)
     assert len(helpers) == 1
     os.unlink(helpers[0])  # as if only zimbra_fw.py had been copied to the minion
     lab.minion.reset_ufw_counts()

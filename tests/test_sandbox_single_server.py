@@ -6,9 +6,12 @@ Each test gets its own minion network namespace with a private /etc/ufw and
 """
 
 import copy
+import json
 import os
 
 import pytest
+
+pytestmark = pytest.mark.sandbox
 
 PUBLIC = [25, 80, 110, 143, 443, 465, 587, 993, 995, 3443, 5222, 5223, 7071, 9071]
 INTERNAL = [389, 636, 3310, 7025, 7072, 7171, 7306, 8080, 8443, 10024, 11211, 23232]
@@ -152,7 +155,7 @@ def test_ipv6_subnet_with_ufw_ipv6_off_fails_before_any_change(lab, example_pill
     before = lab.minion.snapshot()
     results = lab.minion.apply()
     assert lab.minion.snapshot() == before
-    comment = results["zimbra_fw-profile"]["comment"]
+    comment = results["zimbra_fw-pillar"]["comment"]
     assert "zimbra_fw:trusted_subnets: '2001:db8:1::/64' is IPv6, but ufw has IPv6 off" in comment, comment
     assert changes(results) == {}
 
@@ -193,10 +196,12 @@ def test_bad_pillar_fails_and_changes_nothing(converged, example_pillar, key, ba
     before = lab.minion.snapshot()
     results = lab.minion.apply()
     assert lab.minion.snapshot() == before
-    profile = results["zimbra_fw-profile"]
-    assert profile["result"] is False and named in profile["comment"], profile["comment"]
-    assert results["zimbra_fw-rules"]["result"] is False
-    assert results["zimbra_fw-firewall"]["result"] is False
+    check = results["zimbra_fw-pillar"]
+    assert check["result"] is False and named in check["comment"], check["comment"]
+    # Nothing after the check runs, not even the package install.
+    for state in ("zimbra_fw-ufw-installed", "zimbra_fw-profile", "zimbra_fw-rules", "zimbra_fw-firewall"):
+        assert results[state]["result"] is False
+        assert results[state]["comment"].startswith("One or more requisite failed"), results[state]
     assert changes(results) == {}
 
 
@@ -205,7 +210,7 @@ def test_bad_pillar_on_a_fresh_server_leaves_it_untouched(lab, example_pillar):
     before = lab.minion.snapshot()
     results = lab.minion.apply()
     assert lab.minion.snapshot() == before
-    assert "trusted_subnets[0]: 'any'" in results["zimbra_fw-profile"]["comment"]
+    assert "trusted_subnets[0]: 'any'" in results["zimbra_fw-pillar"]["comment"]
     assert "Status: inactive" in lab.minion.ufw("status").stdout
 
 
@@ -285,3 +290,39 @@ def test_pillar_peer_and_admin_subnet(lab):
     assert lab.lan.probe(lab.MINION_LAN, ports) == {443: True, 7025: True, 7071: False, 8080: False}
     # The "internet" side is the admin subnet here: the console yes, LMTP no.
     assert lab.internet.probe(lab.MINION_INTERNET, ports) == {443: True, 7025: False, 7071: True, 8080: False}
+
+
+EXPOSED = ["audit", "catalogue", "converge", "identity", "open_ports", "plan", "profile", "status"]
+
+
+def test_only_user_functions_are_published(lab):
+    assert lab.minion.salt("sys.list_functions", "zimbra_fw") == [f"zimbra_fw.{name}" for name in EXPOSED]
+
+
+def crafted_calls(target):
+    """Calls that would write ``target`` or switch ufw off, if any function took a plan, path or command."""
+    write = json.dumps({"steps": [{"write": target, "text": "x"}]})
+    return [
+        ("zimbra_fw.apply", write),
+        ("zimbra_fw.apply", '{"steps": [{"ufw": ["disable"]}]}'),
+        ("zimbra_fw.plan", write),
+        ("zimbra_fw.plan", f"part={target}"),
+        ("zimbra_fw.converge", "part=disable"),
+        ("zimbra_fw.converge", 'part={"ufw": ["disable"]}'),
+        ("zimbra_fw.profile", f"path={target}"),
+        ("zimbra_fw.status", "disable"),
+        ("zimbra_fw.audit", target),
+        ("zimbra_fw.open_ports", "steps=[{ufw: [disable]}]"),
+    ]
+
+
+def test_crafted_plans_paths_and_commands_change_nothing(converged):
+    lab, _ = converged
+    target = os.path.join(lab.minion.state, "crafted")  # inside the sandbox's own directory
+    before = lab.minion.snapshot()
+    for function, argument in crafted_calls(target):
+        result, code = lab.minion.salt_call(function, argument)
+        assert code != 0, (function, argument, result)
+    assert lab.minion.snapshot() == before
+    assert not os.path.exists(target)
+    assert "Status: active" in lab.minion.ufw("status").stdout

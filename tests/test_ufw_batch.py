@@ -10,10 +10,14 @@ import json
 import os
 
 import pytest
+import zimbra_fw_ufw as ufw
+import zimbra_fw_ufw_files as ufw_files
 
 from harness.sandbox import REPO, UFW, Minion, Topology
 
-BATCH = os.path.join(REPO, "_modules", "zimbra_fw_ufw_batch.py")
+pytestmark = pytest.mark.sandbox
+
+BATCH = os.path.join(REPO, "_utils", "zimbra_fw_ufw_batch.py")
 PROFILE = """[Zimbra]
 title=Zimbra
 description=public
@@ -78,8 +82,8 @@ def one_by_one(minion, commands):
     return len(commands)
 
 
-def batched(zfw, minion, commands):
-    out = minion.guarded([zfw._ufw_python(UFW), "-I", BATCH, UFW], stdin=json.dumps(commands), check=False)
+def batched(minion, commands):
+    out = minion.guarded([ufw.ufw_python(UFW), "-I", BATCH, UFW], stdin=json.dumps(commands), check=False)
     return [json.loads(line) for line in out.stdout.splitlines()], out.returncode
 
 
@@ -88,9 +92,9 @@ def firewall(minion):
     return {name: text for name, text in state.items() if name.endswith(("user.rules", "user6.rules", "-save"))}
 
 
-def test_batch_builds_what_ufw_builds_one_command_at_a_time(zfw, twins):
+def test_batch_builds_what_ufw_builds_one_command_at_a_time(twins):
     assert one_by_one(twins.cli, FIRST) == len(FIRST)
-    report, code = batched(zfw, twins.batch, FIRST)
+    report, code = batched(twins.batch, FIRST)
     assert code == 0
     assert report == [{"done": i} for i in range(len(FIRST))]
     assert firewall(twins.batch) == firewall(twins.cli)
@@ -99,17 +103,17 @@ def test_batch_builds_what_ufw_builds_one_command_at_a_time(zfw, twins):
     for minion in (twins.cli, twins.batch):
         minion.ufw("--force", "enable")
     assert one_by_one(twins.cli, SECOND) == len(SECOND)
-    report, code = batched(zfw, twins.batch, SECOND)
+    report, code = batched(twins.batch, SECOND)
     assert (report, code) == ([{"done": i} for i in range(len(SECOND))], 0)
     after = firewall(twins.batch)
     assert after == firewall(twins.cli)
     assert b"10.9.0.1" in after["iptables-save"] and f"{PEERS[3]} ".encode() not in after["iptables-save"]
 
 
-def test_batch_stops_at_a_failing_command_and_keeps_what_it_applied(zfw, twins):
+def test_batch_stops_at_a_failing_command_and_keeps_what_it_applied(twins):
     commands = [*FIRST[:5], rule("allow", "from", "10.3.0.1", "to", "any", "app", "NoSuchProfile"), *FIRST[5:8]]
     assert one_by_one(twins.cli, commands) == 5
-    report, code = batched(zfw, twins.batch, commands)
+    report, code = batched(twins.batch, commands)
     assert code == 1
     assert report[:5] == [{"done": i} for i in range(5)]
     assert report[5]["failed"] == 5 and "NoSuchProfile" in report[5]["error"]
@@ -131,13 +135,13 @@ EXOTIC = [
 ]
 
 
-def test_rules_files_read_as_ufw_show_added_prints_them(zfw, twins):
+def test_rules_files_read_as_ufw_show_added_prints_them(twins):
     minion = twins.cli
     assert one_by_one(minion, FIRST[:8] + EXOTIC) == 8 + len(EXOTIC)
     texts = []
     for name in ("user.rules", "user6.rules"):
         with open(os.path.join(minion.state, "etc-ufw", name), encoding="utf-8") as handle:
             texts.append(handle.read())
-    from_files = zfw.rules_from_files(texts)
+    from_files = ufw_files.rules_from_files(texts)
     assert from_files == minion.show_added()
     assert len(from_files) == 8 + len(EXOTIC)

@@ -1,0 +1,170 @@
+"""
+The audit: what listens on this server against who the firewall lets reach
+it, judged by the catalogue and the policy. Pure: the listening sockets
+come as /proc/net texts, the firewall as its effective rules (from the
+backend), its state as (active, default incoming policy).
+"""
+
+import ipaddress
+from collections import namedtuple
+
+import zimbra_fw_catalogue as catalogue
+from zimbra_fw_catalogue import CLUSTER, LOCALHOST, PUBLIC, PortSpec
+
+
+def __virtual__():
+    return (False, "zimbra_fw_audit is a library of the zimbra_fw module, not a Salt util")
+
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+MANAGEMENT = "management"
+UNKNOWN = "unknown"
+PROC_NET_FILES = (("tcp", "tcp"), ("tcp6", "tcp"), ("udp", "udp"), ("udp6", "udp"))
+Listener = namedtuple("Listener", "address port proto")
+# An incoming rule as the firewall applies it, in the firewall's order.
+# action: allow, limit, deny or reject. source: an address or subnet, or
+# "any". ports: PortSpecs, or None for every port.
+Rule = namedtuple("Rule", "action source ports")
+
+
+def parse_proc_net(text, proto):
+    """Listening sockets from /proc/net/{tcp,tcp6,udp,udp6} text."""
+    wanted_state = "0A" if proto == "tcp" else "07"  # TCP_LISTEN / UDP unconnected
+    listeners = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != wanted_state:
+            continue
+        address_hex, port_hex = fields[1].split(":")
+        raw = bytes.fromhex(address_hex)
+        # The kernel prints each 32-bit word in host (little-endian) order.
+        packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+        listeners.append(Listener(ipaddress.ip_address(packed), int(port_hex, 16), proto))
+    return listeners
+
+
+def listeners(proc_texts, policy):
+    """Listening TCP sockets, and UDP ones on ports the catalogue or the policy
+    names, from ``{name: text}`` of the /proc/net files in PROC_NET_FILES."""
+    known_udp = {row.port for row in catalogue.CATALOGUE if row.proto == "udp"}
+    known_udp |= {p for spec in policy.public if spec.proto == "udp" for p in range(spec.first, spec.last + 1)}
+    found = []
+    for name, proto in PROC_NET_FILES:
+        for listener in parse_proc_net(proc_texts.get(name) or "", proto):
+            if proto == "tcp" or listener.port in known_udp:
+                found.append(listener)
+    return found
+
+
+def _matches(rule, spec):
+    return rule.ports is None or any(p.covers(spec) for p in rule.ports)
+
+
+def reachability(listener, rules, active, incoming):
+    """Who can reach a listener: ``localhost``, ``anyone``, ``nobody`` or a list of sources."""
+    if listener.address.is_loopback:
+        return "localhost"
+    if not active or incoming == "allow":
+        return "anyone"
+    spec = PortSpec(listener.port, listener.port, listener.proto)
+    for rule in rules:
+        if rule.source == "any" and _matches(rule, spec):
+            if rule.action in ("allow", "limit"):
+                return "anyone"
+            break
+    dual_stack = listener.address == ipaddress.IPv6Address("::")
+    sources = []
+    for rule in rules:
+        if rule.source != "any" and rule.action in ("allow", "limit") and _matches(rule, spec):
+            network = ipaddress.ip_network(rule.source, strict=False)
+            if network.version == listener.address.version or dual_stack:
+                sources.append(rule.source)
+    return sorted(set(sources)) or "nobody"
+
+
+def _widest(reaches):
+    """The widest reach among the addresses a port listens on."""
+    if "anyone" in reaches:
+        return "anyone"
+    sources = sorted({source for reach in reaches if isinstance(reach, list) for source in reach})
+    if sources:
+        return sources
+    return "nobody" if "nobody" in reaches else "localhost"
+
+
+def _expected(policy, port, proto, row):
+    spec = PortSpec(port, port, proto)
+    if any(p.covers(spec) for p in policy.public):
+        return PUBLIC
+    if (port, proto) == (policy.config.ssh_port, "tcp"):
+        return MANAGEMENT
+    return row.exposure if row else UNKNOWN
+
+
+def _finding(expected, widest, row, service, addresses):
+    """(severity, message) for one listening port, or None when all is well."""
+    if widest == "anyone" and expected in (CLUSTER, LOCALHOST):
+        return (
+            "critical" if row.critical else "high"
+        ), f"{service} is reachable from anyone; it should be {expected}-only"
+    if widest == "anyone" and expected == UNKNOWN:
+        return "medium", "not a Zimbra port, yet reachable from anyone"
+    if widest == "nobody" and expected in (PUBLIC, UNKNOWN):
+        return "low", f"{service} listens on {', '.join(addresses)} but no rule allows it"
+    if expected == LOCALHOST and widest != "localhost":
+        return "info", f"{service} listens beyond loopback; Zimbra binds it to localhost"
+    return None
+
+
+def audit(policy, found, rules, *, active, incoming, firewall):
+    """Compare what listens with what the firewall lets in: the audit report."""
+    findings = []
+    if not active:
+        findings.append((None, "high", f"{firewall} is inactive: every listening port is reachable from anyone"))
+    elif incoming == "allow":
+        findings.append((None, "high", f"{firewall}'s default incoming policy is allow"))
+    by_port = {}
+    for listener in found:
+        by_port.setdefault((listener.port, listener.proto), []).append(listener)
+    ports = []
+    for (port, proto), bound in sorted(by_port.items()):
+        label = f"{port}/{proto}"
+        reach = {str(listener.address): reachability(listener, rules, active, incoming) for listener in bound}
+        widest = _widest(list(reach.values()))
+        row = catalogue.row_for(port, proto, policy.config.roles)
+        expected = _expected(policy, port, proto, row)
+        service = row.purpose if row else "not a Zimbra port"
+        ports.append(
+            {
+                "port": label,
+                "service": service,
+                "expected": expected,
+                "reachable_from": widest,
+                "addresses": sorted(reach),
+            }
+        )
+        finding = _finding(expected, widest, row, service, sorted(reach))
+        if finding:
+            findings.append((label, *finding))
+    findings = [
+        {"severity": severity, "port": label, "message": message}
+        for label, severity, message in sorted(findings, key=lambda f: SEVERITIES.index(f[1]))
+    ]
+    return {
+        "report": _report_lines(findings, ports),
+        "summary": {severity: sum(f["severity"] == severity for f in findings) for severity in SEVERITIES},
+        "findings": findings,
+        "ports": ports,
+        "firewall": {"active": active, "default_incoming": incoming},
+    }
+
+
+def _report_lines(findings, ports):
+    """The audit as lines a person reads on the CLI."""
+    lines = [f"{f['severity'].upper()} {f['port'] or 'firewall'}: {f['message']}" for f in findings]
+    lines.append(f"{'port':<10} {'expected':<11} reachable from")
+    for entry in ports:
+        reach = entry["reachable_from"]
+        shown = ", ".join(reach) if isinstance(reach, list) else reach
+        lines.append(f"{entry['port']:<10} {entry['expected']:<11} {shown}")
+    return lines

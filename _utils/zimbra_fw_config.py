@@ -1,0 +1,380 @@
+"""
+The ``zimbra_fw`` pillar: schema, defaults and validation.
+
+``parse_config(pillar, facts)`` returns a Config or raises ConfigInvalid
+naming every pillar key and value at fault. It reads nothing itself: what it
+needs to know about the minion (installed packages, mine data, its Salt
+master, what its firewall accepts) comes in ``facts``. Knows no firewall.
+"""
+
+import difflib
+import ipaddress
+import re
+from collections import namedtuple
+
+import zimbra_fw_catalogue as catalogue
+from salt.exceptions import CommandExecutionError
+
+
+def __virtual__():
+    return (False, "zimbra_fw_config is a library of the zimbra_fw module, not a Salt util")
+
+
+PILLAR_KEY = "zimbra_fw"
+
+Config = namedtuple(
+    "Config",
+    "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from "
+    "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
+    "salt_masters",
+)
+SaltMaster = namedtuple("SaltMaster", "address ports")
+Peer = namedtuple("Peer", "name addresses roles source")
+
+# What the minion tells about itself. ``packages``: installed package names
+# (None: not read, as roles are in pillar). ``mine_data``: minion id ->
+# zimbra_fw.identity (None: the mine is not used). ``salt_master``: (address,
+# ports) or None. ``ipv6_off``: None, or why the firewall cannot take IPv6
+# rules. ``name_taken``: name -> None, or why the firewall cannot use that
+# name for a port group.
+Facts = namedtuple("Facts", "packages mine_data minion_id salt_master ipv6_off name_taken")
+Facts.__new__.__defaults__ = (None, None, None, None, None, lambda name: None)
+NO_FACTS = Facts()
+
+DEFAULTS = {
+    "roles": None,
+    "trusted_subnets": [],
+    "admin_subnets": [],
+    "extra_ports": [],
+    "exclude_ports": [],
+    "ssh": {"port": 22, "from": ["any"]},
+    "profile": {
+        "name": "Zimbra",
+        "title": "Zimbra Collaboration Server",
+        "description": "Open source server for email, contacts, calendar and collaboration",
+    },
+    "enabled": True,
+    "allow_no_management": False,
+    "allow_salt_master": True,
+    "cluster": {"peers": [], "mine": False, "mine_target": "*"},
+}
+
+# Room is left for the "-<role>" suffix of the per-role groups (ufw allows 64).
+PROFILE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,47}$")
+RESERVED_PROFILE_NAMES = {"all", "any"}
+PROFILE_TEXT_MAX = 200
+
+
+class ConfigInvalid(CommandExecutionError):
+    """The pillar cannot be applied; ``problems`` lists each key and value at fault."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("Invalid pillar, nothing was changed:\n- " + "\n- ".join(self.problems))
+
+
+class Problems(list):
+    def add(self, key, value, reason):
+        self.append(f"{PILLAR_KEY}:{key}: {value!r} {reason}")
+
+    def missing(self, key, reason):
+        self.append(f"{PILLAR_KEY}:{key} {reason}")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _network_key(network):
+    return (network.version, network)
+
+
+def _check_keys(problems, key, mapping, known):
+    for unknown in sorted(set(mapping) - set(known), key=str):
+        hint = difflib.get_close_matches(str(unknown), known, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known keys: {', '.join(known)}"
+        problems.add(f"{key}:{unknown}" if key else str(unknown), mapping[unknown], "is not a known key" + extra)
+
+
+def _mapping(problems, key, value, defaults, shape):
+    """``value`` (a mapping) over ``defaults``; unknown keys are problems."""
+    if not isinstance(value, dict):
+        problems.add(key, value, f"must be a mapping with {shape}")
+        value = {}
+    _check_keys(problems, key, value, tuple(defaults))
+    return {**defaults, **value}
+
+
+def _check_list(problems, key, value):
+    if not isinstance(value, list):
+        problems.add(key, value, f"must be a list, not a {type(value).__name__}")
+        return []
+    return value
+
+
+def _check_no_duplicates(problems, key, items, shown):
+    seen = set()
+    for item, raw in zip(items, shown, strict=True):
+        if item in seen:
+            problems.add(key, raw, "is listed twice")
+        seen.add(item)
+
+
+def _check_bool(problems, key, value):
+    if not isinstance(value, bool):
+        problems.add(key, value, "must be true or false")
+        return False
+    return value
+
+
+def _parse_roles(problems, value, packages):
+    """(roles, where they came from); installed packages are used when ``value`` is None."""
+    if value is None:
+        if packages is None:
+            problems.missing("roles", f"is required: list this server's Zimbra roles ({', '.join(catalogue.ROLES)})")
+            return (), "pillar"
+        detected = catalogue.roles_from_packages(packages)
+        if not detected:
+            problems.missing(
+                "roles", "is not set and no zimbra-* role package is installed: list this server's Zimbra roles"
+            )
+        return tuple(detected), "packages"
+    return _parse_role_list(problems, "roles", value), "pillar"
+
+
+def _parse_role_list(problems, key, value):
+    roles = []
+    for index, role in enumerate(_check_list(problems, key, value)):
+        if not isinstance(role, str) or role not in catalogue.ROLES:
+            hint = difflib.get_close_matches(str(role), catalogue.ROLES, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known roles: {', '.join(catalogue.ROLES)}"
+            problems.add(f"{key}[{index}]", role, "is not a Zimbra role" + extra)
+            continue
+        roles.append(role)
+    if isinstance(value, list) and not value:
+        problems.add(key, value, "is empty: list at least one Zimbra role")
+    _check_no_duplicates(problems, key, roles, roles)
+    return tuple(sorted(set(roles)))
+
+
+def _parse_network(problems, key, value):
+    if not isinstance(value, str):
+        problems.add(key, value, "must be an address or subnet such as '192.168.1.0/24'")
+        return None
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as exc:
+        hint = ""
+        try:
+            hint = f" (did you mean {str(ipaddress.ip_network(value.strip(), strict=False))!r}?)"
+        except ValueError:
+            pass
+        problems.add(key, value, f"is not a valid subnet: {exc}{hint}")
+        return None
+    if network.prefixlen == 0:
+        problems.add(key, value, "is the whole internet: it would give everyone access (LDAP, memcached, MySQL)")
+        return None
+    return network
+
+
+def _parse_networks(problems, key, value, allow_any=False):
+    """A list of subnets, none the whole internet; with ``allow_any``, ``any`` stands for everyone."""
+    networks = []
+    for index, item in enumerate(_check_list(problems, key, value)):
+        item_key = f"{key}[{index}]"
+        if isinstance(item, str) and item.strip().lower() in ("any", "anywhere"):
+            if allow_any:
+                networks.append("any")
+            else:
+                problems.add(item_key, item, "would give the whole internet access (LDAP, memcached, MySQL)")
+            continue
+        network = _parse_network(problems, item_key, item)
+        if network is not None:
+            networks.append(network)
+    _check_no_duplicates(problems, key, networks, [str(n) for n in networks])
+    if "any" in networks:
+        return ("any",)
+    return tuple(sorted(set(networks), key=_network_key))
+
+
+def _parse_port_list(problems, key, value):
+    specs = []
+    for index, item in enumerate(_check_list(problems, key, value)):
+        try:
+            specs.append(catalogue.parse_port_spec(item))
+        except ValueError as exc:
+            problems.add(f"{key}[{index}]", item, str(exc))
+    _check_no_duplicates(problems, key, specs, [str(s) for s in specs])
+    return tuple(sorted(set(specs), key=catalogue.sort_key))
+
+
+def _check_extra_ports(problems, extra_ports, exclude_ports):
+    for spec in extra_ports:
+        for row in catalogue.critical_rows():
+            if spec.covers(catalogue.spec_of(row)):
+                problems.add(
+                    "extra_ports",
+                    str(spec),
+                    f"would publish {row.port}/{row.proto} ({row.purpose}), which must never be public",
+                )
+        splitting = [ex for ex in exclude_ports if ex.overlaps(spec) and not ex.covers(spec)]
+        for excluded in splitting:
+            problems.add("exclude_ports", str(excluded), f"only partly covers the range {spec}")
+
+
+def _parse_ssh(problems, value):
+    ssh = _mapping(problems, "ssh", value, DEFAULTS["ssh"], "port and from, such as {port: 22, from: [any]}")
+    port = ssh["port"]
+    if not _is_int(port) or not 1 <= port <= 65535:
+        problems.add("ssh:port", port, "is not a port number (1-65535)")
+        port = 22
+    return port, _parse_networks(problems, "ssh:from", ssh["from"], allow_any=True)
+
+
+def _parse_profile_text(problems, key, value):
+    if not isinstance(value, str) or not value.strip():
+        problems.add(key, value, "must be a non-empty string")
+        return ""
+    if len(value) > PROFILE_TEXT_MAX or any(not ch.isprintable() for ch in value):
+        problems.add(key, value, f"must be one printable line of at most {PROFILE_TEXT_MAX} characters")
+        return ""
+    return value.strip()
+
+
+def _parse_profile(problems, value, name_taken):
+    profile = _mapping(problems, "profile", value, DEFAULTS["profile"], "name, title and description")
+    name = profile["name"]
+    if not isinstance(name, str) or not PROFILE_NAME_RE.match(name) or name.lower() in RESERVED_PROFILE_NAMES:
+        problems.add(
+            "profile:name",
+            name,
+            "is not a safe profile name: use a letter then letters, digits, '.', '_' or '-' (48 at most)",
+        )
+    elif name_taken(name):
+        problems.add("profile:name", name, name_taken(name))
+    title = _parse_profile_text(problems, "profile:title", profile["title"])
+    description = _parse_profile_text(problems, "profile:description", profile["description"])
+    return name, title, description
+
+
+def _parse_peer(problems, key, value, source):
+    if not isinstance(value, dict):
+        problems.add(key, value, "must be a mapping with name, addresses and roles")
+        return None
+    _check_keys(problems, key, value, ("name", "addresses", "roles"))
+    name = value.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.add(f"{key}:name", name, "must be a non-empty string")
+    addresses = []
+    for index, item in enumerate(_check_list(problems, f"{key}:addresses", value.get("addresses"))):
+        network = _parse_network(problems, f"{key}:addresses[{index}]", item)
+        if network is not None:
+            addresses.append(network)
+    if not addresses:
+        problems.add(f"{key}:addresses", value.get("addresses"), "must list at least one address")
+    roles = _parse_role_list(problems, f"{key}:roles", value.get("roles"))
+    return Peer(str(name), tuple(sorted(set(addresses), key=_network_key)), roles, source)
+
+
+def _parse_cluster(problems, value, mine_data, minion_id):
+    """(peers, mine wanted, mine target) from zimbra_fw:cluster and the Salt Mine's data."""
+    cluster = _mapping(problems, "cluster", value, DEFAULTS["cluster"], "peers, mine and mine_target")
+    use_mine = _check_bool(problems, "cluster:mine", cluster["mine"])
+    target = cluster["mine_target"]
+    if not isinstance(target, str) or not target.strip():
+        problems.add("cluster:mine_target", target, "must be a Salt target such as '*' or 'G@zimbra:*'")
+    peers = {}
+    for index, item in enumerate(_check_list(problems, "cluster:peers", cluster["peers"])):
+        peer = _parse_peer(problems, f"cluster:peers[{index}]", item, "pillar")
+        if peer is None:
+            continue
+        if peer.name in peers:
+            problems.add("cluster:peers", peer.name, "is listed twice")
+        peers[peer.name] = peer
+    if use_mine and mine_data is not None:
+        if not mine_data:
+            problems.add(
+                "cluster:mine", True, "but the mine has no zimbra_fw.identity data: run mine.update (nothing removed)"
+            )
+        for name, identity in sorted(mine_data.items(), key=lambda item: str(item[0])):
+            if name == minion_id or name in peers:
+                continue  # pillar peers override the mine
+            entry = dict(identity, name=name) if isinstance(identity, dict) else identity
+            peer = _parse_peer(problems, f"cluster:mine[{name}]", entry, "mine")
+            if peer is not None:
+                peers[name] = peer
+    return tuple(sorted(peers.values())), use_mine, target
+
+
+def source_text(network):
+    """An address or subnet as firewalls print it: a host without its prefix length."""
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
+def _ipv6_networks(config):
+    """(pillar key, network) for every IPv6 address or subnet the rules would name."""
+    keys = [("trusted_subnets", config.trusted_subnets), ("admin_subnets", config.admin_subnets)]
+    keys.append(("ssh:from", [n for n in config.ssh_from if n != "any"]))
+    keys += [(f"cluster:{'peers' if p.source == 'pillar' else 'mine'}[{p.name}]", p.addresses) for p in config.peers]
+    keys.append(("allow_salt_master", [master.address for master in config.salt_masters]))
+    return [(key, network) for key, networks in keys for network in networks if network.version == 6]
+
+
+def parse_config(pillar, facts=NO_FACTS):
+    """Validate the ``zimbra_fw`` pillar against ``facts`` and return a Config.
+
+    Raises ConfigInvalid naming every pillar key and value at fault.
+    """
+    problems = Problems()
+    if pillar is None:
+        pillar = {}
+    if not isinstance(pillar, dict):
+        raise ConfigInvalid([f"{PILLAR_KEY}: {pillar!r} must be a mapping (see pillar.example)"])
+    _check_keys(problems, "", pillar, tuple(DEFAULTS))
+    merged = {**DEFAULTS, **pillar}
+    roles, roles_source = _parse_roles(problems, merged["roles"], facts.packages)
+    peers, use_mine, mine_target = _parse_cluster(problems, merged["cluster"], facts.mine_data, facts.minion_id)
+    extra = _parse_port_list(problems, "extra_ports", merged["extra_ports"])
+    exclude = _parse_port_list(problems, "exclude_ports", merged["exclude_ports"])
+    _check_extra_ports(problems, extra, exclude)
+    ssh_port, ssh_from = _parse_ssh(problems, merged["ssh"])
+    name, title, description = _parse_profile(problems, merged["profile"], facts.name_taken)
+    allow_no_management = _check_bool(problems, "allow_no_management", merged["allow_no_management"])
+    masters = ()
+    if _check_bool(problems, "allow_salt_master", merged["allow_salt_master"]) and facts.salt_master:
+        address, ports = facts.salt_master
+        masters = (SaltMaster(ipaddress.ip_network(address), tuple(sorted(set(ports)))),)
+    if not ssh_from and not allow_no_management:
+        problems.add(
+            "ssh:from",
+            [],
+            "leaves no management access once default-deny is on; list who may reach ssh, "
+            "or set zimbra_fw:allow_no_management: true if that is intended",
+        )
+    config = Config(
+        roles=roles,
+        roles_source=roles_source,
+        trusted_subnets=_parse_networks(problems, "trusted_subnets", merged["trusted_subnets"]),
+        admin_subnets=_parse_networks(problems, "admin_subnets", merged["admin_subnets"]),
+        extra_ports=extra,
+        exclude_ports=exclude,
+        ssh_port=ssh_port,
+        ssh_from=ssh_from,
+        profile_name=name,
+        profile_title=title,
+        profile_description=description,
+        enabled=_check_bool(problems, "enabled", merged["enabled"]),
+        allow_no_management=allow_no_management,
+        peers=peers,
+        mine=use_mine,
+        mine_target=mine_target,
+        salt_masters=masters,
+    )
+    if facts.ipv6_off:
+        for key, network in _ipv6_networks(config):
+            problems.add(key, source_text(network), f"is IPv6, but {facts.ipv6_off}")
+    if problems:
+        raise ConfigInvalid(problems)
+    return config

@@ -1,0 +1,156 @@
+"""
+The policy: who may reach which port of this server, computed once from a
+Config. Knows no firewall: a backend turns its groups and accesses into
+rules of its own.
+
+* ``groups``: named sets of ports, in order: the public group (the profile
+  name, e.g. ``Zimbra``), one per role of peers that connect (``Zimbra-mta``,
+  ``Zimbra-all`` for ports every node uses) and ``Zimbra-admin`` when
+  ``admin_subnets`` takes the admin console off the internet.
+* ``accesses``: who gets what, in the order a firewall should add them:
+  management (ssh, the Salt master) first, then trusted subnets, admin
+  subnets, peers and the public group.
+"""
+
+from collections import namedtuple
+
+import zimbra_fw_catalogue as catalogue
+from zimbra_fw_catalogue import CLUSTER, LOCALHOST, PUBLIC, sort_key
+
+
+def __virtual__():
+    return (False, "zimbra_fw_policy is a library of the zimbra_fw module, not a Salt util")
+
+
+ADMIN_SUFFIX = "admin"
+ALL_PEERS = "all"
+
+MANAGEMENT, SALT_MASTER, TRUSTED, ADMIN, PEER, ANYONE = "ssh", "salt-master", "trusted", "admin", "peer", "public"
+MANAGEMENT_KINDS = (MANAGEMENT, SALT_MASTER)
+
+Group = namedtuple("Group", "name title description ports")
+# source: an ip_network, or None for anyone. ports: PortSpecs, or None for
+# every port. group: the group whose ports these are, if any. source_ports:
+# the peer's ports the packets come from (the Salt master's replies), or ().
+Access = namedtuple("Access", "kind source ports group source_ports")
+Policy = namedtuple("Policy", "config public cluster localhost admin groups accesses peers_by_port")
+
+
+def _sorted(specs):
+    return sorted(specs, key=sort_key)
+
+
+def _cluster_roles(config):
+    """Roles present anywhere in the cluster: this node's and its peers'."""
+    return set(config.roles).union(*(peer.roles for peer in config.peers))
+
+
+def _exposed(rows, exposure):
+    return {catalogue.spec_of(row) for row in rows if row.exposure == exposure}
+
+
+def _by_consumer(rows, public):
+    """``{consumer role or 'all': {PortSpec}}``: the non-public ports by who connects."""
+    groups = {}
+    for row in rows:
+        spec = catalogue.spec_of(row)
+        if row.exposure == LOCALHOST or spec in public:
+            continue
+        for consumer in row.consumers:
+            if consumer in catalogue.ROLES or consumer == ALL_PEERS:
+                groups.setdefault(consumer, set()).add(spec)
+    return groups
+
+
+def _consumers_of(peer, by_consumer):
+    """The consumer groups whose ports ``peer`` may reach, given its roles."""
+    return sorted(c for c in by_consumer if c == ALL_PEERS or c in peer.roles)
+
+
+def _group_name(config, suffix):
+    return f"{config.profile_name}-{suffix}"
+
+
+def _management(config):
+    accesses = [
+        Access(
+            MANAGEMENT,
+            None if source == "any" else source,
+            (catalogue.PortSpec(config.ssh_port, config.ssh_port, "tcp"),),
+            None,
+            (),
+        )
+        for source in config.ssh_from
+    ]
+    accesses += [Access(SALT_MASTER, master.address, None, None, master.ports) for master in config.salt_masters]
+    return accesses
+
+
+def build(config):
+    """The Policy of a validated Config."""
+    rows = catalogue.rows_for(config.roles, _cluster_roles(config))
+    admin = set()
+    if config.admin_subnets:
+        admin = {catalogue.spec_of(row) for row in rows if row.exposure == PUBLIC and "admins" in row.consumers}
+    wanted = (_exposed(rows, PUBLIC) - admin) | set(config.extra_ports)
+    public = _sorted(spec for spec in wanted if not any(ex.overlaps(spec) for ex in config.exclude_ports))
+    by_consumer = _by_consumer(rows, set(public))
+
+    groups = {}
+    if public:
+        groups[config.profile_name] = Group(
+            config.profile_name, config.profile_title, config.profile_description, public
+        )
+    used = sorted({c for peer in config.peers for c in _consumers_of(peer, by_consumer)})
+    for suffix in used + ([ADMIN_SUFFIX] if admin else []):
+        who = {ADMIN_SUFFIX: "admin_subnets", ALL_PEERS: "all peers"}.get(suffix, f"{suffix} peers")
+        ports = admin if suffix == ADMIN_SUFFIX else by_consumer[suffix]
+        name = _group_name(config, suffix)
+        groups[name] = Group(
+            name, f"{config.profile_title} ({who})", f"Zimbra ports that {who} connect to", _sorted(ports)
+        )
+
+    accesses = _management(config)
+    accesses += [Access(TRUSTED, network, None, None, ()) for network in config.trusted_subnets]
+    if admin:
+        group = groups[_group_name(config, ADMIN_SUFFIX)]
+        accesses += [Access(ADMIN, network, group.ports, group.name, ()) for network in config.admin_subnets]
+    peers_by_port = {}
+    for peer in config.peers:
+        for consumer in _consumers_of(peer, by_consumer):
+            group = groups[_group_name(config, consumer)]
+            accesses += [Access(PEER, address, group.ports, group.name, ()) for address in peer.addresses]
+            for spec in group.ports:
+                peers_by_port.setdefault(spec, set()).add(peer.name)
+    if public:
+        accesses.append(Access(ANYONE, None, tuple(public), config.profile_name, ()))
+    return Policy(
+        config=config,
+        public=public,
+        cluster=_sorted(_exposed(rows, CLUSTER)),
+        localhost=_sorted(_exposed(rows, LOCALHOST)),
+        admin=_sorted(admin),
+        groups=groups,
+        accesses=accesses,
+        peers_by_port={spec: sorted(names) for spec, names in peers_by_port.items()},
+    )
+
+
+def management(policy):
+    """The accesses that keep the server manageable: they go in before default-deny."""
+    return [access for access in policy.accesses if access.kind in MANAGEMENT_KINDS]
+
+
+def open_ports(policy):
+    """The whitelist by exposure, where the roles came from and who gets cluster ports."""
+    config = policy.config
+    result = {
+        PUBLIC: [str(s) for s in policy.public],
+        CLUSTER: [str(s) for s in policy.cluster],
+        LOCALHOST: [str(s) for s in policy.localhost],
+        "roles": {"roles": list(config.roles), "source": config.roles_source},
+        "peers": {str(spec): policy.peers_by_port[spec] for spec in _sorted(policy.peers_by_port)},
+    }
+    if config.admin_subnets:
+        result["admin"] = {str(spec): [str(n) for n in config.admin_subnets] for spec in policy.admin}
+    return result

@@ -1,0 +1,238 @@
+"""
+ufw's formats, read and written without running ufw: the ``### tuple ###``
+lines of its rules files (as ``ufw show added`` lists them), application
+profile files, ``/etc/default/ufw``, ``ufw status verbose`` and ufw's port
+syntax. Pure functions of text, used by the ufw backend (zimbra_fw_ufw).
+"""
+
+import configparser
+import re
+from collections import namedtuple
+
+from zimbra_fw_audit import Rule
+from zimbra_fw_catalogue import PortSpec, sort_key
+
+
+def __virtual__():
+    return (False, "zimbra_fw_ufw_files is a library of the zimbra_fw module, not a Salt util")
+
+
+MULTIPORT_LIMIT = 15  # iptables multiport: at most 15 ports per group, a range counts 2
+POLICY_WORDS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
+ANYWHERE = ("0.0.0.0/0", "::/0")
+UfwTuple = namedtuple("UfwTuple", "action proto dport dst sport src dapp sapp direction iface_in iface_out logtype")
+
+
+# ---------------------------------------------------------------- application profiles
+
+
+def port_groups(specs):
+    """Split ports into ufw profile groups of ``LIST/proto`` within the multiport limit."""
+    groups = []
+    for proto in ("tcp", "udp"):
+        current, weight = [], 0
+        for spec in sorted((s for s in specs if s.proto == proto), key=sort_key):
+            if weight + spec.weight > MULTIPORT_LIMIT:
+                groups.append(current)
+                current, weight = [], 0
+            current.append(spec)
+            weight += spec.weight
+        if current:
+            groups.append(current)
+    return [",".join(str(s).split("/")[0] for s in group) + "/" + group[0].proto for group in groups]
+
+
+def profile_section(name, title, description, specs):
+    return f"[{name}]\ntitle={title}\ndescription={description}\nports={'|'.join(port_groups(specs))}\n"
+
+
+def profile_file_ports(text):
+    """``{profile name: ports text}`` from a profile file, in file order ({} if unreadable)."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(text or "")
+    except configparser.Error:
+        return {}
+    return {name: parser.get(name, "ports", fallback=None) for name in parser.sections()}
+
+
+def parse_ufw_ports(text):
+    """PortSpecs from ufw port syntax: ``22``, ``80,443/tcp``, ``6000:6010/tcp``, ``a/tcp|b/udp``."""
+    specs = []
+    for group in text.split("|"):
+        ports, _, proto = group.partition("/")
+        for item in ports.split(","):
+            first, _, last = item.partition(":")
+            for one_proto in (proto,) if proto else ("tcp", "udp"):
+                specs.append(PortSpec(int(first), int(last or first), one_proto))
+    return specs
+
+
+def parse_app_profiles(texts):
+    """``{name: [PortSpec]}`` from the texts of the files in applications.d."""
+    profiles = {}
+    for text in texts:
+        for name, ports in profile_file_ports(text).items():
+            if ports is None:
+                continue
+            try:
+                profiles[name] = parse_ufw_ports(ports)
+            except ValueError:  # ports ufw would refuse
+                continue
+    return profiles
+
+
+# ---------------------------------------------------------------- rules files
+
+
+def _command_words(rule):
+    """A UfwTuple's arguments as ``ufw show added`` writes them."""
+    words = [rule.action]
+    interfaces = rule.iface_in or rule.iface_out
+    if rule.dst in ANYWHERE and rule.src in ANYWHERE and rule.sport == "any" and not rule.sapp and not interfaces:
+        if rule.dport != "any":  # ufw's short form: allow 22/tcp, allow Zimbra
+            words += ["out"] if rule.direction == "out" else []
+            words += [rule.logtype] if rule.logtype else []
+            words.append(rule.dapp or (rule.dport if rule.proto == "any" else f"{rule.dport}/{rule.proto}"))
+            return tuple(words)
+    words += ["in", "on", rule.iface_in] if rule.iface_in else []
+    words += ["out", "on", rule.iface_out] if rule.iface_out else (["out"] if rule.direction == "out" else [])
+    words += [rule.logtype] if rule.logtype else []
+    for keyword, address, port, app in (
+        ("from", rule.src, rule.sport, rule.sapp),
+        ("to", rule.dst, rule.dport, rule.dapp),
+    ):
+        where = "any" if address in ANYWHERE else address
+        if where != "any" or port != "any" or app:
+            words += [keyword, where, *(["app", app] if app else ["port", port] if port != "any" else [])]
+    if "from" not in words and "to" not in words and not interfaces:
+        words += ["to", "any"]
+    if rule.proto != "any" and not rule.dapp and not rule.sapp:
+        words += ["proto", rule.proto]
+    return tuple(words)
+
+
+def _interfaces(field):
+    """(direction, in-interface, out-interface) from a tuple's last field, or None."""
+    direction = field.split("_")[0]
+    if "_" not in field:
+        return direction, "", ""
+    parts = field.split("!")
+    if len(parts) == 2 and parts[0].startswith("in_") and parts[1].startswith("out_"):
+        return direction, parts[0][3:], parts[1][4:]
+    if field.startswith("in_"):
+        return direction, field[3:], ""
+    if field.startswith("out_"):
+        return direction, "", field[4:]
+    return None
+
+
+def _tuple_rule(line):
+    """One ``### tuple ###`` line of user.rules: (argument tuple, comment or None), or None."""
+    body, _, comment_hex = line.partition(" comment=")
+    fields = body.split()[3:]
+    if not 6 <= len(fields) <= 9:
+        return None
+    iface = ("in", "", "")
+    if len(fields) in (7, 9):
+        iface = _interfaces(fields.pop())
+        if iface is None:
+            return None
+    action, proto, dport, dst, sport, src = fields[:6]
+    apps = [app.replace("%20", " ") if app != "-" else "" for app in fields[6:8]] or ["", ""]
+    route = action.startswith("route:")
+    action, _, logtype = action.split(":")[-1].lower().partition("_")
+    if action not in ("allow", "reject", "limit"):
+        action = "deny"
+    words = _command_words(UfwTuple(action, proto, dport, dst, sport, src, *apps, *iface, logtype))
+    try:
+        comment = bytes.fromhex(comment_hex.strip()).decode("utf-8") if comment_hex.strip() else None
+    except ValueError:
+        comment = comment_hex.strip()
+    return (("route", *words) if route else words), comment
+
+
+def rules_from_files(texts):
+    """The rules in ufw's rules files (user.rules, then user6.rules), as
+    ``ufw show added`` lists them: (argument tuple, comment or None), in
+    ufw's order, each once."""
+    rules, seen = [], set()
+    for text in texts:
+        for line in (text or "").splitlines():
+            rule = _tuple_rule(line) if line.startswith("### tuple ###") else None
+            if rule is not None and rule not in seen:
+                seen.add(rule)
+                rules.append(rule)
+    return rules
+
+
+def rule_profile(words):
+    """The application profile a rule names, if any."""
+    if "app" in words[:-1]:
+        return words[words.index("app") + 1]
+    return words[1] if len(words) == 2 and not words[1][:1].isdigit() else None
+
+
+def access_rule(words, profiles):
+    """What an incoming rule lets in, as the audit reads it (None for rules it
+    ignores: outgoing, routed, unknown). A rule restricted to source ports
+    (``from A port P``) reaches every port from A."""
+    words = [w for w in words if w not in ("log", "log-all")]
+    if not words or words[0] not in ("allow", "deny", "reject", "limit"):
+        return None
+    action, rest = words[0], words[1:]
+    if rest[:1] == ["out"]:
+        return None
+    if rest[:1] == ["in"]:
+        rest = rest[1:]
+    if rest[:1] == ["on"]:
+        rest = rest[2:]
+    if len(rest) == 1:  # simple form: a port spec or an application
+        target = rest[0]
+        ports = profiles.get(target) if not target[:1].isdigit() else parse_ufw_ports(target)
+        return Rule(action, "any", ports or [])
+    destination = rest[rest.index("to") :] if "to" in rest else []
+    fields = dict(zip(destination[::2], destination[1::2], strict=False))
+    source = rest[rest.index("from") + 1] if "from" in rest else "any"
+    proto = rest[rest.index("proto") + 1] if "proto" in rest[:-1] else None
+    ports = None
+    if "app" in fields:
+        ports = profiles.get(fields["app"], [])
+    elif "port" in fields:
+        ports = parse_ufw_ports(fields["port"] + (f"/{proto}" if proto else ""))
+    elif proto:
+        ports = [PortSpec(1, 65535, proto)]
+    return Rule(action, source, ports)
+
+
+# ---------------------------------------------------------------- settings and status
+
+
+def parse_status(output):
+    """Parse ``ufw status verbose``: (active, default incoming policy or None)."""
+    active = False
+    incoming = None
+    for line in output.splitlines():
+        if line.startswith("Status:"):
+            active = line.split(":", 1)[1].strip() == "active"
+        match = re.match(r"Default:\s*(\w+) \(incoming\)", line)
+        if match:
+            incoming = match.group(1)
+    return active, incoming
+
+
+def _defaults_value(text, name):
+    match = re.search(rf'^{name}="?(\w+)"?', text or "", re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def parse_defaults_file(text):
+    """Default incoming policy from /etc/default/ufw text."""
+    policy = _defaults_value(text, "DEFAULT_INPUT_POLICY")
+    return POLICY_WORDS.get(policy.upper(), policy.lower()) if policy else None
+
+
+def defaults_ipv6(text):
+    """Whether /etc/default/ufw text leaves IPv6 on (ufw's default when unset)."""
+    value = _defaults_value(text, "IPV6")
+    return value is None or value.lower() == "yes"
