@@ -1,11 +1,14 @@
-"""TCP listeners and probes, run inside the harness's own namespaces.
+"""TCP and UDP listeners and probes, run inside the harness's own namespaces.
+
+A PORT is ``25`` (TCP) or ``514/udp``.
 
 ``python probe.py listen PORT...`` binds every port on 0.0.0.0 and ::,
-prints ``ready`` and accepts (and closes) connections until killed.
+prints ``ready``, accepts (and closes) TCP connections and echoes UDP
+datagrams until killed.
 
 ``python probe.py connect ADDRESS TIMEOUT PORT...`` tries each port once, all
-at once, each bounded by TIMEOUT seconds, and prints a JSON object
-``{port: true|false}``.
+at once, each bounded by TIMEOUT seconds (TCP: a connection; UDP: one
+datagram and its echo), and prints a JSON object ``{port: true|false}``.
 """
 
 import asyncio
@@ -14,25 +17,38 @@ import selectors
 import socket
 import sys
 
+PAYLOAD = b"zimbra_fw probe"
+
+
+def _port(text):
+    """(number, is UDP) from ``25`` or ``514/udp``."""
+    number, _, proto = text.partition("/")
+    return int(number), proto == "udp"
+
 
 def listen(ports):
     selector = selectors.DefaultSelector()
-    for port in ports:
+    for port, udp in map(_port, ports):
         for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((address, port))
-            sock.listen(16)
+            if not udp:
+                sock.listen(16)
             sock.setblocking(False)
-            selector.register(sock, selectors.EVENT_READ)
+            selector.register(sock, selectors.EVENT_READ, udp)
     print("ready", flush=True)
     while True:
         for key, _ in selector.select():
             try:
-                conn, _ = key.fileobj.accept()
-                conn.close()
+                if key.data:  # UDP: echo
+                    data, peer = key.fileobj.recvfrom(512)
+                    key.fileobj.sendto(data, peer)
+                else:
+                    conn, _ = key.fileobj.accept()
+                    conn.close()
             except OSError:
                 pass
 
@@ -46,18 +62,33 @@ async def _try(address, port, timeout):
     return True
 
 
+async def _try_udp(address, port, timeout):
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    loop = asyncio.get_running_loop()
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, (address, port))
+            await loop.sock_sendall(sock, PAYLOAD)
+            return await asyncio.wait_for(loop.sock_recv(sock, 512), timeout) == PAYLOAD
+        except (OSError, TimeoutError):
+            return False
+
+
 async def _connect_all(address, timeout, ports):
-    results = await asyncio.gather(*(_try(address, port, timeout) for port in ports))
+    tries = []
+    for port, udp in map(_port, ports):
+        tries.append((_try_udp if udp else _try)(address, port, timeout))
+    results = await asyncio.gather(*tries)
     return dict(zip(ports, results, strict=True))
 
 
 def main(argv):
     if argv[0] == "listen":
-        listen([int(p) for p in argv[1:]])
+        listen(argv[1:])
     elif argv[0] == "connect":
         address, timeout = argv[1], float(argv[2])
-        ports = [int(p) for p in argv[3:]]
-        print(json.dumps(asyncio.run(_connect_all(address, timeout, ports))))
+        print(json.dumps(asyncio.run(_connect_all(address, timeout, argv[3:]))))
     else:
         raise SystemExit(f"unknown mode {argv[0]!r}")
 

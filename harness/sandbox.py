@@ -105,9 +105,10 @@ class Namespace:
         return process
 
     def probe(self, address, ports, timeout=0.8):
-        """Which ``ports`` of ``address`` accept a TCP connection from here."""
+        """Which ``ports`` of ``address`` answer from here: TCP ports (ints) accept
+        a connection, UDP ports (``"514/udp"``) echo a datagram."""
         out = self.exec([sys.executable, PROBE, "connect", address, str(timeout), *map(str, ports)]).stdout
-        return {int(port): is_open for port, is_open in json.loads(out).items()}
+        return {int(port) if port.isdigit() else port: is_open for port, is_open in json.loads(out).items()}
 
     def close(self):
         for process in self.processes:

@@ -1,0 +1,61 @@
+"""Any pillar, of any shape and type, either validates or is refused with
+problems that each name a ``zimbra_fw`` key; nothing else is ever raised."""
+
+import ipaddress
+
+import zimbra_fw_config as cfg
+import zimbra_fw_policy as policies
+import zimbra_fw_ufw as ufw
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 70000),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["any", "mta", "mailbox", "10.0.0.0/8", "0.0.0.0/1", "::/0", "22", "514/udp", "6000:6010/tcp"]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+KEYS = st.sampled_from([*cfg.DEFAULTS, "nope"])
+SUBKEYS = st.sampled_from(["port", "from", "name", "title", "description", "peers", "mine", "mine_target", 7])
+PILLARS = st.one_of(
+    VALUES,
+    st.dictionaries(KEYS, VALUES | st.dictionaries(SUBKEYS, VALUES, max_size=3), max_size=6),
+)
+MINE = st.none() | st.dictionaries(st.text(min_size=1, max_size=6), VALUES, max_size=3)
+
+
+def check(pillar, facts):
+    try:
+        config = cfg.parse_config(pillar, facts)
+    except cfg.ConfigInvalid as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert problem.startswith("zimbra_fw:") or problem.startswith("zimbra_fw "), problem
+        return
+    policy = policies.build(config)
+    for access in policy.accesses:  # nothing valid ever opens a port to the whole internet by address
+        assert access.source is None or ipaddress.ip_network(access.source).prefixlen > 0
+    ufw.desired_rules(policy)
+    ufw.profile_text(policy)
+
+
+@settings(max_examples=800, deadline=None)
+@given(PILLARS)
+def test_any_pillar_validates_or_names_its_key(pillar):
+    check(pillar, cfg.Facts(packages=["zimbra-store"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["roles", "cluster", "trusted_subnets"]), VALUES, max_size=3), MINE)
+def test_any_mine_data_validates_or_names_its_minion(pillar, mine):
+    pillar = dict(pillar, cluster={"mine": True})
+    check(pillar, cfg.Facts(packages=["zimbra-mta"], mine_data=mine, minion_id="self"))

@@ -1,0 +1,193 @@
+"""The Salt face and the states, loaded as Salt loads them, with Salt's
+dunders (__salt__, __opts__, __pillar__, __context__) given by the test."""
+
+import importlib.util
+import os
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SINGLE = {"roles": ["ldap", "mta", "proxy", "mailbox"], "trusted_subnets": ["192.168.1.0/24"]}
+
+
+def load(path, **dunders):
+    spec = importlib.util.spec_from_file_location(f"zfw_{path.replace('/', '_')}", os.path.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, value in dunders.items():
+        setattr(module, f"__{name}__", value)
+    return module
+
+
+class Calls(dict):
+    """A __salt__ whose functions record their calls."""
+
+    def __init__(self, **functions):
+        super().__init__()
+        self.log = []
+        for name, function in functions.items():
+            self[name.replace("__", ".")] = self._recorded(name.replace("__", "."), function)
+
+    def _recorded(self, name, function):
+        def call(*args, **kwargs):
+            self.log.append(name)
+            return function(*args, **kwargs)
+
+        return call
+
+
+def face(pillar, context=None, opts=None, **functions):
+    salt = Calls(**functions)
+    module = load(
+        "_modules/zimbra_fw.py",
+        salt=salt,
+        pillar={"zimbra_fw": pillar},
+        opts=opts or {"id": "mail1", "file_client": "local"},
+        context={} if context is None else context,
+    )
+    return module, salt
+
+
+def test_only_user_functions_are_published():
+    module, _ = face(SINGLE)
+    assert module.__virtual__() == "zimbra_fw"
+    assert sorted(module.__load__) == [
+        "audit",
+        "catalogue",
+        "converge",
+        "identity",
+        "open_ports",
+        "plan",
+        "profile",
+        "status",
+    ]
+    for name in module.__load__:
+        assert "CLI Example:" in getattr(module, name).__doc__, name
+        assert callable(getattr(module, name))
+    assert not hasattr(module, "apply")
+
+
+def test_packages_are_read_only_when_roles_are_not_in_pillar():
+    module, salt = face(SINGLE, pkg__list_pkgs=lambda: {"zimbra-store": "10.1"})
+    assert module.open_ports()["roles"] == {"roles": ["ldap", "mailbox", "mta", "proxy"], "source": "pillar"}
+    assert salt.log == []
+    module, salt = face({}, pkg__list_pkgs=lambda: {"zimbra-store": "10.1", "zimbra-core": "10.1"})
+    assert module.open_ports()["roles"] == {"roles": ["mailbox"], "source": "packages"}
+    assert salt.log == ["pkg.list_pkgs"]
+
+
+def test_mine_is_read_with_the_compound_target_and_the_master_is_kept_reachable():
+    targets = []
+
+    def mine_get(target, function, tgt_type):
+        targets.append((target, function, tgt_type))
+        return {"mta1": {"roles": ["mta"], "addresses": ["10.0.0.12"]}}
+
+    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "mine_target": "G@zimbra:*"}}
+    opts = {"id": "mail1", "master_ip": "10.77.0.1", "publish_port": 4505, "master_port": 4506}
+    module, _ = face(pillar, opts=opts, mine__get=mine_get)
+    ports = module.open_ports()
+    assert targets == [("G@zimbra:*", "zimbra_fw.identity", "compound")]
+    assert ports["peers"]["7025/tcp"] == ["mta1"]
+    policy = module._policy()
+    assert [access.kind for access in policy.accesses[:2]] == ["ssh", "salt-master"]
+
+
+def test_policy_is_computed_once_per_state_run_only():
+    context = {}
+    module, salt = face({}, context=context, pkg__list_pkgs=lambda: {"zimbra-mta": "10.1"})
+    module.open_ports()
+    module.open_ports()
+    assert salt.log == ["pkg.list_pkgs", "pkg.list_pkgs"]  # direct calls always read afresh
+    context["zimbra_fw.state_run"] = {}
+    first, second = module._policy(), module._policy()
+    assert first is second
+    assert salt.log.count("pkg.list_pkgs") == 3
+
+
+def test_bad_pillar_names_the_key_and_value():
+    module, _ = face(dict(SINGLE, trusted_subnets=["any"], profile={22: "x"}))
+    with pytest.raises(CommandExecutionError) as info:
+        module.open_ports()
+    problems = info.value.problems
+    assert "zimbra_fw:trusted_subnets[0]: 'any' would give the whole internet access" in problems[0]
+    assert any(problem.startswith("zimbra_fw:profile:22: 'x' is not a known key") for problem in problems), problems
+
+
+def test_unknown_part_is_refused():
+    module, _ = face(SINGLE)
+    for part in ("/etc/cron.d/x", "disable", {"ufw": ["disable"]}):
+        with pytest.raises(CommandExecutionError, match="is not one of profile, rules, firewall"):
+            module.converge(part=part)
+
+
+# ---------------------------------------------------------------- states
+
+
+def states(outcomes, test=False):
+    """The state module with a zimbra_fw.converge that answers from ``outcomes``."""
+    context = {}
+
+    def converge(part, test):
+        outcome = outcomes[part]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return {part: outcome}
+
+    salt = Calls(zimbra_fw__converge=converge, zimbra_fw__open_ports=lambda: outcomes["open_ports"])
+    return load("_states/zimbra_fw.py", salt=salt, opts={"test": test}, context=context), salt, context
+
+
+def test_state_reports_changes_in_words_and_salt_style():
+    changes = {"added": ["allow 22/tcp", "allow Zimbra"], "removed": ["allow from 10.0.0.0/8"]}
+    module, _, context = states({"rules": {"changes": changes, "applied": []}})
+    ret = module.rules_managed()
+    assert ret == {
+        "name": "zimbra_fw-rules",
+        "changes": changes,
+        "result": True,
+        "comment": "Added 2 rules; removed 1 rule",
+    }
+    assert context == {"zimbra_fw.state_run": {}}
+
+
+def test_state_in_test_mode_returns_none_and_the_pending_changes():
+    changes = {"active": {"old": False, "new": True}}
+    module, _, _ = states({"firewall": {"changes": changes, "applied": []}}, test=True)
+    ret = module.firewall_enabled()
+    assert ret["result"] is None and ret["changes"] == changes
+    assert ret["comment"] == "The firewall would be enabled"
+
+
+def test_state_without_changes_and_with_a_failure():
+    module, _, _ = states(
+        {
+            "profile": {"changes": {}, "applied": []},
+            "firewall": CommandExecutionError("step 'ufw --force enable' failed: boom. Already applied: nothing"),
+        }
+    )
+    assert module.profile_managed() == {
+        "name": "zimbra_fw-profile",
+        "changes": {},
+        "result": True,
+        "comment": "The application profiles are as configured",
+    }
+    failed = module.firewall_enabled()
+    assert failed["result"] is False and failed["changes"] == {}
+    assert failed["comment"].startswith("step 'ufw --force enable' failed: boom")
+
+
+def test_pillar_state_summarises_and_warns_about_the_open_admin_console():
+    ports = {
+        "public": ["25/tcp", "7071/tcp"],
+        "roles": {"roles": ["mailbox", "mta"], "source": "pillar"},
+        "peers": {"7025/tcp": ["mta1"], "8080/tcp": ["proxy1"]},
+    }
+    module, _, _ = states({"open_ports": ports})
+    ret = module.pillar_valid()
+    assert ret["result"] is True and ret["changes"] == {}
+    assert ret["comment"].startswith(
+        "The zimbra_fw pillar is valid: roles mailbox, mta (from pillar), 2 public ports, 2 peers"
+    )
+    assert "set zimbra_fw:admin_subnets" in ret["comment"]

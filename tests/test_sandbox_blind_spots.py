@@ -1,0 +1,125 @@
+"""Situations the other sandbox tests never reach, against real ufw: an ACCEPT
+default policy, a management rule deleted by hand, ssh on another port, a
+hand-added rule the formula adopts, the audit port by port, and UDP."""
+
+import os
+
+import pytest
+
+from harness.sandbox import SALT_CALL
+
+pytestmark = pytest.mark.sandbox
+
+INTERNAL = [389, 7025, 7306, 11211]
+
+
+def changes(results):
+    return {state: result["changes"] for state, result in results.items() if result["changes"]}
+
+
+def succeeded(results):
+    return all(result["result"] is True for result in results.values())
+
+
+def set_default_input_policy(minion, policy):
+    path = os.path.join(minion.state, "default-ufw")
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    lines = [f'DEFAULT_INPUT_POLICY="{policy}"' if line.startswith("DEFAULT_INPUT_POLICY=") else line for line in lines]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def test_an_accept_default_policy_becomes_deny(lab, example_pillar):
+    set_default_input_policy(lab.minion, "ACCEPT")
+    lab.minion.set_pillar(example_pillar)
+    results = lab.minion.apply()
+    assert succeeded(results), results
+    assert results["zimbra_fw-firewall"]["changes"] == {
+        "default incoming": {"old": "allow", "new": "deny"},
+        "active": {"old": False, "new": True},
+    }
+    assert "Default: deny (incoming)" in lab.minion.ufw("status", "verbose").stdout
+    lab.minion.listen([22, 25, *INTERNAL])
+    assert lab.internet.probe(lab.MINION_INTERNET, [22, 25, *INTERNAL]) == {
+        22: True,
+        25: True,
+        **{port: False for port in INTERNAL},
+    }
+    assert changes(lab.minion.apply()) == {}
+
+
+def test_enabling_is_refused_after_the_ssh_rule_was_deleted_by_hand(lab, example_pillar):
+    lab.minion.set_pillar(example_pillar)
+    for part in ("profile", "rules"):
+        _, code = lab.minion.salt_call("zimbra_fw.converge", f"part={part}")
+        assert code == 0
+    lab.minion.ufw("delete", "allow", "22/tcp")
+    out = lab.minion.guarded(
+        [SALT_CALL, "--local", "-c", lab.minion.config_dir, "zimbra_fw.converge", "part=firewall"], check=False
+    )
+    assert out.returncode != 0
+    assert "refusing to enable default-deny: management access is not allowed yet (missing: allow 22/tcp)" in (
+        out.stdout + out.stderr
+    )
+    assert "Status: inactive" in lab.minion.ufw("status").stdout
+
+
+def test_ssh_on_another_port_is_the_one_kept_open(lab, example_pillar):
+    lab.minion.set_pillar(dict(example_pillar, ssh={"port": 2222, "from": ["any"]}))
+    results = lab.minion.apply()
+    assert succeeded(results), results
+    assert results["zimbra_fw-rules"]["changes"]["added"][0] == "allow 2222/tcp"
+    lab.minion.listen([22, 2222])
+    assert lab.internet.probe(lab.MINION_INTERNET, [22, 2222]) == {22: False, 2222: True}
+    assert lab.lan.probe(lab.MINION_LAN, [22, 2222]) == {22: True, 2222: True}  # the LAN is trusted
+
+
+def test_a_hand_added_identical_rule_is_adopted(lab, example_pillar):
+    lab.minion.ufw("allow", "22/tcp")
+    lab.minion.set_pillar(example_pillar)
+    results = lab.minion.apply()
+    assert succeeded(results), results
+    rules = lab.minion.show_added()
+    assert [rule for rule in rules if rule[0] == ("allow", "22/tcp")] == [(("allow", "22/tcp"), "zimbra_fw")]
+    assert len(rules) == 3
+    assert changes(lab.minion.apply()) == {}
+
+
+def test_audit_finds_each_exposure_at_its_severity(lab, example_pillar):
+    lab.minion.set_pillar(dict(example_pillar, trusted_subnets=[]))
+    assert succeeded(lab.minion.apply())
+    lab.minion.ufw("allow", "7306/tcp")  # the mailbox's MySQL, opened by hand
+    lab.minion.ufw("allow", "9999/tcp")  # something that is not Zimbra's
+    lab.minion.listen([22, 25, 389, 7171, 7306, 9998, 9999])
+    report, code = lab.minion.salt_call("--retcode-passthrough", "zimbra_fw.audit")
+    assert code == 2
+    assert lab.minion.salt_call("zimbra_fw.audit")[1] == 1  # salt-call's own exit code for any job retcode
+    assert [(f["severity"], f["port"]) for f in report["findings"]] == [
+        ("critical", "7306/tcp"),
+        ("medium", "9999/tcp"),
+        ("low", "9998/tcp"),
+        ("info", "7171/tcp"),
+    ]
+    assert report["summary"] == {"critical": 1, "high": 0, "medium": 1, "low": 1, "info": 1}
+    reach = {entry["port"]: (entry["expected"], entry["reachable_from"]) for entry in report["ports"]}
+    assert reach["22/tcp"] == ("management", "anyone")
+    assert reach["25/tcp"] == ("public", "anyone")
+    assert reach["389/tcp"] == ("cluster", "nobody")
+    assert reach["7171/tcp"] == ("localhost", "nobody")
+    assert reach["9998/tcp"] == ("unknown", "nobody")
+    # What the audit says is what a connection finds.
+    probed = lab.internet.probe(lab.MINION_INTERNET, [25, 389, 7306, 9998, 9999])
+    assert probed == {25: True, 389: False, 7306: True, 9998: False, 9999: True}
+
+
+def test_syslog_over_udp_reaches_a_logger_from_the_lan_only_until_published(lab):
+    lab.minion.set_pillar({"roles": ["logger"], "trusted_subnets": ["192.168.1.0/24"]})
+    assert succeeded(lab.minion.apply())
+    lab.minion.listen(["514/udp"])
+    assert lab.lan.probe(lab.MINION_LAN, ["514/udp"]) == {"514/udp": True}
+    assert lab.internet.probe(lab.MINION_INTERNET, ["514/udp"]) == {"514/udp": False}
+    lab.minion.set_pillar({"roles": ["logger"], "trusted_subnets": ["192.168.1.0/24"], "extra_ports": ["514/udp"]})
+    results = lab.minion.apply()
+    assert results["zimbra_fw-rules"]["changes"] == {"added": ["allow Zimbra"]}
+    assert lab.internet.probe(lab.MINION_INTERNET, ["514/udp"]) == {"514/udp": True}
