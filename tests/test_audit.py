@@ -115,3 +115,36 @@ def test_address_family_of_sources():
     lst = audit.Listener(ipaddress.ip_address("0.0.0.0"), 389, "tcp")
     rules = [audit.Rule("allow", "2001:db8::/64", None), audit.Rule("allow", "10.0.0.0/8", None)]
     assert audit.reachability(lst, rules, True, "deny") == ["10.0.0.0/8"]
+
+
+def test_the_salt_master_rule_matches_source_ports_so_the_master_reaches_every_tcp_port():
+    rule = ufw_files.access_rule(("allow", "from", "10.77.0.1", "port", "4505,4506", "proto", "tcp"), {})
+    assert rule == audit.Rule("allow", "10.77.0.1", [audit.PortSpec(1, 65535, "tcp")])
+    ldap = audit.Listener(ipaddress.ip_address("0.0.0.0"), 389, "tcp")
+    assert audit.reachability(ldap, [rule], True, "deny") == ["10.77.0.1"]
+    syslog = audit.Listener(ipaddress.ip_address("0.0.0.0"), 514, "udp")
+    assert audit.reachability(syslog, [rule], True, "deny") == "nobody"
+
+
+def test_every_severity_is_reported_port_by_port():
+    rules = [("allow", "22/tcp"), ("allow", "7306"), ("allow", "9999/tcp")]
+    text = PROC_TCP + "".join(
+        f"   9: 00000000:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1 0 100 0 0 10 0\n"
+        for port in (7306, 7171, 9998, 9999)
+    )
+    policy = policies.build(cfg.parse_config({"roles": ["ldap", "mta", "proxy", "mailbox"]}))
+    found = audit.listeners({"tcp": text}, policy)
+    parsed = [ufw_files.access_rule(rule, {}) for rule in rules]
+    result = audit.audit(policy, found, parsed, active=True, incoming="deny", firewall="ufw")
+    assert [(f["severity"], f["port"]) for f in result["findings"]] == [
+        ("critical", "7306/tcp"),
+        ("medium", "9999/tcp"),
+        ("low", "9998/tcp"),
+        ("info", "7171/tcp"),
+    ]
+    assert "MariaDB" in result["findings"][0]["message"]
+    assert result["summary"] == {"critical": 1, "high": 0, "medium": 1, "low": 1, "info": 1}
+    assert (
+        result["report"][0]
+        == "CRITICAL 7306/tcp: mailbox MariaDB is reachable from anyone; it should be localhost-only"
+    )

@@ -95,11 +95,20 @@ def test_missing_ufw_is_reported_not_a_traceback(staged):
     assert_converged(lab)
 
 
+def timed_apply(minion):
+    start = time.monotonic()
+    result = minion.salt("state.apply", "zimbra_fw", "concurrent=True")
+    return start, time.monotonic(), result
+
+
 def test_parallel_applies_neither_duplicate_nor_lose_rules(staged):
     lab = staged
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        runs = list(pool.map(lambda _: lab.minion.salt("state.apply", "zimbra_fw", "concurrent=True"), range(2)))
-    assert all(isinstance(run, dict) for run in runs), runs
+        timed = list(pool.map(lambda _: timed_apply(lab.minion), range(2)))
+    starts, ends, runs = zip(*timed, strict=True)
+    assert max(starts) < min(ends), timed  # the two runs overlapped
+    for run in runs:
+        assert all(state["result"] is True for state in run.values()), run
     added = ufw_rules = lab.minion.ufw("show", "added").stdout.splitlines()[1:]
     assert sorted(ufw_rules) == sorted(
         [

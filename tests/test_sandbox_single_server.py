@@ -266,7 +266,7 @@ def test_audit_reports_hand_opened_memcached_as_critical(converged):
     assert report["findings"][0]["severity"] == "critical"
     assert report["findings"][0]["port"] == "11211/tcp"
     text = lab.minion.salt_text("zimbra_fw.audit")
-    assert "critical" in text and "11211/tcp" in text
+    assert "CRITICAL 11211/tcp: memcached (no authentication) is reachable from anyone" in text
 
 
 def test_pillar_peer_and_admin_subnet(lab):
