@@ -121,12 +121,11 @@ def _plan_view(plan_):
     return view
 
 
-def _plans(part):
-    """(policy, {part: Plan}) from one read of the firewall."""
-    policy, backend = _policy(), _backend()
-    parts = _parts(part)
+def _plans(policy, parts):
+    """``{part: Plan}`` from one read of the firewall."""
+    backend = _backend()
     snapshot = backend.read_snapshot(_run, live=any(p in backend.LIVE_PARTS for p in parts))
-    return policy, {name: backend.plan(name, policy, snapshot) for name in parts}
+    return {name: backend.plan(name, policy, snapshot) for name in parts}
 
 
 def catalogue():
@@ -210,7 +209,7 @@ def plan(part=None):
         salt '*' zimbra_fw.plan
         salt '*' zimbra_fw.plan part=rules
     """
-    _, plans = _plans(part)
+    plans = _plans(_policy(), _parts(part))
     if part is not None:
         return _plan_view(plans[part])
     return {name: _plan_view(plan_) for name, plan_ in plans.items()}
@@ -232,10 +231,9 @@ def converge(part=None, test=False):
         salt '*' zimbra_fw.converge test=True
         salt '*' zimbra_fw.converge part=rules
     """
-    backend, results = _backend(), {}
+    backend, policy, results = _backend(), _policy(), {}
     for name in _parts(part):
-        _, plans = _plans(name)  # each part reads the firewall as the previous one left it
-        plan_ = plans[name]
+        plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
         applied = [] if test else backend.apply(plan_.steps, _run)
         results[name] = {"changes": plan_.changes, "applied": applied}
         if plan_.comment:

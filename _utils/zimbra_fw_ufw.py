@@ -120,7 +120,11 @@ def read_snapshot(run, live=True):
 
 
 def managed_rules(snapshot):
-    return [words for words, comment in snapshot.rules if comment == RULE_COMMENT]
+    return _managed(snapshot.rules)
+
+
+def _managed(rules):
+    return [words for words, comment in rules if comment == RULE_COMMENT]
 
 
 def other_rules(snapshot):
@@ -350,7 +354,7 @@ def _apply_step(step):
         if os.path.exists(PROFILE_PATH):
             os.unlink(PROFILE_PATH)
     elif step.action == "check":
-        managed = [words for words, comment in _rules() if comment == RULE_COMMENT]
+        managed = _managed(_rules())  # as they are now, not as planned
         missing = [rule_text(words) for words in step.args if tuple(words) not in managed]
         if missing:
             raise CommandExecutionError(
