@@ -10,7 +10,7 @@ DEBIAN_PACKAGES := ufw iptables iproute2 util-linux mount
 # yamllint only picks *.yaml/*.yml from a directory: every SLS is named.
 SLS := $(wildcard zimbra_fw/*.sls)
 
-.PHONY: setup system-packages demo test lint unit bench clean
+.PHONY: setup system-packages demo test lint unit mutation bench clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -41,6 +41,10 @@ unit: setup
 test: lint
 	$(PY) -m pytest
 
+# Mutation testing of the core with the unit tests (not part of make test).
+mutation: setup
+	tools/mutation.sh
+
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(VENV)/bin/pip install -q -r requirements-bench.txt
 	touch $@
@@ -49,5 +53,5 @@ bench: setup $(VENV)/.bench-installed
 	$(PY) -m bench.bench --plot docs/bench.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mutation
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

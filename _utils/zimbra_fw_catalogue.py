@@ -124,7 +124,7 @@ CATALOGUE = (
 
 
 class PortSpec(namedtuple("PortSpec", "first last proto")):
-    """A port or an inclusive port range with its protocol."""
+    """A port or an inclusive port range with its protocol; sorts by port."""
 
     __slots__ = ()
 
@@ -142,10 +142,6 @@ class PortSpec(namedtuple("PortSpec", "first last proto")):
 
     def overlaps(self, other):
         return self.proto == other.proto and self.first <= other.last and other.first <= self.last
-
-
-def sort_key(spec):
-    return (spec.first, spec.last, spec.proto)
 
 
 def spec_of(row):
@@ -207,7 +203,7 @@ def row_for(port, proto, roles):
 
 def critical_rows():
     """The rows of ports that must never be public (databases, LDAP, memcached, ...)."""
-    return sorted((row for row in CATALOGUE if row.critical), key=lambda row: (row.port, row.proto))
+    return sorted(row for row in CATALOGUE if row.critical)
 
 
 def as_dicts():
@@ -223,5 +219,5 @@ def as_dicts():
             "critical": row.critical,
             **({"only_without": row.when_missing} if row.when_missing else {}),
         }
-        for row in sorted(CATALOGUE, key=lambda row: (row.port, row.proto, row.role))
+        for row in sorted(CATALOGUE)  # by port, proto, role
     ]

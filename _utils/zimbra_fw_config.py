@@ -89,11 +89,12 @@ def _network_key(network):
     return (network.version, network)
 
 
-def _check_keys(problems, key, mapping, known):
+def _check_keys(problems, prefix, mapping, known):
+    """Each key of ``mapping`` not in ``known`` is a problem, named ``prefix`` + key."""
     for unknown in sorted(set(mapping) - set(known), key=str):
-        hint = difflib.get_close_matches(str(unknown), known, n=1)
+        hint = difflib.get_close_matches(str(unknown), known)
         extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known keys: {', '.join(known)}"
-        problems.add(f"{key}:{unknown}" if key else str(unknown), mapping[unknown], "is not a known key" + extra)
+        problems.add(f"{prefix}{unknown}", mapping[unknown], "is not a known key" + extra)
 
 
 def _mapping(problems, key, value, defaults, shape):
@@ -101,7 +102,7 @@ def _mapping(problems, key, value, defaults, shape):
     if not isinstance(value, dict):
         problems.add(key, value, f"must be a mapping with {shape}")
         value = {}
-    _check_keys(problems, key, value, tuple(defaults))
+    _check_keys(problems, f"{key}:", value, tuple(defaults))
     return {**defaults, **value}
 
 
@@ -112,11 +113,11 @@ def _check_list(problems, key, value):
     return value
 
 
-def _check_no_duplicates(problems, key, items, shown):
+def _check_no_duplicates(problems, key, items):
     seen = set()
-    for item, raw in zip(items, shown, strict=True):
+    for item in items:
         if item in seen:
-            problems.add(key, raw, "is listed twice")
+            problems.add(key, str(item), "is listed twice")
         seen.add(item)
 
 
@@ -146,14 +147,14 @@ def _parse_role_list(problems, key, value):
     roles = []
     for index, role in enumerate(_check_list(problems, key, value)):
         if not isinstance(role, str) or role not in catalogue.ROLES:
-            hint = difflib.get_close_matches(str(role), catalogue.ROLES, n=1)
+            hint = difflib.get_close_matches(str(role), catalogue.ROLES)
             extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known roles: {', '.join(catalogue.ROLES)}"
             problems.add(f"{key}[{index}]", role, "is not a Zimbra role" + extra)
             continue
         roles.append(role)
     if isinstance(value, list) and not value:
         problems.add(key, value, "is empty: list at least one Zimbra role")
-    _check_no_duplicates(problems, key, roles, roles)
+    _check_no_duplicates(problems, key, roles)
     return tuple(sorted(set(roles)))
 
 
@@ -162,7 +163,7 @@ def _parse_network(problems, key, value):
         problems.add(key, value, "must be an address or subnet such as '192.168.1.0/24'")
         return None
     try:
-        network = ipaddress.ip_network(value.strip(), strict=True)
+        network = ipaddress.ip_network(value.strip())
     except ValueError as exc:
         hint = ""
         try:
@@ -191,7 +192,7 @@ def _parse_networks(problems, key, value, allow_any=False):
         network = _parse_network(problems, item_key, item)
         if network is not None:
             networks.append(network)
-    _check_no_duplicates(problems, key, networks, [str(n) for n in networks])
+    _check_no_duplicates(problems, key, networks)
     if "any" in networks:
         return ("any",)
     return tuple(sorted(set(networks), key=_network_key))
@@ -204,8 +205,8 @@ def _parse_port_list(problems, key, value):
             specs.append(catalogue.parse_port_spec(item))
         except ValueError as exc:
             problems.add(f"{key}[{index}]", item, str(exc))
-    _check_no_duplicates(problems, key, specs, [str(s) for s in specs])
-    return tuple(sorted(set(specs), key=catalogue.sort_key))
+    _check_no_duplicates(problems, key, specs)
+    return tuple(sorted(set(specs)))
 
 
 def _check_extra_ports(problems, extra_ports, exclude_ports):
@@ -227,18 +228,18 @@ def _parse_ssh(problems, value):
     port = ssh["port"]
     if not _is_int(port) or not 1 <= port <= 65535:
         problems.add("ssh:port", port, "is not a port number (1-65535)")
-        port = 22
     return port, _parse_networks(problems, "ssh:from", ssh["from"], allow_any=True)
 
 
 def _parse_profile_text(problems, key, value):
+    """The text, stripped; with a problem added when it is not one printable line."""
     if not isinstance(value, str) or not value.strip():
         problems.add(key, value, "must be a non-empty string")
-        return ""
-    if len(value) > PROFILE_TEXT_MAX or any(not ch.isprintable() for ch in value):
+    elif len(value) > PROFILE_TEXT_MAX or any(not ch.isprintable() for ch in value):
         problems.add(key, value, f"must be one printable line of at most {PROFILE_TEXT_MAX} characters")
-        return ""
-    return value.strip()
+    else:
+        return value.strip()
+    return None
 
 
 def _parse_profile(problems, value, name_taken):
@@ -261,7 +262,7 @@ def _parse_peer(problems, key, value, source):
     if not isinstance(value, dict):
         problems.add(key, value, "must be a mapping with name, addresses and roles")
         return None
-    _check_keys(problems, key, value, ("name", "addresses", "roles"))
+    _check_keys(problems, f"{key}:", value, ("name", "addresses", "roles"))
     name = value.get("name")
     if not isinstance(name, str) or not name.strip():
         problems.add(f"{key}:name", name, "must be a non-empty string")

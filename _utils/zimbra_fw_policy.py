@@ -15,7 +15,7 @@ rules of its own.
 from collections import namedtuple
 
 import zimbra_fw_catalogue as catalogue
-from zimbra_fw_catalogue import CLUSTER, LOCALHOST, PUBLIC, sort_key
+from zimbra_fw_catalogue import CLUSTER, LOCALHOST, PUBLIC
 
 
 def __virtual__():
@@ -34,10 +34,6 @@ Group = namedtuple("Group", "name title description ports")
 # the peer's ports the packets come from (the Salt master's replies), or ().
 Access = namedtuple("Access", "kind source ports group source_ports")
 Policy = namedtuple("Policy", "config public cluster localhost admin groups accesses peers_by_port")
-
-
-def _sorted(specs):
-    return sorted(specs, key=sort_key)
 
 
 def _cluster_roles(config):
@@ -93,7 +89,7 @@ def build(config):
     if config.admin_subnets:
         admin = {catalogue.spec_of(row) for row in rows if row.exposure == PUBLIC and "admins" in row.consumers}
     wanted = (_exposed(rows, PUBLIC) - admin) | set(config.extra_ports)
-    public = _sorted(spec for spec in wanted if not any(ex.overlaps(spec) for ex in config.exclude_ports))
+    public = sorted(spec for spec in wanted if not any(ex.overlaps(spec) for ex in config.exclude_ports))
     by_consumer = _by_consumer(rows, set(public))
 
     groups = {}
@@ -107,7 +103,7 @@ def build(config):
         ports = admin if suffix == ADMIN_SUFFIX else by_consumer[suffix]
         name = _group_name(config, suffix)
         groups[name] = Group(
-            name, f"{config.profile_title} ({who})", f"Zimbra ports that {who} connect to", _sorted(ports)
+            name, f"{config.profile_title} ({who})", f"Zimbra ports that {who} connect to", sorted(ports)
         )
 
     accesses = _management(config)
@@ -127,9 +123,9 @@ def build(config):
     return Policy(
         config=config,
         public=public,
-        cluster=_sorted(_exposed(rows, CLUSTER)),
-        localhost=_sorted(_exposed(rows, LOCALHOST)),
-        admin=_sorted(admin),
+        cluster=sorted(_exposed(rows, CLUSTER)),
+        localhost=sorted(_exposed(rows, LOCALHOST)),
+        admin=sorted(admin),
         groups=groups,
         accesses=accesses,
         peers_by_port={spec: sorted(names) for spec, names in peers_by_port.items()},
@@ -149,7 +145,7 @@ def open_ports(policy):
         CLUSTER: [str(s) for s in policy.cluster],
         LOCALHOST: [str(s) for s in policy.localhost],
         "roles": {"roles": list(config.roles), "source": config.roles_source},
-        "peers": {str(spec): policy.peers_by_port[spec] for spec in _sorted(policy.peers_by_port)},
+        "peers": {str(spec): policy.peers_by_port[spec] for spec in sorted(policy.peers_by_port)},
     }
     if config.admin_subnets:
         result["admin"] = {str(spec): [str(n) for n in config.admin_subnets] for spec in policy.admin}

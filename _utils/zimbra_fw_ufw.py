@@ -76,13 +76,11 @@ def ipv6_off():
 
 def name_taken(name):
     """Why ufw cannot use ``name`` for an application profile, or None."""
-    for proto in ("tcp", "udp"):
-        try:
-            socket.getservbyname(name, proto)
-        except OSError:
-            continue
-        return "is a service name in /etc/services; ufw would take the service, not the profile"
-    return None
+    try:
+        socket.getservbyname(name)  # any protocol
+    except OSError:
+        return None
+    return "is a service name in /etc/services; ufw would take the service, not the profile"
 
 
 def _ufw(run, args):
@@ -197,13 +195,13 @@ def plan_profile(policy, snapshot):
     current, wanted = snapshot.profile_text, profile_text(policy)
     if current == wanted:
         return Plan({}, [], None)
-    changes, steps = {}, []
+    changes = {}
     current_ports, wanted_ports = files.profile_file_ports(current), files.profile_file_ports(wanted)
     retired = [name for name in current_ports if name not in wanted_ports]
     # Rules naming a profile must go before the profile does: ufw can no
     # longer delete them once their profile is unknown.
     stale = [words for words in managed_rules(snapshot) if files.rule_profile(words) in retired]
-    steps += [_ufw_step(["delete", *words]) for words in stale]
+    steps = [_ufw_step(["delete", *words]) for words in stale]
     if stale:
         changes["rules removed"] = [rule_text(words) for words in stale]
     if wanted is None:

@@ -10,7 +10,7 @@ import re
 from collections import namedtuple
 
 from zimbra_fw_audit import Rule
-from zimbra_fw_catalogue import PortSpec, sort_key
+from zimbra_fw_catalogue import PortSpec
 
 
 def __virtual__():
@@ -31,7 +31,7 @@ def port_groups(specs):
     groups = []
     for proto in ("tcp", "udp"):
         current, weight = [], 0
-        for spec in sorted((s for s in specs if s.proto == proto), key=sort_key):
+        for spec in sorted(s for s in specs if s.proto == proto):
             if weight + spec.weight > MULTIPORT_LIMIT:
                 groups.append(current)
                 current, weight = [], 0
@@ -192,7 +192,7 @@ def access_rule(words, profiles):
         ports = profiles.get(target) if not target[:1].isdigit() else parse_ufw_ports(target)
         return Rule(action, "any", ports or [])
     destination = rest[rest.index("to") :] if "to" in rest else []
-    fields = dict(zip(destination[::2], destination[1::2], strict=False))
+    fields = {destination[i]: destination[i + 1] for i in range(0, len(destination) - 1, 2)}
     source = rest[rest.index("from") + 1] if "from" in rest else "any"
     proto = rest[rest.index("proto") + 1] if "proto" in rest[:-1] else None
     ports = None
@@ -214,7 +214,7 @@ def parse_status(output):
     incoming = None
     for line in output.splitlines():
         if line.startswith("Status:"):
-            active = line.split(":", 1)[1].strip() == "active"
+            active = line.strip() == "Status: active"
         match = re.match(r"Default:\s*(\w+) \(incoming\)", line)
         if match:
             incoming = match.group(1)

@@ -148,3 +148,121 @@ def test_every_severity_is_reported_port_by_port():
         result["report"][0]
         == "CRITICAL 7306/tcp: mailbox MariaDB is reachable from anyone; it should be localhost-only"
     )
+
+
+def listener(address, port, proto="tcp"):
+    return audit.Listener(ipaddress.ip_address(address), port, proto)
+
+
+def test_reachability_cases():
+    limit_any = audit.Rule("limit", "any", [audit.PortSpec(22, 22, "tcp")])
+    limit_lan = audit.Rule("limit", "10.1.2.3/8", None)  # ufw may keep host bits in a source
+    assert audit.reachability(listener("127.0.0.1", 22), [limit_any], True, "deny") == "localhost"
+    assert audit.reachability(listener("::1", 22), [], False, "deny") == "localhost"
+    assert audit.reachability(listener("0.0.0.0", 22), [], True, "allow") == "anyone"
+    assert audit.reachability(listener("0.0.0.0", 22), [], False, "deny") == "anyone"
+    assert audit.reachability(listener("0.0.0.0", 22), [limit_any], True, "deny") == "anyone"
+    assert audit.reachability(listener("0.0.0.0", 25), [limit_any, limit_lan], True, "deny") == ["10.1.2.3/8"]
+    assert audit.reachability(listener("::", 25), [limit_lan], True, "deny") == ["10.1.2.3/8"]  # dual stack
+    assert audit.reachability(listener("::", 25), [], True, "deny") == "nobody"
+    udp = audit.Rule("allow", "any", [audit.PortSpec(25, 25, "udp")])
+    assert audit.reachability(listener("0.0.0.0", 25), [udp], True, "deny") == "nobody"
+
+
+def test_udp_listeners_on_public_udp_ranges_are_read():
+    udp = (
+        "  sl  local_address rem_address   st\n"
+        "   1: 00000000:1771 00000000:0000 07 0\n"  # 6001/udp
+        "   2: 00000000:1F90 00000000:0000 07 0\n"  # 8080/udp: no rule or row names it
+        "   3: 00000000:0202 00000000:0000 01 0\n"  # 514/udp, not unconnected
+        "   4: short\n"
+    )
+    policy = policies.build(cfg.parse_config({"roles": ["mta"], "extra_ports": ["6000:6002/udp"]}))
+    assert [(lst.port, lst.proto) for lst in audit.listeners({"udp": udp}, policy)] == [(6001, "udp")]
+    assert audit.listeners({}, policy) == []
+
+
+def test_an_unknown_port_open_to_anyone_is_medium_and_the_report_lists_every_port():
+    policy = policies.build(cfg.parse_config({"roles": ["mta"]}))
+    found = [listener("0.0.0.0", 9999), listener("127.0.0.1", 10024)]
+    rules = [audit.Rule("allow", "any", None)]
+    result = audit.audit(policy, found, rules, active=True, incoming="deny", firewall="ufw")
+    assert result["findings"] == [
+        {"severity": "medium", "port": "9999/tcp", "message": "not a Zimbra port, yet reachable from anyone"}
+    ]
+    assert result["report"] == [
+        "MEDIUM 9999/tcp: not a Zimbra port, yet reachable from anyone",
+        "port       expected    reachable from",
+        "9999/tcp   unknown     anyone",
+        "10024/tcp  localhost   localhost",
+    ]
+    assert result["ports"][0] == {
+        "port": "9999/tcp",
+        "service": "not a Zimbra port",
+        "expected": "unknown",
+        "reachable_from": "anyone",
+        "addresses": ["0.0.0.0"],
+    }
+    assert result["firewall"] == {"active": True, "default_incoming": "deny"}
+
+
+def test_firewall_findings_name_the_firewall():
+    policy = policies.build(cfg.parse_config({"roles": ["mta"]}))
+    off = audit.audit(policy, [], [], active=False, incoming="deny", firewall="ufw")
+    assert off["report"] == [
+        "HIGH firewall: ufw is inactive: every listening port is reachable from anyone",
+        "port       expected    reachable from",
+    ]
+    allow = audit.audit(policy, [], [], active=True, incoming="allow", firewall="firewalld")
+    assert allow["findings"] == [
+        {"severity": "high", "port": None, "message": "firewalld's default incoming policy is allow"}
+    ]
+
+
+def test_a_public_port_that_is_not_in_the_catalogue_is_expected_public():
+    policy = policies.build(cfg.parse_config({"roles": ["mta"], "extra_ports": [8443]}))
+    result = audit.audit(policy, [listener("0.0.0.0", 8443)], [], active=True, incoming="deny", firewall="ufw")
+    assert result["ports"][0]["expected"] == "public"
+    assert result["findings"] == [
+        {
+            "severity": "low",
+            "port": "8443/tcp",
+            "message": "HTTPS backend, server-to-server SOAP listens on 0.0.0.0 but no rule allows it",
+        }
+    ]
+
+
+def test_an_allow_default_policy_opens_every_listener():
+    policy = policies.build(cfg.parse_config({"roles": ["mta"]}))
+    found = [listener("0.0.0.0", 10024), listener("::", 10024)]
+    result = audit.audit(policy, found, [], active=True, incoming="allow", firewall="ufw")
+    assert result["ports"][0]["reachable_from"] == "anyone"
+    assert result["ports"][0]["addresses"] == ["0.0.0.0", "::"]
+    assert [(f["severity"], f["port"]) for f in result["findings"]] == [("critical", "10024/tcp"), ("high", None)]
+
+
+def test_sources_of_a_port_are_listed_in_the_report():
+    policy = policies.build(cfg.parse_config({"roles": ["ldap"]}))
+    rules = [audit.Rule("allow", "10.0.0.0/8", None), audit.Rule("allow", "192.168.0.0/16", None)]
+    result = audit.audit(policy, [listener("0.0.0.0", 389)], rules, active=True, incoming="deny", firewall="ufw")
+    assert result["report"][-1] == "389/tcp    cluster     10.0.0.0/8, 192.168.0.0/16"
+
+
+def test_a_listener_on_two_addresses_that_no_rule_allows():
+    policy = policies.build(cfg.parse_config({"roles": ["mta"]}))
+    found = [listener("10.0.0.1", 25), listener("10.0.0.2", 25)]
+    result = audit.audit(policy, found, [], active=True, incoming="deny", firewall="ufw")
+    assert result["findings"][0]["message"] == (
+        "postfix SMTP (inbound MX, relay for mailboxes) listens on 10.0.0.1, 10.0.0.2 but no rule allows it"
+    )
+
+
+def test_proc_net_lines_of_exactly_four_fields_are_read():
+    text = "header\n   0: 00000000:0016 00000000:0000 0A\n"
+    assert audit.parse_proc_net(text, "tcp") == [listener("0.0.0.0", 22)]
+
+
+def test_only_the_public_udp_range_is_read():
+    udp = "h\n 1: 00000000:0064 0 07\n 2: 00000000:1773 0 07\n 3: 00000000:1772 0 07\n"  # 100, 6003, 6002
+    policy = policies.build(cfg.parse_config({"roles": ["mta"], "extra_ports": ["6000:6002/udp"]}))
+    assert [lst.port for lst in audit.listeners({"udp": udp}, policy)] == [6002]

@@ -174,3 +174,12 @@ def test_ufw_python_from_the_programs_first_line(tmp_path):
     assert ufw.ufw_python(str(program)) is None
     assert ufw.ufw_python(str(tmp_path / "missing")) is None
     assert ufw.ufw_python(None) is None
+
+
+def test_batch_outcome_edges():
+    # nothing reported, no stderr: the first command is the one that failed
+    assert ufw.batch_outcome(COMMANDS, "", 1) == (0, "'ufw allow 22/tcp' failed: exit 1: ")
+    assert ufw.batch_outcome(COMMANDS, "", 1, None) == (0, "'ufw allow 22/tcp' failed: exit 1: ")
+    # a line that is not JSON does not hide the lines after it
+    report = 'ufw says hello\n{"done": 0}\n{"done": 1}\n{"done": 2}\n'
+    assert ufw.batch_outcome(COMMANDS, report, 0) == (3, None)

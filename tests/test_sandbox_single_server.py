@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from harness.sandbox import SALT_CALL
+from harness.sandbox import SALT_CALL, Lab
 
 pytestmark = pytest.mark.sandbox
 
@@ -36,6 +36,27 @@ def converged(lab, example_pillar):
     return lab, results
 
 
+@pytest.fixture(scope="module")
+def shared_lab(example_pillar):
+    """One server converged to pillar.example, shared by the tests that change
+    nothing on it (see ``unchanged``)."""
+    with Lab() as lab:
+        lab.minion.sync()
+        lab.minion.set_pillar(example_pillar)
+        assert all_succeeded(lab.minion.apply())
+        yield lab
+
+
+@pytest.fixture
+def unchanged(shared_lab, example_pillar):
+    """The shared converged server; afterwards its pillar is put back and its
+    firewall must be byte for byte what it was before the test."""
+    before = shared_lab.minion.snapshot()
+    yield shared_lab
+    shared_lab.minion.set_pillar(example_pillar)
+    assert shared_lab.minion.snapshot() == before
+
+
 def test_first_apply_opens_exactly_the_whitelist(converged):
     lab, results = converged
     assert results["zimbra_fw-rules"]["changes"] == {
@@ -51,8 +72,8 @@ def test_first_apply_opens_exactly_the_whitelist(converged):
     assert [p for p in ports if not from_lan[p]] == []
 
 
-def test_second_apply_changes_nothing_and_starts_one_ufw(converged):
-    lab, _ = converged
+def test_second_apply_changes_nothing_and_starts_one_ufw(unchanged):
+    lab = unchanged
     before = lab.minion.snapshot()
     lab.minion.reset_ufw_counts()
     results = lab.minion.apply()
@@ -80,8 +101,8 @@ def test_test_mode_on_a_fresh_server_changes_nothing(lab, example_pillar):
         assert applied[state]["changes"] == results[state]["changes"]
 
 
-def test_test_mode_on_a_converged_server_reports_pending_pillar_change(converged, example_pillar):
-    lab, _ = converged
+def test_test_mode_on_a_converged_server_reports_pending_pillar_change(unchanged, example_pillar):
+    lab = unchanged
     pillar = copy.deepcopy(example_pillar)
     pillar["trusted_subnets"] = ["192.168.2.0/24"]
     lab.minion.set_pillar(pillar)
@@ -176,22 +197,19 @@ def test_enabled_false_leaves_ufw_alone(lab, example_pillar):
     ]
 
 
+# Every message is checked word for word by the unit tests (test_config*.py);
+# these show, end to end, that a refused pillar stops the run before anything.
 BAD_PILLARS = [
     ("roles", {"roles": ["ldap", "webserver"]}, "roles[1]: 'webserver'"),
-    ("roles", {"roles": "mta"}, "zimbra_fw:roles: 'mta'"),
     ("trusted_subnets", {"trusted_subnets": ["0.0.0.0/0"]}, "trusted_subnets[0]: '0.0.0.0/0'"),
-    ("trusted_subnets", {"trusted_subnets": ["192.168.1.7/24"]}, "trusted_subnets[0]: '192.168.1.7/24'"),
-    ("extra_ports", {"extra_ports": [70000]}, "extra_ports[0]: 70000"),
-    ("extra_ports", {"extra_ports": ["514/icmp"]}, "extra_ports[0]: '514/icmp'"),
     ("extra_ports", {"extra_ports": [11211]}, "extra_ports: '11211/tcp'"),
     ("profile", {"profile": {"name": "Zimbra'; reboot #"}}, "profile:name"),
-    ("ssh", {"ssh": {"port": 22, "from": []}}, "ssh:from: []"),
 ]
 
 
 @pytest.mark.parametrize("key, bad, named", BAD_PILLARS, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD_PILLARS)])
-def test_bad_pillar_fails_and_changes_nothing(converged, example_pillar, key, bad, named):
-    lab, _ = converged
+def test_bad_pillar_fails_and_changes_nothing(unchanged, example_pillar, key, bad, named):
+    lab = unchanged
     pillar = dict(copy.deepcopy(example_pillar), **bad)
     pillar["trusted_subnets"] = bad.get("trusted_subnets", ["192.168.2.0/24"])  # also a pending change
     lab.minion.set_pillar(pillar)
@@ -236,8 +254,8 @@ def test_role_change_retires_the_profile_and_its_rule(converged):
     assert changes(lab.minion.apply()) == {}
 
 
-def test_execution_module_functions(converged):
-    lab, _ = converged
+def test_execution_module_functions(unchanged):
+    lab = unchanged
     minion = lab.minion
     assert minion.salt("zimbra_fw.open_ports")["public"] == [f"{p}/tcp" for p in PUBLIC]
     profile = minion.salt("zimbra_fw.profile")
@@ -297,7 +315,8 @@ def test_pillar_peer_and_admin_subnet(lab):
 EXPOSED = ["audit", "catalogue", "converge", "identity", "open_ports", "plan", "profile", "status"]
 
 
-def test_only_user_functions_are_published(lab):
+def test_only_user_functions_are_published(unchanged):
+    lab = unchanged
     assert lab.minion.salt("sys.list_functions", "zimbra_fw") == [f"zimbra_fw.{name}" for name in EXPOSED]
 
 
@@ -318,8 +337,8 @@ def crafted_calls(target):
     ]
 
 
-def test_crafted_plans_paths_and_commands_change_nothing(converged):
-    lab, _ = converged
+def test_crafted_plans_paths_and_commands_change_nothing(unchanged):
+    lab = unchanged
     target = os.path.join(lab.minion.state, "crafted")  # inside the sandbox's own directory
     before = lab.minion.snapshot()
     for function, argument in crafted_calls(target):

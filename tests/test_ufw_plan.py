@@ -254,3 +254,68 @@ def test_enabling_goes_ahead_once_management_rules_are_in(ufw_files_in):
         "ufw --force enable",
     ]
     assert runner.commands == 2
+
+
+def test_plans_of_a_profile_change_step_by_step():
+    _, current = converged(SINGLE)
+    retitled = ufw.plan_profile(policy_of(dict(SINGLE, profile={"title": "Mail"})), current)
+    new_text = ufw.profile_text(policy_of(dict(SINGLE, profile={"title": "Mail"})))
+    assert retitled == ufw.Plan(
+        {"file": {"old": current.profile_text, "new": new_text}},
+        [ufw.Step("write", (new_text,), "write /etc/ufw/applications.d/zimbra")],
+        None,
+    )
+    gone = ufw.plan_profile(policy_of({"roles": ["ldap"]}), current)
+    assert gone == ufw.Plan(
+        {
+            "rules removed": ["allow Zimbra"],
+            "ports": {"Zimbra": {"old": "25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp", "new": None}},
+        },
+        [
+            ufw.Step("ufw", ("delete", "allow", "Zimbra"), "ufw delete allow Zimbra"),
+            ufw.Step("remove", (), "remove /etc/ufw/applications.d/zimbra"),
+        ],
+        None,
+    )
+
+
+def test_the_plan_for_enabled_false_says_so():
+    assert ufw.plan_firewall(policy_of(dict(SINGLE, enabled=False)), snapshot()).comment == (
+        "zimbra_fw:enabled is false: ufw's state is left alone"
+    )
+
+
+def test_refusal_names_every_missing_management_rule(ufw_files_in):
+    policy = policy_of(SINGLE, salt_master=("10.77.0.1", (4505, 4506)))
+    plan = ufw.plan_firewall(policy, snapshot(active=False))
+    with pytest.raises(ufw.ApplyFailed) as info:
+        ufw.apply(plan.steps, Runner())
+    assert info.value.strerror.startswith(
+        "step 'check that management access is allowed' failed: refusing to enable default-deny: management access "
+        "is not allowed yet (missing: allow 22/tcp, allow from 10.77.0.1 port 4505,4506 proto tcp); apply the "
+        "zimbra_fw rules first. Already applied: nothing"
+    )
+
+
+def test_a_failure_lists_everything_applied_before_it(ufw_files_in, monkeypatch):
+    monkeypatch.setattr(ufw, "ufw_python", lambda program: None)
+    steps = [ufw.Step("write", ("x",), "write it"), *ufw.plan_rules(policy_of(SINGLE), snapshot()).steps]
+    with pytest.raises(ufw.ApplyFailed) as info:
+        ufw.apply(steps, Runner(fail_at=3))
+    assert "Already applied: write it; ufw allow 22/tcp; ufw allow from 192.168.1.0/24. " in info.value.strerror
+    assert info.value.info["applied"] == ["write it", "ufw allow 22/tcp", "ufw allow from 192.168.1.0/24"]
+
+
+def test_a_crashed_batch_names_the_first_unreported_command(ufw_files_in, monkeypatch):
+    monkeypatch.setattr(ufw, "ufw_python", lambda program: "/usr/bin/python3")
+    steps = ufw.plan_rules(policy_of(SINGLE), snapshot()).steps
+
+    def killed(argv, stdin=None):
+        return -9, '{"done": 0}\n', "Killed\n"
+
+    with pytest.raises(ufw.ApplyFailed) as info:
+        ufw.apply(steps, killed)
+    assert info.value.strerror.startswith(
+        "step 'ufw allow from 192.168.1.0/24' failed: 'ufw allow from 192.168.1.0/24 comment zimbra_fw' failed: "
+        "exit -9: Killed. Already applied: ufw allow 22/tcp"
+    )

@@ -1,0 +1,189 @@
+"""ufw's formats, case by case: rules-file tuples in every form ufw writes,
+rules as the audit reads them, ufw's status output and port syntax."""
+
+import pytest
+import zimbra_fw_ufw_files as ufw_files
+from zimbra_fw_catalogue import PortSpec
+
+TUPLES = [
+    ("allow_log tcp 22 0.0.0.0/0 any 0.0.0.0/0 in", ("allow", "log", "22/tcp")),
+    (
+        "allow_log-all tcp 25 0.0.0.0/0 any 10.0.0.0/8 out",
+        ("allow", "out", "log-all", "from", "10.0.0.0/8", "to", "any", "port", "25", "proto", "tcp"),
+    ),
+    ("deny any any 0.0.0.0/0 any 0.0.0.0/0 in_eth0", ("deny", "in", "on", "eth0")),
+    ("allow any any 0.0.0.0/0 any 0.0.0.0/0 in", ("allow", "to", "any")),
+    ("reject udp 53 10.0.0.1 any 0.0.0.0/0 in", ("reject", "to", "10.0.0.1", "port", "53", "proto", "udp")),
+    ("allow tcp any 0.0.0.0/0 80 0.0.0.0/0 in", ("allow", "from", "any", "port", "80", "proto", "tcp")),
+    (
+        "allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 out_eth1",
+        ("allow", "out", "on", "eth1", "to", "any", "port", "22", "proto", "tcp"),
+    ),
+    (
+        "limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in_eth0!out_eth1",
+        ("limit", "in", "on", "eth0", "out", "on", "eth1", "to", "any", "port", "22", "proto", "tcp"),
+    ),
+    (
+        "allow udp 514 ::/0 any 2001:db8::/64 in",
+        ("allow", "from", "2001:db8::/64", "to", "any", "port", "514", "proto", "udp"),
+    ),
+    ("allow any 8000 0.0.0.0/0 any 0.0.0.0/0 in", ("allow", "8000")),
+]
+
+
+@pytest.mark.parametrize("line, words", TUPLES, ids=[t[0] for t in TUPLES])
+def test_tuple_lines_read_as_ufw_show_added_prints_them(line, words):
+    assert ufw_files.rules_from_files([f"### tuple ### {line}\n"]) == [(words, None)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 bad_field", "allow tcp 22", "allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 a b c d"],
+)
+def test_malformed_tuple_lines_are_skipped(line):
+    assert ufw_files.rules_from_files([f"### tuple ### {line}\n"]) == []
+
+
+def test_comments_that_are_not_hex_are_kept_as_written():
+    assert ufw_files.rules_from_files(["### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment=zz\n"]) == [
+        (("allow", "22/tcp"), "zz")
+    ]
+
+
+def test_only_tuple_lines_count_and_each_rule_once():
+    text = "-A ufw-user-input -p tcp --dport 22 -j ACCEPT\n### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n"
+    assert ufw_files.rules_from_files([text, text.replace("0.0.0.0/0", "::/0")]) == [(("allow", "22/tcp"), None)]
+
+
+PROFILES = {"Zimbra-mta": ufw_files.parse_ufw_ports("7025,7073/tcp")}
+TCP_UDP_22 = [PortSpec(22, 22, "tcp"), PortSpec(22, 22, "udp")]
+ACCESS = [
+    (("allow", "log", "22/tcp"), ("allow", "any", [PortSpec(22, 22, "tcp")])),
+    (("allow", "log-all", "from", "10.0.0.0/8"), ("allow", "10.0.0.0/8", None)),
+    (("reject", "25"), ("reject", "any", [PortSpec(25, 25, "tcp"), PortSpec(25, 25, "udp")])),
+    (("limit", "22/tcp"), ("limit", "any", [PortSpec(22, 22, "tcp")])),
+    (("allow", "in", "22/tcp"), ("allow", "any", [PortSpec(22, 22, "tcp")])),
+    (
+        ("allow", "in", "on", "eth0", "from", "10.0.0.0/8", "to", "any", "port", "22"),
+        ("allow", "10.0.0.0/8", TCP_UDP_22),
+    ),
+    (
+        ("allow", "from", "10.0.0.1", "to", "any", "app", "Zimbra-mta"),
+        ("allow", "10.0.0.1", [PortSpec(7025, 7025, "tcp"), PortSpec(7073, 7073, "tcp")]),
+    ),
+    (("allow", "from", "10.0.0.1", "to", "any", "app", "Unknown"), ("allow", "10.0.0.1", [])),  # not every port
+    (("allow", "Unknown"), ("allow", "any", [])),
+    (("allow", "to", "any", "port", "80"), ("allow", "any", [PortSpec(80, 80, "tcp"), PortSpec(80, 80, "udp")])),
+    (("allow", "from", "10.0.0.0/8", "to", "10.1.1.1"), ("allow", "10.0.0.0/8", None)),
+    (("allow", "proto", "udp", "from", "10.0.0.0/8"), ("allow", "10.0.0.0/8", [PortSpec(1, 65535, "udp")])),
+    (
+        ("allow", "from", "10.0.0.0/8", "port", "53", "proto", "udp"),
+        ("allow", "10.0.0.0/8", [PortSpec(1, 65535, "udp")]),
+    ),
+]
+
+
+@pytest.mark.parametrize("words, rule", ACCESS, ids=[" ".join(a[0]) for a in ACCESS])
+def test_rules_as_the_audit_reads_them(words, rule):
+    assert tuple(ufw_files.access_rule(words, PROFILES)) == rule
+
+
+@pytest.mark.parametrize("words", [("allow", "out", "53"), ("route", "allow", "80"), ("bogus", "80"), ()])
+def test_rules_the_audit_ignores(words):
+    assert ufw_files.access_rule(words, PROFILES) is None
+
+
+@pytest.mark.parametrize(
+    "text, state",
+    [
+        ("Status: active\n", (True, None)),
+        ("Status: inactive\nDefault: allow (incoming), allow (outgoing)\n", (False, "allow")),
+        ("Status: activeX\n", (False, None)),
+        ("Default:   reject (incoming), deny (outgoing)\n", (False, "reject")),
+        ("garbage", (False, None)),
+    ],
+)
+def test_status_output(text, state):
+    assert ufw_files.parse_status(text) == state
+
+
+def test_port_groups_split_by_protocol_then_by_weight():
+    specs = [PortSpec(p, p, "udp") for p in (5, 1)] + [PortSpec(p, p, "tcp") for p in range(100, 116)]
+    assert ufw_files.port_groups(specs) == [",".join(str(p) for p in range(100, 115)) + "/tcp", "115/tcp", "1,5/udp"]
+    assert ufw_files.port_groups([]) == []
+
+
+def test_profile_file_with_a_section_without_ports_and_bad_ports():
+    text = "[A]\ntitle=a\n\n[B]\nports=80/tcp\n\n[C]\nports=x/tcp\n"
+    assert ufw_files.profile_file_ports(text) == {"A": None, "B": "80/tcp", "C": "x/tcp"}
+    assert ufw_files.parse_app_profiles([text]) == {"B": [PortSpec(80, 80, "tcp")]}
+    assert ufw_files.profile_file_ports(None) == {}
+
+
+def test_defaults_file_policies():
+    assert ufw_files.parse_defaults_file('DEFAULT_INPUT_POLICY="REJECT"\n') == "reject"
+    assert ufw_files.parse_defaults_file("DEFAULT_INPUT_POLICY=drop\n") == "deny"
+    assert ufw_files.parse_defaults_file("DEFAULT_INPUT_POLICY=WEIRD\n") == "weird"
+    assert ufw_files.parse_defaults_file("# DEFAULT_INPUT_POLICY=ACCEPT\n") is None
+
+
+@pytest.mark.parametrize(
+    "words, profile",
+    [
+        (("allow", "Zimbra"), "Zimbra"),
+        (("allow", "from", "10.0.0.1", "to", "any", "app", "Zimbra-mta"), "Zimbra-mta"),
+        (("allow", "22/tcp"), None),
+        (("allow", "from", "10.0.0.0/8"), None),
+        (("allow", "in", "Zimbra"), None),
+        (("allow", "from", "10.0.0.1", "app"), None),
+    ],
+)
+def test_rule_profile(words, profile):
+    assert ufw_files.rule_profile(words) == profile
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        # older ufw wrote no direction: six fields, or eight with applications
+        ("allow tcp 22 0.0.0.0/0 any 0.0.0.0/0", ("allow", "22/tcp")),
+        (
+            "allow tcp 25,80 0.0.0.0/0 any 10.0.0.5 Zimbra -",
+            ("allow", "from", "10.0.0.5", "to", "any", "app", "Zimbra"),
+        ),
+        ("allow tcp 25,80 0.0.0.0/0 any 0.0.0.0/0 Zimbra - out", ("allow", "out", "Zimbra")),
+    ],
+)
+def test_tuple_lines_of_every_length(line, words):
+    assert ufw_files.rules_from_files([f"### tuple ### {line}\n"]) == [(words, None)]
+
+
+def test_lines_that_merely_look_like_tuples_are_not_rules():
+    text = "-A ufw-user-input -p tcp --dport 22 -j ACCEPT -m comment\n# tuple allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n"
+    assert ufw_files.rules_from_files([text]) == []
+
+
+def test_a_profile_with_bad_ports_does_not_hide_the_next():
+    text = "[C]\nports=x/tcp\n\n[D]\nports=81/tcp\n"
+    assert ufw_files.parse_app_profiles([text]) == {"D": [PortSpec(81, 81, "tcp")]}
+
+
+def test_a_group_after_a_full_one_takes_fifteen_again():
+    groups = ufw_files.port_groups([PortSpec(p, p, "tcp") for p in range(1, 31)])
+    assert [len(group.split("/")[0].split(",")) for group in groups] == [15, 15]
+
+
+@pytest.mark.parametrize(
+    "words, rule",
+    [
+        (("allow", "log-all", "22/tcp"), ("allow", "any", [PortSpec(22, 22, "tcp")])),
+        (("allow", "in", "on", "eth0", "22/tcp"), ("allow", "any", [PortSpec(22, 22, "tcp")])),
+        (("allow", "8/tcp"), ("allow", "any", [PortSpec(8, 8, "tcp")])),
+    ],
+)
+def test_more_rule_forms_as_the_audit_reads_them(words, rule):
+    assert tuple(ufw_files.access_rule(words, PROFILES)) == rule
+
+
+def test_a_port_is_not_a_profile():
+    assert ufw_files.rule_profile(("allow", "8/tcp")) is None
