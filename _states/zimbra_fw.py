@@ -100,7 +100,8 @@ def pillar_valid(name="zimbra_fw-pillar"):
         f"The zimbra_fw pillar is valid: roles {', '.join(ports['roles']['roles'])} "
         f"(from {ports['roles']['source']}), {_count(ports['public'], 'public port')}, {_count(peers, 'peer')}"
     )
-    if "7071/tcp" in ports["public"] or "9071/tcp" in ports["public"]:
+    open_to_anyone = set(ports["public"]) - set(ports.get("only_from", {}))
+    if {"7071/tcp", "9071/tcp"} & open_to_anyone:
         ret["comment"] += "; the admin console is open to anyone: set zimbra_fw:admin_subnets to restrict it"
     return ret
 

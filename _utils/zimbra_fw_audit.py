@@ -109,6 +109,8 @@ def _finding(expected, widest, row, service, addresses):
         ), f"{service} is reachable from anyone; it should be {expected}-only"
     if widest == "anyone" and expected == UNKNOWN:
         return "medium", "not a Zimbra port, yet reachable from anyone"
+    if widest == "anyone" and row and "admins" in row.consumers:
+        return "medium", f"{service} is reachable from anyone; set zimbra_fw:admin_subnets (or only_from) for admins"
     if widest == "nobody" and expected in (PUBLIC, UNKNOWN):
         return "low", f"{service} listens on {', '.join(addresses)} but no rule allows it"
     if expected == LOCALHOST and widest != "localhost":

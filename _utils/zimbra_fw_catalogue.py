@@ -12,8 +12,8 @@ def __virtual__():
     return (False, "zimbra_fw_catalogue is a library of the zimbra_fw module, not a Salt util")
 
 
-Port = namedtuple("Port", "port proto role exposure consumers purpose critical when_missing")
-Port.__new__.__defaults__ = (False, None)
+Port = namedtuple("Port", "port proto role exposure consumers purpose critical when_missing scheme")
+Port.__new__.__defaults__ = (False, None, None)
 
 # Pillar role -> Zimbra package that owns the listeners.
 ROLES = {
@@ -39,6 +39,23 @@ ANYONE = ("internet",)
 ADMINS = ("admins",)
 ALL_NODES = ("all",)
 LOCAL = ("localhost",)
+
+# zmrcd (remote management: mail queues, config files) runs over ssh from the
+# mailbox to every node, on whatever port sshd listens on: ssh:port.
+ZMRCD = Port(22, "tcp", CORE_ROLE, CLUSTER, ("mailbox",), "sshd for Zimbra remote management (zmrcd)")
+
+# Clients of the mailbox's SOAP/REST port follow zimbraMailMode, which lives in
+# LDAP (pillar key mail_mode): zmtrainsa's SpamExtract on the MTA (crontab.mta,
+# nightly) and imapd (AccountUtil.getSoapUri) use 8443 in https mode, 8080 in
+# http mode; the other modes serve both.
+SOAP_CLIENTS = ("mta", "imapd")
+MAIL_MODES = {
+    "https": ("https",),
+    "http": ("http",),
+    "both": ("http", "https"),
+    "mixed": ("http", "https"),
+    "redirect": ("http", "https"),
+}
 
 # Read from Zimbra's sources; docs/zimbra-ports.yaml cites the source of each port.
 # ``consumers`` names the roles (or internet/admins/all/localhost) that connect.
@@ -75,7 +92,7 @@ CATALOGUE = (
     # zimbra-store (mailbox)
     Port(5222, "tcp", "mailbox", PUBLIC, ANYONE, "XMPP client (Zimbra Chat)"),
     Port(5223, "tcp", "mailbox", PUBLIC, ANYONE, "XMPP legacy SSL (Zimbra Chat)"),
-    Port(7071, "tcp", "mailbox", PUBLIC, (*ADMINS, "proxy", "mailbox"), "admin console and admin SOAP"),
+    Port(7071, "tcp", "mailbox", PUBLIC, (*ADMINS, "proxy", "mailbox", "mta", "imapd"), "admin console and admin SOAP"),
     Port(80, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd HTTP (no proxy on this node)", when_missing="proxy"),
     Port(110, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd POP3 (no proxy on this node)", when_missing="proxy"),
     Port(143, "tcp", "mailbox", PUBLIC, ANYONE, "mailboxd IMAP (no proxy on this node)", when_missing="proxy"),
@@ -92,8 +109,16 @@ CATALOGUE = (
     Port(7285, "tcp", "mailbox", CLUSTER, ("mailbox",), "message channel"),
     Port(7993, "tcp", "mailbox", CLUSTER, ("proxy",), "IMAPS backend"),
     Port(7995, "tcp", "mailbox", CLUSTER, ("proxy",), "POP3S backend"),
-    Port(8080, "tcp", "mailbox", CLUSTER, ("proxy", "mailbox"), "HTTP backend"),
-    Port(8443, "tcp", "mailbox", CLUSTER, ("proxy", "mailbox", "docs"), "HTTPS backend, server-to-server SOAP"),
+    Port(8080, "tcp", "mailbox", CLUSTER, ("proxy", "mailbox"), "HTTP backend", scheme="http"),
+    Port(
+        8443,
+        "tcp",
+        "mailbox",
+        CLUSTER,
+        ("proxy", "mailbox", "docs"),
+        "HTTPS backend, server-to-server SOAP",
+        scheme="https",
+    ),
     Port(8742, "tcp", "mailbox", CLUSTER, ("proxy",), "zx HTTP endpoint (Zextras extensions)"),
     Port(8743, "tcp", "mailbox", CLUSTER, ("proxy",), "zx HTTPS endpoint (Zextras extensions)"),
     Port(9443, "tcp", "mailbox", CLUSTER, ("proxy",), "HTTPS with client certificate"),
@@ -118,7 +143,7 @@ CATALOGUE = (
     Port(8735, "tcp", "modules-ng", CLUSTER, ("mailbox",), "Network Modules NG inter-instance"),
     Port(8736, "tcp", "modules-ng", CLUSTER, ("mailbox",), "Network Modules NG inter-instance"),
     # zimbra-core: every node
-    Port(22, "tcp", CORE_ROLE, CLUSTER, ("mailbox",), "sshd for Zimbra remote management (zmrcd)"),
+    ZMRCD,
     Port(7171, "tcp", CORE_ROLE, LOCALHOST, LOCAL, "zmconfigd control listener", True),
 )
 
@@ -147,6 +172,14 @@ class PortSpec(namedtuple("PortSpec", "first last proto")):
 def spec_of(row):
     """A catalogue row's port as a PortSpec."""
     return PortSpec(row.port, row.port, row.proto)
+
+
+def consumers(row, mail_mode="https"):
+    """Who connects to a row's port: its consumers, and the SOAP clients where
+    the mail mode uses the row's scheme."""
+    if row.scheme in MAIL_MODES[mail_mode]:
+        return (*row.consumers, *SOAP_CLIENTS)
+    return row.consumers
 
 
 def _port_number(text):
@@ -201,9 +234,15 @@ def row_for(port, proto, roles):
     return (own or rows or [None])[0]
 
 
-def critical_rows():
-    """The rows of ports that must never be public (databases, LDAP, memcached, ...)."""
-    return sorted(row for row in CATALOGUE if row.critical)
+def internal_rows():
+    """One row for each port number that is only ever cluster or localhost,
+    whatever the protocol: ports that must never be opened to anyone."""
+    public = {row.port for row in CATALOGUE if row.exposure == PUBLIC}
+    rows = {}
+    for row in sorted(CATALOGUE):
+        if row.port not in public:
+            rows.setdefault(row.port, row)
+    return list(rows.values())
 
 
 def as_dicts():
@@ -215,6 +254,7 @@ def as_dicts():
             "role": row.role,
             "exposure": row.exposure,
             "consumers": list(row.consumers),
+            **({"consumers_by_mail_mode": {m: list(consumers(row, m)) for m in MAIL_MODES}} if row.scheme else {}),
             "purpose": row.purpose,
             "critical": row.critical,
             **({"only_without": row.when_missing} if row.when_missing else {}),

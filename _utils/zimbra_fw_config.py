@@ -24,9 +24,9 @@ PILLAR_KEY = "zimbra_fw"
 
 Config = namedtuple(
     "Config",
-    "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from "
+    "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from ssh_limit "
     "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
-    "salt_masters",
+    "salt_masters mail_mode only_from cluster_networks left_out",
 )
 SaltMaster = namedtuple("SaltMaster", "address ports")
 Peer = namedtuple("Peer", "name addresses roles source")
@@ -47,7 +47,8 @@ DEFAULTS = {
     "admin_subnets": [],
     "extra_ports": [],
     "exclude_ports": [],
-    "ssh": {"port": 22, "from": ["any"]},
+    "only_from": {},
+    "ssh": {"port": 22, "from": ["any"], "limit": False},
     "profile": {
         "name": "Zimbra",
         "title": "Zimbra Collaboration Server",
@@ -56,7 +57,8 @@ DEFAULTS = {
     "enabled": True,
     "allow_no_management": False,
     "allow_salt_master": True,
-    "cluster": {"peers": [], "mine": False, "mine_target": "*"},
+    "cluster": {"peers": [], "mine": False, "mine_target": "*", "networks": []},
+    "mail_mode": "https",
 }
 
 # Room is left for the "-<role>" suffix of the per-role groups (ufw allows 64).
@@ -209,14 +211,21 @@ def _parse_port_list(problems, key, value):
     return tuple(sorted(set(specs)))
 
 
+HOW_REACHED = {
+    catalogue.CLUSTER: "peers reach it by their roles (cluster:peers, cluster:mine), trusted_subnets reach every port",
+    catalogue.LOCALHOST: "Zimbra binds it to localhost; it is never opened",
+}
+
+
 def _check_extra_ports(problems, extra_ports, exclude_ports):
     for spec in extra_ports:
-        for row in catalogue.critical_rows():
-            if spec.covers(catalogue.spec_of(row)):
+        for row in catalogue.internal_rows():
+            if spec.first <= row.port <= spec.last:  # either protocol: memcached over UDP amplifies
                 problems.add(
                     "extra_ports",
                     str(spec),
-                    f"would publish {row.port}/{row.proto} ({row.purpose}), which must never be public",
+                    f"would publish {row.port}/{spec.proto}: {row.port}/{row.proto} is the {row.role} role's "
+                    f"{row.purpose}, a {row.exposure} port ({HOW_REACHED[row.exposure]})",
                 )
         splitting = [ex for ex in exclude_ports if ex.overlaps(spec) and not ex.covers(spec)]
         for excluded in splitting:
@@ -224,11 +233,34 @@ def _check_extra_ports(problems, extra_ports, exclude_ports):
 
 
 def _parse_ssh(problems, value):
-    ssh = _mapping(problems, "ssh", value, DEFAULTS["ssh"], "port and from, such as {port: 22, from: [any]}")
+    """(port, who may connect, rate-limited or not)."""
+    ssh = _mapping(problems, "ssh", value, DEFAULTS["ssh"], "port, from and limit, such as {port: 22, from: [any]}")
     port = ssh["port"]
     if not _is_int(port) or not 1 <= port <= 65535:
         problems.add("ssh:port", port, "is not a port number (1-65535)")
-    return port, _parse_networks(problems, "ssh:from", ssh["from"], allow_any=True)
+    sources = _parse_networks(problems, "ssh:from", ssh["from"], allow_any=True)
+    return port, sources, _check_bool(problems, "ssh:limit", ssh["limit"])
+
+
+def _parse_only_from(problems, value):
+    """((PortSpec, networks), ...) from zimbra_fw:only_from; each port at most once."""
+    if not isinstance(value, dict):
+        problems.add("only_from", value, "must be a mapping of port to networks, such as {'25': [198.51.100.0/24]}")
+        return ()
+    restricted = {}
+    for port, networks in value.items():
+        key = f"only_from:{port}"
+        try:
+            spec = catalogue.parse_port_spec(port)
+        except ValueError as exc:
+            problems.add(key, port, str(exc))
+            continue
+        if spec in restricted:
+            problems.add("only_from", port, f"names {spec} twice")
+        restricted[spec] = _parse_networks(problems, key, networks)
+        if networks == []:
+            problems.add(key, networks, "is empty: list the networks that may reach the port, or leave the port out")
+    return tuple(sorted(restricted.items()))
 
 
 def _parse_profile_text(problems, key, value):
@@ -258,35 +290,49 @@ def _parse_profile(problems, value, name_taken):
     return name, title, description
 
 
-def _parse_peer(problems, key, value, source):
+def _parse_peer(problems, key, value, source, networks=()):
+    """(Peer or None, addresses left out). Mine peers publish their own
+    addresses: host addresses only, and with ``networks`` only those inside them."""
     if not isinstance(value, dict):
         problems.add(key, value, "must be a mapping with name, addresses and roles")
-        return None
+        return None, ()
     _check_keys(problems, f"{key}:", value, ("name", "addresses", "roles"))
     name = value.get("name")
     if not isinstance(name, str) or not name.strip():
         problems.add(f"{key}:name", name, "must be a non-empty string")
-    addresses = []
+    addresses, left_out = [], []
     for index, item in enumerate(_check_list(problems, f"{key}:addresses", value.get("addresses"))):
         network = _parse_network(problems, f"{key}:addresses[{index}]", item)
-        if network is not None:
+        if network is None:
+            continue
+        if source == "mine" and network.prefixlen != network.max_prefixlen:
+            problems.add(
+                f"{key}:addresses[{index}]",
+                item,
+                "is not a host address: a minion publishes its own addresses (/32, /128), never networks",
+            )
+        elif networks and not any(network.subnet_of(n) for n in networks if n.version == network.version):
+            left_out.append(network)
+        else:
             addresses.append(network)
-    if not addresses:
+    if not addresses and not left_out:
         problems.add(f"{key}:addresses", value.get("addresses"), "must list at least one address")
     roles = _parse_role_list(problems, f"{key}:roles", value.get("roles"))
-    return Peer(str(name), tuple(sorted(set(addresses), key=_network_key)), roles, source)
+    return Peer(str(name), tuple(sorted(set(addresses), key=_network_key)), roles, source), tuple(left_out)
 
 
 def _parse_cluster(problems, value, mine_data, minion_id):
-    """(peers, mine wanted, mine target) from zimbra_fw:cluster and the Salt Mine's data."""
-    cluster = _mapping(problems, "cluster", value, DEFAULTS["cluster"], "peers, mine and mine_target")
+    """(peers, mine wanted, mine target, cluster networks, mine addresses left
+    out) from zimbra_fw:cluster and the Salt Mine's data."""
+    cluster = _mapping(problems, "cluster", value, DEFAULTS["cluster"], "peers, mine, mine_target and networks")
     use_mine = _check_bool(problems, "cluster:mine", cluster["mine"])
+    networks = _parse_networks(problems, "cluster:networks", cluster["networks"])
     target = cluster["mine_target"]
     if not isinstance(target, str) or not target.strip():
         problems.add("cluster:mine_target", target, "must be a Salt target such as '*' or 'G@zimbra:*'")
-    peers = {}
+    peers, left_out = {}, {}
     for index, item in enumerate(_check_list(problems, "cluster:peers", cluster["peers"])):
-        peer = _parse_peer(problems, f"cluster:peers[{index}]", item, "pillar")
+        peer, _ = _parse_peer(problems, f"cluster:peers[{index}]", item, "pillar")
         if peer is None:
             continue
         if peer.name in peers:
@@ -301,10 +347,19 @@ def _parse_cluster(problems, value, mine_data, minion_id):
             if name == minion_id or name in peers:
                 continue  # pillar peers override the mine
             entry = dict(identity, name=name) if isinstance(identity, dict) else identity
-            peer = _parse_peer(problems, f"cluster:mine[{name}]", entry, "mine")
-            if peer is not None:
+            peer, outside = _parse_peer(problems, f"cluster:mine[{name}]", entry, "mine", networks)
+            if outside:
+                left_out[str(name)] = tuple(source_text(n) for n in outside)
+            if peer is not None and peer.addresses:
                 peers[name] = peer
-    return tuple(sorted(peers.values())), use_mine, target
+    return tuple(sorted(peers.values())), use_mine, target, networks, left_out
+
+
+def _parse_mail_mode(problems, value):
+    if not isinstance(value, str) or value not in catalogue.MAIL_MODES:
+        known = ", ".join(catalogue.MAIL_MODES)
+        problems.add("mail_mode", value, f"is not a Zimbra mail mode (zimbraMailMode): one of {known}")
+    return value
 
 
 def source_text(network):
@@ -317,6 +372,7 @@ def source_text(network):
 def _ipv6_networks(config):
     """(pillar key, network) for every IPv6 address or subnet the rules would name."""
     keys = [("trusted_subnets", config.trusted_subnets), ("admin_subnets", config.admin_subnets)]
+    keys += [(f"only_from:{spec}", networks) for spec, networks in config.only_from]
     keys.append(("ssh:from", [n for n in config.ssh_from if n != "any"]))
     keys += [(f"cluster:{'peers' if p.source == 'pillar' else 'mine'}[{p.name}]", p.addresses) for p in config.peers]
     keys.append(("allow_salt_master", [master.address for master in config.salt_masters]))
@@ -338,11 +394,14 @@ def parse_config(pillar, facts=NO_FACTS):
     roles, roles_source = _parse_roles(problems, merged["roles"], facts.packages)
     trusted = _parse_networks(problems, "trusted_subnets", merged["trusted_subnets"])
     admin = _parse_networks(problems, "admin_subnets", merged["admin_subnets"])
-    peers, use_mine, mine_target = _parse_cluster(problems, merged["cluster"], facts.mine_data, facts.minion_id)
+    peers, use_mine, mine_target, networks, left_out = _parse_cluster(
+        problems, merged["cluster"], facts.mine_data, facts.minion_id
+    )
     extra = _parse_port_list(problems, "extra_ports", merged["extra_ports"])
     exclude = _parse_port_list(problems, "exclude_ports", merged["exclude_ports"])
     _check_extra_ports(problems, extra, exclude)
-    ssh_port, ssh_from = _parse_ssh(problems, merged["ssh"])
+    only_from = _parse_only_from(problems, merged["only_from"])
+    ssh_port, ssh_from, ssh_limit = _parse_ssh(problems, merged["ssh"])
     name, title, description = _parse_profile(problems, merged["profile"], facts.name_taken)
     allow_no_management = _check_bool(problems, "allow_no_management", merged["allow_no_management"])
     masters = ()
@@ -365,6 +424,7 @@ def parse_config(pillar, facts=NO_FACTS):
         exclude_ports=exclude,
         ssh_port=ssh_port,
         ssh_from=ssh_from,
+        ssh_limit=ssh_limit,
         profile_name=name,
         profile_title=title,
         profile_description=description,
@@ -374,6 +434,10 @@ def parse_config(pillar, facts=NO_FACTS):
         mine=use_mine,
         mine_target=mine_target,
         salt_masters=masters,
+        mail_mode=_parse_mail_mode(problems, merged["mail_mode"]),
+        only_from=only_from,
+        cluster_networks=networks,
+        left_out=left_out,
     )
     if facts.ipv6_off:
         for key, network in _ipv6_networks(config):

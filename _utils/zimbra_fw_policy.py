@@ -16,6 +16,7 @@ from collections import namedtuple
 
 import zimbra_fw_catalogue as catalogue
 from zimbra_fw_catalogue import CLUSTER, LOCALHOST, PUBLIC
+from zimbra_fw_config import ConfigInvalid, Problems
 
 
 def __virtual__():
@@ -25,15 +26,27 @@ def __virtual__():
 ADMIN_SUFFIX = "admin"
 ALL_PEERS = "all"
 
-MANAGEMENT, SALT_MASTER, TRUSTED, ADMIN, PEER, ANYONE = "ssh", "salt-master", "trusted", "admin", "peer", "public"
+MANAGEMENT, SALT_MASTER, TRUSTED, ADMIN, ONLY_FROM, PEER, ANYONE = (
+    "ssh",
+    "salt-master",
+    "trusted",
+    "admin",
+    "only-from",
+    "peer",
+    "public",
+)
 MANAGEMENT_KINDS = (MANAGEMENT, SALT_MASTER)
 
 Group = namedtuple("Group", "name title description ports")
 # source: an ip_network, or None for anyone. ports: PortSpecs, or None for
 # every port. group: the group whose ports these are, if any. source_ports:
 # the peer's ports the packets come from (the Salt master's replies), or ().
-Access = namedtuple("Access", "kind source ports group source_ports")
-Policy = namedtuple("Policy", "config public cluster localhost admin groups accesses peers_by_port")
+# limit: rate-limited (ssh:limit), for the firewall to refuse brute force.
+Access = namedtuple("Access", "kind source ports group source_ports limit")
+Access.__new__.__defaults__ = (False,)
+# public: every port opened to anyone or, with only_from, to some networks;
+# restricted: {PortSpec: networks} of only_from.
+Policy = namedtuple("Policy", "config public restricted cluster localhost admin groups accesses peers_by_port")
 
 
 def _cluster_roles(config):
@@ -41,18 +54,25 @@ def _cluster_roles(config):
     return set(config.roles).union(*(peer.roles for peer in config.peers))
 
 
-def _exposed(rows, exposure):
-    return {catalogue.spec_of(row) for row in rows if row.exposure == exposure}
+def _spec(row, config):
+    """A row's port on this server: zmrcd's ssh follows ssh:port."""
+    if row is catalogue.ZMRCD:
+        return catalogue.PortSpec(config.ssh_port, config.ssh_port, "tcp")
+    return catalogue.spec_of(row)
 
 
-def _by_consumer(rows, public):
+def _exposed(rows, exposure, config):
+    return {_spec(row, config) for row in rows if row.exposure == exposure}
+
+
+def _by_consumer(rows, public, config):
     """``{consumer role or 'all': {PortSpec}}``: the non-public ports by who connects."""
     groups = {}
     for row in rows:
-        spec = catalogue.spec_of(row)
+        spec = _spec(row, config)
         if row.exposure == LOCALHOST or spec in public:
             continue
-        for consumer in row.consumers:
+        for consumer in catalogue.consumers(row, config.mail_mode):
             if consumer in catalogue.ROLES or consumer == ALL_PEERS:
                 groups.setdefault(consumer, set()).add(spec)
     return groups
@@ -68,14 +88,9 @@ def _group_name(config, suffix):
 
 
 def _management(config):
+    ssh = (catalogue.PortSpec(config.ssh_port, config.ssh_port, "tcp"),)
     accesses = [
-        Access(
-            MANAGEMENT,
-            None if source == "any" else source,
-            (catalogue.PortSpec(config.ssh_port, config.ssh_port, "tcp"),),
-            None,
-            (),
-        )
+        Access(MANAGEMENT, None if source == "any" else source, ssh, None, (), config.ssh_limit)
         for source in config.ssh_from
     ]
     accesses += [Access(SALT_MASTER, master.address, None, None, master.ports) for master in config.salt_masters]
@@ -88,14 +103,17 @@ def build(config):
     admin = set()
     if config.admin_subnets:
         admin = {catalogue.spec_of(row) for row in rows if row.exposure == PUBLIC and "admins" in row.consumers}
-    wanted = (_exposed(rows, PUBLIC) - admin) | set(config.extra_ports)
+    wanted = (_exposed(rows, PUBLIC, config) - admin) | set(config.extra_ports)
     public = sorted(spec for spec in wanted if not any(ex.overlaps(spec) for ex in config.exclude_ports))
-    by_consumer = _by_consumer(rows, set(public))
+    restricted = dict(config.only_from)
+    _check_only_from(restricted, public)
+    by_consumer = _by_consumer(rows, set(public), config)
 
     groups = {}
-    if public:
+    anyone = [spec for spec in public if spec not in restricted]
+    if anyone:
         groups[config.profile_name] = Group(
-            config.profile_name, config.profile_title, config.profile_description, public
+            config.profile_name, config.profile_title, config.profile_description, anyone
         )
     used = sorted({c for peer in config.peers for c in _consumers_of(peer, by_consumer)})
     for suffix in used + ([ADMIN_SUFFIX] if admin else []):
@@ -111,6 +129,8 @@ def build(config):
     if admin:
         group = groups[_group_name(config, ADMIN_SUFFIX)]
         accesses += [Access(ADMIN, network, group.ports, group.name, ()) for network in config.admin_subnets]
+    for spec, networks in restricted.items():
+        accesses += [Access(ONLY_FROM, network, (spec,), None, ()) for network in networks]
     peers_by_port = {}
     for peer in config.peers:
         for consumer in _consumers_of(peer, by_consumer):
@@ -118,18 +138,32 @@ def build(config):
             accesses += [Access(PEER, address, group.ports, group.name, ()) for address in peer.addresses]
             for spec in group.ports:
                 peers_by_port.setdefault(spec, set()).add(peer.name)
-    if public:
-        accesses.append(Access(ANYONE, None, tuple(public), config.profile_name, ()))
+    if anyone:
+        accesses.append(Access(ANYONE, None, tuple(anyone), config.profile_name, ()))
     return Policy(
         config=config,
         public=public,
-        cluster=sorted(_exposed(rows, CLUSTER)),
-        localhost=sorted(_exposed(rows, LOCALHOST)),
+        restricted=restricted,
+        cluster=sorted(_exposed(rows, CLUSTER, config)),
+        localhost=sorted(_exposed(rows, LOCALHOST, config)),
         admin=sorted(admin),
         groups=groups,
         accesses=accesses,
         peers_by_port={spec: sorted(names) for spec, names in peers_by_port.items()},
     )
+
+
+def _check_only_from(restricted, public):
+    """only_from may only narrow this server's own public ports."""
+    problems = Problems()
+    for spec in restricted:
+        if spec not in public:
+            listed = ", ".join(str(p) for p in public) or "none"
+            problems.add(
+                f"only_from:{spec}", str(spec), f"is not a public port of this server (its public ports: {listed})"
+            )
+    if problems:
+        raise ConfigInvalid(problems)
 
 
 def management(policy):
@@ -147,6 +181,10 @@ def open_ports(policy):
         "roles": {"roles": list(config.roles), "source": config.roles_source},
         "peers": {str(spec): policy.peers_by_port[spec] for spec in sorted(policy.peers_by_port)},
     }
+    if policy.restricted:
+        result["only_from"] = {str(spec): [str(n) for n in nets] for spec, nets in policy.restricted.items()}
+    if config.left_out:
+        result["left_out"] = {name: list(addresses) for name, addresses in config.left_out.items()}
     if config.admin_subnets:
         result["admin"] = {str(spec): [str(n) for n in config.admin_subnets] for spec in policy.admin}
     return result

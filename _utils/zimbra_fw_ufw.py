@@ -155,9 +155,11 @@ def rule_words(access):
     if access.ports is None:
         return ("allow", "from", source_text(access.source))
     (spec,) = access.ports
+    action = "limit" if access.limit else "allow"  # limit: 6 connections in 30 s from one address
     if access.source is None:
-        return ("allow", str(spec))
-    return ("allow", "from", source_text(access.source), "to", "any", "port", str(spec.first), "proto", spec.proto)
+        return (action, str(spec))
+    ports = str(spec).split("/")[0]
+    return (action, "from", source_text(access.source), "to", "any", "port", ports, "proto", spec.proto)
 
 
 def desired_rules(policy):

@@ -9,6 +9,9 @@ datagrams until killed.
 ``python probe.py connect ADDRESS TIMEOUT PORT...`` tries each port once, all
 at once, each bounded by TIMEOUT seconds (TCP: a connection; UDP: one
 datagram and its echo), and prints a JSON object ``{port: true|false}``.
+
+``python probe.py repeat ADDRESS TIMEOUT PORT COUNT`` connects COUNT times
+(at most 20), one after another, and prints the JSON list of outcomes.
 """
 
 import asyncio
@@ -86,6 +89,9 @@ async def _connect_all(address, timeout, ports):
 def main(argv):
     if argv[0] == "listen":
         listen(argv[1:])
+    elif argv[0] == "repeat":
+        address, timeout, port, count = argv[1], float(argv[2]), int(argv[3]), min(int(argv[4]), 20)
+        print(json.dumps([asyncio.run(_try(address, port, timeout)) for _ in range(count)]))
     elif argv[0] == "connect":
         address, timeout = argv[1], float(argv[2])
         print(json.dumps(asyncio.run(_connect_all(address, timeout, argv[3:]))))

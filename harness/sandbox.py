@@ -110,6 +110,11 @@ class Namespace:
         out = self.exec([sys.executable, PROBE, "connect", address, str(timeout), *map(str, ports)]).stdout
         return {int(port) if port.isdigit() else port: is_open for port, is_open in json.loads(out).items()}
 
+    def probe_repeatedly(self, address, port, count, timeout=0.8):
+        """``count`` TCP connections to ``port``, one after another: which got in."""
+        argv = [sys.executable, PROBE, "repeat", address, str(timeout), str(port), str(count)]
+        return json.loads(self.exec(argv).stdout)
+
     def close(self):
         for process in self.processes:
             stop(process)

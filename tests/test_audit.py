@@ -220,14 +220,14 @@ def test_firewall_findings_name_the_firewall():
 
 
 def test_a_public_port_that_is_not_in_the_catalogue_is_expected_public():
-    policy = policies.build(cfg.parse_config({"roles": ["mta"], "extra_ports": [8443]}))
-    result = audit.audit(policy, [listener("0.0.0.0", 8443)], [], active=True, incoming="deny", firewall="ufw")
+    policy = policies.build(cfg.parse_config({"roles": ["mta"], "extra_ports": [8448]}))
+    result = audit.audit(policy, [listener("0.0.0.0", 8448)], [], active=True, incoming="deny", firewall="ufw")
     assert result["ports"][0]["expected"] == "public"
     assert result["findings"] == [
         {
             "severity": "low",
-            "port": "8443/tcp",
-            "message": "HTTPS backend, server-to-server SOAP listens on 0.0.0.0 but no rule allows it",
+            "port": "8448/tcp",
+            "message": "not a Zimbra port listens on 0.0.0.0 but no rule allows it",
         }
     ]
 

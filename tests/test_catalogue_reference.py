@@ -22,4 +22,5 @@ def test_every_catalogue_row_is_in_the_reference_with_its_exposure_and_consumers
         entry = entries[key]
         assert (entry["exposure"], tuple(entry["consumers"])) == (row.exposure, row.consumers), key
         assert entry["package"] == catalogue.ROLES.get(row.role, "zimbra-core"), key
+        assert entry.get("scheme") == row.scheme, key
         assert entry["source"].strip(), key

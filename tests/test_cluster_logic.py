@@ -33,7 +33,7 @@ def ports(specs):
 def test_mailbox_profiles_per_consumer_role():
     groups = node("mailbox").groups
     assert list(groups) == ["Zimbra", "Zimbra-mta", "Zimbra-proxy"]
-    assert ports(groups["Zimbra-mta"].ports) == ["7025/tcp", "7073/tcp"]
+    assert ports(groups["Zimbra-mta"].ports) == ["7025/tcp", "7073/tcp", "8443/tcp"]  # 7071 is public here
     assert "11211/tcp" in ports(groups["Zimbra-proxy"].ports) and "8080/tcp" in ports(groups["Zimbra-proxy"].ports)
     assert "Zimbra-mailbox" not in groups  # no other mailbox in this cluster
 
@@ -60,7 +60,7 @@ def test_one_rule_per_peer_address_and_profile():
 def test_profile_text_has_a_section_per_profile():
     text = ufw.profile_text(node("mailbox"))
     assert list(ufw_files.profile_file_ports(text)) == ["Zimbra", "Zimbra-mta", "Zimbra-proxy"]
-    assert ufw_files.profile_file_ports(text)["Zimbra-mta"] == "7025,7073/tcp"
+    assert ufw_files.profile_file_ports(text)["Zimbra-mta"] == "7025,7073,8443/tcp"
 
 
 def test_admin_subnets_take_the_console_off_the_internet():

@@ -5,8 +5,8 @@ import zimbra_fw_config as cfg
 
 MTA = {"roles": ["mta"]}
 INTERNET = "would give the whole internet access (LDAP, memcached, MySQL)"
-KNOWN = "roles, trusted_subnets, admin_subnets, extra_ports, exclude_ports, ssh, profile, enabled, "
-KNOWN += "allow_no_management, allow_salt_master, cluster"
+KNOWN = "roles, trusted_subnets, admin_subnets, extra_ports, exclude_ports, only_from, ssh, profile, enabled, "
+KNOWN += "allow_no_management, allow_salt_master, cluster, mail_mode"
 
 CASES = [
     (
@@ -42,7 +42,7 @@ CASES = [
             "zimbra_fw:cluster:peers[1]: 5 must be a mapping with name, addresses and roles",
         ],
     ),
-    ({"cluster": ["a"]}, ["zimbra_fw:cluster: ['a'] must be a mapping with peers, mine and mine_target"]),
+    ({"cluster": ["a"]}, ["zimbra_fw:cluster: ['a'] must be a mapping with peers, mine, mine_target and networks"]),
     (
         {"ssh": {"port": 0, "from": ["10.0.0.0/8", "10.0.0.0/8", 5]}},
         [
@@ -93,7 +93,8 @@ CASES = [
     (
         {"extra_ports": ["10020:10030/tcp"]},
         [
-            f"zimbra_fw:extra_ports: '10020:10030/tcp' would publish {port}/tcp ({purpose}), which must never be public"
+            f"zimbra_fw:extra_ports: '10020:10030/tcp' would publish {port}/tcp: {port}/tcp is the mta role's "
+            f"{purpose}, a localhost port (Zimbra binds it to localhost; it is never opened)"
             for port, purpose in (
                 (10024, "amavisd inbound content filter"),
                 (10025, "postfix re-injection from amavisd"),
@@ -126,8 +127,11 @@ def test_mine_problems_name_the_minion():
     with pytest.raises(cfg.ConfigInvalid) as info:
         cfg.parse_config({**MTA, "cluster": {"mine": True}}, cfg.Facts(mine_data=mine, minion_id="z"))
     assert info.value.problems == [
+        "zimbra_fw:cluster:mine[a]:addresses[0]: '10.0.0.0/8' is not a host address: a minion publishes its own "
+        "addresses (/32, /128), never networks",
         "zimbra_fw:cluster:mine[a]:addresses[1]: '::/0' is the whole internet: it would give everyone access "
         "(LDAP, memcached, MySQL)",
+        "zimbra_fw:cluster:mine[a]:addresses: ['10.0.0.0/8', '::/0'] must list at least one address",
         "zimbra_fw:cluster:mine[b]:extra: 1 is not a known key; known keys: name, addresses, roles",
         "zimbra_fw:cluster:mine[b]:addresses: [] must list at least one address",
         "zimbra_fw:cluster:mine[b]:roles: 'x' must be a list, not a str",
@@ -189,7 +193,7 @@ ROLES = (
     "ldap, mta, proxy, mailbox, memcached, logger, spell, snmp, imapd, convertd, onlyoffice, docs, dnscache, modules-ng"
 )
 MORE_CASES = [
-    ({"ssh": "x"}, ["zimbra_fw:ssh: 'x' must be a mapping with port and from, such as {port: 22, from: [any]}"]),
+    ({"ssh": "x"}, ["zimbra_fw:ssh: 'x' must be a mapping with port, from and limit, such as {port: 22, from: [any]}"]),
     (
         {"ssh": {"from": []}, "allow_no_management": "yes"},
         [
@@ -233,8 +237,8 @@ MORE_CASES = [
     (
         {"ssh": {22: 1, "x": 2}},
         [
-            "zimbra_fw:ssh:22: 1 is not a known key; known keys: port, from",
-            "zimbra_fw:ssh:x: 2 is not a known key; known keys: port, from",
+            "zimbra_fw:ssh:22: 1 is not a known key; known keys: port, from, limit",
+            "zimbra_fw:ssh:x: 2 is not a known key; known keys: port, from, limit",
         ],
     ),
 ]

@@ -44,7 +44,7 @@ def test_a_mailbox_with_proxy_trusted_admin_and_peers():
             "Zimbra-mta",
             "Zimbra Collaboration Server (mta peers)",
             "Zimbra ports that mta peers connect to",
-            specs("7025", "7073"),
+            specs("7025", "7071", "7073", "8443"),  # admin SOAP and SOAP/REST for spam training
         ),
         Group(
             "Zimbra-admin",
@@ -58,12 +58,17 @@ def test_a_mailbox_with_proxy_trusted_admin_and_peers():
         Access("salt-master", net("10.77.0.1/32"), None, None, (4505, 4506)),
         Access("trusted", net("10.9.0.0/16"), None, None, ()),
         Access("admin", net("10.8.0.0/24"), specs("7071", "9071"), "Zimbra-admin", ()),
-        Access("peer", net("10.0.0.12/32"), specs("7025", "7073"), "Zimbra-mta", ()),
+        Access("peer", net("10.0.0.12/32"), specs("7025", "7071", "7073", "8443"), "Zimbra-mta", ()),
         Access("public", None, tuple(public), "Zimbra", ()),
     ]
     assert policies.management(policy) == policy.accesses[:2]
     assert policy.public == public and policy.admin == specs("7071", "9071")
-    assert policies.open_ports(policy)["peers"] == {"7025/tcp": ["mta1"], "7073/tcp": ["mta1"]}
+    assert policies.open_ports(policy)["peers"] == {
+        "7025/tcp": ["mta1"],
+        "7071/tcp": ["mta1"],
+        "7073/tcp": ["mta1"],
+        "8443/tcp": ["mta1"],
+    }
     assert policies.open_ports(policy)["admin"] == {"7071/tcp": ["10.8.0.0/24"], "9071/tcp": ["10.8.0.0/24"]}
 
 
@@ -89,9 +94,9 @@ def test_ports_every_node_uses_form_the_all_group():
 def test_an_excluded_public_port_goes_to_no_one_and_a_cluster_port_stays_cluster():
     policy = policies.build(cfg.parse_config({"roles": ["mailbox"], "exclude_ports": ["5222:5223/tcp"]}))
     assert "5222/tcp" not in [str(s) for s in policy.public]
-    policy = policies.build(cfg.parse_config({"roles": ["mailbox"], "extra_ports": [8443]}))
-    assert catalogue.parse_port_spec(8443) in policy.public
-    assert not any(catalogue.parse_port_spec(8443) in g.ports for g in policy.groups.values() if g.name != "Zimbra")
+    policy = policies.build(cfg.parse_config({"roles": ["mailbox"], "extra_ports": [8448]}))
+    assert catalogue.parse_port_spec(8448) in policy.public
+    assert not any(catalogue.parse_port_spec(8448) in g.ports for g in policy.groups.values() if g.name != "Zimbra")
 
 
 def test_admin_subnets_without_admin_ports_list_none():
@@ -132,8 +137,10 @@ def test_port_edges_and_the_critical_list():
             assert str(exc).startswith(reason), (bad, exc)
         else:
             raise AssertionError(bad)
-    critical = [(row.port, row.proto) for row in catalogue.critical_rows()]
-    assert critical == sorted(critical) and (389, "tcp") in critical and (11211, "tcp") in critical
+    internal = [(row.port, row.proto) for row in catalogue.internal_rows()]
+    assert internal == sorted(internal) and (389, "tcp") in internal and (11211, "tcp") in internal
+    assert (53, "tcp") in internal and (53, "udp") not in internal  # one row for each port number
+    assert not {port for port, _ in internal} & {25, 80, 443, 7071, 9071}
     assert catalogue.row_for(80, "tcp", ["proxy"]).role == "proxy"
     assert catalogue.row_for(80, "tcp", ["mta"]).role == "proxy"  # not this node's: the first row
     assert catalogue.row_for(22, "tcp", ["mta"]).role == "core"

@@ -123,3 +123,27 @@ def test_syslog_over_udp_reaches_a_logger_from_the_lan_only_until_published(lab)
     results = lab.minion.apply()
     assert results["zimbra_fw-rules"]["changes"] == {"added": ["allow Zimbra"]}
     assert lab.internet.probe(lab.MINION_INTERNET, ["514/udp"]) == {"514/udp": True}
+
+
+def test_only_from_keeps_smtp_to_the_gateway_and_submission_open(lab, example_pillar):
+    pillar = dict(example_pillar, trusted_subnets=[], only_from={"25": ["192.168.1.10"]})
+    lab.minion.set_pillar(pillar)
+    results = lab.minion.apply()
+    assert succeeded(results), results
+    assert "allow from 192.168.1.10 to any port 25 proto tcp" in results["zimbra_fw-rules"]["changes"]["added"]
+    lab.minion.listen([25, 587])
+    assert lab.internet.probe(lab.MINION_INTERNET, [25, 587]) == {25: False, 587: True}
+    assert lab.lan.probe(lab.MINION_LAN, [25, 587]) == {25: True, 587: True}  # the mail gateway
+    assert lab.minion.salt("zimbra_fw.open_ports")["only_from"] == {"25/tcp": ["192.168.1.10/32"]}
+    assert changes(lab.minion.apply()) == {}
+
+
+def test_ssh_limit_refuses_a_burst_and_lets_a_normal_login_in(lab, example_pillar):
+    lab.minion.set_pillar(dict(example_pillar, ssh={"limit": True}))
+    results = lab.minion.apply()
+    assert succeeded(results), results
+    assert results["zimbra_fw-rules"]["changes"]["added"][0] == "limit 22/tcp"
+    lab.minion.listen([22])
+    burst = lab.internet.probe_repeatedly(lab.MINION_INTERNET, 22, 10)
+    assert burst == [True] * 5 + [False] * 5, burst  # ufw: the 6th connection within 30 s is refused
+    assert lab.lan.probe(lab.MINION_LAN, [22]) == {22: True}  # anyone else still logs in

@@ -135,13 +135,13 @@ def test_pillar_change_removes_only_stale_managed_rules(converged, example_pilla
 def test_changed_ports_update_the_live_rules(converged, example_pillar):
     lab, _ = converged
     pillar = copy.deepcopy(example_pillar)
-    pillar["extra_ports"] = [8443]
+    pillar["extra_ports"] = [8448]
     pillar["exclude_ports"] = [5222, 5223]
     lab.minion.set_pillar(pillar)
     results = lab.minion.apply()
     assert results["zimbra_fw-profile"]["changes"]["ports"]["Zimbra"] == {
         "old": "25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp",
-        "new": "25,80,110,143,443,465,587,993,995,3443,7071,8443,9071/tcp",
+        "new": "25,80,110,143,443,465,587,993,995,3443,7071,8448,9071/tcp",
     }
     assert changes(results).keys() == {"zimbra_fw-profile"}
     lab.minion.listen([5222, 5223, 8443])

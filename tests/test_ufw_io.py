@@ -139,7 +139,10 @@ def test_profiles_view():
     )
     view = ufw.profiles(policy)
     assert view["path"] == ufw.PROFILE_PATH == "/etc/ufw/applications.d/zimbra"
-    assert view["profiles"] == {"Zimbra": "80,110,143,443,993,995,5222,5223,7071/tcp", "Zimbra-mta": "7025,7073/tcp"}
+    assert view["profiles"] == {
+        "Zimbra": "80,110,143,443,993,995,5222,5223,7071/tcp",
+        "Zimbra-mta": "7025,7073,8443/tcp",
+    }
     assert view["text"] == ufw.profile_text(policy)
     assert view["text"].startswith(ufw.PROFILE_HEADER + "[Zimbra]\ntitle=Zimbra Collaboration Server\n")
     assert (

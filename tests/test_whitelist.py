@@ -58,12 +58,12 @@ def test_snmp_opens_nothing():
 
 
 def test_extra_and_excluded_ports():
-    public = whitelist(config(extra_ports=[8443, "514/udp", "6000:6010/tcp"], exclude_ports=[5222, "5223/tcp"]))[
+    public = whitelist(config(extra_ports=[8448, "1194/udp", "6000:6010/tcp"], exclude_ports=[5222, "5223/tcp"]))[
         "public"
     ]
     expected = [f"{port}/tcp" for port in SEED_PUBLIC if port not in (5222, 5223)]
     assert public == sorted(
-        [*expected, "8443/tcp", "514/udp", "6000:6010/tcp"], key=lambda p: int(p.split("/")[0].split(":")[0])
+        [*expected, "8448/tcp", "1194/udp", "6000:6010/tcp"], key=lambda p: int(p.split("/")[0].split(":")[0])
     )
 
 
