@@ -93,9 +93,12 @@ class Cluster(Topology):
         self.pillars[name] = pillar
         self._write_pillar_top()
 
-    def add_minion(self, name, host, pillar):
-        """Start a sandboxed salt-minion ``name`` at 10.77.0.``host`` with ``pillar``."""
-        minion = self._add(Minion(f"{self.prefix}-{name}", self.workdir, minion_id=name, master=self.MASTER))
+    def add_minion(self, name, host, pillar, extra_config=None):
+        """Start a sandboxed salt-minion ``name`` at 10.77.0.``host`` with ``pillar``
+        (``extra_config``: more minion settings)."""
+        minion = self._add(
+            Minion(f"{self.prefix}-{name}", self.workdir, minion_id=name, master=self.MASTER, extra_config=extra_config)
+        )
         address = SUBNET_PREFIX + str(host)
         self._plug(minion, address)
         self.minions[name] = minion

@@ -142,7 +142,7 @@ def stop(process, timeout=10):
 class Minion(Namespace):
     """A sandboxed Zimbra server: private ufw configuration and salt-call --local."""
 
-    def __init__(self, name, workdir, minion_id="zimbra-sandbox", master=None):
+    def __init__(self, name, workdir, minion_id="zimbra-sandbox", master=None, extra_config=None):
         super().__init__(name)
         self.minion_id = minion_id
         self.state = os.path.join(workdir, name)
@@ -152,7 +152,7 @@ class Minion(Namespace):
         self.ufw_commands_log = os.path.join(self.state, "ufw-commands.log")
         self.ufw_fail_at = os.path.join(self.state, "ufw-fail-at")
         self._make_private_ufw()
-        self._make_salt_config(minion_id, master)
+        self._make_salt_config(minion_id, master, extra_config or {})
 
     def _make_private_ufw(self):
         etc = os.path.join(self.state, "etc-ufw")
@@ -185,8 +185,9 @@ class Minion(Namespace):
         with open(os.path.join(self.state, "ufw-package-dir"), "w", encoding="utf-8") as handle:
             handle.write(package)
 
-    def _make_salt_config(self, minion_id, master):
-        """salt-call --local serving this repository's formula, or a minion of ``master``."""
+    def _make_salt_config(self, minion_id, master, extra_config):
+        """salt-call --local serving this repository's formula, or a minion of
+        ``master``; ``extra_config`` is merged over it (mine functions, grains)."""
         os.makedirs(self.config_dir)
         os.makedirs(self.pillar_dir)
         config = {
@@ -203,6 +204,7 @@ class Minion(Namespace):
             )
         else:
             config.update(master=master, mine_functions={"zimbra_fw.identity": []}, acceptance_wait_time=1)
+        config.update(extra_config)
         with open(os.path.join(self.config_dir, "minion"), "w", encoding="utf-8") as handle:
             yaml.safe_dump(config, handle)
         with open(os.path.join(self.pillar_dir, "top.sls"), "w", encoding="utf-8") as handle:

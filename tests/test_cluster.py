@@ -20,16 +20,22 @@ NODES = {
     "mailbox": (13, ["mailbox", "memcached"]),
     "proxy": (14, ["proxy"]),
 }
+# The mailbox keeps its admin console to an admin network (not on this LAN);
+# the LDAP server's sshd moved to 2222, open to an admin network only.
+EXTRA_PILLAR = {
+    "mailbox": {"admin_subnets": ["192.0.2.0/24"]},
+    "ldap": {"ssh": {"port": 2222, "from": ["192.0.2.0/24"]}},
+}
 LISTEN = {
-    "ldap": [22, 389, 636],
+    "ldap": [22, 389, 636, 2222],
     "mta": [22, 25, 465, 587, 10024],
     "mailbox": [22, 7025, 7071, 7072, 7073, 7993, 8080, 8443, 11211, 5222, 7306],
     "proxy": [22, 80, 443, 993, 9071],
 }
 
 
-def pillar(roles):
-    return {"roles": roles, "cluster": {"mine": True}}
+def pillar(roles, name=None):
+    return {"roles": roles, "cluster": {"mine": True}, **EXTRA_PILLAR.get(name, {})}
 
 
 def changed(results):
@@ -52,7 +58,7 @@ def assert_all_succeeded(results, nodes):
 def cluster():
     with Cluster() as new_cluster:
         for name, (host, roles) in NODES.items():
-            new_cluster.add_minion(name, host, pillar(roles))
+            new_cluster.add_minion(name, host, pillar(roles, name))
         new_cluster.wait_for_minions()
         started = time.monotonic()
         new_cluster.first_results = new_cluster.apply()
@@ -79,15 +85,16 @@ def test_internet_reaches_only_public_ports(cluster):
     assert reach(cluster, "internet", "mta", [25, 465, 587, 10024]) == {25: True, 465: True, 587: True, 10024: False}
     assert reach(cluster, "internet", "proxy", [80, 443, 993]) == {80: True, 443: True, 993: True}
     assert reach(cluster, "internet", "ldap", [389, 636]) == {389: False, 636: False}
-    assert reach(cluster, "internet", "mailbox", [8080, 8443, 7025, 11211, 7306, 5222]) == {
-        8080: False, 8443: False, 7025: False, 11211: False, 7306: False, 5222: True,
+    assert reach(cluster, "internet", "mailbox", [7071, 8080, 8443, 7025, 11211, 7306, 5222]) == {
+        7071: False, 8080: False, 8443: False, 7025: False, 11211: False, 7306: False, 5222: True,
     }  # fmt: skip
 
 
 def test_peers_reach_what_their_roles_use(cluster):
     assert reach(cluster, "mta", "ldap", [389]) == {389: True}
-    assert reach(cluster, "mta", "mailbox", [7025, 7073, 8080, 11211]) == {
-        7025: True, 7073: True, 8080: False, 11211: False,
+    # LMTP, SASL, and for the nightly spam training admin SOAP and SOAP/REST (https mail mode)
+    assert reach(cluster, "mta", "mailbox", [7025, 7071, 7073, 8443, 8080, 11211]) == {
+        7025: True, 7071: True, 7073: True, 8443: True, 8080: False, 11211: False,
     }  # fmt: skip
     assert reach(cluster, "proxy", "mailbox", [7072, 7993, 8080, 8443, 11211, 7025]) == {
         7072: True, 7993: True, 8080: True, 8443: True, 11211: True, 7025: False,
@@ -96,6 +103,10 @@ def test_peers_reach_what_their_roles_use(cluster):
     assert reach(cluster, "mailbox", "ldap", [389]) == {389: True}
     assert reach(cluster, "mailbox", "mta", [22, 25, 10024]) == {22: True, 25: True, 10024: False}
     assert reach(cluster, "ldap", "mailbox", [7025, 8080]) == {7025: False, 8080: False}
+    # zmrcd follows the LDAP server's moved sshd: the mailbox gets in, no one else
+    assert reach(cluster, "mailbox", "ldap", [2222, 22]) == {2222: True, 22: False}
+    assert reach(cluster, "mta", "ldap", [2222]) == {2222: False}
+    assert reach(cluster, "internet", "ldap", [2222]) == {2222: False}
 
 
 def test_salt_keeps_reaching_every_minion(cluster):
@@ -107,12 +118,40 @@ def test_open_ports_names_the_peers(cluster):
     assert ports["roles"] == {"roles": ["mailbox", "memcached"], "source": "pillar"}
     assert ports["peers"]["7025/tcp"] == ["mta"]
     assert ports["peers"]["11211/tcp"] == ["proxy"]
-    assert ports["public"] == ["5222/tcp", "5223/tcp", "7071/tcp"]  # the proxy serves web and mail
+    assert ports["public"] == ["5222/tcp", "5223/tcp"]  # the proxy serves web and mail; 7071 is for admins
+    assert ports["peers"]["7071/tcp"] == ["mta", "proxy"]
     ldap = cluster.salt("ldap", "zimbra_fw.open_ports")["ldap"]
     assert ldap["peers"]["389/tcp"] == ["mailbox", "mta", "proxy"]
 
 
 def test_second_apply_changes_nothing(cluster):
+    results = cluster.apply()
+    assert_all_succeeded(results, NODES)
+    assert changed(results) == {}
+
+
+def test_a_minion_that_publishes_networks_opens_nothing(cluster):
+    evil_identity = {"roles": ["proxy", "mta", "mailbox"], "addresses": ["0.0.0.0/1", "128.0.0.0/1"]}
+    extra = {
+        # A mine alias: the minion publishes whatever this grain says.
+        "mine_functions": {"zimbra_fw.identity": [{"mine_function": "grains.get"}, "zfw_identity"]},
+        "grains": {"zfw_identity": evil_identity},
+    }
+    cluster.add_minion("evil", 16, {"roles": ["mta"]}, extra_config=extra)
+    cluster.wait_for_minions()
+    before = cluster.minions["mailbox"].snapshot()
+    results = cluster.apply()
+    for node in NODES:  # every mine user refuses, naming the minion and the value, and changes nothing
+        check = results[node]["zimbra_fw-pillar"]
+        assert check["result"] is False, (node, check)
+        assert "zimbra_fw:cluster:mine[evil]:addresses[0]: '0.0.0.0/1' is not a host address" in check["comment"]
+        assert changed({node: results[node]}) == {}
+    assert cluster.minions["mailbox"].snapshot() == before
+    assert reach(cluster, "internet", "mailbox", [7025, 7071, 8080, 8443, 11211, 7306]) == {
+        7025: False, 7071: False, 8080: False, 8443: False, 11211: False, 7306: False,
+    }  # fmt: skip
+    cluster.salt("evil", "mine.flush")
+    cluster.stop_minion("evil")
     results = cluster.apply()
     assert_all_succeeded(results, NODES)
     assert changed(results) == {}
