@@ -113,16 +113,21 @@ def test_audit_finds_each_exposure_at_its_severity(lab, example_pillar):
     assert probed == {25: True, 389: False, 7306: True, 9998: False, 9999: True}
 
 
-def test_syslog_over_udp_reaches_a_logger_from_the_lan_only_until_published(lab):
+def test_udp_reaches_a_logger_from_the_lan_only_and_a_published_udp_port_from_anyone(lab):
     lab.minion.set_pillar({"roles": ["logger"], "trusted_subnets": ["192.168.1.0/24"]})
     assert succeeded(lab.minion.apply())
-    lab.minion.listen(["514/udp"])
+    lab.minion.listen(["514/udp", "1194/udp"])
     assert lab.lan.probe(lab.MINION_LAN, ["514/udp"]) == {"514/udp": True}
-    assert lab.internet.probe(lab.MINION_INTERNET, ["514/udp"]) == {"514/udp": False}
+    assert lab.internet.probe(lab.MINION_INTERNET, ["514/udp", "1194/udp"]) == {"514/udp": False, "1194/udp": False}
+    # syslog is a cluster port: publishing it is refused and changes nothing
     lab.minion.set_pillar({"roles": ["logger"], "trusted_subnets": ["192.168.1.0/24"], "extra_ports": ["514/udp"]})
+    refused = lab.minion.apply()
+    assert refused["zimbra_fw-pillar"]["result"] is False and changes(refused) == {}
+    assert "extra_ports: '514/udp' would publish 514/udp" in refused["zimbra_fw-pillar"]["comment"]
+    lab.minion.set_pillar({"roles": ["logger"], "trusted_subnets": ["192.168.1.0/24"], "extra_ports": ["1194/udp"]})
     results = lab.minion.apply()
     assert results["zimbra_fw-rules"]["changes"] == {"added": ["allow Zimbra"]}
-    assert lab.internet.probe(lab.MINION_INTERNET, ["514/udp"]) == {"514/udp": True}
+    assert lab.internet.probe(lab.MINION_INTERNET, ["514/udp", "1194/udp"]) == {"514/udp": False, "1194/udp": True}
 
 
 def test_only_from_keeps_smtp_to_the_gateway_and_submission_open(lab, example_pillar):

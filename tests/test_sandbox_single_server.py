@@ -144,8 +144,8 @@ def test_changed_ports_update_the_live_rules(converged, example_pillar):
         "new": "25,80,110,143,443,465,587,993,995,3443,7071,8448,9071/tcp",
     }
     assert changes(results).keys() == {"zimbra_fw-profile"}
-    lab.minion.listen([5222, 5223, 8443])
-    assert lab.internet.probe(lab.MINION_INTERNET, [5222, 5223, 8443]) == {5222: False, 5223: False, 8443: True}
+    lab.minion.listen([5222, 5223, 8448])
+    assert lab.internet.probe(lab.MINION_INTERNET, [5222, 5223, 8448]) == {5222: False, 5223: False, 8448: True}
     assert changes(lab.minion.apply()) == {}
 
 
@@ -306,8 +306,8 @@ def test_pillar_peer_and_admin_subnet(lab):
     assert changes(lab.minion.apply()) == {}
     ports = [443, 7025, 7071, 8080]
     lab.minion.listen(ports)
-    # The LAN client is the MTA peer: LMTP yes, the admin console and the HTTP backend no.
-    assert lab.lan.probe(lab.MINION_LAN, ports) == {443: True, 7025: True, 7071: False, 8080: False}
+    # The LAN client is the MTA peer: LMTP and admin SOAP (spam training) yes, the HTTP backend no.
+    assert lab.lan.probe(lab.MINION_LAN, ports) == {443: True, 7025: True, 7071: True, 8080: False}
     # The "internet" side is the admin subnet here: the console yes, LMTP no.
     assert lab.internet.probe(lab.MINION_INTERNET, ports) == {443: True, 7025: False, 7071: True, 8080: False}
 
