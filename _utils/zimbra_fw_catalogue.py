@@ -174,7 +174,7 @@ def spec_of(row):
     return PortSpec(row.port, row.port, row.proto)
 
 
-def consumers(row, mail_mode="https"):
+def consumers(row, mail_mode):
     """Who connects to a row's port: its consumers, and the SOAP clients where
     the mail mode uses the row's scheme."""
     if row.scheme in MAIL_MODES[mail_mode]:

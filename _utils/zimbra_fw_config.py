@@ -26,7 +26,7 @@ Config = namedtuple(
     "Config",
     "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from ssh_limit "
     "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
-    "salt_masters mail_mode only_from cluster_networks left_out",
+    "salt_masters mail_mode only_from left_out",
 )
 SaltMaster = namedtuple("SaltMaster", "address ports")
 Peer = namedtuple("Peer", "name addresses roles source")
@@ -322,8 +322,8 @@ def _parse_peer(problems, key, value, source, networks=()):
 
 
 def _parse_cluster(problems, value, mine_data, minion_id):
-    """(peers, mine wanted, mine target, cluster networks, mine addresses left
-    out) from zimbra_fw:cluster and the Salt Mine's data."""
+    """(peers, mine wanted, mine target, mine addresses left out) from
+    zimbra_fw:cluster and the Salt Mine's data."""
     cluster = _mapping(problems, "cluster", value, DEFAULTS["cluster"], "peers, mine, mine_target and networks")
     use_mine = _check_bool(problems, "cluster:mine", cluster["mine"])
     networks = _parse_networks(problems, "cluster:networks", cluster["networks"])
@@ -352,7 +352,7 @@ def _parse_cluster(problems, value, mine_data, minion_id):
                 left_out[str(name)] = tuple(source_text(n) for n in outside)
             if peer is not None and peer.addresses:
                 peers[name] = peer
-    return tuple(sorted(peers.values())), use_mine, target, networks, left_out
+    return tuple(sorted(peers.values())), use_mine, target, left_out
 
 
 def _parse_mail_mode(problems, value):
@@ -394,7 +394,7 @@ def parse_config(pillar, facts=NO_FACTS):
     roles, roles_source = _parse_roles(problems, merged["roles"], facts.packages)
     trusted = _parse_networks(problems, "trusted_subnets", merged["trusted_subnets"])
     admin = _parse_networks(problems, "admin_subnets", merged["admin_subnets"])
-    peers, use_mine, mine_target, networks, left_out = _parse_cluster(
+    peers, use_mine, mine_target, left_out = _parse_cluster(
         problems, merged["cluster"], facts.mine_data, facts.minion_id
     )
     extra = _parse_port_list(problems, "extra_ports", merged["extra_ports"])
@@ -436,7 +436,6 @@ def parse_config(pillar, facts=NO_FACTS):
         salt_masters=masters,
         mail_mode=_parse_mail_mode(problems, merged["mail_mode"]),
         only_from=only_from,
-        cluster_networks=networks,
         left_out=left_out,
     )
     if facts.ipv6_off:

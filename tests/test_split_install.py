@@ -5,6 +5,7 @@ import ipaddress
 
 import pytest
 import zimbra_fw_audit as audit
+import zimbra_fw_catalogue as catalogue
 import zimbra_fw_config as cfg
 import zimbra_fw_policy as policies
 import zimbra_fw_ufw as ufw
@@ -222,3 +223,38 @@ def test_the_open_admin_console_is_a_finding():
     narrowed = policy_of({"roles": ["mailbox", "proxy"], "admin_subnets": ["10.8.0.0/24"]})
     rules = [audit.Rule("allow", "10.8.0.0/24", narrowed.admin)]
     assert audit.audit(narrowed, found, rules, active=True, incoming="deny", firewall="ufw")["findings"] == []
+
+
+def test_only_from_as_accesses_and_every_bad_port_named():
+    policy = policy_of({"roles": ["mta"], "only_from": {"25": ["198.51.100.0/24"]}})
+    assert policy.accesses[1] == policies.Access(
+        "only-from", ipaddress.ip_network("198.51.100.0/24"), tuple(policy.public[:1]), None, ()
+    )
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        policy_of({"roles": ["mta"], "only_from": {"x": ["10.0.0.0/8"], "y": ["10.0.0.0/8"]}})
+    assert [p.split(":")[2] for p in info.value.problems] == ["x", "y"]
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        policy_of({"roles": ["ldap"], "only_from": {"25": ["10.0.0.0/8"]}})
+    assert info.value.problems == [
+        "zimbra_fw:only_from:25/tcp: '25/tcp' is not a public port of this server (its public ports: none)"
+    ]
+
+
+def test_a_bad_mine_address_does_not_hide_the_next():
+    mine = {"m": {"roles": ["mta"], "addresses": ["bad", "10.0.0.0/24", "10.0.0.5"]}}
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        policy_of({"roles": ["mailbox"], "cluster": {"mine": True}}, cfg.Facts(mine_data=mine))
+    assert [p.split(":")[3] for p in info.value.problems] == ["addresses[0]", "addresses[1]"]
+
+
+def test_the_catalogue_shows_who_connects_in_each_mail_mode():
+    (row,) = [row for row in catalogue.as_dicts() if row["port"] == 8443]
+    assert row["consumers"] == ["proxy", "mailbox", "docs"]
+    assert row["consumers_by_mail_mode"] == {
+        "https": ["proxy", "mailbox", "docs", "mta", "imapd"],
+        "http": ["proxy", "mailbox", "docs"],
+        "both": ["proxy", "mailbox", "docs", "mta", "imapd"],
+        "mixed": ["proxy", "mailbox", "docs", "mta", "imapd"],
+        "redirect": ["proxy", "mailbox", "docs", "mta", "imapd"],
+    }
+    assert "consumers_by_mail_mode" not in next(row for row in catalogue.as_dicts() if row["port"] == 7025)
