@@ -1,9 +1,10 @@
 """
 The ufw backend: the policy as ufw application profiles and allow rules.
 
-* ``read_snapshot(run, live)`` reads ufw once: its rules files, the profile
-  file, the application profiles and, with ``live``, ``ufw status verbose``
-  (the only ufw process on a run that changes nothing).
+* ``read_snapshot(run, live)`` reads ufw once, as ufw reads itself: its rules
+  files, the profile file, the application profiles, /etc/default/ufw and,
+  with ``live``, whether its chains are loaded (one ``iptables`` process: a
+  run that changes nothing starts no ufw process).
 * ``plan(part, policy, snapshot)`` is pure: the changes and the steps that
   make ufw match the policy, for ``profile``, ``rules`` or ``firewall``.
 * ``apply(steps, run)`` is the only code that changes anything; runs of
@@ -103,17 +104,25 @@ def _app_profiles():
     return files.parse_app_profiles(_read_file(os.path.join(APPS_DIR, name)) or "" for name in names)
 
 
+def _active(run):
+    """Whether ufw is running, decided as ``ufw status`` decides it: its user
+    chain is loaded in iptables (exit 0) or not (exit 1)."""
+    retcode, stdout, stderr = run(["iptables", "-n", "-L", "ufw-user-input"])
+    if retcode not in (0, 1):
+        message = (stderr or stdout or "").strip()
+        raise CommandExecutionError(f"'iptables -n -L ufw-user-input' failed (exit {retcode}): {message}")
+    return retcode == 0
+
+
 def read_snapshot(run, live=True):
-    """ufw as it is now. The rules come from its rules files, as ufw reads them;
-    only ``live`` (active, default policy) needs a ufw process."""
+    """ufw as it is now, as ufw itself reads it: the rules from its rules
+    files, the default incoming policy from /etc/default/ufw and, with ``live``,
+    whether it is running from iptables (one iptables process, no ufw one)."""
     reason = unavailable()
     if reason:
         raise CommandExecutionError(reason)
-    active = incoming = None
-    if live:
-        active, incoming = files.parse_status(_ufw(run, ["status", "verbose"]))
-        if incoming is None:  # ufw prints the defaults only while active
-            incoming = files.parse_defaults_file(_read_file(DEFAULTS_PATH))
+    active = _active(run) if live else None
+    incoming = files.parse_defaults_file(_read_file(DEFAULTS_PATH))
     return Snapshot(_rules(), _read_file(PROFILE_PATH), _app_profiles(), active, incoming)
 
 

@@ -20,7 +20,8 @@ USER_RULES = f"""### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment={
 USER6_RULES = f"### tuple ### allow any any ::/0 any 2001:db8::/64 in comment={ZF}\n"
 PROFILE = "[Zimbra]\ntitle=Z\ndescription=Z\nports=25,80/tcp\n"
 OTHER_APP = "[OpenSSH]\ntitle=ssh\ndescription=ssh\nports=22/tcp\n"
-ACTIVE = "Status: active\nLogging: off\nDefault: deny (incoming), allow (outgoing), disabled (routed)\n"
+LIST = ("iptables", "-n", "-L")  # ufw's own test of "active": its user chain is loaded
+CHAIN = "Chain ufw-user-input (1 references)\ntarget     prot opt source               destination\n"
 
 
 @pytest.fixture
@@ -52,9 +53,9 @@ class Runner:
 
 
 def test_snapshot_reads_the_files_and_one_status(etc):
-    runner = Runner({("ufw", "status", "verbose"): (0, ACTIVE, "")})
+    runner = Runner({LIST: (0, CHAIN, "")})
     snap = ufw.read_snapshot(runner)
-    assert runner.calls == [(("ufw", "status", "verbose"), None)]
+    assert runner.calls == [(("iptables", "-n", "-L", "ufw-user-input"), None)]
     assert (snap.active, snap.incoming, snap.profile_text) == (True, "deny", PROFILE)
     assert sorted(snap.app_profiles) == ["OpenSSH", "Zimbra"]  # the hidden half-written file is skipped
     assert ufw.managed_rules(snap) == [
@@ -69,12 +70,12 @@ def test_snapshot_reads_the_files_and_one_status(etc):
 def test_snapshot_without_live_state_starts_no_process(etc):
     runner = Runner({})
     snap = ufw.read_snapshot(runner, live=False)
-    assert runner.calls == [] and snap.active is None and snap.incoming is None
+    assert runner.calls == [] and snap.active is None and snap.incoming == "deny"  # files only
 
 
 def test_inactive_ufw_takes_the_default_policy_from_its_config(etc):
     (etc / "default-ufw").write_text('DEFAULT_INPUT_POLICY="ACCEPT"\n')
-    snap = ufw.read_snapshot(Runner({("ufw", "status", "verbose"): (0, "Status: inactive\n", "")}))
+    snap = ufw.read_snapshot(Runner({LIST: (1, "", "iptables: No chain/target/match by that name.\n")}))
     assert (snap.active, snap.incoming) == (False, "allow")
 
 
@@ -87,8 +88,8 @@ def test_ipv6_off_leaves_user6_rules_unread_and_is_a_fact(etc):
 
 
 def test_a_failing_status_names_the_command(etc):
-    with pytest.raises(ufw.CommandExecutionError, match=r"'ufw status verbose' failed \(exit 1\): ERROR: problem"):
-        ufw.read_snapshot(Runner({("ufw", "status", "verbose"): (1, "", "ERROR: problem\n")}))
+    with pytest.raises(ufw.CommandExecutionError, match=r"'iptables -n -L ufw-user-input' failed \(exit 4\): no perm"):
+        ufw.read_snapshot(Runner({LIST: (4, "", "no perm\n")}))
 
 
 def test_missing_ufw_is_said_plainly(etc, monkeypatch):
@@ -104,7 +105,7 @@ def test_service_names_cannot_be_profile_names():
 
 
 def test_status_and_access_rules(etc):
-    snap = ufw.read_snapshot(Runner({("ufw", "status", "verbose"): (0, ACTIVE, "")}))
+    snap = ufw.read_snapshot(Runner({LIST: (0, CHAIN, "")}))
     assert ufw.status(snap) == {
         "backend": "ufw",
         "active": True,
@@ -261,11 +262,11 @@ def test_udp_only_service_names_are_taken_too():
 
 def test_a_failing_command_with_output_on_stdout_or_none():
     with pytest.raises(ufw.CommandExecutionError) as info:
-        ufw.read_snapshot(Runner({("ufw", "status", "verbose"): (2, "ERROR: on stdout\n", "")}))
-    assert info.value.strerror == "'ufw status verbose' failed (exit 2): ERROR: on stdout"
+        ufw.read_snapshot(Runner({LIST: (2, "ERROR: on stdout\n", "")}))
+    assert info.value.strerror == "'iptables -n -L ufw-user-input' failed (exit 2): ERROR: on stdout"
     with pytest.raises(ufw.CommandExecutionError) as info:
-        ufw.read_snapshot(Runner({("ufw", "status", "verbose"): (3, "", "")}))
-    assert info.value.strerror == "'ufw status verbose' failed (exit 3): "
+        ufw.read_snapshot(Runner({LIST: (3, "", "")}))
+    assert info.value.strerror == "'iptables -n -L ufw-user-input' failed (exit 3): "
 
 
 def test_many_ports_make_several_groups_in_the_profiles_view():
