@@ -84,12 +84,13 @@ def name_taken(name):
     return "is a service name in /etc/services; ufw would take the service, not the profile"
 
 
-def _ufw(run, args):
-    retcode, stdout, stderr = run(["ufw", *args])
-    if retcode != 0:
+def _checked(run, argv, succeeded=(0,)):
+    """Run ``argv``; its exit code, or an error naming the command and what it said."""
+    retcode, stdout, stderr = run(argv)
+    if retcode not in succeeded:
         message = (stderr or stdout or "").strip()
-        raise CommandExecutionError(f"'ufw {' '.join(args)}' failed (exit {retcode}): {message}")
-    return stdout
+        raise CommandExecutionError(f"'{' '.join(argv)}' failed (exit {retcode}): {message}")
+    return retcode
 
 
 def _rules():
@@ -107,11 +108,7 @@ def _app_profiles():
 def _active(run):
     """Whether ufw is running, decided as ``ufw status`` decides it: its user
     chain is loaded in iptables (exit 0) or not (exit 1)."""
-    retcode, stdout, stderr = run(["iptables", "-n", "-L", "ufw-user-input"])
-    if retcode not in (0, 1):
-        message = (stderr or stdout or "").strip()
-        raise CommandExecutionError(f"'iptables -n -L ufw-user-input' failed (exit {retcode}): {message}")
-    return retcode == 0
+    return _checked(run, ["iptables", "-n", "-L", "ufw-user-input"], succeeded=(0, 1)) == 0
 
 
 def read_snapshot(run, live=True):
@@ -334,7 +331,7 @@ def _run_ufw_commands(commands, run):
         return batched
     for applied, args in enumerate(commands):
         try:
-            _ufw(run, args)
+            _checked(run, ["ufw", *args])
         except CommandExecutionError as exc:
             return applied, str(exc)
     return len(commands), None

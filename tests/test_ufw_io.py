@@ -294,3 +294,11 @@ def test_ufw_python_reads_only_a_proper_first_line(tmp_path, first_line, found):
     program = tmp_path / "ufw"
     program.write_bytes(first_line.format(python=python).encode("latin-1").decode("unicode_escape").encode("latin-1"))
     assert ufw.ufw_python(str(program)) == (str(python) if found else None)
+
+
+def test_one_by_one_a_failing_command_is_named_with_its_exit_code(etc, monkeypatch):
+    monkeypatch.setattr(ufw, "ufw_python", lambda program: None)
+    runner = Runner({("ufw", "allow", "22/tcp"): (1, "", "ERROR: Bad port\n")})
+    with pytest.raises(ufw.ApplyFailed) as info:
+        ufw.apply([ufw.Step("ufw", ("allow", "22/tcp"), "a")], runner)
+    assert info.value.strerror.startswith("step 'a' failed: 'ufw allow 22/tcp' failed (exit 1): ERROR: Bad port. ")
