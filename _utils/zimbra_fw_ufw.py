@@ -34,7 +34,6 @@ def __virtual__():
 
 
 NAME = "ufw"
-PACKAGE = "ufw"
 RULE_COMMENT = "zimbra_fw"
 APPS_DIR = "/etc/ufw/applications.d"
 PROFILE_PATH = os.path.join(APPS_DIR, "zimbra")
@@ -44,7 +43,7 @@ PROFILE_HEADER = "# Managed by Salt (zimbra_fw formula). Local changes are overw
 PARTS = ("profile", "rules", "firewall")
 BATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_ufw_batch.py")
 
-# rules: (words, comment) in ufw's order. active, incoming: None unless read live.
+# rules: (words, comment) in ufw's order. active: None unless read live.
 Snapshot = namedtuple("Snapshot", "rules profile_text app_profiles active incoming")
 Plan = namedtuple("Plan", "changes steps comment")
 Step = namedtuple("Step", "action args describe")  # action: ufw, write, remove or check
@@ -68,9 +67,10 @@ def unavailable():
     return None
 
 
-def ipv6_off():
-    """None while ufw handles IPv6; else why IPv6 rules cannot be added."""
-    if files.defaults_ipv6(_read_file(DEFAULTS_PATH)):
+def ipv6_off(defaults=None):
+    """None while ufw handles IPv6; else why IPv6 rules cannot be added.
+    ``defaults``: the text of /etc/default/ufw when already read."""
+    if files.defaults_ipv6(_read_file(DEFAULTS_PATH) if defaults is None else defaults):
         return None
     return "ufw has IPv6 off (IPV6=no in /etc/default/ufw)"
 
@@ -93,9 +93,9 @@ def _checked(run, argv, succeeded=(0,)):
     return retcode
 
 
-def _rules():
+def _rules(defaults=None):
     paths = [RULES_FILES[0]]
-    if ipv6_off() is None and os.path.exists("/proc/sys/net/ipv6"):
+    if ipv6_off(defaults) is None and os.path.exists("/proc/sys/net/ipv6"):
         paths.append(RULES_FILES[1])
     return files.rules_from_files(_read_file(path) for path in paths)
 
@@ -119,8 +119,9 @@ def read_snapshot(run, live=True):
     if reason:
         raise CommandExecutionError(reason)
     active = _active(run) if live else None
-    incoming = files.parse_defaults_file(_read_file(DEFAULTS_PATH))
-    return Snapshot(_rules(), _read_file(PROFILE_PATH), _app_profiles(), active, incoming)
+    defaults = _read_file(DEFAULTS_PATH) or ""  # read once: IPv6 and the default policy
+    incoming = files.parse_defaults_file(defaults)
+    return Snapshot(_rules(defaults), _read_file(PROFILE_PATH), _app_profiles(), active, incoming)
 
 
 def managed_rules(snapshot):
