@@ -11,6 +11,7 @@ import gettext
 import io
 import json
 import os
+import subprocess
 import sys
 
 
@@ -26,11 +27,20 @@ class UfwBatch:
     "error": ...}`` or ``{"unavailable": ...}``, as JSON lines on a copy of
     stdout, while ufw's own messages go to stderr.
 
-    Two things ufw redoes for every rule over all its rules are done once
-    here, so N rules cost N, not N^2: writing the rules files (while ufw is
-    inactive they are written after the last rule, or before any command that
-    is not a rule) and normalizing each rule's addresses and ports (a rule
-    whose fields are still what normalizing made of them is left as it is).
+    Three things ufw redoes for every rule over all its rules are done once
+    here, so N rules cost N, not N^2: writing the rules files (after the last
+    rule, or before any command that is not a rule), normalizing each rule's
+    addresses and ports (a rule whose fields are still what normalizing made
+    of them is left as it is) and, on a running firewall, loading the rules.
+
+    On a running firewall ufw inserts each new rule with iptables processes of
+    its own and reloads its chains from its rules files for each deleted rule.
+    Here rules and profile updates only change ufw's rules and files; then
+    ``iptables-restore -n`` loads each rules file once, as ufw's reload does:
+    a ``-n`` restore replaces the chains its input declares, in one commit per
+    table (ufw also flushes its user logging chains first; they are declared
+    in the file, so the restore replaces them as well). If the load fails,
+    the rules files get their old contents back.
     """
 
     # pylint: disable=protected-access
@@ -41,8 +51,14 @@ class UfwBatch:
         self.ufw, self.report = ufw, report
         self.completed, self.reported, self.pending = 0, 0, set()
         self.ui = ufw.frontend.UFWFrontend(False)
-        self.write_rules = self.ui.backend._write_rules
-        self.ui.backend._write_rules = self.deferred_write
+        backend = self.ui.backend
+        self.running = backend.is_enabled  # ufw's own test: ENABLED=yes in ufw.conf
+        self.rules_only = False  # while True, ufw's rule code sees an inactive firewall
+        self.old_files = None  # the rules files before the pending changes
+        self.unloaded = False  # the rules files hold rules the running chains do not
+        self.write_rules = backend._write_rules
+        backend._write_rules = self.deferred_write
+        backend.is_enabled = lambda: self.running() and not self.rules_only
         self.normalize_rules_once(ufw.common.UFWRule)
 
     @staticmethod
@@ -61,29 +77,87 @@ class UfwBatch:
         report.write(json.dumps(fields) + "\n")
         report.flush()
 
-    def deferred_write(self, v6=False):
-        self.pending.add(v6)
-        if self.ui.backend.is_enabled():  # a running firewall reloads from these files
-            self.write_pending()
+    def rules_files(self):
+        backend = self.ui.backend
+        return [backend.files["rules"], *([backend.files["rules6"]] if backend.use_ipv6() else [])]
 
-    def write_pending(self):
+    def deferred_write(self, v6=False):
+        if self.ui.backend.is_enabled():  # not a rule: ufw reloads from this file right after
+            self.write_rules(v6)
+            return
+        if self.old_files is None:
+            self.old_files = {}
+            for path in self.rules_files():
+                with open(path, "rb") as handle:
+                    self.old_files[path] = handle.read()
+        self.pending.add(v6)
+
+    def write_files(self):
         for v6 in sorted(self.pending):
             self.write_rules(v6)
+        self.unloaded = self.unloaded or bool(self.pending and self.running())
         self.pending.clear()
+
+    def write_pending(self):
+        self.write_files()
+        if self.unloaded:
+            self.load_rules_files()
+        self.unloaded, self.old_files = False, None
         for index in range(self.reported, self.completed):
             self.tell(self.report, done=index)
         self.reported = self.completed
 
+    def load_rules_files(self):
+        """Load ufw's rules files into its running chains; on failure put back
+        the files (and the chains already loaded from them) as they were."""
+        backend = self.ui.backend
+        restores = {
+            backend.files["rules"]: backend.iptables_restore,
+            backend.files["rules6"]: backend.ip6tables_restore,
+        }
+        loaded = []
+        for path in self.rules_files():
+            result = subprocess.run([restores[path], "-n", path], capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                self.put_back(loaded, restores)
+                self.unloaded, self.old_files = False, None
+                self.completed = self.reported  # none of the unloaded commands stays applied
+                raise self.ufw.common.UFWError(
+                    f"loading {path} into the running firewall ('{restores[path]} -n') failed "
+                    f"(exit {result.returncode}): {result.stderr.strip()}; the rules files are as they were"
+                )
+            loaded.append(path)
+
+    def put_back(self, loaded, restores):
+        for path, text in self.old_files.items():
+            with open(path + ".zimbra_fw", "wb") as handle:
+                handle.write(text)
+            os.replace(path + ".zimbra_fw", path)
+        for path in loaded:
+            subprocess.run([restores[path], "-n", path], capture_output=True, check=False)
+
     def run(self, argv):
         parsed = self.ufw.frontend.parse_command(["ufw", *argv])
-        if parsed.action not in self.RULE_ACTIONS:
-            self.write_pending()  # anything else may read the rules files
-        if argv[:1] == ["app"] and parsed.data.get("type") == "app":
-            self.ui.do_application_action(parsed.action, parsed.data["name"])
-        elif "rule" in parsed.data:
-            self.ui.do_action(parsed.action, parsed.data["rule"], parsed.data["iptype"], parsed.force)
-        else:
-            self.ui.do_action(parsed.action, "", "", parsed.force)
+        app_update = argv[:1] == ["app"] and parsed.action == "update"
+        self.rules_only = parsed.action in self.RULE_ACTIONS or app_update
+        if not self.rules_only:
+            self.write_pending()  # anything else may read the rules files or the chains
+        try:
+            if argv[:1] == ["app"] and parsed.data.get("type") == "app":
+                self.ui.do_application_action(parsed.action, parsed.data["name"])
+            elif "rule" in parsed.data:
+                self.ui.do_action(parsed.action, parsed.data["rule"], parsed.data["iptype"], parsed.force)
+            else:
+                self.ui.do_action(parsed.action, "", "", parsed.force)
+        finally:
+            self.rules_only = False
+        if app_update:
+            # Rules remade from a profile keep flags of the rule they were
+            # copied from (multiport on a single port); the next ufw process
+            # reads them back without. Read them back now, as it would.
+            self.write_files()
+            self.ui.backend.rules, self.ui.backend.rules6 = [], []  # _read_rules appends
+            self.ui.backend._read_rules()
         self.completed += 1
         if not self.pending:
             self.write_pending()
@@ -119,11 +193,13 @@ class UfwBatch:
         try:
             if batch is not None:
                 batch.write_pending()  # what was applied stays applied, as with ufw itself
+        except ufw.common.UFWError as exc:
+            failure = "ERROR: " + str(exc.value)
         finally:
             ufw.util.release_lock(lock)
             sys.stderr.write(errors.buffer.getvalue().decode("utf-8", "replace"))
         if failure is not None:
-            cls.tell(report, failed=batch.completed if batch else 0, error=failure)
+            cls.tell(report, failed=batch.reported if batch else 0, error=failure)
             sys.exit(1)
 
 

@@ -12,6 +12,11 @@ datagram and its echo), and prints a JSON object ``{port: true|false}``.
 
 ``python probe.py repeat ADDRESS TIMEOUT PORT COUNT`` connects COUNT times
 (at most 20), one after another, and prints the JSON list of outcomes.
+
+``python probe.py watch ADDRESS TIMEOUT PORT SECONDS`` connects to one TCP
+port again and again, every 20 ms or after TIMEOUT, until stdin closes or
+SECONDS (at most 300) pass; it prints ``watching`` after the first try and,
+at the end, ``{"open": [...], "closed": [...]}``: when each try started.
 """
 
 import asyncio
@@ -19,6 +24,8 @@ import json
 import selectors
 import socket
 import sys
+import threading
+import time
 
 PAYLOAD = b"zimbra_fw probe"
 
@@ -86,12 +93,28 @@ async def _connect_all(address, timeout, ports):
     return dict(zip(ports, results, strict=True))
 
 
+def watch(address, timeout, port, seconds):
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    outcomes = {"open": [], "closed": []}
+    deadline = time.monotonic() + min(seconds, 300)
+    while not stop.is_set() and time.monotonic() < deadline:
+        started = time.time()
+        outcomes["open" if asyncio.run(_try(address, port, timeout)) else "closed"].append(started)
+        if len(outcomes["open"]) + len(outcomes["closed"]) == 1:
+            print("watching", flush=True)
+        stop.wait(0.02)
+    print(json.dumps(outcomes), flush=True)
+
+
 def main(argv):
     if argv[0] == "listen":
         listen(argv[1:])
     elif argv[0] == "repeat":
         address, timeout, port, count = argv[1], float(argv[2]), int(argv[3]), min(int(argv[4]), 20)
         print(json.dumps([asyncio.run(_try(address, port, timeout)) for _ in range(count)]))
+    elif argv[0] == "watch":
+        watch(argv[1], float(argv[2]), int(argv[3]), float(argv[4]))
     elif argv[0] == "connect":
         address, timeout = argv[1], float(argv[2])
         print(json.dumps(asyncio.run(_connect_all(address, timeout, argv[3:]))))

@@ -115,6 +115,20 @@ class Namespace:
         argv = [sys.executable, PROBE, "repeat", address, str(timeout), str(port), str(count)]
         return json.loads(self.exec(argv).stdout)
 
+    def watch(self, address, port, timeout=0.3, seconds=240):
+        """Start connecting to ``address``:``port`` over and over; ``watched(w)`` stops it."""
+        argv = [sys.executable, PROBE, "watch", address, str(timeout), str(port), str(seconds)]
+        watcher = self.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if watcher.stdout.readline().strip() != "watching":
+            raise RuntimeError(f"probe of {address}:{port} did not start")
+        return watcher
+
+    @staticmethod
+    def watched(watcher):
+        """Stop a ``watch``: {"open": [times], "closed": [times]}."""
+        out, _ = watcher.communicate("", timeout=30)
+        return json.loads(out)
+
     def close(self):
         for process in self.processes:
             stop(process)
@@ -292,7 +306,8 @@ class Minion(Namespace):
             handle.write(f"{number}\n")
 
     def set_fault(self, name, on=True):
-        """Turn a guard fault on or off: ``readonly-apps`` or ``no-ufw``."""
+        """Turn a fault on or off: ``readonly-apps`` or ``no-ufw`` (made by the
+        guard), ``ip6tables-restore`` (ufw's ip6tables-restore is /bin/false)."""
         marker = os.path.join(self.state, f"fault-{name}")
         if on:
             open(marker, "w", encoding="utf-8").close()
@@ -373,11 +388,15 @@ class Lab(Topology):
     """One sandboxed minion with a trusted LAN client and an internet client.
 
     Addresses: minion 192.168.1.1 (LAN, 192.168.1.0/24) and 203.0.113.1
-    (internet side); clients 192.168.1.10 and 203.0.113.10.
+    (internet side); clients 192.168.1.10 and 203.0.113.10. Over IPv6 (from
+    the documentation prefix): minion 2001:db8:1::1 (LAN, 2001:db8:1::/64)
+    and 2001:db8:113::1; clients 2001:db8:1::10 and 2001:db8:113::10.
     """
 
     MINION_LAN = "192.168.1.1"
     MINION_INTERNET = "203.0.113.1"
+    MINION_LAN6 = "2001:db8:1::1"
+    MINION_INTERNET6 = "2001:db8:113::1"
 
     def __init__(self):
         super().__init__()
@@ -385,13 +404,23 @@ class Lab(Topology):
             self.minion = self._add(Minion(f"{self.prefix}-srv", self.workdir))
             self.lan = self._add(Namespace(f"{self.prefix}-lan"))
             self.internet = self._add(Namespace(f"{self.prefix}-inet"))
-            self._link(self.lan, "l", "192.168.1.10/24", self.MINION_LAN + "/24")
-            self._link(self.internet, "i", "203.0.113.10/24", self.MINION_INTERNET + "/24")
+            self._link(
+                self.lan,
+                "l",
+                ("192.168.1.10/24", "2001:db8:1::10/64"),
+                (self.MINION_LAN + "/24", self.MINION_LAN6 + "/64"),
+            )
+            self._link(
+                self.internet,
+                "i",
+                ("203.0.113.10/24", "2001:db8:113::10/64"),
+                (self.MINION_INTERNET + "/24", self.MINION_INTERNET6 + "/64"),
+            )
         except BaseException:
             self.close()
             raise
 
-    def _link(self, client, tag, client_address, minion_address):
+    def _link(self, client, tag, client_addresses, minion_addresses):
         inside, outside = f"{self.prefix[-6:]}{tag}0", f"{self.prefix[-6:]}{tag}1"
         _run(
             [
@@ -410,7 +439,10 @@ class Lab(Topology):
                 client.name,
             ]
         )
-        self.minion.exec(["ip", "addr", "add", minion_address, "dev", inside])
-        self.minion.exec(["ip", "link", "set", inside, "up"])
-        client.exec(["ip", "addr", "add", client_address, "dev", outside])
-        client.exec(["ip", "link", "set", outside, "up"])
+        for namespace, device, addresses in (
+            (self.minion, inside, minion_addresses),
+            (client, outside, client_addresses),
+        ):
+            for address in addresses:  # nodad: usable at once, not after duplicate detection
+                namespace.exec(["ip", "addr", "add", address, "dev", device, *(["nodad"] if ":" in address else [])])
+            namespace.exec(["ip", "link", "set", device, "up"])

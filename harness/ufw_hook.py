@@ -2,7 +2,8 @@
 # over the real one inside a sandbox's private mount namespace only. Every
 # process that loads ufw's code (the ufw program, or zimbra_fw's batch of ufw
 # commands) then logs itself and each ufw command it runs, and can be made to
-# fail the Nth command (fault injection). STATE is replaced by the sandbox dir.
+# fail the Nth command or every ip6tables-restore (fault injection). STATE is
+# replaced by the sandbox dir.
 
 
 def _zimbra_fw_sandbox_hook(state):
@@ -32,6 +33,17 @@ def _zimbra_fw_sandbox_hook(state):
             return method(self, action, *args, **kwargs)
 
         return run
+
+    if os.path.exists(os.path.join(state, "fault-ip6tables-restore")):
+        from ufw import backend  # pylint: disable=import-outside-toplevel
+
+        setup = backend.UFWBackend.__init__
+
+        def broken_ip6tables_restore(self, *args, **kwargs):
+            setup(self, *args, **kwargs)
+            self.ip6tables_restore = "/bin/false"
+
+        backend.UFWBackend.__init__ = broken_ip6tables_restore
 
     frontend.UFWFrontend.do_action = counted(frontend.UFWFrontend.do_action)
     frontend.UFWFrontend.do_application_action = counted(frontend.UFWFrontend.do_application_action)

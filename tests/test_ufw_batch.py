@@ -1,9 +1,11 @@
 """zimbra_fw's ufw layer against ufw itself.
 
 zimbra_fw_ufw_batch: the same commands, one ufw process each in one sandbox
-and all in one batch process in another, must leave the same rules files and
-the same loaded iptables rules -- inactive and active, with deletes, and
-when a command fails half-way. Reading the rules files must give what
+(the path zimbra_fw falls back to) and all in one batch process in another,
+must leave the same rules files and the same loaded iptables rules, byte for
+byte -- inactive and active (where the batch loads the rules files with one
+``iptables-restore -n`` per family), with deletes, profile updates and IPv6,
+and when a command fails half-way. Reading the rules files must give what
 ``ufw show added`` prints."""
 
 import json
@@ -52,6 +54,11 @@ SECOND = [
 ]
 
 
+def set_profile(minion, text):
+    with open(os.path.join(minion.state, "etc-ufw", "applications.d", "zimbra"), "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 class Twins(Topology):
     """Two sandboxed minions with the same ufw: one for the ufw command, one for the batch."""
 
@@ -64,8 +71,7 @@ class Twins(Topology):
             self.close()
             raise
         for minion in (self.cli, self.batch):
-            with open(os.path.join(minion.state, "etc-ufw", "applications.d", "zimbra"), "w", encoding="utf-8") as f:
-                f.write(PROFILE)
+            set_profile(minion, PROFILE)
 
 
 @pytest.fixture
@@ -108,6 +114,56 @@ def test_batch_builds_what_ufw_builds_one_command_at_a_time(twins):
     after = firewall(twins.batch)
     assert after == firewall(twins.cli)
     assert b"10.9.0.1" in after["iptables-save"] and f"{PEERS[3]} ".encode() not in after["iptables-save"]
+
+
+NEW_PEERS = [f"10.1.1.{i}" for i in range(1, 61)]
+V6_PEERS = [f"2001:db8:50::{i + 1:x}" for i in range(20)]
+CHANGED_PROFILE = PROFILE.replace("7025/tcp", "7025,7026/tcp").replace("443/tcp", "443,465/tcp")
+JOIN = [
+    *(rule("allow", "from", peer, "to", "any", "app", "Zimbra-mta") for peer in NEW_PEERS + V6_PEERS),
+    rule("limit", "from", "10.2.0.2", "to", "any", "port", "2222", "proto", "tcp"),
+    # ufw remakes a profile's rules from a copy of the first one, flags and
+    # all (multiport on the single UDP port); its next process reads them
+    # back without. The batch reads them back too.
+    ["app", "update", "Zimbra-mta"],
+    ["app", "update", "Zimbra"],
+]
+LEAVE = [
+    *(
+        ["delete", *rule("allow", "from", peer, "to", "any", "app", "Zimbra-mta")]
+        for peer in PEERS[:50] + V6_PEERS[:10]
+    ),
+    ["delete", "allow", "Zimbra"],
+]
+
+
+def test_on_a_running_firewall_the_batch_loads_what_ufw_loads_rule_by_rule(twins):
+    for minion in (twins.cli, twins.batch):
+        assert one_by_one(minion, FIRST) == len(FIRST)
+        minion.ufw("--force", "enable")
+        set_profile(minion, CHANGED_PROFILE)
+    for commands in (JOIN, LEAVE):
+        assert one_by_one(twins.cli, commands) == len(commands)
+        report, code = batched(twins.batch, commands)
+        assert (report, code) == ([{"done": i} for i in range(len(commands))], 0)
+        assert firewall(twins.batch) == firewall(twins.cli)
+    loaded = firewall(twins.batch)
+    assert b"-s 10.1.1.60/32" in loaded["iptables-save"] and b"2001:db8:50::14/128" in loaded["ip6tables-save"]
+    assert b"-s 10.1.0.1/32" not in loaded["iptables-save"] and b"2001:db8:50::1/128" not in loaded["ip6tables-save"]
+
+
+def test_a_failed_load_puts_the_rules_files_back(twins):
+    minion = twins.batch
+    assert one_by_one(minion, FIRST) == len(FIRST)
+    minion.ufw("--force", "enable")
+    before = firewall(minion)
+    minion.set_fault("ip6tables-restore")
+    report, code = batched(minion, JOIN)
+    minion.set_fault("ip6tables-restore", on=False)
+    assert code == 1
+    assert report == [{"failed": 0, "error": report[-1]["error"]}], report
+    assert "loading /etc/ufw/user6.rules into the running firewall ('/bin/false -n') failed" in report[0]["error"]
+    assert firewall(minion) == before
 
 
 def test_batch_stops_at_a_failing_command_and_keeps_what_it_applied(twins):
