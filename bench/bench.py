@@ -13,7 +13,9 @@ Every tool builds exactly the rules zimbra_fw computes for the policy:
 * cmd.run + unless         -- the naive way: ``ufw ...`` guarded by ``ufw show added | grep``.
 
 For each tool and policy, rounds alternate the tools' order; each sample is
-a fresh sandbox: a first converge, then a no-op converge. Reported: median
+a fresh sandbox: a first converge, then a no-op converge. The running
+firewall rows (``--running N...``): a mailbox with 2 peers, converged and
+active; then N more peers join (+N) and leave again (-N), each timed. Reported: median
 wall times, the ratio to zimbra_fw in the same run, ufw processes started,
 whether the no-op run reported changes, and whether the resulting rules,
 profile and firewall state match the policy. ``salt-call --local
@@ -45,8 +47,8 @@ RESULTS = os.path.join(REPO, "bench", "results")
 class Policy:
     """A pillar and what zimbra_fw makes of it: profile text and rules."""
 
-    def __init__(self, name, pillar, peers=0):
-        self.name, self.pillar, self.peers = name, pillar, peers
+    def __init__(self, name, pillar, peers=0, absent=()):
+        self.name, self.pillar, self.peers, self.absent = name, pillar, peers, list(absent)
         policy = zimbra_fw_policy.build(zimbra_fw_config.parse_config(pillar))
         self.profile_text = zimbra_fw_ufw.profile_text(policy)
         self.rules = zimbra_fw_ufw.desired_rules(policy)
@@ -57,13 +59,23 @@ def seed_policy():
         return Policy("seed", yaml.safe_load(handle)["zimbra_fw"])
 
 
-def cluster_policy(peers):
+def cluster_policy(peers, absent=()):
     peer_list = [
         {"name": f"peer{i}", "addresses": [f"10.1.{i // 250}.{i % 250 + 1}"], "roles": ["mta" if i % 2 else "proxy"]}
         for i in range(peers)
     ]
     pillar = {"roles": ["mailbox"], "trusted_subnets": ["192.168.1.0/24"], "cluster": {"peers": peer_list}}
-    return Policy(f"cluster-{peers}", pillar, peers)
+    return Policy(f"cluster-{peers}", pillar, peers, absent)
+
+
+RUNNING_BASE = 2  # peers before and after: one MTA, one proxy, so no profile comes or goes
+
+
+def running_change(peers):
+    """(before, with N more peers, after they left): a mailbox with an active firewall."""
+    before, joined = cluster_policy(RUNNING_BASE), cluster_policy(RUNNING_BASE + peers)
+    left = cluster_policy(RUNNING_BASE, absent=[rule for rule in joined.rules if rule not in before.rules])
+    return before, joined, left
 
 
 def matches(minion, policy):
@@ -93,6 +105,57 @@ def sample(tool, policy):
             "first": first, "first_ufw": first_calls, "noop": noop, "noop_ufw": len(minion.ufw_processes()),
             "noop_changed": noop_changed, "correct": correct and matches(minion, policy),
         }  # fmt: skip
+
+
+def sample_running(tool, peers):
+    """One fresh sandbox with the firewall running: time N peers joining, then leaving."""
+    before, joined, left = running_change(peers)
+    with Lab() as lab:
+        minion = lab.minion
+        tool.prepare(minion, before)
+        tool.converge(minion, before)
+        tool.prepare(minion, joined)
+        join, _ = tool.converge(minion, joined)
+        correct = matches(minion, joined)
+        tool.prepare(minion, left)
+        leave, _ = tool.converge(minion, left)
+        return {"join": join, "leave": leave, "correct": correct and matches(minion, left)}
+
+
+def run_running(peer_counts, tools, rounds):
+    results = {}
+    for peers in peer_counts:
+        for round_number in range(rounds):
+            shift = round_number % len(tools)
+            for tool in tools[shift:] + tools[:shift]:
+                results.setdefault((peers, tool.name), []).append(sample_running(tool, peers))
+                print(f"  running +/-{peers:<5} {tool.name:<18} round {round_number + 1}", file=sys.stderr, flush=True)
+    return results
+
+
+def summarise_running(peer_counts, tools, results, ping):
+    rows = []
+    for peers in peer_counts:
+        ours = results[(peers, TOOLS[0].name)]
+        ours_join, ours_leave = (statistics.median(s[key] for s in ours) for key in ("join", "leave"))
+        for tool in tools:
+            samples = results[(peers, tool.name)]
+            join, leave = (statistics.median(s[key] for s in samples) for key in ("join", "leave"))
+            rows.append({
+                "peers": peers, "tool": tool.name, "join_s": join, "join_x": join / ours_join,
+                "join_vs_ping": join / ping, "leave_s": leave, "leave_x": leave / ours_leave,
+                "leave_vs_ping": leave / ping, "correct": all(s["correct"] for s in samples),
+            })  # fmt: skip
+    return rows
+
+
+def print_running_table(rows):
+    print("running firewall: N peers join, then leave (x = ratio to zimbra_fw; ping = x salt-call test.ping)")
+    print(f"{'peers':>5} {'tool':<17} {'+N s':>7} {'x':>5} {'ping':>5} {'-N s':>7} {'x':>5} {'ping':>5} {'matches':>7}")
+    for r in rows:
+        print(f"{r['peers']:>5} {r['tool']:<17} {r['join_s']:>7.2f} {r['join_x']:>5.1f} {r['join_vs_ping']:>5.1f} "
+              f"{r['leave_s']:>7.2f} {r['leave_x']:>5.1f} {r['leave_vs_ping']:>5.1f} "
+              f"{'yes' if r['correct'] else 'NO':>7}")  # fmt: skip
 
 
 def baseline(rounds):
@@ -149,24 +212,27 @@ def print_table(rows, ping, rounds):
               f"{'yes' if r['idempotent'] else 'NO':>10} {'yes' if r['correct'] else 'NO':>7}")  # fmt: skip
 
 
-def plot(rows, path):
+def plot(rows, running_rows, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cluster = [r for r in rows if r["policy"].startswith("cluster")]
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for axis, key, title in ((axes[0], "first_s", "first converge"), (axes[1], "noop_s", "no-op converge")):
-        for tool in dict.fromkeys(r["tool"] for r in cluster):
-            points = sorted((r["peers"], r[key]) for r in cluster if r["tool"] == tool)
+    panels = [(cluster, "first_s", "first converge"), (cluster, "noop_s", "no-op converge")]
+    panels += [(running_rows, "join_s", "running firewall: +N peers"), (running_rows, "leave_s", "running: -N peers")]
+    panels = [panel for panel in panels if panel[0]]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for axis, (table, key, title) in zip(axes[0], panels, strict=True):
+        for tool in dict.fromkeys(r["tool"] for r in table):
+            points = sorted((r["peers"], r[key]) for r in table if r["tool"] == tool)
             axis.plot([p for p, _ in points], [t for _, t in points], marker="o", label=tool)
         axis.set_title(title)
         axis.set_xlabel("peers (one rule each)")
         axis.set_ylabel("wall time, s (median)")
         axis.set_yscale("log")
         axis.grid(True, which="both", alpha=0.3)
-    axes[0].legend()
+    axes[0][0].legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -174,23 +240,28 @@ def plot(rows, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="zimbra_fw against other ufw tools, in sandboxes")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--peers", type=int, nargs="*", default=[10, 50, 200])
+    parser.add_argument("--peers", type=int, nargs="*", default=[10, 50, 200], help="first/no-op: cluster sizes")
+    parser.add_argument("--running", type=int, nargs="*", default=[50, 200], help="running firewall: peers +/-")
+    parser.add_argument("--no-seed", action="store_true", help="leave out the seed policy")
     parser.add_argument("--tools", nargs="*", default=[t.name for t in TOOLS], help="names, zimbra_fw first")
     parser.add_argument("--plot", default=None, help="write a PNG of time against peers here")
     args = parser.parse_args(argv)
     tools = [t for t in TOOLS if t.name in args.tools or t is TOOLS[0]]
-    policies = [seed_policy()] + [cluster_policy(n) for n in args.peers]
+    policies = ([] if args.no_seed else [seed_policy()]) + [cluster_policy(n) for n in args.peers]
     ping = baseline(args.rounds)
-    results = run(policies, tools, args.rounds)
-    rows = summarise(policies, tools, results, ping)
+    rows = summarise(policies, tools, run(policies, tools, args.rounds), ping)
+    running_rows = summarise_running(args.running, tools, run_running(args.running, tools, args.rounds), ping)
     print_table(rows, ping, args.rounds)
+    print()
+    print_running_table(running_rows)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.json"), "w", encoding="utf-8") as handle:
-        json.dump({"test_ping_s": ping, "rounds": args.rounds, "rows": rows}, handle, indent=1)
+        json.dump({"test_ping_s": ping, "rounds": args.rounds, "rows": rows, "running": running_rows}, handle, indent=1)
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, running_rows, args.plot)
     ours = [r for r in rows if r["tool"] == TOOLS[0].name]
     ok = all(r["noop_ufw"] <= 2 and r["idempotent"] and r["correct"] for r in ours)
+    ok = ok and all(r["correct"] for r in running_rows if r["tool"] == TOOLS[0].name)
     return 0 if ok else 1
 
 

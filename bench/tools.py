@@ -2,9 +2,11 @@
 
 A policy is what zimbra_fw computes for a pillar: the profile file text and
 the allow rules (ufw argument tuples), plus default deny incoming and ufw
-enabled. Each driver turns it into that tool's own input -- a Salt SLS for
-saltext.ufw and for the naive cmd.run way, an Ansible playbook for
-community.general.ufw -- and runs it inside the sandboxed minion.
+enabled; and, when peers leave, the rules that must go (``absent``: zimbra_fw
+removes its own stale rules by itself, the other tools are told). Each
+driver turns it into that tool's own input -- a Salt SLS for saltext.ufw
+and for the naive cmd.run way, an Ansible playbook for community.general.ufw
+-- and runs it inside the sandboxed minion.
 
 ``converge`` returns (seconds, changes reported).
 """
@@ -125,6 +127,16 @@ class SaltextUfw(_SaltSls):
             if proto != "any":
                 args.append({"proto": proto})
             states[f"bench-rule-{index}"] = {"ufw.rule_present": args}
+        for index, rule in enumerate(policy.absent):
+            source, app, port, proto = rule_fields(rule)
+            args = [{"action": "allow"}]
+            if source != "any":
+                args.append({"src": source})
+            if app or port:
+                args.append({"dport": app or port})
+            if proto != "any":
+                args.append({"proto": proto})
+            states[f"bench-gone-{index}"] = {"ufw.rule_absent": args}
         # saltext.ufw sets a default policy only on an active firewall.
         states["bench-enabled"] = {"ufw.enabled": []}
         states["bench-default"] = {
@@ -152,6 +164,12 @@ class NaiveCmdRun(_SaltSls):
                     {"unless": f"ufw show added | grep -qxF {listed}"},
                     {"require": [{"file": "bench-profile"}]},
                 ]
+            }
+        for index, rule in enumerate(policy.absent):
+            text = " ".join(rule)
+            listed = shlex.quote(f"ufw {text} comment {COMMENT!r}")
+            states[f"bench-gone-{index}"] = {
+                "cmd.run": [{"name": f"ufw delete {text}"}, {"onlyif": f"ufw show added | grep -qxF {listed}"}]
             }
         states["bench-default"] = {
             "cmd.run": [
@@ -191,6 +209,13 @@ class AnsibleUfw(Tool):
             if proto != "any":
                 args["proto"] = proto
             tasks.append({"name": "rule " + " ".join(rule), "community.general.ufw": args})
+        for rule in policy.absent:
+            source, app, port, proto = rule_fields(rule)
+            args = {"rule": "allow", "delete": True, **({"from_ip": source} if source != "any" else {})}
+            args.update({"name": app} if app else {"to_port": port} if port else {})
+            if proto != "any":
+                args["proto"] = proto
+            tasks.append({"name": "no rule " + " ".join(rule), "community.general.ufw": args})
         tasks.append({"name": "default deny", "community.general.ufw": {"default": "deny", "direction": "incoming"}})
         tasks.append({"name": "enabled", "community.general.ufw": {"state": "enabled"}})
         play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
