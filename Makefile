@@ -1,12 +1,14 @@
 # zimbra_fw: make demo (apply pillar.example to a sandboxed minion), make test.
-# Both set up everything first: Debian packages (ufw, iptables, iproute2) and
-# a virtual environment in .venv with requirements.txt. Needs root: the
-# sandbox makes network and mount namespaces.
+# Both set up everything first: Debian packages (ufw, iptables, iproute2,
+# firewalld, dbus) and a virtual environment in .venv with requirements.txt.
+# Needs root: the sandbox makes network and mount namespaces. While apt
+# installs, policy-rc.d says no daemon may start: firewalld runs only in the
+# sandbox, never in the host's network namespace.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := ufw iptables iproute2 util-linux mount
+DEBIAN_PACKAGES := ufw iptables iproute2 util-linux mount firewalld dbus
 # yamllint only picks *.yaml/*.yml from a directory: every SLS is named.
 SLS := $(wildcard zimbra_fw/*.sls)
 
@@ -19,7 +21,11 @@ system-packages:
 		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+		saved=""; [ -e /usr/sbin/policy-rc.d ] && saved=$$(mktemp) && cp -p /usr/sbin/policy-rc.d $$saved; \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; status=$$?; \
+		if [ -n "$$saved" ]; then mv $$saved /usr/sbin/policy-rc.d; else rm -f /usr/sbin/policy-rc.d; fi; \
+		exit $$status; fi
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)

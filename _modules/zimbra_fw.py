@@ -4,7 +4,8 @@ Least-privilege firewall for Zimbra Collaboration servers: the Salt face.
 It gathers what the core needs once (the ``zimbra_fw`` pillar, installed
 packages, the Salt Mine, the minion's Salt master and addresses), computes
 the policy with the core in ``_utils/`` (catalogue -> config -> policy) and
-hands it to the firewall backend (``zimbra_fw_ufw``). Only the functions in
+hands it to the firewall backend the pillar's ``backend`` names
+(``zimbra_fw_ufw`` or ``zimbra_fw_firewalld``). Only the functions in
 ``__load__`` are published; none takes a plan, a path or a command.
 """
 
@@ -14,9 +15,11 @@ try:
     import zimbra_fw_audit
     import zimbra_fw_catalogue
     import zimbra_fw_config
+    import zimbra_fw_firewalld
     import zimbra_fw_policy
     import zimbra_fw_ufw
 
+    BACKENDS = {"ufw": zimbra_fw_ufw, "firewalld": zimbra_fw_firewalld}
     CORE_MISSING = None
 except ImportError as exc:  # _utils not synced
     CORE_MISSING = str(exc)
@@ -37,8 +40,14 @@ def __virtual__():
     return __virtualname__
 
 
-def _backend():
-    return zimbra_fw_ufw
+def _backend(config=None, settings=None):
+    """The backend module of ``config``; before the pillar is parsed, the one
+    its raw ``settings`` name (ufw when that is not valid: the pillar check
+    reports it)."""
+    if config is not None:
+        return BACKENDS[config.backend]
+    value = (settings or {}).get("backend")
+    return BACKENDS.get(zimbra_fw_config.backend_name(value, __grains__.get("os_family")), zimbra_fw_ufw)
 
 
 def _run(argv, stdin=None):
@@ -79,7 +88,7 @@ def _facts(settings, with_mine):
     if with_mine and isinstance(cluster, dict) and cluster.get("mine") is True:
         target = cluster.get("mine_target", zimbra_fw_config.DEFAULTS["cluster"]["mine_target"])
         mine_data = _plain(dict(__salt__["mine.get"](target, MINE_FUNCTION, tgt_type="compound")))
-    backend = _backend()
+    backend = _backend(settings=settings)
     return zimbra_fw_config.Facts(
         packages=packages,
         mine_data=mine_data,
@@ -87,6 +96,7 @@ def _facts(settings, with_mine):
         salt_master=_salt_master(),
         ipv6_off=backend.ipv6_off(),
         name_taken=backend.name_taken,
+        os_family=__grains__.get("os_family"),
     )
 
 
@@ -105,8 +115,7 @@ def _policy(with_mine=True):
     return policy
 
 
-def _parts(part):
-    backend = _backend()
+def _parts(part, backend):
     if part is None:
         return backend.PARTS
     if part not in backend.PARTS:
@@ -123,8 +132,9 @@ def _plan_view(plan_):
 
 def _plans(policy, parts):
     """``{part: Plan}`` from one read of the firewall."""
-    backend = _backend()
-    snapshot = backend.read_snapshot(_run, live=any(p in backend.LIVE_PARTS for p in parts))
+    backend = _backend(policy.config)
+    live = any(p in backend.LIVE_PARTS for p in parts)
+    snapshot = backend.read_snapshot(_run, live=live, config=policy.config)
     return {name: backend.plan(name, policy, snapshot) for name in parts}
 
 
@@ -178,14 +188,19 @@ def open_ports():
 
         salt '*' zimbra_fw.open_ports
     """
-    return zimbra_fw_policy.open_ports(_policy())
+    policy = _policy()
+    backend = _backend(policy.config)
+    ports = zimbra_fw_policy.open_ports(policy)
+    ports["firewall"] = {"backend": backend.NAME, "package": backend.PACKAGE, "service": backend.SERVICE}
+    return ports
 
 
 def profile():
     """
     Return the firewall's port groups for this minion (ufw application
-    profiles: the public one and one per peer role or admin_subnets) with
-    their ports, the file path and the file text (None when none is needed).
+    profiles or firewalld services: the public one and one per peer role or
+    admin_subnets) with their ports, where they live and, for ufw, the file
+    text (None when none is needed).
 
     CLI Example:
 
@@ -193,7 +208,8 @@ def profile():
 
         salt '*' zimbra_fw.profile
     """
-    return _backend().profiles(_policy())
+    policy = _policy()
+    return _backend(policy.config).profiles(policy)
 
 
 def plan(part=None):
@@ -209,7 +225,8 @@ def plan(part=None):
         salt '*' zimbra_fw.plan
         salt '*' zimbra_fw.plan part=rules
     """
-    plans = _plans(_policy(), _parts(part))
+    policy = _policy()
+    plans = _plans(policy, _parts(part, _backend(policy.config)))
     if part is not None:
         return _plan_view(plans[part])
     return {name: _plan_view(plan_) for name, plan_ in plans.items()}
@@ -231,8 +248,9 @@ def converge(part=None, test=False):
         salt '*' zimbra_fw.converge test=True
         salt '*' zimbra_fw.converge part=rules
     """
-    backend, policy, results = _backend(), _policy(), {}
-    for name in _parts(part):
+    policy, results = _policy(), {}
+    backend = _backend(policy.config)
+    for name in _parts(part, backend):
         plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
         applied = [] if test else backend.apply(plan_.steps, _run)
         results[name] = {"changes": plan_.changes, "applied": applied}
@@ -257,8 +275,9 @@ def audit():
         salt '*' zimbra_fw.audit
         salt '*' zimbra_fw.audit --out=json
     """
-    policy, backend = _policy(), _backend()
-    snapshot = backend.read_snapshot(_run)
+    policy = _policy()
+    backend = _backend(policy.config)
+    snapshot = backend.read_snapshot(_run, config=policy.config)
     proc = {name: _read_proc(name) for name, _ in zimbra_fw_audit.PROC_NET_FILES}
     report = zimbra_fw_audit.audit(
         policy,
@@ -292,5 +311,6 @@ def status():
 
         salt '*' zimbra_fw.status
     """
-    backend = _backend()
-    return backend.status(backend.read_snapshot(_run))
+    policy = _policy()
+    backend = _backend(policy.config)
+    return backend.status(backend.read_snapshot(_run, config=policy.config))

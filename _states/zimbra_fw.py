@@ -9,7 +9,8 @@ each requiring the one before:
 
     zimbra_fw-pillar:
       zimbra_fw.pillar_valid: []
-    # pkg.installed: ufw
+    zimbra_fw-installed:
+      zimbra_fw.firewall_installed: []   # ufw, or firewalld (running)
     zimbra_fw-profile:
       zimbra_fw.profile_managed: []
     zimbra_fw-rules:
@@ -20,15 +21,16 @@ each requiring the one before:
 Within one state run the policy is computed once and shared by the states.
 """
 
+import salt.utils.systemd
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "zimbra_fw"
 
 RUN_CACHE = "zimbra_fw.state_run"  # shared with the execution module, see _policy()
 _DONE = {
-    "profile": "The application profiles are as configured",
+    "profile": "The port groups (ufw application profiles or firewalld services) are as configured",
     "rules": "The zimbra_fw allow rules are as configured",
-    "firewall": "The firewall is active with default deny incoming",
+    "firewall": "The firewall is active and denies incoming by default",
 }
 
 
@@ -60,6 +62,15 @@ def _describe(changes, test):
             verb = "added" if key == "added" else "removed"
             count = _count(changes[key], noun)
             words.append(f"{verb} {count}" if not test else f"{count} would be {verb}")
+    for scope in ("runtime", "permanent"):  # firewalld: one scope differed from the other
+        for key in ("added", "removed"):
+            if key in changes.get(scope, {}):
+                count = _count(changes[scope][key], "rule")
+                words.append(f"{key} {count} ({scope})" if not test else f"{count} would be {key} ({scope})")
+    if "services reloaded" in changes.get("runtime", {}):
+        words.append("reloaded firewalld's services" if not test else "firewalld's services would be reloaded")
+    if "target" in changes:
+        words.append("set the zone's target to default" if not test else "the zone's target would be set to default")
     if "default incoming" in changes:
         words.append("set default incoming to deny" if not test else "default incoming would be set to deny")
     if "active" in changes:
@@ -106,11 +117,41 @@ def pillar_valid(name="zimbra_fw-pillar"):
     return ret
 
 
+def firewall_installed(name="zimbra_fw-installed"):
+    """
+    Install the firewall the pillar's ``backend`` names (``ufw``, or
+    ``firewalld``, the default on the RedHat os_family) and, for firewalld,
+    make its daemon run and start at boot. Where ``firewall-cmd --state``
+    already says running and there is no init system (a container), that is
+    enough.
+    """
+    try:
+        firewall = _call("zimbra_fw.open_ports")["firewall"]
+    except CommandExecutionError as exc:
+        return {"name": name, "changes": {}, "result": False, "comment": str(exc)}
+    ret = __states__["pkg.installed"](name=firewall["package"])
+    ret["name"] = name
+    service = firewall["service"]
+    if not ret["result"] or service is None:
+        return ret
+    if not salt.utils.systemd.booted(__context__):
+        state = __salt__["cmd.run_all"](["firewall-cmd", "--state"], python_shell=False, ignore_retcode=True)
+        if state["retcode"] == 0:
+            ret["comment"] += f"; {service} is running (no init system here to enable it at boot)"
+            return ret
+    running = __states__["service.running"](name=service, enable=True)
+    changes = {**ret["changes"], **({service: running["changes"]} if running["changes"] else {})}
+    ret.update(result=running["result"], changes=changes, comment=f"{ret['comment']}; {running['comment']}")
+    return ret
+
+
 def profile_managed(name="zimbra_fw-profile"):
     """
-    Write the application profiles (``[Zimbra]`` with this server's public
-    ports, one per peer role) atomically, and update ufw's rules that use a
-    profile whose ports changed.
+    Write the port groups: ufw application profiles (``[Zimbra]`` with this
+    server's public ports, one per peer role) atomically, and update ufw's
+    rules that use a profile whose ports changed; or firewalld services
+    (``zimbra``, ``zimbra-mta``, ...), reloading firewalld only when one
+    changed.
     """
     return _converge(name, "profile")
 
@@ -127,7 +168,8 @@ def rules_managed(name="zimbra_fw-rules"):
 
 def firewall_enabled(name="zimbra_fw-firewall"):
     """
-    Set the default incoming policy to deny and enable the firewall, each
+    Set the default incoming policy to deny and enable the firewall (ufw),
+    or set the zone's target back to default from ACCEPT (firewalld), each
     only when it differs. Refuses while management access is not allowed.
     With ``zimbra_fw:enabled: false`` the firewall's state is left alone.
     """

@@ -26,7 +26,7 @@ Config = namedtuple(
     "Config",
     "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from ssh_limit "
     "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
-    "salt_masters mail_mode only_from left_out",
+    "salt_masters mail_mode only_from left_out backend zone",
 )
 SaltMaster = namedtuple("SaltMaster", "address ports")
 Peer = namedtuple("Peer", "name addresses roles source")
@@ -36,9 +36,10 @@ Peer = namedtuple("Peer", "name addresses roles source")
 # zimbra_fw.identity (None: the mine is not used). ``salt_master``: (address,
 # ports) or None. ``ipv6_off``: None, or why the firewall cannot take IPv6
 # rules. ``name_taken``: name -> None, or why the firewall cannot use that
-# name for a port group.
-Facts = namedtuple("Facts", "packages mine_data minion_id salt_master ipv6_off name_taken")
-Facts.__new__.__defaults__ = (None, None, None, None, None, lambda name: None)
+# name for a port group. ``os_family``: the os_family grain (picks the
+# default backend).
+Facts = namedtuple("Facts", "packages mine_data minion_id salt_master ipv6_off name_taken os_family")
+Facts.__new__.__defaults__ = (None, None, None, None, None, lambda name: None, None)
 NO_FACTS = Facts()
 
 DEFAULTS = {
@@ -59,7 +60,11 @@ DEFAULTS = {
     "allow_salt_master": True,
     "cluster": {"peers": [], "mine": False, "mine_target": "*", "networks": []},
     "mail_mode": "https",
+    "backend": None,  # ufw, or firewalld on the RedHat os_family
+    "firewalld": {"zone": None},
 }
+BACKENDS = ("ufw", "firewalld")
+ZONE_NAME_RE = re.compile(r"^[A-Za-z0-9_+-]{1,17}$")  # firewalld's limit: 17 characters
 
 # Room is left for the "-<role>" suffix of the per-role groups (ufw allows 64).
 PROFILE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,47}$")
@@ -362,6 +367,30 @@ def _parse_mail_mode(problems, value):
     return value
 
 
+def backend_name(value, os_family):
+    """The firewall the ``backend`` pillar value names, or the default for
+    the os_family (firewalld on RedHat and its rebuilds, else ufw)."""
+    if value is None:
+        return "firewalld" if os_family == "RedHat" else "ufw"
+    return value if isinstance(value, str) and value in BACKENDS else None
+
+
+def _parse_backend(problems, value, os_family):
+    name = backend_name(value, os_family)
+    if name is None:
+        problems.add("backend", value, f"is not a firewall zimbra_fw can manage: one of {', '.join(BACKENDS)}")
+    return name
+
+
+def _parse_firewalld(problems, value):
+    settings = _mapping(problems, "firewalld", value, DEFAULTS["firewalld"], "zone")
+    zone = settings["zone"]
+    if zone is not None and not (isinstance(zone, str) and ZONE_NAME_RE.match(zone)):
+        problems.add("firewalld:zone", zone, "is not a firewalld zone name (letters, digits, _ + -; up to 17)")
+        return None
+    return zone
+
+
 def source_text(network):
     """An address or subnet as firewalls print it: a host without its prefix length."""
     if network.prefixlen == network.max_prefixlen:
@@ -437,6 +466,8 @@ def parse_config(pillar, facts=NO_FACTS):
         mail_mode=_parse_mail_mode(problems, merged["mail_mode"]),
         only_from=only_from,
         left_out=left_out,
+        backend=_parse_backend(problems, merged["backend"], facts.os_family),
+        zone=_parse_firewalld(problems, merged["firewalld"]),
     )
     if facts.ipv6_off:
         for key, network in _ipv6_networks(config):

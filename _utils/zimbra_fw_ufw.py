@@ -26,6 +26,9 @@ import salt.utils.path
 import zimbra_fw_policy as policies
 import zimbra_fw_ufw_files as files
 from salt.exceptions import CommandExecutionError
+from zimbra_fw_commands import ApplyFailed
+from zimbra_fw_commands import checked as _checked
+from zimbra_fw_commands import program_python as ufw_python
 from zimbra_fw_config import source_text
 
 
@@ -34,6 +37,8 @@ def __virtual__():
 
 
 NAME = "ufw"
+PACKAGE = "ufw"
+SERVICE = None  # enabled by ufw itself (ENABLED=yes in ufw.conf), no daemon
 RULE_COMMENT = "zimbra_fw"
 APPS_DIR = "/etc/ufw/applications.d"
 PROFILE_PATH = os.path.join(APPS_DIR, "zimbra")
@@ -84,15 +89,6 @@ def name_taken(name):
     return "is a service name in /etc/services; ufw would take the service, not the profile"
 
 
-def _checked(run, argv, succeeded=(0,)):
-    """Run ``argv``; its exit code, or an error naming the command and what it said."""
-    retcode, stdout, stderr = run(argv)
-    if retcode not in succeeded:
-        message = (stderr or stdout or "").strip()
-        raise CommandExecutionError(f"'{' '.join(argv)}' failed (exit {retcode}): {message}")
-    return retcode
-
-
 def _rules(defaults=None):
     paths = [RULES_FILES[0]]
     if ipv6_off(defaults) is None and os.path.exists("/proc/sys/net/ipv6"):
@@ -111,10 +107,11 @@ def _active(run):
     return _checked(run, ["iptables", "-n", "-L", "ufw-user-input"], succeeded=(0, 1)) == 0
 
 
-def read_snapshot(run, live=True):
+def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argument
     """ufw as it is now, as ufw itself reads it: the rules from its rules
     files, the default incoming policy from /etc/default/ufw and, with ``live``,
-    whether it is running from iptables (one iptables process, no ufw one)."""
+    whether it is running from iptables (one iptables process, no ufw one).
+    ufw needs nothing from ``config``."""
     reason = unavailable()
     if reason:
         raise CommandExecutionError(reason)
@@ -272,10 +269,6 @@ def plan(part, policy, snapshot):
 # ---------------------------------------------------------------- applying
 
 
-class ApplyFailed(CommandExecutionError):
-    """A step failed; ``info`` has the failed step and the steps applied before it."""
-
-
 def batch_outcome(commands, report, retcode, stderr=""):
     """What a run of zimbra_fw_ufw_batch did, from its JSON-lines ``report``:
     (number of commands applied, error or None), or None when ufw's library
@@ -296,21 +289,6 @@ def batch_outcome(commands, report, retcode, stderr=""):
         return applied, None
     error = error or f"exit {retcode}: {(stderr or '').strip()}"
     return applied, f"'ufw {' '.join(commands[applied])}' failed: {error}"
-
-
-def ufw_python(path):
-    """The Python that runs the ufw program at ``path`` (its #! line), or None."""
-    try:
-        with open(path, "rb") as handle:
-            first_line = handle.readline(200).decode("utf-8", "replace")
-    except (OSError, TypeError):
-        return None
-    words = first_line[2:].split() if first_line.startswith("#!") else []
-    if words and os.path.basename(words[0]) == "env" and len(words) > 1:
-        words = [salt.utils.path.which(words[1]) or ""]
-    if words and os.path.basename(words[0]).startswith("python") and os.access(words[0], os.X_OK):
-        return words[0]
-    return None
 
 
 def _run_batch(commands, run):

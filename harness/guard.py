@@ -8,8 +8,9 @@ Started by ``harness.sandbox`` as::
 Before anything else it proves that it runs in the network namespace NS
 that the harness created and not in the host's (compared with
 /proc/1/ns/net, kthreadd's /proc/2/ns/net and the harness's own namespace).
-Then it bind-mounts the sandbox's private /etc/ufw, /etc/default/ufw and /run,
-and its copy of ufw's package ``__init__.py`` (which counts ufw processes and
+Then it bind-mounts the sandbox's private /etc/ufw, /etc/default/ufw, /run
+(where a sandbox's firewalld has its private system bus, /run/dbus) and, for
+a firewalld minion, /etc/firewalld, and its copy of ufw's package ``__init__.py`` (which counts ufw processes and
 commands, see ufw_hook.py) in its private mount namespace, adds any fault a
 test asked for (marker files ``fault-*`` in DIR) and executes CMD. It exits
 97 on refusal.
@@ -70,7 +71,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--netns", required=True)
     parser.add_argument("--host-netns", required=True)
-    parser.add_argument("--state", required=True, help="sandbox dir: etc-ufw/, default-ufw, run/, ufw-package/")
+    parser.add_argument("--state", required=True, help="sandbox dir: etc-ufw/, default-ufw, run/, etc-firewalld/ ...")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -80,7 +81,9 @@ def main(argv=None):
         return REFUSED
     _bind(os.path.join(args.state, "etc-ufw"), "/etc/ufw")
     _bind(os.path.join(args.state, "default-ufw"), "/etc/default/ufw")
-    _bind(os.path.join(args.state, "run"), "/run")  # a private /run/ufw.lock
+    _bind(os.path.join(args.state, "run"), "/run")  # a private /run/ufw.lock and /run/dbus
+    if os.path.isdir(os.path.join(args.state, "etc-firewalld")):
+        _bind(os.path.join(args.state, "etc-firewalld"), "/etc/firewalld")
     with open(os.path.join(args.state, "ufw-package-dir"), encoding="utf-8") as handle:
         package = handle.read().strip()
     hooked = os.path.join(args.state, "ufw-package")

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import yaml
 
@@ -334,6 +335,19 @@ class Minion(Namespace):
             files[tool] = re.sub(r"\[\d+:\d+\]|^#.*$", "", out, flags=re.MULTILINE).encode()
         return files
 
+    def start_firewalld(self):
+        """Run a private firewalld in this minion: a copy of /etc/firewalld and
+        its own system bus (dbus-daemon) in the sandbox's /run/dbus; both stop
+        with the namespace. Returns once ``firewall-cmd --state`` says running."""
+        shutil.copytree("/etc/firewalld", os.path.join(self.state, "etc-firewalld"))
+        socket_path = os.path.join(self.state, "run", "dbus", "system_bus_socket")
+        os.makedirs(os.path.dirname(socket_path), exist_ok=True)
+        self.spawn_guarded(["dbus-daemon", "--system", "--nofork", "--nopidfile"])
+        _wait_for(lambda: os.path.exists(socket_path), "the sandbox's system bus")
+        log = os.path.join(self.state, "firewalld.log")
+        self.spawn_guarded(["firewalld", "--nofork", "--nopid", "--log-file", log])
+        _wait_for(lambda: self.guarded(["firewall-cmd", "--state"], check=False).returncode == 0, "firewalld")
+
     def spawn_guarded(self, argv):
         """Start a long-running ``argv`` (a salt-minion) in this minion, through the guard."""
         log = open(os.path.join(self.state, "daemon.log"), "ab")  # closed when the process ends
@@ -344,6 +358,14 @@ class Minion(Namespace):
         if process.stdout.readline().strip() != "ready":
             raise RuntimeError("listener did not start")
         return process
+
+
+def _wait_for(ready, what, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start in {seconds} s")
+        time.sleep(0.1)
 
 
 def _replace_line(path, prefix, line):
@@ -387,8 +409,10 @@ class Topology:
 class Lab(Topology):
     """One sandboxed minion with a trusted LAN client and an internet client.
 
-    Addresses: minion 192.168.1.1 (LAN, 192.168.1.0/24) and 203.0.113.1
-    (internet side); clients 192.168.1.10 and 203.0.113.10. Over IPv6 (from
+    With ``firewalld``, the minion runs a private firewalld (see
+    ``Minion.start_firewalld``). Addresses: minion 192.168.1.1 (LAN,
+    192.168.1.0/24) and 203.0.113.1 (internet side); clients 192.168.1.10
+    and 203.0.113.10. Over IPv6 (from
     the documentation prefix): minion 2001:db8:1::1 (LAN, 2001:db8:1::/64)
     and 2001:db8:113::1; clients 2001:db8:1::10 and 2001:db8:113::10.
     """
@@ -398,10 +422,12 @@ class Lab(Topology):
     MINION_LAN6 = "2001:db8:1::1"
     MINION_INTERNET6 = "2001:db8:113::1"
 
-    def __init__(self):
+    def __init__(self, firewalld=False):
         super().__init__()
         try:
             self.minion = self._add(Minion(f"{self.prefix}-srv", self.workdir))
+            if firewalld:
+                self.minion.start_firewalld()
             self.lan = self._add(Namespace(f"{self.prefix}-lan"))
             self.internet = self._add(Namespace(f"{self.prefix}-inet"))
             self._link(

@@ -1,5 +1,5 @@
 """The Salt face and the states, loaded as Salt loads them, with Salt's
-dunders (__salt__, __opts__, __pillar__, __context__) given by the test."""
+dunders (__salt__, __opts__, __pillar__, __grains__, __context__) given by the test."""
 
 import importlib.util
 import os
@@ -37,13 +37,14 @@ class Calls(dict):
         return call
 
 
-def face(pillar, context=None, opts=None, **functions):
+def face(pillar, context=None, opts=None, grains=None, **functions):
     salt = Calls(**functions)
     module = load(
         "_modules/zimbra_fw.py",
         salt=salt,
         pillar={"zimbra_fw": pillar},
         opts=opts or {"id": "mail1", "file_client": "local"},
+        grains=grains or {"os_family": "Debian"},
         context={} if context is None else context,
     )
     return module, salt
@@ -171,7 +172,7 @@ def test_state_without_changes_and_with_a_failure():
         "name": "zimbra_fw-profile",
         "changes": {},
         "result": True,
-        "comment": "The application profiles are as configured",
+        "comment": "The port groups (ufw application profiles or firewalld services) are as configured",
     }
     failed = module.firewall_enabled()
     assert failed["result"] is False and failed["changes"] == {}

@@ -219,7 +219,7 @@ def test_bad_pillar_fails_and_changes_nothing(unchanged, example_pillar, key, ba
     check = results["zimbra_fw-pillar"]
     assert check["result"] is False and named in check["comment"], check["comment"]
     # Nothing after the check runs, not even the package install.
-    for state in ("zimbra_fw-ufw-installed", "zimbra_fw-profile", "zimbra_fw-rules", "zimbra_fw-firewall"):
+    for state in ("zimbra_fw-installed", "zimbra_fw-profile", "zimbra_fw-rules", "zimbra_fw-firewall"):
         assert results[state]["result"] is False
         assert results[state]["comment"].startswith("One or more requisite failed"), results[state]
     assert changes(results) == {}

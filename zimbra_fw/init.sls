@@ -9,16 +9,16 @@
 zimbra_fw-pillar:
   zimbra_fw.pillar_valid: []
 
-zimbra_fw-ufw-installed:
-  pkg.installed:
-    - name: ufw
+# ufw, or firewalld (running): the pillar's backend, by default from os_family.
+zimbra_fw-installed:
+  zimbra_fw.firewall_installed:
     - require:
         - zimbra_fw: zimbra_fw-pillar
 
 zimbra_fw-profile:
   zimbra_fw.profile_managed:
     - require:
-        - pkg: zimbra_fw-ufw-installed
+        - zimbra_fw: zimbra_fw-installed
 
 # Management access (ssh) comes first, so default-deny never locks it out.
 zimbra_fw-rules:

@@ -1,0 +1,201 @@
+"""The formula with ``backend: firewalld``, against a real firewalld (nftables)
+running in the sandbox with its own system bus: probes over IPv4 and IPv6,
+after a ``firewall-cmd --reload`` too, runtime drift, only ours, bad input."""
+
+import copy
+import os
+
+import pytest
+
+from harness.sandbox import Lab
+
+pytestmark = pytest.mark.sandbox
+
+PUBLIC = [25, 80, 110, 143, 443, 465, 587, 993, 995, 3443, 5222, 5223, 7071, 9071]
+INTERNAL = [389, 636, 3310, 7025, 7072, 7171, 7306, 8080, 8443, 10024, 11211, 23232]
+TRUSTED_RULE = 'rule priority="32000" family="ipv4" source address="192.168.1.0/24" accept'
+# A rule that is not ours, in the runtime only: a reload would drop it.
+RUNTIME_MARK = 'rule family="ipv4" source address="198.51.100.99" port port="2" protocol="tcp" accept'
+
+
+@pytest.fixture
+def fw_lab():
+    with Lab(firewalld=True) as lab:
+        lab.minion.sync()
+        yield lab
+
+
+@pytest.fixture
+def pillar(example_pillar):
+    return dict(
+        copy.deepcopy(example_pillar), backend="firewalld", trusted_subnets=["192.168.1.0/24", "2001:db8:1::/64"]
+    )
+
+
+def firewall_cmd(minion, *args, check=True):
+    return minion.guarded(["firewall-cmd", *args], check=check).stdout
+
+
+def changes(results):
+    return {state: result["changes"] for state, result in results.items() if result["changes"]}
+
+
+def firewalld_state(minion):
+    """The permanent configuration (files) and the runtime zone, as text."""
+    state = {"runtime": firewall_cmd(minion, "--list-all"), "nft": minion.guarded(["nft", "list", "ruleset"]).stdout}
+    root = os.path.join(minion.state, "etc-firewalld")
+    for directory, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                state[os.path.relpath(os.path.join(directory, name), root)] = handle.read()
+    return state
+
+
+def assert_least_privilege(lab):
+    ports = PUBLIC + INTERNAL + [22]  # listened on by the test
+    for address in (lab.MINION_INTERNET, lab.MINION_INTERNET6):
+        reached = lab.internet.probe(address, ports)
+        assert [p for p in [*PUBLIC, 22] if not reached[p]] == [], address
+        assert [p for p in INTERNAL if reached[p]] == [], address
+    for address in (lab.MINION_LAN, lab.MINION_LAN6):
+        reached = lab.lan.probe(address, ports)
+        assert [p for p in ports if not reached[p]] == [], address
+
+
+def test_seed_policy_on_firewalld_survives_a_reload_and_a_second_run_changes_nothing(fw_lab, pillar):
+    minion = fw_lab.minion
+    minion.set_pillar(pillar)
+    results = minion.apply()
+    assert all(r["result"] for r in results.values()), results
+    assert results["zimbra_fw-profile"]["changes"]["ports"]["zimbra"]["old"] is None
+    assert results["zimbra_fw-rules"]["changes"] == {
+        "added": [
+            "service zimbra",
+            'rule priority="32000" port port="22" protocol="tcp" accept',
+            TRUSTED_RULE,
+            'rule priority="32000" family="ipv6" source address="2001:db8:1::/64" accept',
+        ]
+    }
+    assert "no init system" in results["zimbra_fw-installed"]["comment"]
+    with open(os.path.join(minion.state, "etc-firewalld", "services", "zimbra.xml"), encoding="utf-8") as handle:
+        assert '<port port="7071" protocol="tcp"/>' in handle.read()
+    minion.listen(PUBLIC + INTERNAL + [22])
+    assert_least_privilege(fw_lab)
+
+    firewall_cmd(minion, "--reload")  # runtime rebuilt from the permanent configuration: the same firewall
+    assert_least_privilege(fw_lab)
+
+    firewall_cmd(minion, "--add-rich-rule", RUNTIME_MARK)
+    before = firewalld_state(minion)
+    again = minion.apply()
+    assert changes(again) == {}
+    assert firewalld_state(minion) == before  # nothing rewritten, and no reload: the runtime-only rule is there
+    assert RUNTIME_MARK in firewall_cmd(minion, "--list-rich-rules")
+
+
+def test_runtime_drift_is_repaired_without_a_reload(fw_lab, pillar):
+    minion = fw_lab.minion
+    minion.set_pillar(pillar)
+    minion.apply()
+    firewall_cmd(minion, "--remove-rich-rule", TRUSTED_RULE)  # runtime only: the permanent config still has it
+    firewall_cmd(minion, "--add-rich-rule", RUNTIME_MARK)
+    minion.listen([389])
+    assert fw_lab.lan.probe(fw_lab.MINION_LAN, [389]) == {389: False}
+
+    pending = minion.apply(test=True)
+    assert pending["zimbra_fw-rules"]["result"] is None
+    assert pending["zimbra_fw-rules"]["changes"] == {"runtime": {"added": [TRUSTED_RULE]}}
+    assert TRUSTED_RULE not in firewall_cmd(minion, "--list-rich-rules")
+
+    results = minion.apply()
+    assert results["zimbra_fw-rules"]["changes"] == {"runtime": {"added": [TRUSTED_RULE]}}
+    assert "(runtime)" in results["zimbra_fw-rules"]["comment"]
+    assert fw_lab.lan.probe(fw_lab.MINION_LAN, [389]) == {389: True}
+    assert RUNTIME_MARK in firewall_cmd(minion, "--list-rich-rules")  # not reloaded
+
+
+def test_only_zimbra_fw_rules_change_and_stale_ones_go(fw_lab, pillar):
+    minion = fw_lab.minion
+    theirs = 'rule family="ipv4" source address="198.51.100.7" service name="http" accept'
+    for scope in ((), ("--permanent",)):
+        firewall_cmd(minion, *scope, "--add-rich-rule", theirs)
+        firewall_cmd(minion, *scope, "--add-service", "imap")
+    minion.set_pillar(pillar)
+    minion.apply()
+    pillar["trusted_subnets"] = ["192.168.1.0/25"]
+    pillar["admin_subnets"] = ["203.0.113.0/24"]
+    minion.set_pillar(pillar)
+    results = minion.apply()
+    rules = results["zimbra_fw-rules"]["changes"]
+    assert rules["removed"] == [
+        'rule priority="32000" family="ipv4" source address="192.168.1.0/24" accept',
+        'rule priority="32000" family="ipv6" source address="2001:db8:1::/64" accept',
+    ]
+    assert (
+        'rule priority="32000" family="ipv4" source address="203.0.113.0/24" service name="zimbra-admin" accept'
+        in (rules["added"])
+    )
+    assert "zimbra-admin" in results["zimbra_fw-profile"]["changes"]["ports"]
+    for scope in ((), ("--permanent",)):
+        assert theirs in firewall_cmd(minion, *scope, "--list-rich-rules")
+        assert "imap" in firewall_cmd(minion, *scope, "--list-services").split()
+    minion.listen([7071, 7025])
+    assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [7071, 7025]) == {7071: True, 7025: False}
+    assert changes(minion.apply()) == {}
+
+
+@pytest.mark.parametrize(
+    "key, bad, named",
+    [
+        ("backend", "iptables", "zimbra_fw:backend: 'iptables' is not a firewall zimbra_fw can manage"),
+        ("firewalld", {"zone": "no such zone!"}, "zimbra_fw:firewalld:zone: 'no such zone!' is not a firewalld zone"),
+        ("trusted_subnets", ["10.0.0.0/33"], "zimbra_fw:trusted_subnets"),
+    ],
+)
+def test_bad_pillar_changes_nothing(fw_lab, pillar, key, bad, named):
+    minion = fw_lab.minion
+    minion.set_pillar(pillar)
+    minion.apply()
+    before = firewalld_state(minion)
+    minion.set_pillar(dict(pillar, **{key: bad}))
+    results = minion.apply()
+    assert named in results["zimbra_fw-pillar"]["comment"]
+    assert changes(results) == {}
+    assert firewalld_state(minion) == before
+
+
+def test_an_unknown_zone_is_refused_before_anything_changes(fw_lab, pillar):
+    minion = fw_lab.minion
+    before = firewalld_state(minion)
+    minion.set_pillar(dict(pillar, firewalld={"zone": "mailzone"}))
+    results = minion.apply()
+    assert "zimbra_fw:firewalld:zone: 'mailzone' is not a firewalld zone" in results["zimbra_fw-profile"]["comment"]
+    assert firewalld_state(minion) == before
+
+
+def test_an_accept_zone_target_becomes_default_once_management_is_allowed(fw_lab, pillar):
+    minion = fw_lab.minion
+    firewall_cmd(minion, "--permanent", "--set-target", "ACCEPT")
+    firewall_cmd(minion, "--reload")
+    minion.listen([11211])
+    assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [11211]) == {11211: True}
+    minion.set_pillar(pillar)
+    results = minion.apply()
+    assert results["zimbra_fw-firewall"]["changes"] == {"target": {"old": "ACCEPT", "new": "default"}}
+    assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [11211]) == {11211: False}
+    assert changes(minion.apply()) == {}
+
+
+def test_audit_reads_firewalld_and_finds_hand_opened_memcached(fw_lab, pillar):
+    minion = fw_lab.minion
+    minion.set_pillar(pillar)
+    minion.apply()
+    minion.listen([25, 389, 11211])
+    firewall_cmd(minion, "--add-port", "11211/tcp")
+    report = minion.salt("zimbra_fw.audit")
+    by_port = {entry["port"]: entry for entry in report["ports"]}
+    assert by_port["11211/tcp"]["reachable_from"] == "anyone"
+    assert by_port["389/tcp"]["reachable_from"] == ["192.168.1.0/24", "2001:db8:1::/64"]
+    assert by_port["25/tcp"]["reachable_from"] == "anyone"
+    assert report["summary"]["critical"] >= 1
+    assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [11211]) == {11211: True}
