@@ -1,0 +1,316 @@
+"""The firewalld backend's pure parts: the policy in firewalld's words, the
+planners (functions of policy and snapshot), the helper's report, the audit's
+reading of rich rules, and the backend and zone pillar keys. No firewalld here."""
+
+import json
+
+import pytest
+import zimbra_fw_config as cfg
+import zimbra_fw_firewalld as fwd
+import zimbra_fw_policy as policies
+from zimbra_fw_audit import Rule
+from zimbra_fw_catalogue import PortSpec
+
+SINGLE = {"roles": ["ldap", "mta", "proxy", "mailbox"], "trusted_subnets": ["192.168.1.0/24"], "backend": "firewalld"}
+P = 'rule priority="32000" '
+SSH = P + 'port port="22" protocol="tcp" accept'
+TRUSTED = P + 'family="ipv4" source address="192.168.1.0/24" accept'
+
+
+def policy_of(pillar, **facts):
+    return policies.build(cfg.parse_config(pillar, cfg.Facts(**facts)))
+
+
+def zone(services=(), rules=(), target="default", ports=()):
+    return fwd.Zone(frozenset(services), tuple(rules), target, tuple(ports))
+
+
+def snapshot(permanent=None, runtime=None, services=None, runtime_services=None):
+    permanent = permanent or zone(["ssh", "dhcpv6-client"])
+    return fwd.Snapshot(
+        True, "public", "public", services or {}, runtime_services or {}, permanent, runtime or permanent
+    )
+
+
+def converged(pillar=SINGLE):
+    """A firewalld already holding the policy, permanent and runtime."""
+    policy = policy_of(pillar)
+    services, rules = fwd.desired(policy)
+    defs = {name: tuple(d["ports"]) for name, d in fwd.service_definitions(policy).items()}
+    state = zone({"ssh", *services}, rules)
+    return policy, snapshot(state, state, defs, dict(defs))
+
+
+# ---------------------------------------------------------------- the policy in firewalld's words
+
+
+def test_each_access_kind_as_rich_rules():
+    pillar = dict(
+        SINGLE,
+        trusted_subnets=["192.168.1.0/24", "2001:db8:1::/64"],
+        admin_subnets=["203.0.113.0/24"],
+        ssh={"port": 2222, "from": ["10.9.0.1"], "limit": True},
+        only_from={"25/tcp": ["198.51.100.0/24"]},
+        cluster={"peers": [{"name": "mta9", "addresses": ["10.1.0.9"], "roles": ["mta"]}]},
+    )
+    policy = policy_of(pillar, salt_master=("10.0.0.5", (4505, 4506)))
+    services, rules = fwd.desired(policy)
+    assert services == {"zimbra"}
+    assert rules == (
+        P + 'family="ipv4" source address="10.9.0.1" port port="2222" protocol="tcp" accept limit value="6/m"',
+        P + 'family="ipv4" source address="10.0.0.5" source-port port="4505-4506" protocol="tcp" accept',
+        TRUSTED,
+        P + 'family="ipv6" source address="2001:db8:1::/64" accept',
+        P + 'family="ipv4" source address="203.0.113.0/24" service name="zimbra-admin" accept',
+        P + 'family="ipv4" source address="198.51.100.0/24" port port="25" protocol="tcp" accept',
+        P + 'family="ipv4" source address="10.1.0.9" service name="zimbra-all" accept',  # ports every peer uses
+        P + 'family="ipv4" source address="10.1.0.9" service name="zimbra-mta" accept',
+    )
+
+
+def test_salt_master_ports_that_are_not_consecutive_make_one_rule_each():
+    access = policies.Access(policies.SALT_MASTER, cfg.ipaddress.ip_network("10.0.0.5"), None, None, (4505, 4507))
+    assert fwd.rich_rules(access) == [
+        P + 'family="ipv4" source address="10.0.0.5" source-port port="4505" protocol="tcp" accept',
+        P + 'family="ipv4" source address="10.0.0.5" source-port port="4507" protocol="tcp" accept',
+    ]
+
+
+def test_services_carry_the_groups_ports_and_the_mark():
+    pillar = dict(SINGLE, extra_ports=["6000:6010/tcp", "5140/udp"], exclude_ports=[110])
+    definitions = fwd.service_definitions(policy_of(pillar))
+    zimbra = definitions["zimbra"]
+    assert zimbra["short"] == "Zimbra Collaboration Server"
+    assert zimbra["description"].endswith(fwd.MARK)
+    assert ("6000-6010", "tcp") in zimbra["ports"] and ("5140", "udp") in zimbra["ports"]
+    assert ("110", "tcp") not in zimbra["ports"]
+    assert fwd.profiles(policy_of(pillar))["profiles"]["zimbra"].startswith("25/tcp,80/tcp,143/tcp")
+
+
+# ---------------------------------------------------------------- planning
+
+
+def test_fresh_firewalld_gets_the_services_a_reload_and_then_the_rules_in_both_scopes():
+    policy = policy_of(SINGLE)
+    profile = fwd.plan_profile(policy, snapshot())
+    assert [s.action for s in profile.steps] == ["service", "reload"]
+    assert profile.changes["ports"]["zimbra"]["old"] is None
+    rules = fwd.plan_rules(policy, snapshot())
+    assert rules.changes == {"added": ["service zimbra", SSH, TRUSTED]}
+    assert [(s.action, s.args[1]) for s in rules.steps] == [("zone", "runtime"), ("zone", "permanent")]
+    change = rules.steps[0].args[2]
+    assert change == {
+        "add_services": ["zimbra"],
+        "add_rules": [SSH, TRUSTED],
+        "remove_services": [],
+        "remove_rules": [],
+    }
+
+
+def test_a_converged_firewalld_plans_nothing():
+    policy, state = converged()
+    for part in fwd.PARTS:
+        assert fwd.plan(part, policy, state) == fwd.Plan({}, [], None)
+
+
+def test_runtime_drift_is_planned_for_the_runtime_only_without_a_reload():
+    policy, state = converged()
+    drifted = state._replace(runtime=state.runtime._replace(rules=(SSH,)))
+    plan = fwd.plan_rules(policy, drifted)
+    assert plan.changes == {"runtime": {"added": [TRUSTED]}}
+    assert [(s.action, s.args[1]) for s in plan.steps] == [("zone", "runtime")]
+    assert fwd.plan_profile(policy, drifted).steps == []
+
+
+def test_other_rules_and_services_are_never_touched_and_stale_ones_go_after_new_ones():
+    policy, state = converged()
+    theirs = 'rule family="ipv4" source address="198.51.100.7" service name="http" accept'
+    stale = P + 'family="ipv4" source address="10.0.0.0/8" accept'
+    both = zone({"ssh", "imap", "zimbra"}, (theirs, SSH, stale))
+    plan = fwd.plan_rules(policy, state._replace(permanent=both, runtime=both))
+    assert plan.changes == {"added": [TRUSTED], "removed": [stale]}
+    change = plan.steps[0].args[2]
+    assert list(change) == ["add_services", "add_rules", "remove_services", "remove_rules"]  # adds first
+    assert change["remove_rules"] == [stale] and change["remove_services"] == []
+
+
+def test_changed_ports_rewrite_the_service_and_reload():
+    policy, state = converged()
+    old = state.services["zimbra"][:-1]
+    plan = fwd.plan_profile(policy, state._replace(services={"zimbra": old}, runtime_services={"zimbra": old}))
+    assert [s.action for s in plan.steps] == ["service", "reload"]
+    assert plan.changes["ports"]["zimbra"]["new"].endswith("9071/tcp")
+
+
+def test_a_service_firewalld_has_not_loaded_yet_only_reloads():
+    policy, state = converged()
+    plan = fwd.plan_profile(policy, state._replace(runtime_services={}))
+    assert [s.action for s in plan.steps] == ["reload"]
+    assert plan.changes == {"runtime": {"services reloaded": ["zimbra"]}}
+
+
+def test_a_retired_service_loses_its_rules_before_it_goes():
+    pillar = dict(SINGLE, admin_subnets=["203.0.113.0/24"])
+    _, state = converged(pillar)
+    plan = fwd.plan_profile(policy_of(SINGLE), state)
+    actions = [(s.action, s.args[1] if s.action == "zone" else s.args[:1]) for s in plan.steps]
+    assert actions == [
+        ("zone", "runtime"),
+        ("zone", "permanent"),
+        ("service", ("zimbra",)),  # the console's ports go back to the public service
+        ("drop-service", ("zimbra-admin",)),
+        ("reload", ()),
+    ]
+    removed = plan.steps[0].args[2]["remove_rules"]
+    assert removed == [P + 'family="ipv4" source address="203.0.113.0/24" service name="zimbra-admin" accept']
+    assert plan.changes["ports"]["zimbra-admin"]["new"] is None
+
+
+def test_an_accept_target_is_set_to_default_after_checking_management_access():
+    policy, state = converged()
+    open_zone = state.permanent._replace(target="ACCEPT")
+    plan = fwd.plan_firewall(policy, state._replace(permanent=open_zone, runtime=open_zone))
+    assert plan.changes == {"target": {"old": "ACCEPT", "new": "default"}}
+    assert [s.action for s in plan.steps] == ["check", "zone", "reload"]
+    assert plan.steps[0].args == ("public", [SSH])
+    unmanaged = policy_of(dict(SINGLE, ssh={"from": []}, allow_no_management=True))
+    assert [s.action for s in fwd.plan_firewall(unmanaged, state._replace(runtime=open_zone)).steps] == [
+        "zone",
+        "reload",
+    ]
+
+
+def test_enabled_false_leaves_the_zone_target_alone():
+    policy, state = converged(dict(SINGLE, enabled=False))
+    plan = fwd.plan_firewall(policy, state._replace(runtime=state.runtime._replace(target="ACCEPT")))
+    assert plan.steps == [] and "left alone" in plan.comment
+
+
+# ---------------------------------------------------------------- applying and reading
+
+
+class Helper:
+    """A command runner that answers as the D-Bus helper would."""
+
+    def __init__(self, *lines, retcode=0):
+        self.lines, self.retcode, self.requests = lines, retcode, []
+
+    def __call__(self, argv, stdin=None):
+        self.requests.append((argv, json.loads(stdin)))
+        return self.retcode, "\n".join(json.dumps(line) for line in self.lines), "stderr text"
+
+
+@pytest.fixture
+def firewall_cmd(monkeypatch):
+    monkeypatch.setattr(fwd.salt.utils.path, "which", lambda name: "/usr/bin/firewall-cmd")
+    monkeypatch.setattr(fwd, "program_python", lambda path: "/usr/bin/python3")
+
+
+def test_apply_sends_every_step_to_one_helper_and_reports_the_failed_one(firewall_cmd):
+    steps = [fwd.Step("service", ("zimbra", {}), "write service zimbra"), fwd.Step("reload", (), "reload")]
+    run = Helper({"done": 0}, {"failed": 1, "error": "INVALID_SERVICE"}, retcode=1)
+    with pytest.raises(fwd.ApplyFailed) as info:
+        fwd.apply(steps, run)
+    assert str(info.value).startswith("step 'reload' failed: INVALID_SERVICE. Already applied: write service zimbra")
+    assert info.value.info == {"applied": ["write service zimbra"], "failed": "reload"}
+    argv, request = run.requests[0]
+    assert argv == ["/usr/bin/python3", "-I", fwd.CLIENT_SCRIPT]
+    assert request == {"steps": [["service", "zimbra", {}], ["reload"]]}
+    assert fwd.apply(steps, Helper({"done": 0}, {"done": 1})) == ["write service zimbra", "reload"]
+    assert fwd.apply([], None) == []
+
+
+def test_a_helper_that_died_is_reported_with_what_it_said():
+    steps = [fwd.Step("reload", (), "reload")]
+    assert fwd.outcome(steps, [], 1, "Traceback ...") == (0, "exit 1: Traceback ...")
+
+
+def test_reading_a_stopped_firewalld_says_how_to_start_it(firewall_cmd, monkeypatch):
+    monkeypatch.setattr(fwd, "_own_services", dict)
+    with pytest.raises(fwd.CommandExecutionError, match="firewalld is not running"):
+        fwd.read_snapshot(Helper({"running": False}))
+    with pytest.raises(fwd.CommandExecutionError, match="cannot be loaded"):
+        fwd.read_snapshot(Helper({"unavailable": "firewall.client cannot be loaded"}, retcode=3))
+
+
+def test_reading_an_unknown_zone_names_the_pillar_key(firewall_cmd, monkeypatch):
+    monkeypatch.setattr(fwd, "_own_services", dict)
+    view = {"services": [], "rich_rules": [], "target": "default", "ports": []}
+    state = {"running": True, "zone": "mail", "default_zone": "public", "zones": ["public", "trusted"]}
+    config = cfg.parse_config(dict(SINGLE, firewalld={"zone": "mail"}))
+    with pytest.raises(fwd.CommandExecutionError, match=r"zimbra_fw:firewalld:zone: 'mail' is not a firewalld zone"):
+        fwd.read_snapshot(Helper(dict(state, permanent=None, runtime=None)), config=config)
+    read = fwd.read_snapshot(Helper(dict(state, zone="public", permanent=view, runtime=view, runtime_services={})))
+    assert read.zone == "public" and read.incoming == "deny"
+
+
+def test_own_services_are_the_marked_files(tmp_path, monkeypatch):
+    (tmp_path / "zimbra.xml").write_text(
+        f'<service><short>Z</short><description>x {fwd.MARK}</description><port port="25" protocol="tcp"/></service>'
+    )
+    (tmp_path / "http.xml").write_text("<service><short>H</short><description>web</description></service>")
+    (tmp_path / "broken.xml").write_text("<service>")
+    monkeypatch.setattr(fwd, "SERVICE_DIRS", (str(tmp_path / "none"), str(tmp_path)))
+    assert fwd._own_services() == {"zimbra": (("25", "tcp"),)}
+    assert fwd.name_taken("Http").startswith("is a firewalld service already (http")
+    assert fwd.name_taken("Zimbra") is None and fwd.name_taken("Other") is None
+
+
+# ---------------------------------------------------------------- the audit's reading
+
+
+def test_rich_rules_as_the_audit_reads_them(tmp_path, monkeypatch):
+    (tmp_path / "ldap.xml").write_text('<service><port port="389" protocol="tcp"/></service>')
+    monkeypatch.setattr(fwd, "SERVICE_DIRS", (str(tmp_path),))
+    read = fwd.rich_rule_access
+    assert read(P + 'family="ipv4" source address="10.1.0.1" service name="ldap" accept') == (
+        32000,
+        Rule("allow", "10.1.0.1", [PortSpec(389, 389, "tcp")]),
+    )
+    assert read('rule family="ipv4" source address="1.2.3.4" reject') == (0, Rule("reject", "1.2.3.4", None))
+    assert read('rule priority="-5" port port="7000-7010" protocol="udp" drop') == (
+        -5,
+        Rule("deny", "any", [PortSpec(7000, 7010, "udp")]),
+    )
+    assert read('rule source address="10.0.0.5" source-port port="4505" protocol="tcp" accept')[1].ports == [
+        PortSpec(1, 65535, "tcp")
+    ]
+    assert read('rule family="ipv4" source NOT address="1.2.3.4" accept') is None
+    assert read('rule family="ipv4" source address="1.2.3.4" log prefix="x"') is None
+
+
+def test_access_rules_follow_firewalds_order(tmp_path, monkeypatch):
+    (tmp_path / "ssh.xml").write_text('<service><port port="22" protocol="tcp"/></service>')
+    monkeypatch.setattr(fwd, "SERVICE_DIRS", (str(tmp_path),))
+    rules = (
+        P + 'port port="1" protocol="tcp" accept',
+        'rule port port="2" protocol="tcp" accept',
+        'rule port port="3" protocol="tcp" reject',
+        'rule priority="-1" port port="4" protocol="tcp" drop',
+    )
+    state = snapshot(zone(["ssh"], rules, ports=[("5", "tcp")]))
+    first_ports = [rule.ports[0].first for rule in fwd.access_rules(state)]
+    assert first_ports == [4, 3, 22, 5, 2, 1]
+    assert state._replace(runtime=zone(target="ACCEPT")).incoming == "allow"
+
+
+# ---------------------------------------------------------------- the pillar keys
+
+
+@pytest.mark.parametrize(
+    "value, os_family, chosen", [(None, "RedHat", "firewalld"), (None, "Debian", "ufw"), ("ufw", "RedHat", "ufw")]
+)
+def test_the_backend_defaults_by_os_family(value, os_family, chosen):
+    pillar = dict(SINGLE, backend=value)
+    assert cfg.parse_config(pillar, cfg.Facts(os_family=os_family)).backend == chosen
+
+
+def test_bad_backend_and_zone_are_named():
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        cfg.parse_config(dict(SINGLE, backend="nft", firewalld={"zone": "a b", "zones": 1}))
+    assert info.value.problems == [
+        "zimbra_fw:backend: 'nft' is not a firewall zimbra_fw can manage: one of ufw, firewalld",
+        "zimbra_fw:firewalld:zones: 1 is not a known key (did you mean 'zone'?)",
+        "zimbra_fw:firewalld:zone: 'a b' is not a firewalld zone name (letters, digits, _ + -; up to 17)",
+    ]
+    assert cfg.parse_config(dict(SINGLE, firewalld={"zone": "mail-dmz"})).zone == "mail-dmz"
