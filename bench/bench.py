@@ -32,11 +32,12 @@ import time
 
 import yaml
 
-from bench.tools import TOOLS
+from bench.tools import FIREWALLD_TOOLS, TOOLS
 from harness.sandbox import REPO, SALT_CALL, Lab
 
 sys.path.insert(0, os.path.join(REPO, "_utils"))  # the core, as on a minion after saltutil.sync_all
 import zimbra_fw_config
+import zimbra_fw_firewalld
 import zimbra_fw_policy
 import zimbra_fw_ufw
 import zimbra_fw_ufw_files
@@ -52,6 +53,8 @@ class Policy:
         policy = zimbra_fw_policy.build(zimbra_fw_config.parse_config(pillar))
         self.profile_text = zimbra_fw_ufw.profile_text(policy)
         self.rules = zimbra_fw_ufw.desired_rules(policy)
+        self.fw_services, self.fw_rules = zimbra_fw_firewalld.desired(policy)
+        self.fw_definitions = zimbra_fw_firewalld.service_definitions(policy)
 
 
 def seed_policy():
@@ -90,20 +93,36 @@ def matches(minion, policy):
     return rules == set(policy.rules) and active and incoming == "deny" and same_profile
 
 
-def sample(tool, policy):
+def matches_firewalld(minion, policy):
+    """Does the sandbox's firewalld hold the policy, permanent and runtime alike?"""
+    for scope in ([], ["--permanent"]):
+        services = minion.guarded(["firewall-cmd", *scope, "--list-services"]).stdout.split()
+        rules = set(minion.guarded(["firewall-cmd", *scope, "--list-rich-rules"]).stdout.splitlines())
+        if not set(policy.fw_services) <= set(services) or not set(policy.fw_rules) <= rules:
+            return False
+        for name, definition in policy.fw_definitions.items():
+            info = minion.guarded(["firewall-cmd", *scope, "--info-service", name], check=False).stdout
+            ports = next((line.split(":", 1)[1] for line in info.splitlines() if line.strip().startswith("ports:")), "")
+            if set(ports.split()) != {f"{port}/{proto}" for port, proto in definition["ports"]}:
+                return False
+    return True
+
+
+def sample(tool, policy, firewalld=False):
     """One fresh sandbox: first converge, then no-op converge."""
-    with Lab() as lab:
+    check = matches_firewalld if firewalld else matches
+    with Lab(firewalld=firewalld) as lab:
         minion = lab.minion
         tool.prepare(minion, policy)
         minion.reset_ufw_counts()
         first, _ = tool.converge(minion, policy)
         first_calls = len(minion.ufw_processes())
-        correct = matches(minion, policy)
+        correct = check(minion, policy)
         minion.reset_ufw_counts()
         noop, noop_changed = tool.converge(minion, policy)
         return {
             "first": first, "first_ufw": first_calls, "noop": noop, "noop_ufw": len(minion.ufw_processes()),
-            "noop_changed": noop_changed, "correct": correct and matches(minion, policy),
+            "noop_changed": noop_changed, "correct": correct and check(minion, policy),
         }  # fmt: skip
 
 
@@ -136,7 +155,7 @@ def run_running(peer_counts, tools, rounds):
 def summarise_running(peer_counts, tools, results, ping):
     rows = []
     for peers in peer_counts:
-        ours = results[(peers, TOOLS[0].name)]
+        ours = results[(peers, tools[0].name)]
         ours_join, ours_leave = (statistics.median(s[key] for s in ours) for key in ("join", "leave"))
         for tool in tools:
             samples = results[(peers, tool.name)]
@@ -168,13 +187,13 @@ def baseline(rounds):
     return statistics.median(times)
 
 
-def run(policies, tools, rounds):
+def run(policies, tools, rounds, firewalld=False):
     results = {}
     for policy in policies:
         for round_number in range(rounds):
             shift = round_number % len(tools)
             for tool in tools[shift:] + tools[:shift]:  # alternate who goes first
-                results.setdefault((policy.name, tool.name), []).append(sample(tool, policy))
+                results.setdefault((policy.name, tool.name), []).append(sample(tool, policy, firewalld))
                 print(f"  {policy.name:<12} {tool.name:<18} round {round_number + 1}", file=sys.stderr, flush=True)
     return results
 
@@ -182,7 +201,7 @@ def run(policies, tools, rounds):
 def summarise(policies, tools, results, ping):
     rows = []
     for policy in policies:
-        ours = results[(policy.name, TOOLS[0].name)]
+        ours = results[(policy.name, tools[0].name)]
         ours_first = statistics.median(s["first"] for s in ours)
         ours_noop = statistics.median(s["noop"] for s in ours)
         for tool in tools:
@@ -243,25 +262,30 @@ def main(argv=None):
     parser.add_argument("--peers", type=int, nargs="*", default=[10, 50, 200], help="first/no-op: cluster sizes")
     parser.add_argument("--running", type=int, nargs="*", default=[50, 200], help="running firewall: peers +/-")
     parser.add_argument("--no-seed", action="store_true", help="leave out the seed policy")
-    parser.add_argument("--tools", nargs="*", default=[t.name for t in TOOLS], help="names, zimbra_fw first")
+    parser.add_argument("--tools", nargs="*", default=None, help="names (default: all); zimbra_fw always runs")
     parser.add_argument("--plot", default=None, help="write a PNG of time against peers here")
+    parser.add_argument("--firewalld", action="store_true", help="the firewalld tools (no running-firewall rows)")
     args = parser.parse_args(argv)
-    tools = [t for t in TOOLS if t.name in args.tools or t is TOOLS[0]]
+    every = FIREWALLD_TOOLS if args.firewalld else TOOLS
+    tools = [t for t in every if args.tools is None or t.name in args.tools or t is every[0]]
     policies = ([] if args.no_seed else [seed_policy()]) + [cluster_policy(n) for n in args.peers]
     ping = baseline(args.rounds)
-    rows = summarise(policies, tools, run(policies, tools, args.rounds), ping)
-    running_rows = summarise_running(args.running, tools, run_running(args.running, tools, args.rounds), ping)
+    rows = summarise(policies, tools, run(policies, tools, args.rounds, args.firewalld), ping)
+    running = [] if args.firewalld else args.running
+    running_rows = summarise_running(running, tools, run_running(running, tools, args.rounds), ping)
     print_table(rows, ping, args.rounds)
     print()
     print_running_table(running_rows)
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "latest.json"), "w", encoding="utf-8") as handle:
+    with open(
+        os.path.join(RESULTS, "firewalld.json" if args.firewalld else "latest.json"), "w", encoding="utf-8"
+    ) as handle:
         json.dump({"test_ping_s": ping, "rounds": args.rounds, "rows": rows, "running": running_rows}, handle, indent=1)
     if args.plot:
         plot(rows, running_rows, args.plot)
-    ours = [r for r in rows if r["tool"] == TOOLS[0].name]
+    ours = [r for r in rows if r["tool"] == tools[0].name]
     ok = all(r["noop_ufw"] <= 2 and r["idempotent"] and r["correct"] for r in ours)
-    ok = ok and all(r["correct"] for r in running_rows if r["tool"] == TOOLS[0].name)
+    ok = ok and all(r["correct"] for r in running_rows if r["tool"] == tools[0].name)
     return 0 if ok else 1
 
 

@@ -238,3 +238,73 @@ class AnsibleUfw(Tool):
 
 
 TOOLS = [ZimbraFw(), SaltextUfw(), AnsibleUfw(), NaiveCmdRun()]
+
+
+# ---------------------------------------------------------------- firewalld
+
+
+class ZimbraFwFirewalld(ZimbraFw):
+    def prepare(self, minion, policy):
+        minion.set_pillar(dict(policy.pillar, backend="firewalld"))
+        minion.sync()
+
+
+def _service_xml(definition):
+    ports = "".join(f'  <port protocol="{proto}" port="{port}"/>\n' for port, proto in definition["ports"])
+    short = f"  <short>{definition['short']}</short>\n"
+    return f'<?xml version="1.0" encoding="utf-8"?>\n<service>\n{short}{ports}</service>\n'
+
+
+class SaltFirewalld(_SaltSls):
+    """Salt's core states: firewalld.service per port group, firewalld.present for the zone."""
+
+    name = "salt firewalld"
+    sls_name = "bench_salt_firewalld"
+
+    def sls(self, policy):
+        states = {}
+        for name, definition in policy.fw_definitions.items():
+            ports = [f"{port}/{proto}" for port, proto in definition["ports"]]
+            states[f"bench-service-{name}"] = {"firewalld.service": [{"name": name}, {"ports": ports}]}
+        states["bench-zone"] = {
+            "firewalld.present": [
+                {"name": "public"},
+                {"services": ["ssh", "dhcpv6-client", *sorted(policy.fw_services)]},
+                {"rich_rules": list(policy.fw_rules)},
+                {"require": [{"firewalld": f"bench-service-{name}"} for name in policy.fw_definitions]},
+            ]
+        }
+        return states
+
+
+class AnsibleFirewalld(AnsibleUfw):
+    """ansible.posix.firewalld (it cannot make a service: the files are copied, then a reload)."""
+
+    name = "ansible firewalld"
+
+    def prepare(self, minion, policy):
+        tasks = [
+            {
+                "name": f"service {name}",
+                "ansible.builtin.copy": {
+                    "dest": f"/etc/firewalld/services/{name}.xml",
+                    "content": _service_xml(definition),
+                    "mode": "0644",
+                },
+                "register": f"service_{name.replace('-', '_')}",
+            }
+            for name, definition in policy.fw_definitions.items()
+        ]
+        changed = " or ".join(f"service_{name.replace('-', '_')}.changed" for name in policy.fw_definitions)
+        tasks.append({"name": "reload", "ansible.builtin.command": "firewall-cmd --reload", "when": changed or "false"})
+        zone = {"zone": "public", "permanent": True, "immediate": True, "state": "enabled"}
+        for name in sorted(policy.fw_services):
+            tasks.append({"name": f"zone service {name}", "ansible.posix.firewalld": {**zone, "service": name}})
+        for rule in policy.fw_rules:
+            tasks.append({"name": rule, "ansible.posix.firewalld": {**zone, "rich_rule": rule}})
+        play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
+        with open(os.path.join(minion.state, "bench-play.yml"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump(play, handle, sort_keys=False)
+
+
+FIREWALLD_TOOLS = [ZimbraFwFirewalld(), SaltFirewalld(), AnsibleFirewalld()]
