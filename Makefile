@@ -1,4 +1,4 @@
-# zimbra_fw: make demo (apply pillar.example to a sandboxed minion), make test.
+# zimbra_fw: make demo (apply pillar.example to a sandboxed minion, ufw and firewalld), make test.
 # Both set up everything first: Debian packages (ufw, iptables, iproute2,
 # firewalld, dbus) and a virtual environment in .venv with requirements.txt.
 # Needs root: the sandbox makes network and mount namespaces. While apt
@@ -32,8 +32,10 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $@
 
+# make demo BACKEND=ufw or BACKEND=firewalld for one of them.
+BACKEND ?= both
 demo: setup
-	$(PY) -m harness.demo
+	$(PY) -m harness.demo --backend $(BACKEND)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -15,7 +15,9 @@ Every tool builds exactly the rules zimbra_fw computes for the policy:
 For each tool and policy, rounds alternate the tools' order; each sample is
 a fresh sandbox: a first converge, then a no-op converge. The running
 firewall rows (``--running N...``): a mailbox with 2 peers, converged and
-active; then N more peers join (+N) and leave again (-N), each timed. Reported: median
+active; then N more peers join (+N) and leave again (-N), each timed. With
+``--firewalld``: zimbra_fw (backend firewalld), Salt's core firewalld states
+and ansible.posix.firewalld against a private firewalld. Reported: median
 wall times, the ratio to zimbra_fw in the same run, ufw processes started,
 whether the no-op run reported changes, and whether the resulting rules,
 profile and firewall state match the policy. ``salt-call --local

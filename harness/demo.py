@@ -1,11 +1,15 @@
 """Demo: apply pillar.example to a sandboxed minion and show what it did.
 
-Run with ``make demo``. Prints the state result, ``zimbra_fw.open_ports``,
-``ufw status verbose`` and a reachability table measured with real TCP
-connections from a trusted-LAN client and an internet client. Everything
-happens in network namespaces this run creates and deletes.
+Run with ``make demo`` (both backends, one after the other) or ``make demo
+BACKEND=ufw`` / ``BACKEND=firewalld``. Prints the state result,
+``zimbra_fw.open_ports``, the firewall's own view (``ufw status verbose``,
+or ``firewall-cmd --list-all`` and the ``zimbra`` service) and a
+reachability table measured with real TCP connections from a trusted-LAN
+client and an internet client. Everything happens in network namespaces
+this run creates and deletes.
 """
 
+import argparse
 import os
 import sys
 
@@ -52,30 +56,50 @@ def reachability_table(lab, open_ports):
     return failures
 
 
-def main():
-    with open(os.path.join(REPO, "pillar.example"), encoding="utf-8") as handle:
-        pillar = yaml.safe_load(handle)["zimbra_fw"]
-    with Lab() as lab:
+def firewall_view(minion, backend):
+    if backend == "ufw":
+        return minion.ufw("status", "verbose").stdout
+    zone = minion.guarded(["firewall-cmd", "--list-all"]).stdout
+    return zone + "\n" + minion.guarded(["firewall-cmd", "--info-service", "zimbra"]).stdout
+
+
+def demo(pillar, backend):
+    with Lab(firewalld=backend == "firewalld") as lab:
         minion = lab.minion
-        minion.set_pillar(pillar)
-        print(f"Sandboxed minion: network namespace {minion.name} with a private /etc/ufw")
+        minion.set_pillar(dict(pillar, backend=backend))
+        private = "/etc/ufw" if backend == "ufw" else "/etc/firewalld and its own firewalld and system bus"
+        print(f"Sandboxed minion: network namespace {minion.name} with a private {private}")
         print(f"Trusted LAN client {lab.lan.name} (192.168.1.10), internet client {lab.internet.name} (203.0.113.10)")
         minion.sync()
-        section("salt-call state.apply zimbra_fw   (pillar.example)")
+        section(f"salt-call state.apply zimbra_fw   (pillar.example, backend: {backend})")
         print(minion.salt_text("state.apply", "zimbra_fw"))
         section("salt-call zimbra_fw.open_ports")
         open_ports = minion.salt("zimbra_fw.open_ports")
         print(yaml.safe_dump(open_ports, default_flow_style=None, sort_keys=False))
-        section("ufw status verbose")
-        print(minion.ufw("status", "verbose").stdout)
+        section("ufw status verbose" if backend == "ufw" else "firewall-cmd --list-all; --info-service zimbra")
+        print(firewall_view(minion, backend))
         section("reachability, measured with TCP connections")
         failures = reachability_table(lab, open_ports)
         section("second state.apply")
         minion.reset_ufw_counts()
         results = minion.apply()
         changed = [state for state, result in results.items() if result["changes"]]
-        print(f"states with changes: {changed or 'none'}; ufw processes started: {len(minion.ufw_processes())}")
-    return 1 if failures or changed else 0
+        counted = f"; ufw processes started: {len(minion.ufw_processes())}" if backend == "ufw" else ""
+        print(f"states with changes: {changed or 'none'}{counted}")
+    return failures or changed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="apply pillar.example in a sandbox and show the result")
+    parser.add_argument("--backend", choices=["ufw", "firewalld", "both"], default="both")
+    args = parser.parse_args(argv)
+    with open(os.path.join(REPO, "pillar.example"), encoding="utf-8") as handle:
+        pillar = yaml.safe_load(handle)["zimbra_fw"]
+    backends = ["ufw", "firewalld"] if args.backend == "both" else [args.backend]
+    failed = [backend for backend in backends if demo(pillar, backend)]
+    if failed:
+        print(f"\nUNEXPECTED results with: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
