@@ -131,10 +131,17 @@ def _plan_view(plan_):
 
 
 def _plans(policy, parts):
-    """``{part: Plan}`` from one read of the firewall."""
+    """``{part: Plan}`` from one read of the firewall. Within a state run the
+    read is shared by the states until one of them changes something."""
     backend = _backend(policy.config)
-    live = any(p in backend.LIVE_PARTS for p in parts)
-    snapshot = backend.read_snapshot(_run, live=live, config=policy.config)
+    cache = __context__.get(RUN_CACHE)
+    if cache is not None and "snapshot" in cache:
+        snapshot = cache["snapshot"]
+    else:
+        live = cache is not None or any(p in backend.LIVE_PARTS for p in parts)
+        snapshot = backend.read_snapshot(_run, live=live, config=policy.config)
+        if cache is not None:
+            cache["snapshot"] = snapshot
     return {name: backend.plan(name, policy, snapshot) for name in parts}
 
 
@@ -191,7 +198,12 @@ def open_ports():
     policy = _policy()
     backend = _backend(policy.config)
     ports = zimbra_fw_policy.open_ports(policy)
-    ports["firewall"] = {"backend": backend.NAME, "package": backend.PACKAGE, "service": backend.SERVICE}
+    ports["firewall"] = {
+        "backend": backend.NAME,
+        "package": backend.PACKAGE,
+        "program": backend.PROGRAM,
+        "service": backend.SERVICE,
+    }
     return ports
 
 
@@ -252,6 +264,8 @@ def converge(part=None, test=False):
     backend = _backend(policy.config)
     for name in _parts(part, backend):
         plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
+        if plan_.steps and not test:
+            __context__.get(RUN_CACHE, {}).pop("snapshot", None)  # the next part reads the firewall anew
         applied = [] if test else backend.apply(plan_.steps, _run)
         results[name] = {"changes": plan_.changes, "applied": applied}
         if plan_.comment:

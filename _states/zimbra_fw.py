@@ -21,6 +21,7 @@ each requiring the one before:
 Within one state run the policy is computed once and shared by the states.
 """
 
+import salt.utils.path
 import salt.utils.systemd
 from salt.exceptions import CommandExecutionError
 
@@ -129,8 +130,17 @@ def firewall_installed(name="zimbra_fw-installed"):
         firewall = _call("zimbra_fw.open_ports")["firewall"]
     except CommandExecutionError as exc:
         return {"name": name, "changes": {}, "result": False, "comment": str(exc)}
-    ret = __states__["pkg.installed"](name=firewall["package"])
-    ret["name"] = name
+    program = salt.utils.path.which(firewall["program"])
+    if program:  # cheaper than asking the package manager on every run
+        ret = {
+            "name": name,
+            "changes": {},
+            "result": True,
+            "comment": f"{firewall['package']} is installed ({program})",
+        }
+    else:
+        ret = __states__["pkg.installed"](name=firewall["package"])
+        ret["name"] = name
     service = firewall["service"]
     if not ret["result"] or service is None:
         return ret
@@ -139,6 +149,11 @@ def firewall_installed(name="zimbra_fw-installed"):
         if state["retcode"] == 0:
             ret["comment"] += f"; {service} is running (no init system here to enable it at boot)"
             return ret
+    if "service.running" not in __states__:
+        ret.update(
+            result=False, comment=f"{ret['comment']}; {service} is not running and no service manager here starts it"
+        )
+        return ret
     running = __states__["service.running"](name=service, enable=True)
     changes = {**ret["changes"], **({service: running["changes"]} if running["changes"] else {})}
     ret.update(result=running["result"], changes=changes, comment=f"{ret['comment']}; {running['comment']}")

@@ -37,6 +37,7 @@ def __virtual__():
 
 NAME = "firewalld"
 PACKAGE = SERVICE = "firewalld"
+PROGRAM = "firewall-cmd"
 PARTS = ("profile", "rules", "firewall")
 LIVE_PARTS = PARTS  # every part reads firewalld over D-Bus
 PRIORITY = 32000
@@ -296,12 +297,22 @@ def plan_profile(policy, snapshot):
     wanted = service_definitions(policy)
     changes, steps = {}, []
     retired = sorted(set(snapshot.services) - set(wanted))
-    if retired:  # rules naming a service go before the service does
-        services, rules = desired(policy)
-        kept = {r for r in _ours(snapshot.permanent, set(snapshot.services))[1] if not _names_any(r, retired)}
-        kept_rules = tuple(r for r in rules if r in kept)
-        zone_steps, _ = _zone_steps(snapshot, set(retired), services - set(retired), kept_rules)
-        steps += zone_steps
+    # Rules and zone entries naming a service go before the service does.
+    removed = set()
+    for scope in ("runtime", "permanent"):
+        zone = getattr(snapshot, scope)
+        change = {
+            "remove_services": sorted(zone.services & set(retired)),
+            "remove_rules": sorted(r for r in _ours(zone, set())[1] if _names_any(r, retired)),
+        }
+        if any(change.values()):
+            steps.append(
+                Step("zone", (snapshot.zone, scope, change), f"{scope} zone {snapshot.zone}: {_summary(change)}")
+            )
+            removed.update(f"service {name}" for name in change["remove_services"])
+            removed.update(change["remove_rules"])
+    if removed:
+        changes["rules removed"] = sorted(removed)
     for name, definition in wanted.items():
         ports = tuple(definition["ports"])
         if snapshot.services.get(name) != ports:

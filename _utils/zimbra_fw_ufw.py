@@ -37,7 +37,7 @@ def __virtual__():
 
 
 NAME = "ufw"
-PACKAGE = "ufw"
+PACKAGE = PROGRAM = "ufw"
 SERVICE = None  # enabled by ufw itself (ENABLED=yes in ufw.conf), no daemon
 RULE_COMMENT = "zimbra_fw"
 APPS_DIR = "/etc/ufw/applications.d"

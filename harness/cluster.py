@@ -93,12 +93,14 @@ class Cluster(Topology):
         self.pillars[name] = pillar
         self._write_pillar_top()
 
-    def add_minion(self, name, host, pillar, extra_config=None):
+    def add_minion(self, name, host, pillar, extra_config=None, firewalld=False):
         """Start a sandboxed salt-minion ``name`` at 10.77.0.``host`` with ``pillar``
-        (``extra_config``: more minion settings)."""
+        (``extra_config``: more minion settings; ``firewalld``: run a private firewalld)."""
         minion = self._add(
             Minion(f"{self.prefix}-{name}", self.workdir, minion_id=name, master=self.MASTER, extra_config=extra_config)
         )
+        if firewalld:
+            minion.start_firewalld()
         address = SUBNET_PREFIX + str(host)
         self._plug(minion, address)
         self.minions[name] = minion

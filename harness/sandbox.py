@@ -321,9 +321,11 @@ class Minion(Namespace):
                 os.unlink(path)
 
     def snapshot(self):
-        """The firewall as bytes: private ufw files and the loaded iptables rules."""
+        """The firewall as bytes: private ufw files and the loaded iptables rules;
+        with a firewalld, also its private /etc/firewalld and the nft ruleset."""
         files = {}
-        for root in (os.path.join(self.state, "etc-ufw"), os.path.join(self.state, "default-ufw")):
+        roots = ["etc-ufw", "default-ufw", *(["etc-firewalld"] if self.runs_firewalld else [])]
+        for root in (os.path.join(self.state, name) for name in roots):
             paths = (
                 [root] if os.path.isfile(root) else [os.path.join(d, f) for d, _, names in os.walk(root) for f in names]
             )
@@ -333,7 +335,13 @@ class Minion(Namespace):
         for tool in ("iptables-save", "ip6tables-save"):
             out = self.guarded([tool]).stdout
             files[tool] = re.sub(r"\[\d+:\d+\]|^#.*$", "", out, flags=re.MULTILINE).encode()
+        if self.runs_firewalld:
+            files["nft"] = self.guarded(["nft", "list", "ruleset"]).stdout.encode()
         return files
+
+    @property
+    def runs_firewalld(self):
+        return os.path.isdir(os.path.join(self.state, "etc-firewalld"))
 
     def start_firewalld(self):
         """Run a private firewalld in this minion: a copy of /etc/firewalld and
@@ -347,6 +355,11 @@ class Minion(Namespace):
         log = os.path.join(self.state, "firewalld.log")
         self.spawn_guarded(["firewalld", "--nofork", "--nopid", "--log-file", log])
         _wait_for(lambda: self.guarded(["firewall-cmd", "--state"], check=False).returncode == 0, "firewalld")
+
+    def stop_firewalld(self):
+        """Stop this minion's firewalld (its system bus keeps running)."""
+        daemon = next(p for p in self.processes if "firewalld" in p.args and "--nofork" in p.args)
+        stop(daemon)
 
     def spawn_guarded(self, argv):
         """Start a long-running ``argv`` (a salt-minion) in this minion, through the guard."""

@@ -1,9 +1,11 @@
 """A 4-node Zimbra cluster under a real salt-master, each minion sandboxed.
 
 One bridge joins the master, the minions (each its own network namespace
-with a private ufw) and an "internet" host that is on the LAN but no peer.
-Peers come from the Salt Mine (zimbra_fw.identity). TCP probes prove the
-least-privilege matrix; a fifth node joins and leaves.
+with a private ufw, or a private firewalld) and an "internet" host that is
+on the LAN but no peer. The cluster is mixed: the mailbox and the proxy run
+firewalld (pillar ``backend: firewalld``), the LDAP server and the MTA ufw,
+from one formula. Peers come from the Salt Mine (zimbra_fw.identity). TCP
+probes prove the least-privilege matrix; a fifth node joins and leaves.
 """
 
 import time
@@ -23,9 +25,11 @@ NODES = {
 # The mailbox keeps its admin console to an admin network (not on this LAN);
 # the LDAP server's sshd moved to 2222, open to an admin network only.
 EXTRA_PILLAR = {
-    "mailbox": {"admin_subnets": ["192.0.2.0/24"]},
+    "mailbox": {"admin_subnets": ["192.0.2.0/24"], "backend": "firewalld"},
+    "proxy": {"backend": "firewalld"},
     "ldap": {"ssh": {"port": 2222, "from": ["192.0.2.0/24"]}},
 }
+FIREWALLD = ("mailbox", "proxy")
 LISTEN = {
     "ldap": [22, 389, 636, 2222],
     "mta": [22, 25, 465, 587, 10024],
@@ -58,7 +62,7 @@ def assert_all_succeeded(results, nodes):
 def cluster():
     with Cluster() as new_cluster:
         for name, (host, roles) in NODES.items():
-            new_cluster.add_minion(name, host, pillar(roles, name))
+            new_cluster.add_minion(name, host, pillar(roles, name), firewalld=name in FIREWALLD)
         new_cluster.wait_for_minions()
         started = time.monotonic()
         new_cluster.first_results = new_cluster.apply()
@@ -76,8 +80,12 @@ def reach(cluster, source, target, ports):
 def test_first_apply_succeeds_everywhere(cluster):
     assert_all_succeeded(cluster.first_results, NODES)
     mailbox = cluster.first_results["mailbox"]["zimbra_fw-rules"]["changes"]["added"]
-    assert "allow from 10.77.0.12 to any app Zimbra-mta" in mailbox
-    assert "allow from 10.77.0.14 to any app Zimbra-proxy" in mailbox
+    assert 'rule priority="32000" family="ipv4" source address="10.77.0.12" service name="zimbra-mta" accept' in mailbox
+    assert 'rule priority="32000" family="ipv4" source address="10.77.0.14" service name="zimbra-proxy" accept' in (
+        mailbox
+    )
+    ldap = cluster.first_results["ldap"]["zimbra_fw-rules"]["changes"]["added"]
+    assert "allow from 10.77.0.13 to any app Zimbra-mailbox" in ldap
     print(f"4-node first apply (sync_all, mine.update, state.apply): {cluster.first_apply_seconds:.1f} s")
 
 
@@ -170,7 +178,10 @@ def test_a_fifth_node_joins_and_leaves(cluster):
     results = cluster.apply()
     assert_all_succeeded(results, NODES)
     removed = results["mailbox"]["zimbra_fw-rules"]["changes"]["removed"]
-    assert removed == ["allow from 10.77.0.15 to any app Zimbra-mta"]
+    assert removed == [
+        'rule priority="32000" family="ipv4" source address="10.77.0.15" service name="zimbra-mta" accept'
+    ]
+    assert results["ldap"]["zimbra_fw-rules"]["changes"]["removed"] == ["allow from 10.77.0.15 to any app Zimbra-mta"]
     # mta2's namespace is still there: its old address is shut out again.
     assert mta2.probe(cluster.addresses["mailbox"], [7025]) == {7025: False}
     assert mta2.probe(cluster.addresses["ldap"], [389]) == {389: False}

@@ -161,8 +161,9 @@ def test_a_retired_service_loses_its_rules_before_it_goes():
         ("drop-service", ("zimbra-admin",)),
         ("reload", ()),
     ]
-    removed = plan.steps[0].args[2]["remove_rules"]
-    assert removed == [P + 'family="ipv4" source address="203.0.113.0/24" service name="zimbra-admin" accept']
+    admin_rule = P + 'family="ipv4" source address="203.0.113.0/24" service name="zimbra-admin" accept'
+    assert plan.steps[0].args[2] == {"remove_services": [], "remove_rules": [admin_rule]}  # nothing else goes here
+    assert plan.changes["rules removed"] == [admin_rule]
     assert plan.changes["ports"]["zimbra-admin"]["new"] is None
 
 

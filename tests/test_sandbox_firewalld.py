@@ -3,6 +3,7 @@ running in the sandbox with its own system bus: probes over IPv4 and IPv6,
 after a ``firewall-cmd --reload`` too, runtime drift, only ours, bad input."""
 
 import copy
+import json
 import os
 
 import pytest
@@ -40,17 +41,6 @@ def changes(results):
     return {state: result["changes"] for state, result in results.items() if result["changes"]}
 
 
-def firewalld_state(minion):
-    """The permanent configuration (files) and the runtime zone, as text."""
-    state = {"runtime": firewall_cmd(minion, "--list-all"), "nft": minion.guarded(["nft", "list", "ruleset"]).stdout}
-    root = os.path.join(minion.state, "etc-firewalld")
-    for directory, _, names in os.walk(root):
-        for name in names:
-            with open(os.path.join(directory, name), encoding="utf-8") as handle:
-                state[os.path.relpath(os.path.join(directory, name), root)] = handle.read()
-    return state
-
-
 def assert_least_privilege(lab):
     ports = PUBLIC + INTERNAL + [22]  # listened on by the test
     for address in (lab.MINION_INTERNET, lab.MINION_INTERNET6):
@@ -86,10 +76,10 @@ def test_seed_policy_on_firewalld_survives_a_reload_and_a_second_run_changes_not
     assert_least_privilege(fw_lab)
 
     firewall_cmd(minion, "--add-rich-rule", RUNTIME_MARK)
-    before = firewalld_state(minion)
+    before = minion.snapshot()
     again = minion.apply()
     assert changes(again) == {}
-    assert firewalld_state(minion) == before  # nothing rewritten, and no reload: the runtime-only rule is there
+    assert minion.snapshot() == before  # nothing rewritten, and no reload: the runtime-only rule is there
     assert RUNTIME_MARK in firewall_cmd(minion, "--list-rich-rules")
 
 
@@ -156,21 +146,21 @@ def test_bad_pillar_changes_nothing(fw_lab, pillar, key, bad, named):
     minion = fw_lab.minion
     minion.set_pillar(pillar)
     minion.apply()
-    before = firewalld_state(minion)
+    before = minion.snapshot()
     minion.set_pillar(dict(pillar, **{key: bad}))
     results = minion.apply()
     assert named in results["zimbra_fw-pillar"]["comment"]
     assert changes(results) == {}
-    assert firewalld_state(minion) == before
+    assert minion.snapshot() == before
 
 
 def test_an_unknown_zone_is_refused_before_anything_changes(fw_lab, pillar):
     minion = fw_lab.minion
-    before = firewalld_state(minion)
+    before = minion.snapshot()
     minion.set_pillar(dict(pillar, firewalld={"zone": "mailzone"}))
     results = minion.apply()
     assert "zimbra_fw:firewalld:zone: 'mailzone' is not a firewalld zone" in results["zimbra_fw-profile"]["comment"]
-    assert firewalld_state(minion) == before
+    assert minion.snapshot() == before
 
 
 def test_an_accept_zone_target_becomes_default_once_management_is_allowed(fw_lab, pillar):
@@ -199,3 +189,18 @@ def test_audit_reads_firewalld_and_finds_hand_opened_memcached(fw_lab, pillar):
     assert by_port["25/tcp"]["reachable_from"] == "anyone"
     assert report["summary"]["critical"] >= 1
     assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [11211]) == {11211: True}
+
+
+def test_a_stopped_firewalld_fails_the_run_before_any_change(fw_lab, pillar):
+    minion = fw_lab.minion
+    minion.set_pillar(pillar)
+    minion.apply()
+    before = {name: text for name, text in minion.snapshot().items() if name != "nft"}
+    minion.stop_firewalld()
+    results = minion.apply()
+    installed = results["zimbra_fw-installed"]
+    assert installed["result"] is False, installed  # no init system here to start it
+    assert all(results[state]["result"] is False for state in ("zimbra_fw-profile", "zimbra_fw-rules"))
+    assert {name: text for name, text in minion.snapshot().items() if name != "nft"} == before
+    status = minion.salt_call("zimbra_fw.status")
+    assert "firewalld is not running: start it (systemctl enable --now firewalld)" in json.dumps(status)
