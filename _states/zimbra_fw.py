@@ -122,9 +122,9 @@ def firewall_installed(name="zimbra_fw-installed"):
     """
     Install the firewall the pillar's ``backend`` names (``ufw``, or
     ``firewalld``, the default on the RedHat os_family) and, for firewalld,
-    make its daemon run and start at boot. Where ``firewall-cmd --state``
-    already says running and there is no init system (a container), that is
-    enough.
+    make its daemon run and start at boot (systemd). Where there is no init
+    system (a container), firewalld must already run: the next state reads
+    it and fails, saying so, if it does not.
     """
     try:
         firewall = _call("zimbra_fw.open_ports")["firewall"]
@@ -145,14 +145,9 @@ def firewall_installed(name="zimbra_fw-installed"):
     if not ret["result"] or service is None:
         return ret
     if not salt.utils.systemd.booted(__context__):
-        state = __salt__["cmd.run_all"](["firewall-cmd", "--state"], python_shell=False, ignore_retcode=True)
-        if state["retcode"] == 0:
-            ret["comment"] += f"; {service} is running (no init system here to enable it at boot)"
-            return ret
-    if "service.running" not in __states__:
-        ret.update(
-            result=False, comment=f"{ret['comment']}; {service} is not running and no service manager here starts it"
-        )
+        # A container: nothing here starts daemons or enables them at boot.
+        # Whether it runs is read by the next state, which fails if not.
+        ret["comment"] += f"; no init system here: {service} must already run"
         return ret
     running = __states__["service.running"](name=service, enable=True)
     changes = {**ret["changes"], **({service: running["changes"]} if running["changes"] else {})}

@@ -145,7 +145,8 @@ class Cluster(Topology):
             if all(answers.get(name) is True for name in self.minions):
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"minions did not answer: {sorted(set(self.minions) - set(answers))}")
+                silent = {name: answers.get(name) for name in self.minions if answers.get(name) is not True}
+                raise RuntimeError(f"minions did not answer test.ping with True: {silent}")
             time.sleep(1)
 
     def apply(self, target="*"):

@@ -181,7 +181,7 @@ def test_a_fifth_node_joins_and_leaves(cluster):
     assert removed == [
         'rule priority="32000" family="ipv4" source address="10.77.0.15" service name="zimbra-mta" accept'
     ]
-    assert results["ldap"]["zimbra_fw-rules"]["changes"]["removed"] == ["allow from 10.77.0.15 to any app Zimbra-mta"]
+    assert results["ldap"]["zimbra_fw-rules"]["changes"]["removed"] == ["allow from 10.77.0.15 to any app Zimbra-all"]
     # mta2's namespace is still there: its old address is shut out again.
     assert mta2.probe(cluster.addresses["mailbox"], [7025]) == {7025: False}
     assert mta2.probe(cluster.addresses["ldap"], [389]) == {389: False}
