@@ -5,6 +5,7 @@ with that Python, where the firewall's library is), and the error raised
 when applying a plan fails half-way.
 """
 
+import json
 import os
 
 import salt.utils.path
@@ -17,6 +18,14 @@ def __virtual__():
 
 class ApplyFailed(CommandExecutionError):
     """A step failed; ``info`` has the failed step and the steps applied before it."""
+
+    @classmethod
+    def at(cls, failed, error, applied):
+        """The error for step ``failed`` (its description), after ``applied``."""
+        return cls(
+            f"step '{failed}' failed: {error}. Already applied: {'; '.join(applied) or 'nothing'}",
+            info={"applied": applied, "failed": failed},
+        )
 
 
 def checked(run, argv, succeeded=(0,)):
@@ -41,3 +50,29 @@ def program_python(path):
     if words and os.path.basename(words[0]).startswith("python") and os.access(words[0], os.X_OK):
         return words[0]
     return None
+
+
+def helper_outcome(reports, total, retcode, stderr=""):
+    """(number of steps applied, error or None) from what a helper script
+    (ufw's batch, the firewalld client) reported: ``{"done": i}`` per step,
+    ``{"failed": i, "error": ...}`` at the first failure."""
+    applied, error = 0, None
+    for fields in reports:
+        if "done" in fields:
+            applied = max(applied, fields["done"] + 1)
+        if "failed" in fields:
+            applied, error = fields["failed"], fields["error"]
+    if applied == total:
+        return applied, None
+    return applied, error or f"exit {retcode}: {(stderr or '').strip()}"
+
+
+def json_lines(text):
+    """The JSON objects a helper script printed, one a line (others skipped)."""
+    found = []
+    for line in text.splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found

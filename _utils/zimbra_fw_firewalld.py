@@ -27,7 +27,7 @@ import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
 from zimbra_fw_catalogue import PortSpec
-from zimbra_fw_commands import ApplyFailed, program_python
+from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines, program_python
 from zimbra_fw_config import source_text
 
 
@@ -123,12 +123,7 @@ def _helper(run, request):
     if python is None:
         raise CommandExecutionError("cannot tell which Python runs firewall-cmd (its first line)")
     retcode, stdout, stderr = run([python, "-I", CLIENT_SCRIPT], stdin=json.dumps(request))
-    lines = []
-    for line in stdout.splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            continue
+    lines = json_lines(stdout)
     if any("unavailable" in line for line in lines):
         raise CommandExecutionError(next(line["unavailable"] for line in lines if "unavailable" in line))
     return retcode, lines, stderr
@@ -369,19 +364,6 @@ def plan(part, policy, snapshot):
 # ---------------------------------------------------------------- applying
 
 
-def outcome(steps, lines, retcode, stderr=""):
-    """(number of steps applied, error or None) from the helper's report."""
-    applied, error = 0, None
-    for fields in lines:
-        if "done" in fields:
-            applied = max(applied, fields["done"] + 1)
-        if "failed" in fields:
-            applied, error = fields["failed"], fields["error"]
-    if applied == len(steps):
-        return applied, None
-    return applied, error or f"exit {retcode}: {(stderr or '').strip()}"
-
-
 def apply(steps, run):
     """Carry out planned steps in order, in one helper process; returns what
     was applied. On failure raises ApplyFailed naming the failed step and the
@@ -390,14 +372,10 @@ def apply(steps, run):
         return []
     request = {"steps": [[step.action, *step.args] for step in steps]}
     retcode, lines, stderr = _helper(run, request)
-    count, error = outcome(steps, lines, retcode, stderr)
+    count, error = helper_outcome(lines, len(steps), retcode, stderr)
     applied = [step.describe for step in steps[:count]]
     if error is not None:
-        failed = steps[count].describe
-        raise ApplyFailed(
-            f"step '{failed}' failed: {error}. Already applied: {'; '.join(applied) or 'nothing'}",
-            info={"applied": applied, "failed": failed},
-        )
+        raise ApplyFailed.at(steps[count].describe, error, applied)
     return applied
 
 

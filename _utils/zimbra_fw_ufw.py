@@ -26,7 +26,7 @@ import salt.utils.path
 import zimbra_fw_policy as policies
 import zimbra_fw_ufw_files as files
 from salt.exceptions import CommandExecutionError
-from zimbra_fw_commands import ApplyFailed
+from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines
 from zimbra_fw_commands import checked as _checked
 from zimbra_fw_commands import program_python as ufw_python
 from zimbra_fw_config import source_text
@@ -273,21 +273,12 @@ def batch_outcome(commands, report, retcode, stderr=""):
     """What a run of zimbra_fw_ufw_batch did, from its JSON-lines ``report``:
     (number of commands applied, error or None), or None when ufw's library
     could not be loaded (the caller then runs the commands one by one)."""
-    applied, error = 0, None
-    for line in report.splitlines():
-        try:
-            fields = json.loads(line)
-        except ValueError:
-            continue
-        if "unavailable" in fields:
-            return None
-        if "done" in fields:
-            applied = max(applied, fields["done"] + 1)
-        if "failed" in fields:
-            applied, error = fields["failed"], fields["error"]
-    if applied == len(commands):
+    reports = json_lines(report)
+    if any("unavailable" in fields for fields in reports):
+        return None
+    applied, error = helper_outcome(reports, len(commands), retcode, stderr)
+    if error is None:
         return applied, None
-    error = error or f"exit {retcode}: {(stderr or '').strip()}"
     return applied, f"'ufw {' '.join(commands[applied])}' failed: {error}"
 
 
@@ -380,11 +371,7 @@ def apply(steps, run):
         count, error = _apply_batch(batch, run)
         applied += [step.describe for step in batch[:count]]
         if error is not None:
-            failed = batch[count].describe
-            raise ApplyFailed(
-                f"step '{failed}' failed: {error}. Already applied: {'; '.join(applied) or 'nothing'}",
-                info={"applied": applied, "failed": failed},
-            )
+            raise ApplyFailed.at(batch[count].describe, error, applied)
     return applied
 
 

@@ -115,28 +115,25 @@ class SaltextUfw(_SaltSls):
     name = "saltext.ufw"
     sls_name = "bench_saltext_ufw"
 
+    @staticmethod
+    def rule_args(rule):
+        source, app, port, proto = rule_fields(rule)
+        args = [{"action": "allow"}]
+        if source != "any":
+            args.append({"src": source})
+        if app or port:
+            args.append({"dport": app or port})
+        if proto != "any":
+            args.append({"proto": proto})
+        return args
+
     def sls(self, policy):
         states = {"bench-profile": _profile_state(policy)}
         for index, rule in enumerate(policy.rules):
-            source, app, port, proto = rule_fields(rule)
-            args = [{"action": "allow"}, {"comment": COMMENT}, {"require": [{"file": "bench-profile"}]}]
-            if source != "any":
-                args.append({"src": source})
-            if app or port:
-                args.append({"dport": app or port})
-            if proto != "any":
-                args.append({"proto": proto})
-            states[f"bench-rule-{index}"] = {"ufw.rule_present": args}
+            args = [{"comment": COMMENT}, {"require": [{"file": "bench-profile"}]}]
+            states[f"bench-rule-{index}"] = {"ufw.rule_present": self.rule_args(rule) + args}
         for index, rule in enumerate(policy.absent):
-            source, app, port, proto = rule_fields(rule)
-            args = [{"action": "allow"}]
-            if source != "any":
-                args.append({"src": source})
-            if app or port:
-                args.append({"dport": app or port})
-            if proto != "any":
-                args.append({"proto": proto})
-            states[f"bench-gone-{index}"] = {"ufw.rule_absent": args}
+            states[f"bench-gone-{index}"] = {"ufw.rule_absent": self.rule_args(rule)}
         # saltext.ufw sets a default policy only on an active firewall.
         states["bench-enabled"] = {"ufw.enabled": []}
         states["bench-default"] = {

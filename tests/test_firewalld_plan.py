@@ -223,7 +223,7 @@ def test_apply_sends_every_step_to_one_helper_and_reports_the_failed_one(firewal
 
 def test_a_helper_that_died_is_reported_with_what_it_said():
     steps = [fwd.Step("reload", (), "reload")]
-    assert fwd.outcome(steps, [], 1, "Traceback ...") == (0, "exit 1: Traceback ...")
+    assert fwd.helper_outcome([], len(steps), 1, "Traceback ...") == (0, "exit 1: Traceback ...")
 
 
 def test_reading_a_stopped_firewalld_says_how_to_start_it(firewall_cmd, monkeypatch):
