@@ -347,6 +347,8 @@ class Minion(Namespace):
         """Run a private firewalld in this minion: a copy of /etc/firewalld and
         its own system bus (dbus-daemon) in the sandbox's /run/dbus; both stop
         with the namespace. Returns once ``firewall-cmd --state`` says running."""
+        if shutil.which("firewalld") is None or not os.path.isdir("/etc/firewalld"):
+            raise RuntimeError("firewalld is not installed here: 'make setup' installs it (and dbus)")
         shutil.copytree("/etc/firewalld", os.path.join(self.state, "etc-firewalld"))
         socket_path = os.path.join(self.state, "run", "dbus", "system_bus_socket")
         os.makedirs(os.path.dirname(socket_path), exist_ok=True)
