@@ -288,8 +288,8 @@ def _parse_profile(problems, value, name_taken):
             name,
             "is not a safe profile name: use a letter then letters, digits, '.', '_' or '-' (48 at most)",
         )
-    elif name_taken(name):
-        problems.add("profile:name", name, name_taken(name))
+    elif taken := name_taken(name):  # asks the firewall (files, /etc/services) once
+        problems.add("profile:name", name, taken)
     title = _parse_profile_text(problems, "profile:title", profile["title"])
     description = _parse_profile_text(problems, "profile:description", profile["description"])
     return name, title, description

@@ -72,7 +72,7 @@ def unavailable():
     return None
 
 
-def ipv6_off(defaults=None):  # pylint: disable=unused-argument
+def ipv6_off():
     """firewalld zones handle IPv6 and IPv4 alike."""
     return None
 
@@ -421,7 +421,7 @@ def rich_rule_access(rule):
     if action is None or any(word in rule for word in RICH_IGNORED):
         return None
     fields = dict(re.findall(r'([a-z-]+ [a-z]+)="([^"]*)"', rule))
-    priority = int(re.search(r'priority="(-?\d+)"', rule).group(1)) if "priority=" in rule else 0
+    priority = int(fields.get("rule priority", 0))
     ports = None
     if "service name" in fields:
         ports = _service_ports(fields["service name"])
