@@ -46,30 +46,42 @@ def _call(function, **kwargs):
     return __salt__[function](**kwargs)
 
 
-def _count(items, noun):
-    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+def _count(items, noun, plural=None):
+    return f"{len(items)} {noun if len(items) == 1 else plural or noun + 's'}"
+
+
+def _count_rules(items):
+    """'3 rules' or, with firewalld's ipset entries among them, '3 rules and 200 ipset entries'."""
+    entries = [item for item in items if " in ipset " in item]
+    rules = [item for item in items if " in ipset " not in item]
+    counts = ([_count(rules, "rule")] if rules or not entries else []) + (
+        [_count(entries, "ipset entry", "ipset entries")] if entries else []
+    )
+    return " and ".join(counts)
 
 
 def _describe(changes, test):
     """What the changes are, in words: 'added 3 rules; enabled the firewall'."""
     words = []
-    for name, ports in changes.get("ports", {}).items():
-        state = "added" if ports["old"] is None else "removed" if ports["new"] is None else "updated"
-        words.append(f"{state} profile {name}" if not test else f"profile {name} would be {state}")
+    for key, noun in (("ports", "profile"), ("ipsets", "ipset")):
+        for name, values in changes.get(key, {}).items():
+            state = "added" if values["old"] is None else "removed" if values["new"] is None else "updated"
+            words.append(f"{state} {noun} {name}" if not test else f"{noun} {name} would be {state}")
     if "file" in changes:
         words.append("rewrote the profile file" if not test else "the profile file would be rewritten")
     for key, noun in (("rules removed", "rule of a retired profile"), ("added", "rule"), ("removed", "rule")):
         if key in changes:
             verb = "added" if key == "added" else "removed"
-            count = _count(changes[key], noun)
+            count = _count(changes[key], noun) if key == "rules removed" else _count_rules(changes[key])
             words.append(f"{verb} {count}" if not test else f"{count} would be {verb}")
     for scope in ("runtime", "permanent"):  # firewalld: one scope differed from the other
         for key in ("added", "removed"):
             if key in changes.get(scope, {}):
-                count = _count(changes[scope][key], "rule")
+                count = _count_rules(changes[scope][key])
                 words.append(f"{key} {count} ({scope})" if not test else f"{count} would be {key} ({scope})")
-    if "services reloaded" in changes.get("runtime", {}):
-        words.append("reloaded firewalld's services" if not test else "firewalld's services would be reloaded")
+    if "reloaded" in changes.get("runtime", {}):
+        loaded = ", ".join(changes["runtime"]["reloaded"])
+        words.append(f"reloaded firewalld for {loaded}" if not test else f"firewalld would be reloaded for {loaded}")
     if "target" in changes:
         words.append("set the zone's target to default" if not test else "the zone's target would be set to default")
     if "default incoming" in changes:

@@ -1,34 +1,40 @@
 """
-The firewalld backend: the policy as firewalld services and rich rules in
-one zone, permanent and runtime alike.
+The firewalld backend: the policy as firewalld services, ipsets and rich
+rules in one zone, permanent and runtime alike.
 
 * Each port group is a permanent service (``zimbra``, ``zimbra-mta``, ...;
   /etc/firewalld/services/NAME.xml) whose description carries ``MARK``.
+* Each group that only some sources may reach (peers of a role, the admin
+  subnets) has two permanent hash:net ipsets, ``SERVICE-v4`` and
+  ``SERVICE-v6`` (/etc/firewalld/ipsets), marked the same way; its sources
+  are their entries. A peer joining or leaving is one entry, not one rule.
 * In the zone (pillar ``firewalld:zone``, else firewalld's default zone) the
   public group is a zone service; every other access is a rich rule with
-  priority ``PRIORITY``: positive priorities run after the zone's own
-  services, ports and rules, so an admin's reject rule still wins, and the
-  priority marks the rule as this formula's (only those are ever removed).
+  priority ``PRIORITY`` (one per ipset for the groups): positive priorities
+  run after the zone's own services, ports and rules, so an admin's reject
+  rule still wins, and the priority marks the rule as this formula's (only
+  those are ever removed).
 * ``read_snapshot(run, live)`` reads firewalld once, over D-Bus, in one
   helper process (zimbra_fw_firewalld_client, run with firewalld's Python).
 * ``plan(part, policy, snapshot)`` is pure; ``apply(steps, run)`` runs the
-  steps in one helper process. Services are permanent only: firewalld loads
-  new or changed ones on ``reload``, which the profile part does only then.
+  steps in one helper process. Services and ipsets are defined permanently
+  only: firewalld loads new or changed ones on ``reload``, which the profile
+  part does only then. Ipset entries change in both scopes without a reload.
 """
 
 import json
 import os
-import re
 from collections import namedtuple
-from xml.etree import ElementTree
 
 import salt.utils.path
+import zimbra_fw_firewalld_files as files
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
-from zimbra_fw_catalogue import PortSpec
+from zimbra_fw_catalogue import ROLES, PortSpec
 from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines, program_python
 from zimbra_fw_config import source_text
+from zimbra_fw_firewalld_files import MARK, IPSet
 
 
 def __virtual__():
@@ -41,8 +47,9 @@ PROGRAM = "firewall-cmd"
 PARTS = ("profile", "rules", "firewall")
 LIVE_PARTS = PARTS  # every part reads firewalld over D-Bus
 PRIORITY = 32000
-MARK = "Managed by Salt (zimbra_fw formula)."
-SERVICE_DIRS = ("/usr/lib/firewalld/services", "/etc/firewalld/services")  # later ones win
+IPSET_TYPE = "hash:net"
+IPSET_NAME_MAX = 32  # firewalld's limit
+FAMILIES = {4: "inet", 6: "inet6"}
 CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_firewalld_client.py")
 RULE_PREFIX = f'rule priority="{PRIORITY}" '
 LIMIT = "6/m"  # ufw's limit is 6 connections in 30 s; firewalld limits all sources together
@@ -51,8 +58,12 @@ Zone = namedtuple("Zone", "services rules target ports")
 
 
 # services: our permanent services, {name: ((port, proto), ...)}; runtime_services:
-# the ports firewalld runs with for those names (None: not loaded).
-class Snapshot(namedtuple("Snapshot", "active zone default_zone services runtime_services permanent runtime")):
+# the ports firewalld runs with for those names (absent: not loaded). ipsets: our
+# permanent ipsets, {name: IPSet}; runtime_ipsets: every ipset firewalld runs with.
+_FIELDS = "active zone default_zone services runtime_services ipsets runtime_ipsets permanent runtime"
+
+
+class Snapshot(namedtuple("Snapshot", _FIELDS)):
     __slots__ = ()
 
     @property
@@ -78,40 +89,24 @@ def ipv6_off():
 
 
 def name_taken(name):
-    """Why firewalld cannot use ``name`` for a service of ours, or None."""
+    """Why firewalld cannot use ``name`` for our services and ipsets, or None."""
     service = service_name(name)
-    for directory in SERVICE_DIRS:
-        found = _read_service(os.path.join(directory, service + ".xml"))
+    longest = ipset_name(f"{name}-{max([*ROLES, policies.ALL_PEERS, policies.ADMIN_SUFFIX], key=len)}", 6)
+    if len(longest) > IPSET_NAME_MAX:
+        most = len(name) - (len(longest) - IPSET_NAME_MAX)
+        return f"is too long for firewalld's ipset names ({longest}, over {IPSET_NAME_MAX}): {most} characters at most"
+    for directory in files.SERVICE_DIRS:
+        found = files.read_service(os.path.join(directory, service + ".xml"))
         if found is not None and MARK not in found[1]:
             return f"is a firewalld service already ({service}, in {directory}); choose another profile:name"
+    for directory in files.IPSET_DIRS:
+        for ipset, (description, _) in files.ipset_files(directory, service + "-").items():
+            if MARK not in description:
+                return f"names a firewalld ipset already ({ipset}, in {directory}); choose another profile:name"
     return None
 
 
 # ---------------------------------------------------------------- reading
-
-
-def _read_service(path):
-    """(short, description, ((port, proto), ...)) from a service XML file, or None."""
-    try:
-        root = ElementTree.parse(path).getroot()
-    except (OSError, ElementTree.ParseError):
-        return None
-    ports = tuple((p.get("port", ""), p.get("protocol", "")) for p in root.findall("port"))
-    return root.findtext("short", ""), root.findtext("description", ""), ports
-
-
-def _own_services():
-    directory = SERVICE_DIRS[-1]
-    try:
-        names = sorted(n[: -len(".xml")] for n in os.listdir(directory) if n.endswith(".xml"))
-    except FileNotFoundError:
-        return {}
-    services = {}
-    for name in names:
-        found = _read_service(os.path.join(directory, name + ".xml"))
-        if found is not None and MARK in found[1]:
-            services[name] = found[2]
-    return services
 
 
 def _helper(run, request):
@@ -139,7 +134,7 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
     over D-Bus in one process, the zone's permanent and runtime settings (the
     zone of ``config.zone``, else the default zone)."""
     zone = config.zone if config is not None else None
-    services = _own_services()
+    services = files.own_services()
     retcode, lines, stderr = _helper(run, {"read": zone, "services": sorted(services)})
     if retcode != 0 or not lines:
         raise CommandExecutionError(f"reading firewalld failed (exit {retcode}): {stderr.strip()}")
@@ -153,12 +148,18 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         known = ", ".join(state["zones"])
         raise CommandExecutionError(f"zimbra_fw:firewalld:zone: {zone!r} is not a firewalld zone (zones: {known})")
     runtime_services = {name: tuple(tuple(p) for p in ports) for name, ports in state["runtime_services"].items()}
+    runtime_ipsets = {
+        name: IPSet(found["type"], found["family"], tuple(sorted(found["entries"])))
+        for name, found in state["ipsets"].items()
+    }
     return Snapshot(
         True,
         state["zone"],
         state["default_zone"],
         services,
         runtime_services,
+        files.own_ipsets(),
+        runtime_ipsets,
         _zone(state["permanent"]),
         _zone(state["runtime"]),
     )
@@ -186,10 +187,26 @@ def _ranges(ports):
     return ranges
 
 
+def ipset_name(group_name, version):
+    return f"{service_name(group_name)}-v{version}"
+
+
+def _through_ipsets(access):
+    """Is this access a source of a group (a peer, an admin subnet)? Those
+    are entries of the group's ipsets, reached by one rule per family."""
+    return access.group is not None and access.source is not None
+
+
 def rich_rules(access):
     """One policy access as rich rules (none for the public group: a zone service)."""
     if access.kind == policies.ANYONE:
         return []
+    if _through_ipsets(access):
+        service = service_name(access.group)
+        return [
+            f'{RULE_PREFIX}source ipset="{ipset_name(access.group, version)}" service name="{service}" accept'
+            for version in FAMILIES
+        ]
     head = RULE_PREFIX
     if access.source is not None:
         head += f'family="ipv{access.source.version}" source address="{source_text(access.source)}" '
@@ -205,13 +222,44 @@ def rich_rules(access):
     return [f'{head}port port="{_port_text(spec)}" protocol="{spec.proto}" accept{limit}']
 
 
+Desired = namedtuple("Desired", "services rules entries")
+
+
 def desired(policy):
-    """(zone services, rich rules) for the policy, rules in the policy's order."""
+    """Zone services, rich rules (in the policy's order) and ``{ipset: entries}``."""
     services = {service_name(a.group) for a in policy.accesses if a.kind == policies.ANYONE}
-    rules = []
+    rules, sources = [], {}
     for access in policy.accesses:
         rules += [rule for rule in rich_rules(access) if rule not in rules]
-    return frozenset(services), tuple(rules)
+        if _through_ipsets(access):
+            for version in FAMILIES:
+                sources.setdefault(ipset_name(access.group, version), set())
+            sources[ipset_name(access.group, access.source.version)].add(access.source)
+    entries = {name: _entries(networks) for name, networks in sources.items()}
+    return Desired(frozenset(services), tuple(rules), entries)
+
+
+def _entries(networks):
+    """An ipset's entries, sorted as firewalld's are read. A network inside
+    another is left out: firewalld refuses overlapping entries, and the wider
+    one admits it."""
+    wider = [net for net in networks if net.prefixlen < net.max_prefixlen]  # only these can hold others
+    kept = [net for net in networks if not any(net != other and net.subnet_of(other) for other in wider)]
+    return tuple(sorted(source_text(net) for net in kept))
+
+
+def ipset_definitions(policy):
+    """``{ipset name: {"short", "description", "family"}}``: two per group that sources reach."""
+    definitions = {}
+    for access in filter(_through_ipsets, policy.accesses):
+        group = policy.groups[access.group]
+        for version, family in FAMILIES.items():
+            definitions[ipset_name(group.name, version)] = {
+                "short": f"{group.title} IPv{version}",
+                "description": f"Sources that may reach the {service_name(group.name)} service. {MARK}",
+                "family": family,
+            }
+    return definitions
 
 
 def service_definitions(policy):
@@ -234,7 +282,7 @@ def profiles(policy):
     """``{service name: ports text}`` and where the services live."""
     definitions = service_definitions(policy)
     return {
-        "path": SERVICE_DIRS[-1],
+        "path": files.SERVICE_DIRS[-1],
         "profiles": {name: _ports_text(d["ports"]) for name, d in definitions.items()},
         "text": None,
     }
@@ -260,27 +308,26 @@ def _zone_change(zone, own_names, services, rules):
     return change if any(change.values()) else None
 
 
-def _describe(change):
+def _entries_change(ipsets, entries):
+    """``{ipset: {"add", "remove"}}`` that makes ``ipsets`` hold ``entries``."""
+    change = {}
+    for name, wanted in entries.items():
+        current = ipsets[name].entries if name in ipsets else ()
+        add, remove = [e for e in wanted if e not in current], [e for e in current if e not in wanted]
+        if add or remove:
+            change[name] = {"add": add, "remove": remove}
+    return change
+
+
+def _describe(change, entries_change):
     texts = {"added": [], "removed": []}
     for key, verb in (("services", "service"), ("rules", None)):
         for direction, label in (("add", "added"), ("remove", "removed")):
             texts[label] += [f"{verb} {item}" if verb else item for item in change.get(f"{direction}_{key}", [])]
+    for name, items in entries_change.items():
+        texts["added"] += [f"{entry} in ipset {name}" for entry in items["add"]]
+        texts["removed"] += [f"{entry} in ipset {name}" for entry in items["remove"]]
     return {label: items for label, items in texts.items() if items}
-
-
-def _zone_steps(snapshot, own_names, services, rules):
-    """Steps and changes that make both scopes hold ``services`` and ``rules`` of ours."""
-    steps, described = [], {}
-    for scope in ("runtime", "permanent"):
-        change = _zone_change(getattr(snapshot, scope), own_names, services, rules)
-        if change:
-            steps.append(
-                Step("zone", (snapshot.zone, scope, change), f"{scope} zone {snapshot.zone}: {_summary(change)}")
-            )
-            described[scope] = _describe(change)
-    if described.get("runtime") == described.get("permanent"):
-        return steps, described.get("runtime", {})
-    return steps, described
 
 
 def _summary(change):
@@ -288,22 +335,52 @@ def _summary(change):
     return ", ".join(counts)
 
 
+def _zone_step(snapshot, scope, change):
+    return Step("zone", (snapshot.zone, scope, change), f"{scope} zone {snapshot.zone}: {_summary(change)}")
+
+
+def _scope_steps(snapshot, own_names, wanted):
+    """Steps and changes that make both scopes hold ``wanted`` (a Desired):
+    ipset entries, then the zone's services and rules."""
+    steps, described = [], {}
+    for scope in ("runtime", "permanent"):
+        ipsets = snapshot.runtime_ipsets if scope == "runtime" else snapshot.ipsets
+        entries_change = _entries_change(ipsets, wanted.entries)
+        if entries_change:
+            added = sum(len(c["add"]) for c in entries_change.values())
+            removed = sum(len(c["remove"]) for c in entries_change.values())
+            text = f"{scope} ipsets: {added} entries added, {removed} removed"
+            steps.append(Step("entries", (scope, entries_change), text))
+        change = _zone_change(getattr(snapshot, scope), own_names, wanted.services, wanted.rules)
+        if change:
+            steps.append(_zone_step(snapshot, scope, change))
+        if change or entries_change:
+            described[scope] = _describe(change or {}, entries_change)
+    if described.get("runtime") == described.get("permanent"):
+        return steps, described.get("runtime", {})
+    return steps, described
+
+
+def _kind(ipset):
+    return f"{ipset.type} {ipset.family}" if ipset is not None else None
+
+
 def plan_profile(policy, snapshot):
     wanted = service_definitions(policy)
+    wanted_sets = ipset_definitions(policy)
     changes, steps = {}, []
     retired = sorted(set(snapshot.services) - set(wanted))
-    # Rules and zone entries naming a service go before the service does.
+    retired_sets = sorted(set(snapshot.ipsets) - set(wanted_sets))
+    # Rules and zone entries naming a service or an ipset go before it does.
     removed = set()
     for scope in ("runtime", "permanent"):
         zone = getattr(snapshot, scope)
         change = {
             "remove_services": sorted(zone.services & set(retired)),
-            "remove_rules": sorted(r for r in _ours(zone, set())[1] if _names_any(r, retired)),
+            "remove_rules": sorted(r for r in _ours(zone, set())[1] if _names_any(r, retired + retired_sets)),
         }
         if any(change.values()):
-            steps.append(
-                Step("zone", (snapshot.zone, scope, change), f"{scope} zone {snapshot.zone}: {_summary(change)}")
-            )
+            steps.append(_zone_step(snapshot, scope, change))
             removed.update(f"service {name}" for name in change["remove_services"])
             removed.update(change["remove_rules"])
     if removed:
@@ -316,25 +393,34 @@ def plan_profile(policy, snapshot):
                 "new": _ports_text(ports),
             }
             steps.append(Step("service", (name, definition), f"write service {name}"))
+    for name, definition in wanted_sets.items():
+        kind = _kind(IPSet(IPSET_TYPE, definition["family"], ()))
+        if _kind(snapshot.ipsets.get(name)) != kind:
+            changes.setdefault("ipsets", {})[name] = {"old": _kind(snapshot.ipsets.get(name)), "new": kind}
+            steps.append(Step("ipset", (name, definition), f"write ipset {name}"))
     for name in retired:
         changes.setdefault("ports", {})[name] = {"old": _ports_text(snapshot.services[name]), "new": None}
         steps.append(Step("drop-service", (name,), f"remove service {name}"))
+    for name in retired_sets:
+        changes.setdefault("ipsets", {})[name] = {"old": _kind(snapshot.ipsets[name]), "new": None}
+        steps.append(Step("drop-ipset", (name,), f"remove ipset {name}"))
     stale = [n for n, d in wanted.items() if snapshot.runtime_services.get(n) != tuple(d["ports"])]
+    stale += [n for n in wanted_sets if n not in snapshot.runtime_ipsets]
     if steps or stale:
-        steps.append(Step("reload", (), "firewall-cmd --reload (loads the services)"))
+        steps.append(Step("reload", (), "firewall-cmd --reload (loads the services and ipsets)"))
         if stale and not changes:
-            changes["runtime"] = {"services reloaded": stale}
+            changes["runtime"] = {"reloaded": stale}
     return Plan(changes, steps, None)
 
 
-def _names_any(rule, service_names):
-    return any(f'service name="{name}"' in rule for name in service_names)
+def _names_any(rule, names):
+    """Does a rich rule name one of these services or ipsets?"""
+    return any(f'service name="{name}"' in rule or f'source ipset="{name}"' in rule for name in names)
 
 
 def plan_rules(policy, snapshot):
-    services, rules = desired(policy)
     own_names = set(snapshot.services) | set(service_definitions(policy))
-    steps, changes = _zone_steps(snapshot, own_names, services, rules)
+    steps, changes = _scope_steps(snapshot, own_names, desired(policy))
     return Plan(changes, steps, None)
 
 
@@ -393,44 +479,12 @@ def status(snapshot):
         "managed_rules": [f"service {s}" for s in sorted(services)] + list(rules),
         "other_rules": [f"service {s}" for s in sorted(snapshot.runtime.services - services)]
         + [r for r in snapshot.runtime.rules if r not in rules],
+        "ipsets": {
+            name: list(snapshot.runtime_ipsets[name].entries)
+            for name in sorted(snapshot.ipsets)
+            if name in snapshot.runtime_ipsets
+        },
     }
-
-
-RICH_ACTIONS = {"accept": "allow", "reject": "reject", "drop": "deny"}
-RICH_IGNORED = (" NOT ", "ipset=", "mac=", "forward-port", "masquerade", "icmp-block", "icmp-type")
-
-
-def _spec(port, proto):
-    first, _, last = port.partition("-")
-    return PortSpec(int(first), int(last or first), proto)
-
-
-def _service_ports(name):
-    for directory in reversed(SERVICE_DIRS):
-        found = _read_service(os.path.join(directory, name + ".xml"))
-        if found is not None:
-            return [_spec(port, proto) for port, proto in found[2] if proto in ("tcp", "udp") and port]
-    return []
-
-
-def rich_rule_access(rule):
-    """(priority, Rule): what a rich rule lets in or keeps out, as the audit
-    reads it; None for rules it ignores. A rule on source ports reaches every
-    port of that protocol from its source."""
-    action = re.search(r"\b(accept|reject|drop)\b", rule)
-    if action is None or any(word in rule for word in RICH_IGNORED):
-        return None
-    fields = dict(re.findall(r'([a-z-]+ [a-z]+)="([^"]*)"', rule))
-    priority = int(fields.get("rule priority", 0))
-    ports = None
-    if "service name" in fields:
-        ports = _service_ports(fields["service name"])
-    elif "port port" in fields:
-        ports = [_spec(fields["port port"], re.search(r'port port="[^"]*" protocol="(\w+)"', rule).group(1))]
-    elif "source-port port" in fields or "protocol value" in fields:
-        proto = re.search(r'protocol(?: value)?="(\w+)"', rule).group(1)
-        ports = [PortSpec(1, 65535, proto)]
-    return priority, Rule(RICH_ACTIONS[action.group(1)], fields.get("source address", "any"), ports)
 
 
 def access_rules(snapshot):
@@ -438,11 +492,11 @@ def access_rules(snapshot):
     rules with a negative priority, then reject and drop rules, then services,
     ports and accept rules, then rules with a positive priority."""
     zone = snapshot.runtime
-    rich = [found for found in map(rich_rule_access, zone.rules) if found is not None]
+    rich = [found for rule in zone.rules for found in files.rich_rule_access(rule, snapshot.runtime_ipsets)]
     first = [rule for _, rule in sorted((p for p in rich if p[0] < 0), key=lambda p: p[0])]
     denied = [rule for priority, rule in rich if priority == 0 and rule.action != "allow"]
-    allowed = [Rule("allow", "any", _service_ports(name)) for name in sorted(zone.services)]
-    allowed += [Rule("allow", "any", [_spec(port, proto)]) for port, proto in zone.ports]
+    allowed = [Rule("allow", "any", files.service_ports(name)) for name in sorted(zone.services)]
+    allowed += [Rule("allow", "any", [files.port_spec(port, proto)]) for port, proto in zone.ports]
     allowed += [rule for priority, rule in rich if priority == 0 and rule.action == "allow"]
     last = [rule for _, rule in sorted((p for p in rich if p[0] > 0), key=lambda p: p[0])]
     return first + denied + allowed + last

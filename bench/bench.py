@@ -28,6 +28,7 @@ bench/results/latest.json and a plot (``--plot``).
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -55,8 +56,24 @@ class Policy:
         policy = zimbra_fw_policy.build(zimbra_fw_config.parse_config(pillar))
         self.profile_text = zimbra_fw_ufw.profile_text(policy)
         self.rules = zimbra_fw_ufw.desired_rules(policy)
-        self.fw_services, self.fw_rules = zimbra_fw_firewalld.desired(policy)
+        self.fw = zimbra_fw_firewalld.desired(policy)
+        self.fw_services, self.fw_rules = self.fw.services, per_source_rules(self.fw)
         self.fw_definitions = zimbra_fw_firewalld.service_definitions(policy)
+
+
+def per_source_rules(wanted):
+    """zimbra_fw's rich rules with each ipset rule as one rule per entry: the
+    same access, as tools that do not make ipsets build it."""
+    rules = []
+    for rule in wanted.rules:
+        found = re.search(r'source ipset="([^"]+)" ', rule)
+        if found is None:
+            rules.append(rule)
+            continue
+        family = "ipv6" if found.group(1).endswith("-v6") else "ipv4"
+        for entry in wanted.entries[found.group(1)]:
+            rules.append(rule.replace(found.group(0), f'family="{family}" source address="{entry}" '))
+    return tuple(rules)
 
 
 def seed_policy():
@@ -95,13 +112,19 @@ def matches(minion, policy):
     return rules == set(policy.rules) and active and incoming == "deny" and same_profile
 
 
-def matches_firewalld(minion, policy):
-    """Does the sandbox's firewalld hold the policy, permanent and runtime alike?"""
+def matches_firewalld(minion, policy, ipsets):
+    """Does the sandbox's firewalld hold the policy, permanent and runtime
+    alike: zimbra_fw's ipsets and rules (``ipsets``), else one rule a source?"""
     for scope in ([], ["--permanent"]):
         services = minion.guarded(["firewall-cmd", *scope, "--list-services"]).stdout.split()
         rules = set(minion.guarded(["firewall-cmd", *scope, "--list-rich-rules"]).stdout.splitlines())
-        if not set(policy.fw_services) <= set(services) or not set(policy.fw_rules) <= rules:
+        wanted = policy.fw.rules if ipsets else policy.fw_rules
+        if not set(policy.fw_services) <= set(services) or not set(wanted) <= rules:
             return False
+        for name, entries in policy.fw.entries.items() if ipsets else ():
+            listed = minion.guarded(["firewall-cmd", *scope, f"--ipset={name}", "--get-entries"]).stdout.split()
+            if sorted(listed) != sorted(entries):
+                return False
         for name, definition in policy.fw_definitions.items():
             info = minion.guarded(["firewall-cmd", *scope, "--info-service", name], check=False).stdout
             ports = next((line.split(":", 1)[1] for line in info.splitlines() if line.strip().startswith("ports:")), "")
@@ -112,7 +135,12 @@ def matches_firewalld(minion, policy):
 
 def sample(tool, policy, firewalld=False):
     """One fresh sandbox: first converge, then no-op converge."""
-    check = matches_firewalld if firewalld else matches
+
+    def check(minion, policy):
+        if firewalld:
+            return matches_firewalld(minion, policy, ipsets=tool.name == "zimbra_fw")
+        return matches(minion, policy)
+
     with Lab(firewalld=firewalld) as lab:
         minion = lab.minion
         tool.prepare(minion, policy)

@@ -7,6 +7,7 @@ import json
 import pytest
 import zimbra_fw_config as cfg
 import zimbra_fw_firewalld as fwd
+import zimbra_fw_firewalld_files as fwd_files
 import zimbra_fw_policy as policies
 from zimbra_fw_audit import Rule
 from zimbra_fw_catalogue import PortSpec
@@ -15,6 +16,11 @@ SINGLE = {"roles": ["ldap", "mta", "proxy", "mailbox"], "trusted_subnets": ["192
 P = 'rule priority="32000" '
 SSH = P + 'port port="22" protocol="tcp" accept'
 TRUSTED = P + 'family="ipv4" source address="192.168.1.0/24" accept'
+PEERS = [{"name": f"mta{i}", "addresses": [f"10.1.0.{i}"], "roles": ["mta"]} for i in (1, 2)]
+
+
+def ipset_rules(service):
+    return [P + f'source ipset="{service}-v{v}" service name="{service}" accept' for v in (4, 6)]
 
 
 def policy_of(pillar, **facts):
@@ -25,20 +31,34 @@ def zone(services=(), rules=(), target="default", ports=()):
     return fwd.Zone(frozenset(services), tuple(rules), target, tuple(ports))
 
 
-def snapshot(permanent=None, runtime=None, services=None, runtime_services=None):
+def snapshot(permanent=None, runtime=None, *, services=None, runtime_services=None, ipsets=None, runtime_ipsets=None):
     permanent = permanent or zone(["ssh", "dhcpv6-client"])
     return fwd.Snapshot(
-        True, "public", "public", services or {}, runtime_services or {}, permanent, runtime or permanent
+        True,
+        "public",
+        "public",
+        services or {},
+        runtime_services or {},
+        ipsets or {},
+        runtime_ipsets or {},
+        permanent,
+        runtime or permanent,
     )
+
+
+def ipsets_of(wanted):
+    return {name: fwd.IPSet("hash:net", "inet6" if name.endswith("6") else "inet", e) for name, e in wanted.items()}
 
 
 def converged(pillar=SINGLE):
     """A firewalld already holding the policy, permanent and runtime."""
     policy = policy_of(pillar)
-    services, rules = fwd.desired(policy)
+    wanted = fwd.desired(policy)
     defs = {name: tuple(d["ports"]) for name, d in fwd.service_definitions(policy).items()}
-    state = zone({"ssh", *services}, rules)
-    return policy, snapshot(state, state, defs, dict(defs))
+    state = zone({"ssh", *wanted.services}, wanted.rules)
+    sets = ipsets_of(wanted.entries)
+    loaded = {"runtime_services": dict(defs), "runtime_ipsets": dict(sets)}
+    return policy, snapshot(state, state, services=defs, ipsets=sets, **loaded)
 
 
 # ---------------------------------------------------------------- the policy in firewalld's words
@@ -51,21 +71,42 @@ def test_each_access_kind_as_rich_rules():
         admin_subnets=["203.0.113.0/24"],
         ssh={"port": 2222, "from": ["10.9.0.1"], "limit": True},
         only_from={"25/tcp": ["198.51.100.0/24"]},
-        cluster={"peers": [{"name": "mta9", "addresses": ["10.1.0.9"], "roles": ["mta"]}]},
+        cluster={"peers": [{"name": "mta9", "addresses": ["10.1.0.9", "2001:db8:9::9"], "roles": ["mta"]}]},
     )
     policy = policy_of(pillar, salt_master=("10.0.0.5", (4505, 4506)))
-    services, rules = fwd.desired(policy)
-    assert services == {"zimbra"}
-    assert rules == (
+    wanted = fwd.desired(policy)
+    assert wanted.services == {"zimbra"}
+    assert wanted.rules == (
         P + 'family="ipv4" source address="10.9.0.1" port port="2222" protocol="tcp" accept limit value="6/m"',
         P + 'family="ipv4" source address="10.0.0.5" source-port port="4505-4506" protocol="tcp" accept',
         TRUSTED,
         P + 'family="ipv6" source address="2001:db8:1::/64" accept',
-        P + 'family="ipv4" source address="203.0.113.0/24" service name="zimbra-admin" accept',
+        *ipset_rules("zimbra-admin"),
         P + 'family="ipv4" source address="198.51.100.0/24" port port="25" protocol="tcp" accept',
-        P + 'family="ipv4" source address="10.1.0.9" service name="zimbra-all" accept',  # ports every peer uses
-        P + 'family="ipv4" source address="10.1.0.9" service name="zimbra-mta" accept',
+        *ipset_rules("zimbra-all"),  # ports every peer uses
+        *ipset_rules("zimbra-mta"),
     )
+    assert wanted.entries == {
+        "zimbra-admin-v4": ("203.0.113.0/24",),
+        "zimbra-admin-v6": (),
+        "zimbra-all-v4": ("10.1.0.9",),
+        "zimbra-all-v6": ("2001:db8:9::9",),
+        "zimbra-mta-v4": ("10.1.0.9",),
+        "zimbra-mta-v6": ("2001:db8:9::9",),
+    }
+    definitions = fwd.ipset_definitions(policy)
+    assert set(definitions) == set(wanted.entries)
+    assert definitions["zimbra-mta-v6"]["family"] == "inet6" and definitions["zimbra-mta-v4"]["family"] == "inet"
+    assert all(d["description"].endswith(fwd.MARK) for d in definitions.values())
+
+
+def test_an_address_inside_a_peers_subnet_is_left_out_of_the_ipset():
+    peers = [
+        {"name": "mtas", "addresses": ["10.1.0.0/16"], "roles": ["mta"]},
+        {"name": "mta1", "addresses": ["10.1.2.3", "10.2.0.1"], "roles": ["mta"]},
+    ]
+    entries = fwd.desired(policy_of(dict(SINGLE, cluster={"peers": peers}))).entries
+    assert entries["zimbra-mta-v4"] == ("10.1.0.0/16", "10.2.0.1")  # firewalld refuses overlapping entries
 
 
 def test_salt_master_ports_that_are_not_consecutive_make_one_rule_each():
@@ -107,6 +148,67 @@ def test_fresh_firewalld_gets_the_services_a_reload_and_then_the_rules_in_both_s
     }
 
 
+def test_peers_get_ipsets_loaded_by_the_reload_then_entries_in_both_scopes():
+    policy = policy_of(dict(SINGLE, cluster={"peers": PEERS}))
+    profile = fwd.plan_profile(policy, snapshot())
+    assert [(s.action, s.args[0]) for s in profile.steps if s.action == "ipset"] == [
+        ("ipset", name) for name in ("zimbra-all-v4", "zimbra-all-v6", "zimbra-mta-v4", "zimbra-mta-v6")
+    ]
+    assert profile.steps[-1].action == "reload"
+    assert profile.changes["ipsets"]["zimbra-mta-v6"] == {"old": None, "new": "hash:net inet6"}
+    rules = fwd.plan_rules(policy, snapshot())
+    assert [(s.action, s.args[0]) for s in rules.steps] == [
+        ("entries", "runtime"),
+        ("zone", "public"),
+        ("entries", "permanent"),
+        ("zone", "public"),
+    ]
+    assert rules.steps[0].args[1]["zimbra-mta-v4"] == {"add": ["10.1.0.1", "10.1.0.2"], "remove": []}
+    assert "zimbra-mta-v6" not in rules.steps[0].args[1]  # nothing to put in it
+    assert "10.1.0.2 in ipset zimbra-mta-v4" in rules.changes["added"]
+
+
+def test_a_peer_leaving_is_one_entry_removed_in_both_scopes_and_no_rule():
+    one_peer = policy_of(dict(SINGLE, cluster={"peers": PEERS[:1]}))
+    _, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
+    assert fwd.plan_profile(one_peer, state).steps == []
+    plan = fwd.plan_rules(one_peer, state)
+    assert plan.changes == {"removed": ["10.1.0.2 in ipset zimbra-all-v4", "10.1.0.2 in ipset zimbra-mta-v4"]}
+    assert [s.action for s in plan.steps] == ["entries", "entries"]
+    assert plan.steps[0].args == (
+        "runtime",
+        {"zimbra-all-v4": {"add": [], "remove": ["10.1.0.2"]}, "zimbra-mta-v4": {"add": [], "remove": ["10.1.0.2"]}},
+    )
+
+
+def test_runtime_entries_that_drifted_are_put_back_without_a_reload():
+    policy, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
+    drifted = dict(state.runtime_ipsets, **{"zimbra-mta-v4": fwd.IPSet("hash:net", "inet", ("10.1.0.1",))})
+    plan = fwd.plan_rules(policy, state._replace(runtime_ipsets=drifted))
+    assert plan.changes == {"runtime": {"added": ["10.1.0.2 in ipset zimbra-mta-v4"]}}
+    assert fwd.plan_profile(policy, state._replace(runtime_ipsets=drifted)).steps == []
+
+
+def test_an_ipset_firewalld_has_not_loaded_or_of_another_family_is_redone():
+    policy, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
+    unloaded = {k: v for k, v in state.runtime_ipsets.items() if k != "zimbra-mta-v6"}
+    plan = fwd.plan_profile(policy, state._replace(runtime_ipsets=unloaded))
+    assert [s.action for s in plan.steps] == ["reload"]
+    assert plan.changes == {"runtime": {"reloaded": ["zimbra-mta-v6"]}}
+    wrong = dict(state.ipsets, **{"zimbra-mta-v6": fwd.IPSet("hash:ip", "inet6", ())})
+    plan = fwd.plan_profile(policy, state._replace(ipsets=wrong))
+    assert [s.action for s in plan.steps] == ["ipset", "reload"]
+    assert plan.changes["ipsets"] == {"zimbra-mta-v6": {"old": "hash:ip inet6", "new": "hash:net inet6"}}
+
+
+def test_a_retired_ipset_loses_its_rules_before_it_goes():
+    _, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
+    plan = fwd.plan_profile(policy_of(SINGLE), state)
+    assert [s.action for s in plan.steps] == ["zone", "zone", *["drop-service"] * 2, *["drop-ipset"] * 4, "reload"]
+    assert plan.steps[0].args[2]["remove_rules"] == sorted(ipset_rules("zimbra-all") + ipset_rules("zimbra-mta"))
+    assert plan.changes["ipsets"]["zimbra-mta-v4"] == {"old": "hash:net inet", "new": None}
+
+
 def test_a_converged_firewalld_plans_nothing():
     policy, state = converged()
     for part in fwd.PARTS:
@@ -146,7 +248,7 @@ def test_a_service_firewalld_has_not_loaded_yet_only_reloads():
     policy, state = converged()
     plan = fwd.plan_profile(policy, state._replace(runtime_services={}))
     assert [s.action for s in plan.steps] == ["reload"]
-    assert plan.changes == {"runtime": {"services reloaded": ["zimbra"]}}
+    assert plan.changes == {"runtime": {"reloaded": ["zimbra"]}}
 
 
 def test_a_retired_service_loses_its_rules_before_it_goes():
@@ -159,11 +261,13 @@ def test_a_retired_service_loses_its_rules_before_it_goes():
         ("zone", "permanent"),
         ("service", ("zimbra",)),  # the console's ports go back to the public service
         ("drop-service", ("zimbra-admin",)),
+        ("drop-ipset", ("zimbra-admin-v4",)),
+        ("drop-ipset", ("zimbra-admin-v6",)),
         ("reload", ()),
     ]
-    admin_rule = P + 'family="ipv4" source address="203.0.113.0/24" service name="zimbra-admin" accept'
-    assert plan.steps[0].args[2] == {"remove_services": [], "remove_rules": [admin_rule]}  # nothing else goes here
-    assert plan.changes["rules removed"] == [admin_rule]
+    admin_rules = ipset_rules("zimbra-admin")
+    assert plan.steps[0].args[2] == {"remove_services": [], "remove_rules": admin_rules}  # nothing else goes here
+    assert plan.changes["rules removed"] == admin_rules
     assert plan.changes["ports"]["zimbra-admin"]["new"] is None
 
 
@@ -227,7 +331,7 @@ def test_a_helper_that_died_is_reported_with_what_it_said():
 
 
 def test_reading_a_stopped_firewalld_says_how_to_start_it(firewall_cmd, monkeypatch):
-    monkeypatch.setattr(fwd, "_own_services", dict)
+    monkeypatch.setattr(fwd_files, "own_services", dict)
     with pytest.raises(fwd.CommandExecutionError, match="firewalld is not running"):
         fwd.read_snapshot(Helper({"running": False}))
     with pytest.raises(fwd.CommandExecutionError, match="cannot be loaded"):
@@ -235,14 +339,18 @@ def test_reading_a_stopped_firewalld_says_how_to_start_it(firewall_cmd, monkeypa
 
 
 def test_reading_an_unknown_zone_names_the_pillar_key(firewall_cmd, monkeypatch):
-    monkeypatch.setattr(fwd, "_own_services", dict)
+    monkeypatch.setattr(fwd_files, "own_services", dict)
+    monkeypatch.setattr(fwd_files, "own_ipsets", dict)
     view = {"services": [], "rich_rules": [], "target": "default", "ports": []}
-    state = {"running": True, "zone": "mail", "default_zone": "public", "zones": ["public", "trusted"]}
+    state = {"running": True, "zone": "mail", "default_zone": "public", "zones": ["public", "trusted"], "ipsets": {}}
     config = cfg.parse_config(dict(SINGLE, firewalld={"zone": "mail"}))
     with pytest.raises(fwd.CommandExecutionError, match=r"zimbra_fw:firewalld:zone: 'mail' is not a firewalld zone"):
         fwd.read_snapshot(Helper(dict(state, permanent=None, runtime=None)), config=config)
-    read = fwd.read_snapshot(Helper(dict(state, zone="public", permanent=view, runtime=view, runtime_services={})))
+    ipsets = {"blocked": {"type": "hash:ip", "family": "inet", "entries": ["10.0.0.2", "10.0.0.1"]}}
+    answer = dict(state, zone="public", permanent=view, runtime=view, runtime_services={}, ipsets=ipsets)
+    read = fwd.read_snapshot(Helper(answer))
     assert read.zone == "public" and read.incoming == "deny"
+    assert read.runtime_ipsets == {"blocked": fwd.IPSet("hash:ip", "inet", ("10.0.0.1", "10.0.0.2"))}
 
 
 def test_own_services_are_the_marked_files(tmp_path, monkeypatch):
@@ -251,10 +359,26 @@ def test_own_services_are_the_marked_files(tmp_path, monkeypatch):
     )
     (tmp_path / "http.xml").write_text("<service><short>H</short><description>web</description></service>")
     (tmp_path / "broken.xml").write_text("<service>")
-    monkeypatch.setattr(fwd, "SERVICE_DIRS", (str(tmp_path / "none"), str(tmp_path)))
-    assert fwd._own_services() == {"zimbra": (("25", "tcp"),)}
+    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path / "none"), str(tmp_path)))
+    monkeypatch.setattr(fwd_files, "IPSET_DIRS", (str(tmp_path / "none"),))
+    assert fwd_files.own_services() == {"zimbra": (("25", "tcp"),)}
     assert fwd.name_taken("Http").startswith("is a firewalld service already (http")
     assert fwd.name_taken("Zimbra") is None and fwd.name_taken("Other") is None
+
+
+def test_own_ipsets_are_the_marked_files_and_a_clash_or_a_long_name_is_refused(tmp_path, monkeypatch):
+    ours = f'<ipset type="hash:net"><description>{fwd.MARK}</description><option name="family" value="inet6"/>'
+    (tmp_path / "zimbra-mta-v6.xml").write_text(ours + "<entry>2001:db8::2</entry><entry>2001:db8::1</entry></ipset>")
+    (tmp_path / "mail-mta-v4.xml").write_text('<ipset type="hash:ip"><entry>10.0.0.1</entry></ipset>')
+    monkeypatch.setattr(fwd_files, "IPSET_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path / "none"),))
+    assert fwd_files.own_ipsets() == {"zimbra-mta-v6": fwd.IPSet("hash:net", "inet6", ("2001:db8::1", "2001:db8::2"))}
+    assert fwd.name_taken("Mail").startswith("names a firewalld ipset already (mail-mta-v4")
+    assert fwd.name_taken("Zimbra") is None
+    assert fwd.name_taken("Zimbra-Collaboration") == (
+        "is too long for firewalld's ipset names (zimbra-collaboration-onlyoffice-v6, over 32): 18 characters at most"
+    )
+    assert fwd.name_taken("Zimbra-Collabora") is None
 
 
 # ---------------------------------------------------------------- the audit's reading
@@ -262,27 +386,40 @@ def test_own_services_are_the_marked_files(tmp_path, monkeypatch):
 
 def test_rich_rules_as_the_audit_reads_them(tmp_path, monkeypatch):
     (tmp_path / "ldap.xml").write_text('<service><port port="389" protocol="tcp"/></service>')
-    monkeypatch.setattr(fwd, "SERVICE_DIRS", (str(tmp_path),))
-    read = fwd.rich_rule_access
-    assert read(P + 'family="ipv4" source address="10.1.0.1" service name="ldap" accept') == (
-        32000,
-        Rule("allow", "10.1.0.1", [PortSpec(389, 389, "tcp")]),
-    )
-    assert read('rule family="ipv4" source address="1.2.3.4" reject') == (0, Rule("reject", "1.2.3.4", None))
-    assert read('rule priority="-5" port port="7000-7010" protocol="udp" drop') == (
-        -5,
-        Rule("deny", "any", [PortSpec(7000, 7010, "udp")]),
-    )
-    assert read('rule source address="10.0.0.5" source-port port="4505" protocol="tcp" accept')[1].ports == [
+    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
+    read = fwd_files.rich_rule_access
+    assert read(P + 'family="ipv4" source address="10.1.0.1" service name="ldap" accept') == [
+        (32000, Rule("allow", "10.1.0.1", [PortSpec(389, 389, "tcp")]))
+    ]
+    assert read('rule family="ipv4" source address="1.2.3.4" reject') == [(0, Rule("reject", "1.2.3.4", None))]
+    assert read('rule priority="-5" port port="7000-7010" protocol="udp" drop') == [
+        (-5, Rule("deny", "any", [PortSpec(7000, 7010, "udp")]))
+    ]
+    assert read('rule source address="10.0.0.5" source-port port="4505" protocol="tcp" accept')[0][1].ports == [
         PortSpec(1, 65535, "tcp")
     ]
-    assert read('rule family="ipv4" source NOT address="1.2.3.4" accept') is None
-    assert read('rule family="ipv4" source address="1.2.3.4" log prefix="x"') is None
+    assert read('rule family="ipv4" source NOT address="1.2.3.4" accept') == []
+    assert read('rule family="ipv4" source address="1.2.3.4" log prefix="x"') == []
+
+
+def test_an_ipset_rule_is_read_as_one_rule_per_entry(tmp_path, monkeypatch):
+    (tmp_path / "ldap.xml").write_text('<service><port port="389" protocol="tcp"/></service>')
+    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
+    ipsets = {
+        "peers": fwd.IPSet("hash:net", "inet", ("10.1.0.1", "10.2.0.0/16", "10.3.0.0-10.3.0.3", "bad")),
+        "macs": fwd.IPSet("hash:mac", "inet", ("00:11:22:33:44:55",)),
+    }
+    read = fwd_files.rich_rule_access
+    found = read('rule source ipset="peers" service name="ldap" accept', ipsets)
+    assert [rule.source for _, rule in found] == ["10.1.0.1", "10.2.0.0/16", "10.3.0.0/30"]
+    assert all(rule == Rule("allow", rule.source, [PortSpec(389, 389, "tcp")]) for _, rule in found)
+    assert read('rule source ipset="macs" accept', ipsets) == []
+    assert read('rule source ipset="unknown" accept', ipsets) == []
 
 
 def test_access_rules_follow_firewalds_order(tmp_path, monkeypatch):
     (tmp_path / "ssh.xml").write_text('<service><port port="22" protocol="tcp"/></service>')
-    monkeypatch.setattr(fwd, "SERVICE_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
     rules = (
         P + 'port port="1" protocol="tcp" accept',
         'rule port port="2" protocol="tcp" accept',

@@ -153,6 +153,25 @@ def test_state_reports_changes_in_words_and_salt_style():
     assert context == {"zimbra_fw.state_run": {}}
 
 
+def test_firewalld_changes_in_words_count_ipsets_and_their_entries_apart():
+    profile = {
+        "ports": {"zimbra-mta": {"old": None, "new": "7025/tcp"}},
+        "ipsets": {"zimbra-mta-v4": {"old": None, "new": "hash:net inet"}},
+    }
+    entries = ["10.1.0.1 in ipset zimbra-mta-v4", "10.1.0.2 in ipset zimbra-mta-v4"]
+    rules = {"runtime": {"added": ['rule priority="32000" accept', *entries]}, "permanent": {"removed": entries[:1]}}
+    outcomes = {"profile": {"changes": profile, "applied": []}, "rules": {"changes": rules, "applied": []}}
+    module, _, _ = states(dict(outcomes, firewall={"changes": {"runtime": {"reloaded": ["zimbra"]}}, "applied": []}))
+    assert module.profile_managed()["comment"] == "Added profile zimbra-mta; added ipset zimbra-mta-v4"
+    assert module.rules_managed()["comment"] == (
+        "Added 1 rule and 2 ipset entries (runtime); removed 1 ipset entry (permanent)"
+    )
+    assert module.firewall_enabled()["comment"] == "Reloaded firewalld for zimbra"
+    pending, _, _ = states(outcomes, test=True)
+    pending_text = "Profile zimbra-mta would be added; ipset zimbra-mta-v4 would be added"
+    assert pending.profile_managed()["comment"] == pending_text
+
+
 def test_state_in_test_mode_returns_none_and_the_pending_changes():
     changes = {"active": {"old": False, "new": True}}
     module, _, _ = states({"firewall": {"changes": changes, "applied": []}}, test=True)

@@ -120,17 +120,52 @@ def test_only_zimbra_fw_rules_change_and_stale_ones_go(fw_lab, pillar):
         'rule priority="32000" family="ipv4" source address="192.168.1.0/24" accept',
         'rule priority="32000" family="ipv6" source address="2001:db8:1::/64" accept',
     ]
-    assert (
-        'rule priority="32000" family="ipv4" source address="203.0.113.0/24" service name="zimbra-admin" accept'
-        in (rules["added"])
-    )
+    assert 'rule priority="32000" source ipset="zimbra-admin-v4" service name="zimbra-admin" accept' in rules["added"]
+    assert "203.0.113.0/24 in ipset zimbra-admin-v4" in rules["added"]
     assert "zimbra-admin" in results["zimbra_fw-profile"]["changes"]["ports"]
+    assert set(results["zimbra_fw-profile"]["changes"]["ipsets"]) == {"zimbra-admin-v4", "zimbra-admin-v6"}
     for scope in ((), ("--permanent",)):
         assert theirs in firewall_cmd(minion, *scope, "--list-rich-rules")
         assert "imap" in firewall_cmd(minion, *scope, "--list-services").split()
     minion.listen([7071, 7025])
     assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [7071, 7025]) == {7071: True, 7025: False}
     assert changes(minion.apply()) == {}
+
+
+def mailbox_with_mta(pillar, addresses):
+    peer = {"name": "mta", "addresses": addresses, "roles": ["mta"]}
+    return dict(pillar, roles=["mailbox"], cluster={"peers": [peer]})
+
+
+def test_a_peer_is_an_ipset_entry_that_reaches_its_ports_and_survives_a_reload(fw_lab, pillar):
+    minion = fw_lab.minion
+    internet = ["203.0.113.10", "2001:db8:113::10"]  # the internet client plays an MTA peer
+    minion.set_pillar(mailbox_with_mta(pillar, internet))
+    results = minion.apply()
+    assert all(r["result"] for r in results.values()), results
+    added = results["zimbra_fw-rules"]["changes"]["added"]
+    assert "203.0.113.10 in ipset zimbra-mta-v4" in added and "2001:db8:113::10 in ipset zimbra-mta-v6" in added
+    for scope in ((), ("--permanent",)):
+        assert firewall_cmd(minion, *scope, "--ipset=zimbra-mta-v4", "--get-entries").split() == ["203.0.113.10"]
+    minion.listen([7025, 11211])
+    for address in (fw_lab.MINION_INTERNET, fw_lab.MINION_INTERNET6):
+        assert fw_lab.internet.probe(address, [7025, 11211]) == {7025: True, 11211: False}, address
+
+    firewall_cmd(minion, "--reload")
+    assert fw_lab.internet.probe(fw_lab.MINION_INTERNET6, [7025]) == {7025: True}
+    report = minion.salt("zimbra_fw.audit")
+    lmtp = next(entry for entry in report["ports"] if entry["port"] == "7025/tcp")
+    assert set(internet) <= set(lmtp["reachable_from"])
+
+    minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9"]))
+    left = minion.apply()
+    assert left["zimbra_fw-rules"]["changes"] == {
+        "added": ["10.9.9.9 in ipset zimbra-mta-v4"],
+        "removed": ["203.0.113.10 in ipset zimbra-mta-v4", "2001:db8:113::10 in ipset zimbra-mta-v6"],
+    }
+    assert left["zimbra_fw-profile"]["changes"] == {}  # no reload
+    for address in (fw_lab.MINION_INTERNET, fw_lab.MINION_INTERNET6):
+        assert fw_lab.internet.probe(address, [7025]) == {7025: False}, address
 
 
 @pytest.mark.parametrize(

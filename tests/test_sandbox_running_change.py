@@ -1,4 +1,5 @@
-"""Changing a running firewall: 200 peers in, then out, on an active ufw.
+"""Changing a running firewall: 200 peers in, then out, on an active ufw or
+firewalld.
 
 Probes run the whole time, over IPv4 and IPv6: from the internet to a
 cluster port (it must never answer: no open window) and from the trusted
@@ -23,11 +24,12 @@ def peers(count):
     return [{"name": f"mta{i}", "addresses": [address], "roles": ["mta"]} for i, address in enumerate(addresses)]
 
 
-def pillar(peer_count):
+def pillar(peer_count, backend="ufw"):
     return {
         "roles": ["mailbox"],
         "trusted_subnets": ["192.168.1.0/24", "2001:db8:1::/64"],
         "cluster": {"peers": peers(peer_count)},
+        "backend": backend,
     }
 
 
@@ -41,15 +43,16 @@ def loaded_chains(minion):
     return snapshot["iptables-save"], snapshot["ip6tables-save"]
 
 
-@pytest.mark.parametrize("count", [200])
-def test_peers_join_and_leave_a_running_firewall_with_no_window(count):
-    with Lab() as lab:
+@pytest.mark.parametrize("backend", ["ufw", "firewalld"])
+def test_peers_join_and_leave_a_running_firewall_with_no_window(backend, count=200):
+    with Lab(firewalld=backend == "firewalld") as lab:
         minion = lab.minion
         minion.sync()
-        minion.set_pillar(pillar(1))  # one MTA stays: its profile stays
+        minion.set_pillar(pillar(1, backend))  # one MTA stays: its profile (and ipsets) stay
         first = minion.apply()
         assert all(result["result"] for result in first.values()), first
-        assert first["zimbra_fw-firewall"]["changes"]["active"] == {"old": False, "new": True}
+        if backend == "ufw":
+            assert first["zimbra_fw-firewall"]["changes"]["active"] == {"old": False, "new": True}
         minion.listen([22, LMTP])
         watchers = {
             "lan ssh v4": lab.lan.watch(lab.MINION_LAN, 22),
@@ -59,18 +62,19 @@ def test_peers_join_and_leave_a_running_firewall_with_no_window(count):
         }
         try:
             start = time.time()
-            minion.set_pillar(pillar(1 + count))
+            minion.set_pillar(pillar(1 + count, backend))
             joined = minion.apply()
-            minion.set_pillar(pillar(1))
+            minion.set_pillar(pillar(1, backend))
             left = minion.apply()
             end = time.time()
             time.sleep(0.7)  # a few more tries after the change
         finally:
             seen = {name: lab.lan.watched(watcher) for name, watcher in watchers.items()}
 
-        assert len(rules_changed(joined)["added"]) == count
+        assert len(rules_changed(joined)["added"]) == count  # a rule or an ipset entry a peer
         assert "removed" not in rules_changed(joined)
         assert len(rules_changed(left)["removed"]) == count
+        assert joined["zimbra_fw-profile"]["changes"] == left["zimbra_fw-profile"]["changes"] == {}
         for name, outcome in seen.items():
             times = outcome["open"] + outcome["closed"]
             assert min(times) < start and max(times) > end, f"{name} did not cover the change"
