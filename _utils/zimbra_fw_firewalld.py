@@ -349,7 +349,7 @@ def _scope_steps(snapshot, own_names, wanted):
         if entries_change:
             added = sum(len(c["add"]) for c in entries_change.values())
             removed = sum(len(c["remove"]) for c in entries_change.values())
-            text = f"{scope} ipsets: {added} entries added, {removed} removed"
+            text = f"{scope} ipset entries: {added} added, {removed} removed"
             steps.append(Step("entries", (scope, entries_change), text))
         change = _zone_change(getattr(snapshot, scope), own_names, wanted.services, wanted.rules)
         if change:

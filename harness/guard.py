@@ -8,11 +8,13 @@ Started by ``harness.sandbox`` as::
 Before anything else it proves that it runs in the network namespace NS
 that the harness created and not in the host's (compared with
 /proc/1/ns/net, kthreadd's /proc/2/ns/net and the harness's own namespace).
-Then it bind-mounts the sandbox's private /etc/ufw, /etc/default/ufw, /run
-(where a sandbox's firewalld has its private system bus, /run/dbus) and, for
-a firewalld minion, /etc/firewalld, and its copy of ufw's package ``__init__.py`` (which counts ufw processes and
-commands, see ufw_hook.py) in its private mount namespace, adds any fault a
-test asked for (marker files ``fault-*`` in DIR) and executes CMD. It exits
+Then it bind-mounts, in its private mount namespace, the sandbox's private
+/etc/ufw, /etc/default/ufw, /run (where a sandbox's firewalld has its
+private system bus, /run/dbus), its copy of ufw's package ``__init__.py``
+(which counts ufw processes and commands, see ufw_hook.py) and, for a
+firewalld minion, /etc/firewalld and a copy of firewalld's client.py (see
+firewalld_hook.py); adds any fault a test asked for (marker files
+``fault-*`` in DIR) and executes CMD. It exits
 97 on refusal.
 """
 
@@ -58,6 +60,17 @@ def _bind(source, target):
     subprocess.run(["mount", "--bind", source, target], check=True)
 
 
+def _bind_firewalld_hook(state):
+    """firewalld's client.py with the fault hook (see firewalld_hook.py), and its byte code kept here."""
+    with open(os.path.join(state, "firewalld-client-path"), encoding="utf-8") as handle:
+        original = handle.read().strip()
+    hooked = os.path.join(state, "firewalld-client")
+    _bind(os.path.join(hooked, "client.py"), original)
+    cache = os.path.join(os.path.dirname(original), "__pycache__")
+    if os.path.isdir(os.path.join(hooked, "__pycache__")) and os.path.isdir(cache):
+        _bind(os.path.join(hooked, "__pycache__"), cache)
+
+
 def _inject_faults(state):
     """Faults the tests ask for with marker files, inside this mount namespace only."""
     if os.path.exists(os.path.join(state, "fault-no-ufw")):
@@ -84,6 +97,7 @@ def main(argv=None):
     _bind(os.path.join(args.state, "run"), "/run")  # a private /run/ufw.lock and /run/dbus
     if os.path.isdir(os.path.join(args.state, "etc-firewalld")):
         _bind(os.path.join(args.state, "etc-firewalld"), "/etc/firewalld")
+        _bind_firewalld_hook(args.state)
     with open(os.path.join(args.state, "ufw-package-dir"), encoding="utf-8") as handle:
         package = handle.read().strip()
     hooked = os.path.join(args.state, "ufw-package")

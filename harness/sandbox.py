@@ -35,6 +35,7 @@ PROBE = os.path.join(REPO, "harness", "probe.py")
 SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
 UFW = "/usr/sbin/ufw"
 UFW_HOOK = os.path.join(REPO, "harness", "ufw_hook.py")
+FIREWALLD_HOOK = os.path.join(REPO, "harness", "firewalld_hook.py")
 _counter = itertools.count()
 
 
@@ -69,6 +70,13 @@ def ufw_package_dir():
         python = words[0]
     code = "import importlib.util; print(importlib.util.find_spec('ufw').submodule_search_locations[0])"
     return _run([python, "-c", code]).stdout.strip()
+
+
+@functools.cache
+def firewalld_client_path():
+    """Where firewalld's client library (firewall/client.py) is, found without importing it."""
+    code = "import importlib.util; print(importlib.util.find_spec('firewall.client').origin)"
+    return _run(["/usr/bin/python3", "-c", code]).stdout.strip()
 
 
 def requirements_missing():
@@ -350,6 +358,7 @@ class Minion(Namespace):
         if shutil.which("firewalld") is None or not os.path.isdir("/etc/firewalld"):
             raise RuntimeError("firewalld is not installed here: 'make setup' installs it (and dbus)")
         shutil.copytree("/etc/firewalld", os.path.join(self.state, "etc-firewalld"))
+        self._make_firewalld_hook()
         socket_path = os.path.join(self.state, "run", "dbus", "system_bus_socket")
         os.makedirs(os.path.dirname(socket_path), exist_ok=True)
         self.spawn_guarded(["dbus-daemon", "--system", "--nofork", "--nopidfile"])
@@ -357,6 +366,34 @@ class Minion(Namespace):
         log = os.path.join(self.state, "firewalld.log")
         self.spawn_guarded(["firewalld", "--nofork", "--nopid", "--log-file", log])
         _wait_for(lambda: self.guarded(["firewall-cmd", "--state"], check=False).returncode == 0, "firewalld")
+
+    def _make_firewalld_hook(self):
+        """A copy of firewalld's client.py with harness/firewalld_hook.py added,
+        and a private __pycache__ for it: the guard binds both over the real ones."""
+        original = firewalld_client_path()
+        hooked = os.path.join(self.state, "firewalld-client")
+        os.makedirs(hooked)
+        with open(original, encoding="utf-8") as handle:
+            text = handle.read()
+        with open(FIREWALLD_HOOK, encoding="utf-8") as handle:
+            hook = handle.read().replace("STATE)", f"{self.state!r})")
+        with open(os.path.join(hooked, "client.py"), "w", encoding="utf-8") as handle:
+            handle.write(text + "\n" + hook)
+        cache = os.path.join(os.path.dirname(original), "__pycache__")
+        if os.path.isdir(cache):
+            shutil.copytree(cache, os.path.join(hooked, "__pycache__"))
+        with open(os.path.join(self.state, "firewalld-client-path"), "w", encoding="utf-8") as handle:
+            handle.write(original)
+
+    def fail_firewalld_call(self, method):
+        """Make firewall.client's ``CLASS.METHOD`` fail in every process from now (None: stop)."""
+        marker = os.path.join(self.state, "firewalld-fail")
+        if method is None:
+            if os.path.exists(marker):
+                os.unlink(marker)
+            return
+        with open(marker, "w", encoding="utf-8") as handle:
+            handle.write(method)
 
     def stop_firewalld(self):
         """Stop this minion's firewalld (its system bus keeps running)."""

@@ -80,10 +80,8 @@ def reach(cluster, source, target, ports):
 def test_first_apply_succeeds_everywhere(cluster):
     assert_all_succeeded(cluster.first_results, NODES)
     mailbox = cluster.first_results["mailbox"]["zimbra_fw-rules"]["changes"]["added"]
-    assert 'rule priority="32000" family="ipv4" source address="10.77.0.12" service name="zimbra-mta" accept' in mailbox
-    assert 'rule priority="32000" family="ipv4" source address="10.77.0.14" service name="zimbra-proxy" accept' in (
-        mailbox
-    )
+    assert 'rule priority="32000" source ipset="zimbra-mta-v4" service name="zimbra-mta" accept' in mailbox
+    assert "10.77.0.12 in ipset zimbra-mta-v4" in mailbox and "10.77.0.14 in ipset zimbra-proxy-v4" in mailbox
     ldap = cluster.first_results["ldap"]["zimbra_fw-rules"]["changes"]["added"]
     assert "allow from 10.77.0.13 to any app Zimbra-mailbox" in ldap
     print(f"4-node first apply (sync_all, mine.update, state.apply): {cluster.first_apply_seconds:.1f} s")
@@ -178,9 +176,7 @@ def test_a_fifth_node_joins_and_leaves(cluster):
     results = cluster.apply()
     assert_all_succeeded(results, NODES)
     removed = results["mailbox"]["zimbra_fw-rules"]["changes"]["removed"]
-    assert removed == [
-        'rule priority="32000" family="ipv4" source address="10.77.0.15" service name="zimbra-mta" accept'
-    ]
+    assert removed == ["10.77.0.15 in ipset zimbra-mta-v4"]  # firewalld: an entry, not a rule
     assert results["ldap"]["zimbra_fw-rules"]["changes"]["removed"] == ["allow from 10.77.0.15 to any app Zimbra-all"]
     # mta2's namespace is still there: its old address is shut out again.
     assert mta2.probe(cluster.addresses["mailbox"], [7025]) == {7025: False}

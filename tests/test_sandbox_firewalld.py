@@ -168,6 +168,27 @@ def test_a_peer_is_an_ipset_entry_that_reaches_its_ports_and_survives_a_reload(f
         assert fw_lab.internet.probe(address, [7025]) == {7025: False}, address
 
 
+def test_a_step_that_fails_half_way_is_named_with_what_was_applied_and_the_next_run_repairs(fw_lab, pillar):
+    minion = fw_lab.minion
+    minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9"]))
+    minion.apply()
+    minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9", "203.0.113.10"]))
+    minion.fail_firewalld_call("FirewallClientConfigIPSet.setEntries")  # the permanent entries
+    failed = minion.apply()["zimbra_fw-rules"]
+    assert failed["result"] is False
+    assert failed["comment"].startswith(
+        "step 'permanent ipset entries: 1 added, 0 removed' failed: COMMAND_FAILED: injected failure. "
+        "Already applied: runtime ipset entries: 1 added, 0 removed"
+    )
+    minion.fail_firewalld_call(None)
+    pending = minion.apply(test=True)["zimbra_fw-rules"]["changes"]
+    assert pending == {"permanent": {"added": ["203.0.113.10 in ipset zimbra-mta-v4"]}}
+    assert minion.apply()["zimbra_fw-rules"]["changes"] == pending
+    firewall_cmd(minion, "--reload")
+    minion.listen([7025])
+    assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [7025]) == {7025: True}
+
+
 @pytest.mark.parametrize(
     "key, bad, named",
     [
