@@ -88,10 +88,16 @@ def ipv6_off():
     return None
 
 
+def _possible_ipsets(name):
+    """Every ipset name the port groups of profile ``name`` can have."""
+    suffixes = (*ROLES, policies.ALL_PEERS, policies.ADMIN_SUFFIX)
+    return [ipset_name(f"{name}-{suffix}", version) for suffix in suffixes for version in FAMILIES]
+
+
 def name_taken(name):
     """Why firewalld cannot use ``name`` for our services and ipsets, or None."""
-    service = service_name(name)
-    longest = ipset_name(f"{name}-{max([*ROLES, policies.ALL_PEERS, policies.ADMIN_SUFFIX], key=len)}", 6)
+    service, ipsets = service_name(name), _possible_ipsets(name)
+    longest = max(ipsets, key=len)
     if len(longest) > IPSET_NAME_MAX:
         most = len(name) - (len(longest) - IPSET_NAME_MAX)
         return f"is too long for firewalld's ipset names ({longest}, over {IPSET_NAME_MAX}): {most} characters at most"
@@ -100,8 +106,9 @@ def name_taken(name):
         if found is not None and MARK not in found[1]:
             return f"is a firewalld service already ({service}, in {directory}); choose another profile:name"
     for directory in files.IPSET_DIRS:
-        for ipset, (description, _) in files.ipset_files(directory, service + "-").items():
-            if MARK not in description:
+        for ipset in ipsets:
+            found = files.read_ipset(os.path.join(directory, ipset + ".xml"))
+            if found is not None and MARK not in found[0]:
                 return f"names a firewalld ipset already ({ipset}, in {directory}); choose another profile:name"
     return None
 

@@ -12,8 +12,9 @@ the named services and every runtime ipset (type, family, entries). Reading
 happens on every run, so it calls D-Bus directly: importing
 ``firewall.client`` alone costs more than all the calls.
 
-``{"steps": [STEP, ...]}`` carries out steps in order with
-``firewall.client`` and reports ``{"done": i}`` per step, then ``{"failed":
+``{"steps": [STEP, ...]}`` holds ``LOCK`` (one zimbra_fw change at a time:
+each step reads what it changes and writes it back), carries out steps in
+order with ``firewall.client`` and reports ``{"done": i}`` per step, then ``{"failed":
 i, "error": ...}`` on the first failure. Steps: ``["service", NAME,
 {"short", "description", "ports"}]`` (create or update a permanent service),
 ``["drop-service", NAME]``, ``["ipset", NAME, {"short", "description",
@@ -29,9 +30,11 @@ call), ``["zone", ZONE, "permanent" | "runtime", CHANGE]`` with CHANGE
 Any other output means firewalld's Python library could not be used: ``{"unavailable": why}``.
 """
 
+import fcntl
 import ipaddress
 import json
 import sys
+import time
 
 
 def __virtual__():
@@ -46,6 +49,8 @@ def tell(**fields):
 BUS_NAME = "org.fedoraproject.FirewallD1"
 PATH = "/org/fedoraproject/FirewallD1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
+LOCK = "/run/zimbra_fw-firewalld.lock"
+LOCK_WAIT = 120  # seconds
 
 
 def zone_view(settings):
@@ -215,6 +220,20 @@ def run_step(client, firewall, step):
         raise RuntimeError(f"unknown step {step!r}")
 
 
+def locked():
+    """The lock file, held; raises after LOCK_WAIT seconds of another run holding it."""
+    handle = open(LOCK, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"another zimbra_fw run held {LOCK} for {LOCK_WAIT} s") from None
+            time.sleep(0.05)
+
+
 def main():
     request = json.load(sys.stdin)
     try:  # pylint: disable=import-outside-toplevel
@@ -234,13 +253,19 @@ def main():
     if connection is None or not connection.connected:
         tell(failed=0, error=reason)
         sys.exit(1)
-    for index, step in enumerate(request["steps"]):
-        try:
-            run_step(client, connection, step)
-        except Exception as exc:  # pylint: disable=broad-except
-            tell(failed=index, error=str(exc))
-            sys.exit(1)
-        tell(done=index)
+    try:
+        lock = locked()
+    except (OSError, RuntimeError) as exc:
+        tell(failed=0, error=str(exc))
+        sys.exit(1)
+    with lock:
+        for index, step in enumerate(request["steps"]):
+            try:
+                run_step(client, connection, step)
+            except Exception as exc:  # pylint: disable=broad-except
+                tell(failed=index, error=str(exc))
+                sys.exit(1)
+            tell(done=index)
 
 
 if __name__ == "__main__":

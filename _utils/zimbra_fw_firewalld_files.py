@@ -45,25 +45,21 @@ def read_ipset(path):
     return root.findtext("description", ""), IPSet(root.get("type", ""), options.get("family", "inet"), entries)
 
 
-def _files(directory, read, prefix=""):
-    """``{name: read(path)}`` for the NAME.xml files in ``directory`` whose
-    name starts with ``prefix``; files ``read`` cannot read are left out."""
+def _files(directory, read):
+    """``{name: read(path)}`` for the NAME.xml files in ``directory``; files
+    ``read`` cannot read are left out."""
     try:
-        names = sorted(n[: -len(".xml")] for n in os.listdir(directory) if n.endswith(".xml") and n.startswith(prefix))
+        names = sorted(n[: -len(".xml")] for n in os.listdir(directory) if n.endswith(".xml"))
     except FileNotFoundError:
         return {}
     found = {name: read(os.path.join(directory, name + ".xml")) for name in names}
     return {name: item for name, item in found.items() if item is not None}
 
 
-def ipset_files(directory, prefix=""):
-    """``{name: (description, IPSet)}`` of the ipset files in ``directory`` named ``prefix...``."""
-    return _files(directory, read_ipset, prefix)
-
-
 def own_ipsets():
     """Our permanent ipsets: ``{name: IPSet}``."""
-    return {name: ipset for name, (description, ipset) in ipset_files(IPSET_DIRS[-1]).items() if MARK in description}
+    found = _files(IPSET_DIRS[-1], read_ipset)
+    return {name: ipset for name, (description, ipset) in found.items() if MARK in description}
 
 
 def own_services():

@@ -49,10 +49,12 @@ RESULTS = os.path.join(REPO, "bench", "results")
 
 
 class Policy:
-    """A pillar and what zimbra_fw makes of it: profile text and rules."""
+    """A pillar and what zimbra_fw makes of it: profile text and rules; for
+    other tools, the rules that must go (``absent``: ufw, ``fw_absent``: firewalld)."""
 
-    def __init__(self, name, pillar, peers=0, absent=()):
+    def __init__(self, name, pillar, peers=0, absent=(), fw_absent=()):
         self.name, self.pillar, self.peers, self.absent = name, pillar, peers, list(absent)
+        self.fw_absent = list(fw_absent)
         policy = zimbra_fw_policy.build(zimbra_fw_config.parse_config(pillar))
         self.profile_text = zimbra_fw_ufw.profile_text(policy)
         self.rules = zimbra_fw_ufw.desired_rules(policy)
@@ -81,13 +83,13 @@ def seed_policy():
         return Policy("seed", yaml.safe_load(handle)["zimbra_fw"])
 
 
-def cluster_policy(peers, absent=()):
+def cluster_policy(peers, absent=(), fw_absent=()):
     peer_list = [
         {"name": f"peer{i}", "addresses": [f"10.1.{i // 250}.{i % 250 + 1}"], "roles": ["mta" if i % 2 else "proxy"]}
         for i in range(peers)
     ]
     pillar = {"roles": ["mailbox"], "trusted_subnets": ["192.168.1.0/24"], "cluster": {"peers": peer_list}}
-    return Policy(f"cluster-{peers}", pillar, peers, absent)
+    return Policy(f"cluster-{peers}", pillar, peers, absent, fw_absent)
 
 
 RUNNING_BASE = 2  # peers before and after: one MTA, one proxy, so no profile comes or goes
@@ -96,8 +98,9 @@ RUNNING_BASE = 2  # peers before and after: one MTA, one proxy, so no profile co
 def running_change(peers):
     """(before, with N more peers, after they left): a mailbox with an active firewall."""
     before, joined = cluster_policy(RUNNING_BASE), cluster_policy(RUNNING_BASE + peers)
-    left = cluster_policy(RUNNING_BASE, absent=[rule for rule in joined.rules if rule not in before.rules])
-    return before, joined, left
+    absent = [rule for rule in joined.rules if rule not in before.rules]
+    fw_absent = [rule for rule in joined.fw_rules if rule not in before.fw_rules]
+    return before, joined, cluster_policy(RUNNING_BASE, absent, fw_absent)
 
 
 def matches(minion, policy):
@@ -133,14 +136,20 @@ def matches_firewalld(minion, policy, ipsets):
     return True
 
 
-def sample(tool, policy, firewalld=False):
-    """One fresh sandbox: first converge, then no-op converge."""
+def checker(tool, firewalld):
+    """The ``matches`` for this tool: (minion, policy) -> bool."""
 
     def check(minion, policy):
         if firewalld:
             return matches_firewalld(minion, policy, ipsets=tool.name == "zimbra_fw")
         return matches(minion, policy)
 
+    return check
+
+
+def sample(tool, policy, firewalld=False):
+    """One fresh sandbox: first converge, then no-op converge."""
+    check = checker(tool, firewalld)
     with Lab(firewalld=firewalld) as lab:
         minion = lab.minion
         tool.prepare(minion, policy)
@@ -156,28 +165,39 @@ def sample(tool, policy, firewalld=False):
         }  # fmt: skip
 
 
-def sample_running(tool, peers):
+def sample_running(tool, peers, firewalld=False):
     """One fresh sandbox with the firewall running: time N peers joining, then leaving."""
     before, joined, left = running_change(peers)
-    with Lab() as lab:
+    check = checker(tool, firewalld)
+    with Lab(firewalld=firewalld) as lab:
         minion = lab.minion
         tool.prepare(minion, before)
         tool.converge(minion, before)
         tool.prepare(minion, joined)
         join, _ = tool.converge(minion, joined)
-        correct = matches(minion, joined)
+        correct = check(minion, joined)
         tool.prepare(minion, left)
         leave, _ = tool.converge(minion, left)
-        return {"join": join, "leave": leave, "correct": correct and matches(minion, left)}
+        gone = not firewalld or not set(left.fw_absent) & set(rich_rules(minion))
+        return {"join": join, "leave": leave, "correct": correct and check(minion, left) and gone}
 
 
-def run_running(peer_counts, tools, rounds):
+def rich_rules(minion):
+    """The rich rules of the running and the permanent zone."""
+    return {
+        rule
+        for scope in ([], ["--permanent"])
+        for rule in minion.guarded(["firewall-cmd", *scope, "--list-rich-rules"]).stdout.splitlines()
+    }
+
+
+def run_running(peer_counts, tools, rounds, firewalld=False):
     results = {}
     for peers in peer_counts:
         for round_number in range(rounds):
             shift = round_number % len(tools)
             for tool in tools[shift:] + tools[:shift]:
-                results.setdefault((peers, tool.name), []).append(sample_running(tool, peers))
+                results.setdefault((peers, tool.name), []).append(sample_running(tool, peers, firewalld))
                 print(f"  running +/-{peers:<5} {tool.name:<18} round {round_number + 1}", file=sys.stderr, flush=True)
     return results
 
@@ -294,15 +314,15 @@ def main(argv=None):
     parser.add_argument("--no-seed", action="store_true", help="leave out the seed policy")
     parser.add_argument("--tools", nargs="*", default=None, help="names (default: all); zimbra_fw always runs")
     parser.add_argument("--plot", default=None, help="write a PNG of time against peers here")
-    parser.add_argument("--firewalld", action="store_true", help="the firewalld tools (no running-firewall rows)")
+    parser.add_argument("--firewalld", action="store_true", help="the firewalld tools")
     args = parser.parse_args(argv)
     every = FIREWALLD_TOOLS if args.firewalld else TOOLS
     tools = [t for t in every if args.tools is None or t.name in args.tools or t is every[0]]
     policies = ([] if args.no_seed else [seed_policy()]) + [cluster_policy(n) for n in args.peers]
     ping = baseline(args.rounds)
     rows = summarise(policies, tools, run(policies, tools, args.rounds, args.firewalld), ping)
-    running = [] if args.firewalld else args.running
-    running_rows = summarise_running(running, tools, run_running(running, tools, args.rounds), ping)
+    running = args.running
+    running_rows = summarise_running(running, tools, run_running(running, tools, args.rounds, args.firewalld), ping)
     print_table(rows, ping, args.rounds)
     print()
     print_running_table(running_rows)

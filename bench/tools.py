@@ -268,6 +268,7 @@ class SaltFirewalld(_SaltSls):
                 {"name": "public"},
                 {"services": ["ssh", "dhcpv6-client", *sorted(policy.fw_services)]},
                 {"rich_rules": list(policy.fw_rules)},
+                {"prune_rich_rules": bool(policy.fw_absent)},  # its only way to remove a rule
                 {"require": [{"firewalld": f"bench-service-{name}"} for name in policy.fw_definitions]},
             ]
         }
@@ -299,6 +300,8 @@ class AnsibleFirewalld(AnsibleUfw):
             tasks.append({"name": f"zone service {name}", "ansible.posix.firewalld": {**zone, "service": name}})
         for rule in policy.fw_rules:
             tasks.append({"name": rule, "ansible.posix.firewalld": {**zone, "rich_rule": rule}})
+        for rule in policy.fw_absent:
+            tasks.append({"name": rule, "ansible.posix.firewalld": {**zone, "rich_rule": rule, "state": "disabled"}})
         play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
         with open(os.path.join(minion.state, "bench-play.yml"), "w", encoding="utf-8") as handle:
             yaml.safe_dump(play, handle, sort_keys=False)

@@ -376,7 +376,7 @@ def test_own_ipsets_are_the_marked_files_and_a_clash_or_a_long_name_is_refused(t
     assert fwd.name_taken("Mail").startswith("names a firewalld ipset already (mail-mta-v4")
     assert fwd.name_taken("Zimbra") is None
     assert fwd.name_taken("Zimbra-Collaboration") == (
-        "is too long for firewalld's ipset names (zimbra-collaboration-onlyoffice-v6, over 32): 18 characters at most"
+        "is too long for firewalld's ipset names (zimbra-collaboration-onlyoffice-v4, over 32): 18 characters at most"
     )
     assert fwd.name_taken("Zimbra-Collabora") is None
 

@@ -2,8 +2,11 @@
 running in the sandbox with its own system bus: probes over IPv4 and IPv6,
 after a ``firewall-cmd --reload`` too, runtime drift, only ours, bad input."""
 
+import concurrent.futures
 import copy
+import fcntl
 import os
+import time
 
 import pytest
 
@@ -185,6 +188,38 @@ def test_a_step_that_fails_half_way_is_named_with_what_was_applied_and_the_next_
     assert pending == {"permanent": {"added": ["203.0.113.10 in ipset zimbra-mta-v4"]}}
     assert minion.apply()["zimbra_fw-rules"]["changes"] == pending
     firewall_cmd(minion, "--reload")
+    minion.listen([7025])
+    assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [7025]) == {7025: True}
+
+
+def test_two_runs_at_once_and_a_held_lock_end_in_the_same_firewall(fw_lab, pillar):
+    minion = fw_lab.minion
+    minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9"]))
+    minion.apply()
+    addresses = [f"10.8.{i // 250}.{i % 250 + 1}" for i in range(100)] + ["203.0.113.10"]
+    minion.set_pillar(mailbox_with_mta(pillar, addresses))
+
+    def timed_apply(_):
+        start = time.monotonic()
+        result = minion.salt("state.apply", "zimbra_fw", "concurrent=True")
+        return start, time.monotonic(), result
+
+    lock_path = os.path.join(minion.state, "run", "zimbra_fw-firewalld.lock")  # the sandbox's private /run
+    with open(lock_path, "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held while both runs start: they wait for it, then take turns
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            runs = pool.map(timed_apply, range(2))
+            time.sleep(3)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            starts, ends, results = zip(*runs, strict=True)
+    assert max(starts) < min(ends)  # the two runs overlapped
+    for result in results:
+        assert all(state["result"] is True for state in result.values()), result
+        assert min(ends) - max(starts) > 2  # waited for the lock
+    for scope in ((), ("--permanent",)):
+        entries = firewall_cmd(minion, *scope, "--ipset=zimbra-mta-v4", "--get-entries").split()
+        assert sorted(entries) == sorted(addresses), scope
+    assert changes(minion.apply()) == {}
     minion.listen([7025])
     assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [7025]) == {7025: True}
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 stage=$repo/.mutation
 core=(zimbra_fw_catalogue zimbra_fw_config zimbra_fw_policy zimbra_fw_audit zimbra_fw_ufw zimbra_fw_ufw_files
-    zimbra_fw_firewalld zimbra_fw_commands)
+    zimbra_fw_firewalld zimbra_fw_firewalld_files zimbra_fw_commands)
 helpers=(zimbra_fw_ufw_batch zimbra_fw_firewalld_client)  # run as scripts, not mutated
 rm -rf "$stage"
 mkdir -p "$stage"
