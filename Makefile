@@ -58,7 +58,8 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	touch $@
 
 bench: setup $(VENV)/.bench-installed
-	$(PY) -m bench.bench --plot docs/bench.png
+	$(PY) -m bench.bench
+	$(PY) -m bench.bench --firewalld --plot docs/bench.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mutation

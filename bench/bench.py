@@ -281,29 +281,41 @@ def print_table(rows, ping, rounds):
               f"{'yes' if r['idempotent'] else 'NO':>10} {'yes' if r['correct'] else 'NO':>7}")  # fmt: skip
 
 
-def plot(rows, running_rows, path):
+RESULT_FILES = (("latest.json", "ufw"), ("firewalld.json", "firewalld"))
+
+
+def plot(path, result_files=RESULT_FILES):
+    """One figure from the last results of both runs (ufw: latest.json, firewalld:
+    firewalld.json), a row each: time against peers, first, no-op, +N, -N."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cluster = [r for r in rows if r["policy"].startswith("cluster")]
-    panels = [(cluster, "first_s", "first converge"), (cluster, "noop_s", "no-op converge")]
-    panels += [(running_rows, "join_s", "running firewall: +N peers"), (running_rows, "leave_s", "running: -N peers")]
-    panels = [panel for panel in panels if panel[0]]
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for axis, (table, key, title) in zip(axes[0], panels, strict=True):
-        for tool in dict.fromkeys(r["tool"] for r in table):
-            points = sorted((r["peers"], r[key]) for r in table if r["tool"] == tool)
-            axis.plot([p for p, _ in points], [t for _, t in points], marker="o", label=tool)
-        axis.set_title(title)
-        axis.set_xlabel("peers (one rule each)")
-        axis.set_ylabel("wall time, s (median)")
-        axis.set_yscale("log")
-        axis.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend()
+    runs = []
+    for name, label in result_files:
+        if os.path.exists(os.path.join(RESULTS, name)):
+            with open(os.path.join(RESULTS, name), encoding="utf-8") as handle:
+                runs.append((label, json.load(handle)))
+    titles = (("first_s", "first converge"), ("noop_s", "no-op converge"), ("join_s", "running: +N peers"))
+    titles += (("leave_s", "running: -N peers"),)
+    figure, axes = plt.subplots(len(runs), len(titles), figsize=(5.2 * len(titles), 4 * len(runs)), squeeze=False)
+    for row, (label, result) in zip(axes, runs, strict=True):
+        cluster = [r for r in result["rows"] if r["policy"].startswith("cluster")]
+        for axis, (key, title) in zip(row, titles, strict=True):
+            table = cluster if key in ("first_s", "noop_s") else result["running"]
+            for tool in dict.fromkeys(r["tool"] for r in table):
+                points = sorted((r["peers"], r[key]) for r in table if r["tool"] == tool)
+                axis.plot([p for p, _ in points], [t for _, t in points], marker="o", label=tool)
+            axis.axhline(result["test_ping_s"], color="grey", linestyle=":", label="test.ping")
+            axis.set_title(f"{label}: {title}")
+            axis.set_xlabel("peers")
+            axis.set_ylabel("wall time, s (median)")
+            axis.set_yscale("log")
+            axis.grid(True, which="both", alpha=0.3)
+        row[0].legend(fontsize="small")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
 
 
 def main(argv=None):
@@ -313,7 +325,7 @@ def main(argv=None):
     parser.add_argument("--running", type=int, nargs="*", default=[50, 200], help="running firewall: peers +/-")
     parser.add_argument("--no-seed", action="store_true", help="leave out the seed policy")
     parser.add_argument("--tools", nargs="*", default=None, help="names (default: all); zimbra_fw always runs")
-    parser.add_argument("--plot", default=None, help="write a PNG of time against peers here")
+    parser.add_argument("--plot", default=None, help="write a PNG of both runs' last results here")
     parser.add_argument("--firewalld", action="store_true", help="the firewalld tools")
     args = parser.parse_args(argv)
     every = FIREWALLD_TOOLS if args.firewalld else TOOLS
@@ -332,7 +344,7 @@ def main(argv=None):
     ) as handle:
         json.dump({"test_ping_s": ping, "rounds": args.rounds, "rows": rows, "running": running_rows}, handle, indent=1)
     if args.plot:
-        plot(rows, running_rows, args.plot)
+        plot(args.plot)
     ours = [r for r in rows if r["tool"] == tools[0].name]
     ok = all(r["noop_ufw"] <= 2 and r["idempotent"] and r["correct"] for r in ours)
     ok = ok and all(r["correct"] for r in running_rows if r["tool"] == tools[0].name)
