@@ -31,7 +31,7 @@ import zimbra_fw_firewalld_files as files
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
-from zimbra_fw_catalogue import ROLES, PortSpec
+from zimbra_fw_catalogue import ROLES
 from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines, program_python
 from zimbra_fw_config import source_text
 from zimbra_fw_firewalld_files import MARK, IPSet
@@ -179,8 +179,12 @@ def service_name(group_name):
     return group_name.lower()
 
 
+def _range_text(first, last):
+    return str(first) if first == last else f"{first}-{last}"
+
+
 def _port_text(spec):
-    return str(spec.first) if spec.first == spec.last else f"{spec.first}-{spec.last}"
+    return _range_text(spec.first, spec.last)
 
 
 def _ranges(ports):
@@ -218,10 +222,8 @@ def rich_rules(access):
     if access.source is not None:
         head += f'family="ipv{access.source.version}" source address="{source_text(access.source)}" '
     if access.source_ports:  # the Salt master's replies, from its ports
-        specs = [PortSpec(first, last, "tcp") for first, last in _ranges(access.source_ports)]
-        return [f'{head}source-port port="{_port_text(s)}" protocol="tcp" accept' for s in specs]
-    if access.group:
-        return [f'{head}service name="{service_name(access.group)}" accept']
+        ranges = _ranges(access.source_ports)
+        return [f'{head}source-port port="{_range_text(*r)}" protocol="tcp" accept' for r in ranges]
     if access.ports is None:
         return [head + "accept"]
     (spec,) = access.ports

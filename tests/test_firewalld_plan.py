@@ -96,7 +96,11 @@ def test_each_access_kind_as_rich_rules():
     }
     definitions = fwd.ipset_definitions(policy)
     assert set(definitions) == set(wanted.entries)
-    assert definitions["zimbra-mta-v6"]["family"] == "inet6" and definitions["zimbra-mta-v4"]["family"] == "inet"
+    assert definitions["zimbra-mta-v6"] == {
+        "short": "Zimbra Collaboration Server (mta peers) IPv6",
+        "description": f"Sources that may reach the zimbra-mta service. {fwd.MARK}",
+        "family": "inet6",
+    }
     assert all(d["description"].endswith(fwd.MARK) for d in definitions.values())
 
 
@@ -115,6 +119,8 @@ def test_salt_master_ports_that_are_not_consecutive_make_one_rule_each():
         P + 'family="ipv4" source address="10.0.0.5" source-port port="4505" protocol="tcp" accept',
         P + 'family="ipv4" source address="10.0.0.5" source-port port="4507" protocol="tcp" accept',
     ]
+    access = access._replace(source_ports=(4505, 4506, 4507, 4600))
+    assert [rule.split('port="')[1].split('"')[0] for rule in fwd.rich_rules(access)] == ["4505-4507", "4600"]
 
 
 def test_services_carry_the_groups_ports_and_the_mark():
@@ -125,7 +131,9 @@ def test_services_carry_the_groups_ports_and_the_mark():
     assert zimbra["description"].endswith(fwd.MARK)
     assert ("6000-6010", "tcp") in zimbra["ports"] and ("5140", "udp") in zimbra["ports"]
     assert ("110", "tcp") not in zimbra["ports"]
-    assert fwd.profiles(policy_of(pillar))["profiles"]["zimbra"].startswith("25/tcp,80/tcp,143/tcp")
+    shown = fwd.profiles(policy_of(pillar))
+    assert shown["path"] == "/etc/firewalld/services" and shown["text"] is None
+    assert shown["profiles"]["zimbra"].startswith("25/tcp,80/tcp,143/tcp")
 
 
 # ---------------------------------------------------------------- planning
@@ -165,7 +173,25 @@ def test_peers_get_ipsets_loaded_by_the_reload_then_entries_in_both_scopes():
     ]
     assert rules.steps[0].args[1]["zimbra-mta-v4"] == {"add": ["10.1.0.1", "10.1.0.2"], "remove": []}
     assert "zimbra-mta-v6" not in rules.steps[0].args[1]  # nothing to put in it
-    assert "10.1.0.2 in ipset zimbra-mta-v4" in rules.changes["added"]
+    assert rules.changes["added"] == [
+        "service zimbra",
+        SSH,
+        TRUSTED,
+        *ipset_rules("zimbra-all"),
+        *ipset_rules("zimbra-mta"),
+        *[f"10.1.0.{i} in ipset zimbra-{group}-v4" for group in ("all", "mta") for i in (1, 2)],
+    ]
+    assert [s.describe for s in rules.steps] == [
+        "runtime ipset entries: 4 added, 0 removed",
+        "runtime zone public: 1 add services, 6 add rules",
+        "permanent ipset entries: 4 added, 0 removed",
+        "permanent zone public: 1 add services, 6 add rules",
+    ]
+    assert [s.describe for s in profile.steps][-3:] == [
+        "write ipset zimbra-mta-v4",
+        "write ipset zimbra-mta-v6",
+        "firewall-cmd --reload (loads the services and ipsets)",
+    ]
 
 
 def test_a_peer_leaving_is_one_entry_removed_in_both_scopes_and_no_rule():
@@ -242,6 +268,7 @@ def test_changed_ports_rewrite_the_service_and_reload():
     plan = fwd.plan_profile(policy, state._replace(services={"zimbra": old}, runtime_services={"zimbra": old}))
     assert [s.action for s in plan.steps] == ["service", "reload"]
     assert plan.changes["ports"]["zimbra"]["new"].endswith("9071/tcp")
+    assert plan.changes["ports"]["zimbra"]["old"] == plan.changes["ports"]["zimbra"]["new"][: -len(",9071/tcp")]
 
 
 def test_a_service_firewalld_has_not_loaded_yet_only_reloads():
@@ -249,6 +276,17 @@ def test_a_service_firewalld_has_not_loaded_yet_only_reloads():
     plan = fwd.plan_profile(policy, state._replace(runtime_services={}))
     assert [s.action for s in plan.steps] == ["reload"]
     assert plan.changes == {"runtime": {"reloaded": ["zimbra"]}}
+    old = state.services["zimbra"][:-1]
+    plan = fwd.plan_profile(policy, state._replace(services={"zimbra": old}, runtime_services={}))
+    assert list(plan.changes) == ["ports"]  # the reload is part of writing the service
+
+
+def test_a_retired_service_still_in_the_zone_is_taken_out_by_the_rules_part():
+    policy, state = converged()
+    zone_with_old = state.runtime._replace(services=state.runtime.services | {"zimbra-old"})
+    old = {**state.services, "zimbra-old": (("1", "tcp"),)}
+    plan = fwd.plan_rules(policy, state._replace(services=old, runtime=zone_with_old, permanent=zone_with_old))
+    assert plan.changes == {"removed": ["service zimbra-old"]}
 
 
 def test_a_retired_service_loses_its_rules_before_it_goes():
@@ -268,7 +306,7 @@ def test_a_retired_service_loses_its_rules_before_it_goes():
     admin_rules = ipset_rules("zimbra-admin")
     assert plan.steps[0].args[2] == {"remove_services": [], "remove_rules": admin_rules}  # nothing else goes here
     assert plan.changes["rules removed"] == admin_rules
-    assert plan.changes["ports"]["zimbra-admin"]["new"] is None
+    assert plan.changes["ports"]["zimbra-admin"] == {"old": "7071/tcp,9071/tcp", "new": None}
 
 
 def test_an_accept_target_is_set_to_default_after_checking_management_access():
@@ -276,8 +314,13 @@ def test_an_accept_target_is_set_to_default_after_checking_management_access():
     open_zone = state.permanent._replace(target="ACCEPT")
     plan = fwd.plan_firewall(policy, state._replace(permanent=open_zone, runtime=open_zone))
     assert plan.changes == {"target": {"old": "ACCEPT", "new": "default"}}
-    assert [s.action for s in plan.steps] == ["check", "zone", "reload"]
-    assert plan.steps[0].args == ("public", [SSH])
+    assert plan.steps == [
+        fwd.Step("check", ("public", [SSH]), "check that management access is allowed"),
+        fwd.Step("zone", ("public", "permanent", {"target": "default"}), "zone public: target default"),
+        fwd.Step("reload", (), "firewall-cmd --reload"),
+    ]
+    only_permanent = fwd.plan_firewall(policy, state._replace(permanent=open_zone))
+    assert [s.action for s in only_permanent.steps] == ["check", "zone", "reload"]
     unmanaged = policy_of(dict(SINGLE, ssh={"from": []}, allow_no_management=True))
     assert [s.action for s in fwd.plan_firewall(unmanaged, state._replace(runtime=open_zone)).steps] == [
         "zone",
@@ -288,7 +331,7 @@ def test_an_accept_target_is_set_to_default_after_checking_management_access():
 def test_enabled_false_leaves_the_zone_target_alone():
     policy, state = converged(dict(SINGLE, enabled=False))
     plan = fwd.plan_firewall(policy, state._replace(runtime=state.runtime._replace(target="ACCEPT")))
-    assert plan.steps == [] and "left alone" in plan.comment
+    assert plan == fwd.Plan({}, [], "zimbra_fw:enabled is false: firewalld's zone target is left alone")
 
 
 # ---------------------------------------------------------------- applying and reading
@@ -307,8 +350,8 @@ class Helper:
 
 @pytest.fixture
 def firewall_cmd(monkeypatch):
-    monkeypatch.setattr(fwd.salt.utils.path, "which", lambda name: "/usr/bin/firewall-cmd")
-    monkeypatch.setattr(fwd, "program_python", lambda path: "/usr/bin/python3")
+    monkeypatch.setattr(fwd.salt.utils.path, "which", {"firewall-cmd": "/usr/bin/firewall-cmd"}.get)
+    monkeypatch.setattr(fwd, "program_python", {"/usr/bin/firewall-cmd": "/usr/bin/python3"}.get)
 
 
 def test_apply_sends_every_step_to_one_helper_and_reports_the_failed_one(firewall_cmd):
@@ -330,10 +373,61 @@ def test_a_helper_that_died_is_reported_with_what_it_said():
     assert fwd.helper_outcome([], len(steps), 1, "Traceback ...") == (0, "exit 1: Traceback ...")
 
 
+def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monkeypatch):
+    services = {"zimbra-mta": (("7025", "tcp"),), "zimbra": (("25", "tcp"),)}
+    monkeypatch.setattr(fwd_files, "own_services", lambda: services)
+    monkeypatch.setattr(fwd_files, "own_ipsets", lambda: {"zimbra-mta-v4": fwd.IPSet("hash:net", "inet", ())})
+    view = {"services": ["ssh", "zimbra"], "rich_rules": [SSH], "target": "default", "ports": [["5", "udp"]]}
+    answer = {
+        "running": True,
+        "zone": "public",
+        "default_zone": "public",
+        "zones": ["public"],
+        "permanent": view,
+        "runtime": dict(view, target="ACCEPT"),
+        "runtime_services": {"zimbra": [["25", "tcp"]]},
+        "ipsets": {"zimbra-mta-v4": {"type": "hash:net", "family": "inet", "entries": ["10.0.0.2", "10.0.0.1"]}},
+    }
+    run = Helper(answer)
+    read = fwd.read_snapshot(run)
+    request = {"read": None, "services": ["zimbra", "zimbra-mta"]}
+    assert run.requests == [(["/usr/bin/python3", "-I", fwd.CLIENT_SCRIPT], request)]
+    zone_read = fwd.Zone(frozenset({"ssh", "zimbra"}), (SSH,), "default", (("5", "udp"),))
+    assert read == fwd.Snapshot(
+        True,
+        "public",
+        "public",
+        services,
+        {"zimbra": (("25", "tcp"),)},
+        {"zimbra-mta-v4": fwd.IPSet("hash:net", "inet", ())},
+        {"zimbra-mta-v4": fwd.IPSet("hash:net", "inet", ("10.0.0.1", "10.0.0.2"))},
+        zone_read,
+        zone_read._replace(target="ACCEPT"),
+    )
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.read_snapshot(Helper(retcode=1))
+    assert str(info.value) == "reading firewalld failed (exit 1): stderr text"
+
+
+def test_the_helper_needs_firewall_cmd_and_its_python(monkeypatch):
+    monkeypatch.setattr(fwd.salt.utils.path, "which", {}.get)
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.read_snapshot(Helper())
+    assert str(info.value) == "firewalld is not available on this minion: install the 'firewalld' package"
+    monkeypatch.setattr(fwd.salt.utils.path, "which", {"firewall-cmd": "/usr/bin/firewall-cmd"}.get)
+    monkeypatch.setattr(fwd, "program_python", {}.get)
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.read_snapshot(Helper())
+    assert str(info.value) == "cannot tell which Python runs firewall-cmd (its first line)"
+
+
 def test_reading_a_stopped_firewalld_says_how_to_start_it(firewall_cmd, monkeypatch):
     monkeypatch.setattr(fwd_files, "own_services", dict)
-    with pytest.raises(fwd.CommandExecutionError, match="firewalld is not running"):
+    with pytest.raises(fwd.CommandExecutionError) as info:
         fwd.read_snapshot(Helper({"running": False}))
+    assert str(info.value) == (
+        "firewalld is not running: start it (systemctl enable --now firewalld); 'firewall-cmd --state' must say running"
+    )
     with pytest.raises(fwd.CommandExecutionError, match="cannot be loaded"):
         fwd.read_snapshot(Helper({"unavailable": "firewall.client cannot be loaded"}, retcode=3))
 
@@ -344,8 +438,9 @@ def test_reading_an_unknown_zone_names_the_pillar_key(firewall_cmd, monkeypatch)
     view = {"services": [], "rich_rules": [], "target": "default", "ports": []}
     state = {"running": True, "zone": "mail", "default_zone": "public", "zones": ["public", "trusted"], "ipsets": {}}
     config = cfg.parse_config(dict(SINGLE, firewalld={"zone": "mail"}))
-    with pytest.raises(fwd.CommandExecutionError, match=r"zimbra_fw:firewalld:zone: 'mail' is not a firewalld zone"):
+    with pytest.raises(fwd.CommandExecutionError) as info:
         fwd.read_snapshot(Helper(dict(state, permanent=None, runtime=None)), config=config)
+    assert str(info.value) == "zimbra_fw:firewalld:zone: 'mail' is not a firewalld zone (zones: public, trusted)"
     ipsets = {"blocked": {"type": "hash:ip", "family": "inet", "entries": ["10.0.0.2", "10.0.0.1"]}}
     answer = dict(state, zone="public", permanent=view, runtime=view, runtime_services={}, ipsets=ipsets)
     read = fwd.read_snapshot(Helper(answer))
@@ -378,7 +473,18 @@ def test_own_ipsets_are_the_marked_files_and_a_clash_or_a_long_name_is_refused(t
     assert fwd.name_taken("Zimbra-Collaboration") == (
         "is too long for firewalld's ipset names (zimbra-collaboration-onlyoffice-v4, over 32): 18 characters at most"
     )
-    assert fwd.name_taken("Zimbra-Collabora") is None
+    assert fwd.name_taken("Zimbra-Collaborati") is None  # 18 characters: zimbra-collaborati-onlyoffice-v4 is 32
+
+
+def test_bare_service_and_ipset_files_read_with_defaults(tmp_path, monkeypatch):
+    (tmp_path / "bare.xml").write_text('<service><port/><port port="7" protocol="sctp"/><port port="9"/></service>')
+    (tmp_path / "udp.xml").write_text('<service><port port="5140" protocol="udp"/><port protocol="tcp"/></service>')
+    (tmp_path / "set.xml").write_text("<ipset><entry> 10.0.0.1 </entry><entry/></ipset>")
+    assert fwd_files.read_service(str(tmp_path / "bare.xml")) == ("", "", (("", ""), ("7", "sctp"), ("9", "")))
+    assert fwd_files.read_ipset(str(tmp_path / "set.xml")) == ("", fwd.IPSet("", "inet", ("10.0.0.1",)))
+    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
+    assert fwd_files.service_ports("bare") == []  # neither tcp nor udp, or no port: not the audit's
+    assert fwd_files.service_ports("udp") == [PortSpec(5140, 5140, "udp")]
 
 
 # ---------------------------------------------------------------- the audit's reading
@@ -408,12 +514,15 @@ def test_an_ipset_rule_is_read_as_one_rule_per_entry(tmp_path, monkeypatch):
     ipsets = {
         "peers": fwd.IPSet("hash:net", "inet", ("10.1.0.1", "10.2.0.0/16", "10.3.0.0-10.3.0.3", "bad")),
         "macs": fwd.IPSet("hash:mac", "inet", ("00:11:22:33:44:55",)),
+        "hosts": fwd.IPSet("hash:ip", "inet", ("10.4.0.9/24",)),  # firewalld keeps what it was given
     }
     read = fwd_files.rich_rule_access
     found = read('rule source ipset="peers" service name="ldap" accept', ipsets)
     assert [rule.source for _, rule in found] == ["10.1.0.1", "10.2.0.0/16", "10.3.0.0/30"]
     assert all(rule == Rule("allow", rule.source, [PortSpec(389, 389, "tcp")]) for _, rule in found)
     assert read('rule source ipset="macs" accept', ipsets) == []
+    assert read('rule source ipset="hosts" accept', ipsets) == [(0, Rule("allow", "10.4.0.9/24", None))]
+    assert read('rule protocol value="gre" accept') == [(0, Rule("allow", "any", [PortSpec(1, 65535, "gre")]))]
     assert read('rule source ipset="unknown" accept', ipsets) == []
 
 
@@ -421,14 +530,33 @@ def test_access_rules_follow_firewalds_order(tmp_path, monkeypatch):
     (tmp_path / "ssh.xml").write_text('<service><port port="22" protocol="tcp"/></service>')
     monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
     rules = (
-        P + 'port port="1" protocol="tcp" accept',
+        P + 'source ipset="peers" port port="1" protocol="tcp" accept',
+        'rule priority="5" port port="6" protocol="tcp" accept',
+        'rule priority="1" port port="7" protocol="tcp" accept',
         'rule port port="2" protocol="tcp" accept',
         'rule port port="3" protocol="tcp" reject',
         'rule priority="-1" port port="4" protocol="tcp" drop',
+        'rule priority="-7" port port="8" protocol="udp" drop',
+        'rule priority="-7" port port="9" protocol="udp" accept',
     )
     state = snapshot(zone(["ssh"], rules, ports=[("5", "tcp")]))
-    first_ports = [rule.ports[0].first for rule in fwd.access_rules(state)]
-    assert first_ports == [4, 3, 22, 5, 2, 1]
+    state = state._replace(runtime_ipsets={"peers": fwd.IPSet("hash:net", "inet", ("10.1.0.1",))})
+
+    def tcp(port, proto="tcp"):
+        return [PortSpec(port, port, proto)]
+
+    assert fwd.access_rules(state) == [
+        Rule("deny", "any", tcp(8, "udp")),  # same priority: firewalld's order
+        Rule("allow", "any", tcp(9, "udp")),
+        Rule("deny", "any", tcp(4)),
+        Rule("reject", "any", tcp(3)),
+        Rule("allow", "any", tcp(22)),
+        Rule("allow", "any", tcp(5)),
+        Rule("allow", "any", tcp(2)),
+        Rule("allow", "any", tcp(7)),
+        Rule("allow", "any", tcp(6)),
+        Rule("allow", "10.1.0.1", tcp(1)),
+    ]
     assert state._replace(runtime=zone(target="ACCEPT")).incoming == "allow"
 
 
