@@ -340,7 +340,7 @@ def _describe(change, entries_change):
 
 
 def _summary(change):
-    counts = [f"{len(items)} {key.replace('_', ' ')}" for key, items in change.items() if items and key != "target"]
+    counts = [f"{len(items)} {key.replace('_', ' ')}" for key, items in change.items() if items]
     return ", ".join(counts)
 
 

@@ -303,6 +303,13 @@ def test_a_retired_service_loses_its_rules_before_it_goes():
         ("drop-ipset", ("zimbra-admin-v6",)),
         ("reload", ()),
     ]
+    assert [s.describe for s in plan.steps][2:] == [
+        "write service zimbra",
+        "remove service zimbra-admin",
+        "remove ipset zimbra-admin-v4",
+        "remove ipset zimbra-admin-v6",
+        "firewall-cmd --reload (loads the services and ipsets)",
+    ]
     admin_rules = ipset_rules("zimbra-admin")
     assert plan.steps[0].args[2] == {"remove_services": [], "remove_rules": admin_rules}  # nothing else goes here
     assert plan.changes["rules removed"] == admin_rules
@@ -365,6 +372,9 @@ def test_apply_sends_every_step_to_one_helper_and_reports_the_failed_one(firewal
     assert argv == ["/usr/bin/python3", "-I", fwd.CLIENT_SCRIPT]
     assert request == {"steps": [["service", "zimbra", {}], ["reload"]]}
     assert fwd.apply(steps, Helper({"done": 0}, {"done": 1})) == ["write service zimbra", "reload"]
+    with pytest.raises(fwd.ApplyFailed) as info:
+        fwd.apply(steps, Helper({"done": 0}, retcode=-9))  # killed after the first step
+    assert str(info.value).startswith("step 'reload' failed: exit -9: stderr text. Already applied: write service")
     assert fwd.apply([], None) == []
 
 
@@ -407,6 +417,8 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
     with pytest.raises(fwd.CommandExecutionError) as info:
         fwd.read_snapshot(Helper(retcode=1))
     assert str(info.value) == "reading firewalld failed (exit 1): stderr text"
+    with pytest.raises(fwd.CommandExecutionError, match=r"reading firewalld failed \(exit 2\)"):
+        fwd.read_snapshot(Helper(answer, retcode=2))
 
 
 def test_the_helper_needs_firewall_cmd_and_its_python(monkeypatch):
@@ -580,3 +592,6 @@ def test_bad_backend_and_zone_are_named():
         "zimbra_fw:firewalld:zone: 'a b' is not a firewalld zone name (letters, digits, _ + -; up to 17)",
     ]
     assert cfg.parse_config(dict(SINGLE, firewalld={"zone": "mail-dmz"})).zone == "mail-dmz"
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        cfg.parse_config(dict(SINGLE, firewalld="public"))
+    assert info.value.problems == ["zimbra_fw:firewalld: 'public' must be a mapping with zone"]
