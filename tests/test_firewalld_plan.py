@@ -499,6 +499,28 @@ def test_bare_service_and_ipset_files_read_with_defaults(tmp_path, monkeypatch):
     assert fwd_files.service_ports("udp") == [PortSpec(5140, 5140, "udp")]
 
 
+def test_status_shows_ours_apart_from_the_rest_and_our_ipsets_entries():
+    _, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
+    theirs = 'rule family="ipv4" source address="198.51.100.7" accept'
+    runtime = state.runtime._replace(rules=(*state.runtime.rules, theirs), target="DROP")
+    runtime_ipsets = {**state.runtime_ipsets, "blocklist": fwd.IPSet("hash:ip", "inet", ("10.9.9.9",))}
+    shown = fwd.status(state._replace(runtime=runtime, runtime_ipsets=runtime_ipsets))
+    assert shown == {
+        "backend": "firewalld",
+        "active": True,
+        "zone": "public",
+        "target": "DROP",
+        "managed_rules": ["service zimbra", *fwd.desired(policy_of(dict(SINGLE, cluster={"peers": PEERS}))).rules],
+        "other_rules": ["service ssh", theirs],
+        "ipsets": {
+            "zimbra-all-v4": ["10.1.0.1", "10.1.0.2"],
+            "zimbra-all-v6": [],
+            "zimbra-mta-v4": ["10.1.0.1", "10.1.0.2"],
+            "zimbra-mta-v6": [],
+        },
+    }
+
+
 # ---------------------------------------------------------------- the audit's reading
 
 
