@@ -52,7 +52,7 @@ def program_python(path):
     return None
 
 
-def helper_outcome(reports, total, retcode, stderr=""):
+def helper_outcome(reports, total, retcode, stderr):
     """(number of steps applied, error or None) from what a helper script
     (ufw's batch, the firewalld client) reported: ``{"done": i}`` per step,
     ``{"failed": i, "error": ...}`` at the first failure."""

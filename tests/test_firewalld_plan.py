@@ -490,6 +490,8 @@ def test_own_ipsets_are_the_marked_files_and_a_clash_or_a_long_name_is_refused(t
 
 def test_bare_service_and_ipset_files_read_with_defaults(tmp_path, monkeypatch):
     (tmp_path / "bare.xml").write_text('<service><port/><port port="7" protocol="sctp"/><port port="9"/></service>')
+    (tmp_path / "full.xml").write_text("<service><short>Mail</short><description>SMTP</description></service>")
+    assert fwd_files.read_service(str(tmp_path / "full.xml")) == ("Mail", "SMTP", ())
     (tmp_path / "udp.xml").write_text('<service><port port="5140" protocol="udp"/><port protocol="tcp"/></service>')
     (tmp_path / "set.xml").write_text("<ipset><entry> 10.0.0.1 </entry><entry/></ipset>")
     assert fwd_files.read_service(str(tmp_path / "bare.xml")) == ("", "", (("", ""), ("7", "sctp"), ("9", "")))
@@ -564,7 +566,7 @@ def test_access_rules_follow_firewalds_order(tmp_path, monkeypatch):
     (tmp_path / "ssh.xml").write_text('<service><port port="22" protocol="tcp"/></service>')
     monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
     rules = (
-        P + 'source ipset="peers" port port="1" protocol="tcp" accept',
+        P + 'port port="10" protocol="tcp" accept',
         'rule priority="5" port port="6" protocol="tcp" accept',
         'rule priority="1" port port="7" protocol="tcp" accept',
         'rule port port="2" protocol="tcp" accept',
@@ -572,6 +574,7 @@ def test_access_rules_follow_firewalds_order(tmp_path, monkeypatch):
         'rule priority="-1" port port="4" protocol="tcp" drop',
         'rule priority="-7" port port="8" protocol="udp" drop',
         'rule priority="-7" port port="9" protocol="udp" accept',
+        P + 'source ipset="peers" port port="1" protocol="tcp" accept',  # same priority as port 10: after it
     )
     state = snapshot(zone(["ssh"], rules, ports=[("5", "tcp")]))
     state = state._replace(runtime_ipsets={"peers": fwd.IPSet("hash:net", "inet", ("10.1.0.1",))})
@@ -589,6 +592,7 @@ def test_access_rules_follow_firewalds_order(tmp_path, monkeypatch):
         Rule("allow", "any", tcp(2)),
         Rule("allow", "any", tcp(7)),
         Rule("allow", "any", tcp(6)),
+        Rule("allow", "any", tcp(10)),
         Rule("allow", "10.1.0.1", tcp(1)),
     ]
     assert state._replace(runtime=zone(target="ACCEPT")).incoming == "allow"
