@@ -29,7 +29,7 @@ __virtualname__ = "zimbra_fw"
 
 RUN_CACHE = "zimbra_fw.state_run"  # shared with the execution module, see _policy()
 _DONE = {
-    "profile": "The port groups (ufw application profiles or firewalld services) are as configured",
+    "profile": "The port groups (ufw application profiles, or firewalld services and ipsets) are as configured",
     "rules": "The zimbra_fw allow rules are as configured",
     "firewall": "The firewall is active and denies incoming by default",
 }

@@ -191,7 +191,7 @@ def test_state_without_changes_and_with_a_failure():
         "name": "zimbra_fw-profile",
         "changes": {},
         "result": True,
-        "comment": "The port groups (ufw application profiles or firewalld services) are as configured",
+        "comment": "The port groups (ufw application profiles, or firewalld services and ipsets) are as configured",
     }
     failed = module.firewall_enabled()
     assert failed["result"] is False and failed["changes"] == {}

@@ -159,6 +159,12 @@ def test_a_peer_is_an_ipset_entry_that_reaches_its_ports_and_survives_a_reload(f
     report = minion.salt("zimbra_fw.audit")
     lmtp = next(entry for entry in report["ports"] if entry["port"] == "7025/tcp")
     assert set(internet) <= set(lmtp["reachable_from"])
+    status = minion.salt("zimbra_fw.status")
+    assert status["ipsets"]["zimbra-mta-v4"] == ["203.0.113.10"] and status["ipsets"]["zimbra-mta-v6"] == internet[1:]
+    assert (
+        'rule priority="32000" source ipset="zimbra-mta-v6" service name="zimbra-mta" accept'
+        in (status["managed_rules"])
+    )
 
     minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9"]))
     left = minion.apply()
