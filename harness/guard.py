@@ -60,15 +60,20 @@ def _bind(source, target):
     subprocess.run(["mount", "--bind", source, target], check=True)
 
 
-def _bind_firewalld_hook(state):
-    """firewalld's client.py with the fault hook (see firewalld_hook.py), and its byte code kept here."""
-    with open(os.path.join(state, "firewalld-client-path"), encoding="utf-8") as handle:
+def _bind_hooked(state, name):
+    """Bind the sandbox's hooked copy NAME/ (see Minion._make_hooked_copy) over
+    the file it copies, and its __pycache__ over the original's, so byte code
+    compiled from the copy stays in the sandbox; with no __pycache__ there,
+    Python writes none."""
+    with open(os.path.join(state, f"{name}.path"), encoding="utf-8") as handle:
         original = handle.read().strip()
-    hooked = os.path.join(state, "firewalld-client")
-    _bind(os.path.join(hooked, "client.py"), original)
+    hooked = os.path.join(state, name)
+    _bind(os.path.join(hooked, os.path.basename(original)), original)
     cache = os.path.join(os.path.dirname(original), "__pycache__")
-    if os.path.isdir(os.path.join(hooked, "__pycache__")) and os.path.isdir(cache):
+    if os.path.isdir(cache):
         _bind(os.path.join(hooked, "__pycache__"), cache)
+    else:
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
 def _inject_faults(state):
@@ -97,16 +102,8 @@ def main(argv=None):
     _bind(os.path.join(args.state, "run"), "/run")  # a private /run/ufw.lock and /run/dbus
     if os.path.isdir(os.path.join(args.state, "etc-firewalld")):
         _bind(os.path.join(args.state, "etc-firewalld"), "/etc/firewalld")
-        _bind_firewalld_hook(args.state)
-    with open(os.path.join(args.state, "ufw-package-dir"), encoding="utf-8") as handle:
-        package = handle.read().strip()
-    hooked = os.path.join(args.state, "ufw-package")
-    _bind(os.path.join(hooked, "__init__.py"), os.path.join(package, "__init__.py"))
-    # Byte code compiled from the hooked copy stays in the sandbox.
-    if os.path.isdir(os.path.join(package, "__pycache__")):
-        _bind(os.path.join(hooked, "__pycache__"), os.path.join(package, "__pycache__"))
-    else:
-        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+        _bind_hooked(args.state, "firewalld-client")
+    _bind_hooked(args.state, "ufw-package")
     _inject_faults(args.state)
     os.environ["LC_ALL"] = "C"
     os.execvp(command[0], command)

@@ -189,24 +189,27 @@ class Minion(Namespace):
             pass
         _replace_line(os.path.join(self.state, "default-ufw"), "IPT_MODULES=", 'IPT_MODULES=""')
         os.makedirs(os.path.join(self.state, "run"))
-        self._make_ufw_hook()
+        # ufw's package with harness/ufw_hook.py: counts ufw processes and commands, injects faults
+        self._make_hooked_copy("ufw-package", os.path.join(ufw_package_dir(), "__init__.py"), UFW_HOOK)
 
-    def _make_ufw_hook(self):
-        """A copy of ufw's package __init__.py with harness/ufw_hook.py added,
-        and a private __pycache__ for it: the guard binds both over ufw's own."""
-        package = ufw_package_dir()
-        hooked = os.path.join(self.state, "ufw-package")
+    def _make_hooked_copy(self, name, original, hook):
+        """In NAME/: a copy of the Python file ``original`` with the harness
+        file ``hook`` added (its STATE is this sandbox's dir), and a copy of
+        the original's __pycache__; NAME.path names the original. The guard
+        binds both over the real ones (guard._bind_hooked)."""
+        hooked = os.path.join(self.state, name)
         os.makedirs(hooked)
-        with open(os.path.join(package, "__init__.py"), encoding="utf-8") as handle:
-            original = handle.read()
-        with open(UFW_HOOK, encoding="utf-8") as handle:
-            hook = handle.read().replace("STATE)", f"{self.state!r})")
-        with open(os.path.join(hooked, "__init__.py"), "w", encoding="utf-8") as handle:
-            handle.write(original + "\n" + hook)
-        if os.path.isdir(os.path.join(package, "__pycache__")):
-            shutil.copytree(os.path.join(package, "__pycache__"), os.path.join(hooked, "__pycache__"))
-        with open(os.path.join(self.state, "ufw-package-dir"), "w", encoding="utf-8") as handle:
-            handle.write(package)
+        with open(original, encoding="utf-8") as handle:
+            text = handle.read()
+        with open(hook, encoding="utf-8") as handle:
+            addition = handle.read().replace("STATE)", f"{self.state!r})")
+        with open(os.path.join(hooked, os.path.basename(original)), "w", encoding="utf-8") as handle:
+            handle.write(text + "\n" + addition)
+        cache = os.path.join(os.path.dirname(original), "__pycache__")
+        if os.path.isdir(cache):
+            shutil.copytree(cache, os.path.join(hooked, "__pycache__"))
+        with open(os.path.join(self.state, f"{name}.path"), "w", encoding="utf-8") as handle:
+            handle.write(original)
 
     def _make_salt_config(self, minion_id, master, extra_config):
         """salt-call --local serving this repository's formula, or a minion of
@@ -358,7 +361,8 @@ class Minion(Namespace):
         if shutil.which("firewalld") is None or not os.path.isdir("/etc/firewalld"):
             raise RuntimeError("firewalld is not installed here: 'make setup' installs it (and dbus)")
         shutil.copytree("/etc/firewalld", os.path.join(self.state, "etc-firewalld"))
-        self._make_firewalld_hook()
+        # firewalld's client library with harness/firewalld_hook.py: fails a method on demand
+        self._make_hooked_copy("firewalld-client", firewalld_client_path(), FIREWALLD_HOOK)
         socket_path = os.path.join(self.state, "run", "dbus", "system_bus_socket")
         os.makedirs(os.path.dirname(socket_path), exist_ok=True)
         self.spawn_guarded(["dbus-daemon", "--system", "--nofork", "--nopidfile"])
@@ -366,24 +370,6 @@ class Minion(Namespace):
         log = os.path.join(self.state, "firewalld.log")
         self.spawn_guarded(["firewalld", "--nofork", "--nopid", "--log-file", log])
         _wait_for(lambda: self.guarded(["firewall-cmd", "--state"], check=False).returncode == 0, "firewalld")
-
-    def _make_firewalld_hook(self):
-        """A copy of firewalld's client.py with harness/firewalld_hook.py added,
-        and a private __pycache__ for it: the guard binds both over the real ones."""
-        original = firewalld_client_path()
-        hooked = os.path.join(self.state, "firewalld-client")
-        os.makedirs(hooked)
-        with open(original, encoding="utf-8") as handle:
-            text = handle.read()
-        with open(FIREWALLD_HOOK, encoding="utf-8") as handle:
-            hook = handle.read().replace("STATE)", f"{self.state!r})")
-        with open(os.path.join(hooked, "client.py"), "w", encoding="utf-8") as handle:
-            handle.write(text + "\n" + hook)
-        cache = os.path.join(os.path.dirname(original), "__pycache__")
-        if os.path.isdir(cache):
-            shutil.copytree(cache, os.path.join(hooked, "__pycache__"))
-        with open(os.path.join(self.state, "firewalld-client-path"), "w", encoding="utf-8") as handle:
-            handle.write(original)
 
     def fail_firewalld_call(self, method):
         """Make firewall.client's ``CLASS.METHOD`` fail in every process from now (None: stop)."""
