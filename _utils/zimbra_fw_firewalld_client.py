@@ -148,15 +148,17 @@ def change_entries(firewall, config, scope, changes):
         if not stays:  # nothing to keep reachable while it changes: one call
             firewall.setEntries(name, sorted(set(change["add"])))
             continue
+        # firewalld refuses an entry that overlaps one in the set: a subnet
+        # replacing its own hosts takes their place.
+        leaving = {old: ipaddress.ip_network(old, strict=False) for old in sorted(current - stays)}
         for item in change["add"]:
             if item in current:
                 continue
-            # firewalld refuses an entry that overlaps one in the set: a
-            # subnet replacing its own hosts takes their place.
-            for old in sorted(current & set(change["remove"])):
-                if ipaddress.ip_network(old, strict=False).overlaps(ipaddress.ip_network(item, strict=False)):
-                    firewall.removeEntry(name, old)
-                    current.discard(old)
+            network = ipaddress.ip_network(item, strict=False)
+            for old in [old for old, net in leaving.items() if net.overlaps(network)]:
+                firewall.removeEntry(name, old)
+                current.discard(old)
+                del leaving[old]
             firewall.addEntry(name, item)
         for item in change["remove"]:
             if item in current:

@@ -177,6 +177,22 @@ def test_a_peer_is_an_ipset_entry_that_reaches_its_ports_and_survives_a_reload(f
         assert fw_lab.internet.probe(address, [7025]) == {7025: False}, address
 
 
+def test_a_peer_subnet_takes_the_place_of_its_hosts_in_the_running_ipset(fw_lab, pillar):
+    minion = fw_lab.minion
+    minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9", "10.1.2.3", "10.1.2.4"]))
+    minion.apply()
+    minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9", "10.1.0.0/16"]))  # 10.9.9.9 stays: one by one
+    results = minion.apply()
+    assert results["zimbra_fw-rules"]["result"] is True, results["zimbra_fw-rules"]
+    assert results["zimbra_fw-rules"]["changes"] == {
+        "added": ["10.1.0.0/16 in ipset zimbra-mta-v4"],
+        "removed": ["10.1.2.3 in ipset zimbra-mta-v4", "10.1.2.4 in ipset zimbra-mta-v4"],
+    }
+    for scope in ((), ("--permanent",)):
+        entries = firewall_cmd(minion, *scope, "--ipset=zimbra-mta-v4", "--get-entries").split()
+        assert sorted(entries) == ["10.1.0.0/16", "10.9.9.9"], scope
+
+
 def test_a_step_that_fails_half_way_is_named_with_what_was_applied_and_the_next_run_repairs(fw_lab, pillar):
     minion = fw_lab.minion
     minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9"]))
