@@ -118,13 +118,49 @@ def _finding(expected, widest, row, service, addresses):
     return None
 
 
-def audit(policy, found, rules, *, active, incoming, firewall):
-    """Compare what listens with what the firewall lets in: the audit report."""
+def _management_finding(policy, port, proto, widest):
+    """(severity, message) when the management port is reachable beyond
+    ``ssh:from``, or None. Sources the policy itself gives that port (ssh:from,
+    trusted subnets, mailbox peers for zmrcd, the Salt master) are expected;
+    anyone else is not."""
+    config = policy.config
+    if (port, proto) != (config.ssh_port, "tcp") or "any" in config.ssh_from:
+        return None
+    allowed = ", ".join(str(net) for net in config.ssh_from) or "nobody"
+    where = f"beyond zimbra_fw:ssh:from ({allowed})"
+    if widest == "anyone":
+        return "high", f"management (ssh) is reachable from anyone, {where}"
+    if not isinstance(widest, list):
+        return None
+    spec = PortSpec(port, port, proto)
+    granted = [
+        access.source
+        for access in policy.accesses
+        if access.source is not None and (access.ports is None or any(p.covers(spec) for p in access.ports))
+    ]
+    beyond = []
+    for source in widest:
+        network = ipaddress.ip_network(source, strict=False)  # reachability() read it already
+        if not any(network.version == net.version and network.subnet_of(net) for net in granted):
+            beyond.append(source)
+    if beyond:
+        return "high", f"management (ssh) is reachable from {', '.join(beyond)}, {where}"
+    return None
+
+
+def audit(policy, found, rules, *, active, incoming, firewall, extra_findings=()):
+    """Compare what listens with what the firewall lets in: the audit report.
+    ``extra_findings``: (severity, message) pairs the backend found about the
+    firewall itself (no port)."""
     findings = []
     if not active:
         findings.append((None, "high", f"{firewall} is inactive: every listening port is reachable from anyone"))
     elif incoming == "allow":
         findings.append((None, "high", f"{firewall}'s default incoming policy is allow"))
+    for severity, message in extra_findings:
+        if severity not in SEVERITIES:
+            raise ValueError(f"unknown severity {severity!r}: one of {', '.join(SEVERITIES)}")
+        findings.append((None, severity, message))
     by_port = {}
     for listener in found:
         by_port.setdefault((listener.port, listener.proto), []).append(listener)
@@ -145,7 +181,9 @@ def audit(policy, found, rules, *, active, incoming, firewall):
                 "addresses": sorted(reach),
             }
         )
-        finding = _finding(expected, widest, row, service, sorted(reach))
+        finding = _management_finding(policy, port, proto, widest) or _finding(
+            expected, widest, row, service, sorted(reach)
+        )
         if finding:
             findings.append((label, *finding))
     findings = [

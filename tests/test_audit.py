@@ -2,8 +2,10 @@
 
 import ipaddress
 
+import pytest
 import zimbra_fw_audit as audit
 import zimbra_fw_config as cfg
+import zimbra_fw_firewalld_files as fw_files
 import zimbra_fw_policy as policies
 import zimbra_fw_ufw_files as ufw_files
 
@@ -266,3 +268,152 @@ def test_only_the_public_udp_range_is_read():
     udp = "h\n 1: 00000000:0064 0 07\n 2: 00000000:1773 0 07\n 3: 00000000:1772 0 07\n"  # 100, 6003, 6002
     policy = policies.build(cfg.parse_config({"roles": ["mta"], "extra_ports": ["6000:6002/udp"]}))
     assert [lst.port for lst in audit.listeners({"udp": udp}, policy)] == [6002]
+
+
+# ---------------------------------------------------------------- management against ssh:from
+
+
+def ssh_audit(pillar, rules, facts=cfg.NO_FACTS, found=None, **kwargs):
+    policy = policies.build(cfg.parse_config({"roles": ["mta"], **pillar}, facts))
+    found = [listener("0.0.0.0", 22), listener("::", 22)] if found is None else found
+    return audit.audit(policy, found, rules, active=True, incoming="deny", firewall="firewalld", **kwargs)
+
+
+SSH = [audit.PortSpec(22, 22, "tcp")]
+
+
+def test_ssh_open_to_anyone_while_ssh_from_names_a_network_is_high():
+    # firewalld's stock ``ssh`` zone service: 22 from anyone, on every RHEL host.
+    result = ssh_audit({"ssh": {"from": ["10.8.0.0/16"]}}, [audit.Rule("allow", "any", SSH)])
+    assert result["findings"] == [
+        {
+            "severity": "high",
+            "port": "22/tcp",
+            "message": "management (ssh) is reachable from anyone, beyond zimbra_fw:ssh:from (10.8.0.0/16)",
+        }
+    ]
+    assert result["summary"]["high"] == 1
+    assert result["report"][0] == (
+        "HIGH 22/tcp: management (ssh) is reachable from anyone, beyond zimbra_fw:ssh:from (10.8.0.0/16)"
+    )
+
+
+def test_ssh_from_a_source_outside_ssh_from_is_high_and_named():
+    rules = [
+        audit.Rule("allow", "10.8.0.0/16", SSH),
+        audit.Rule("allow", "10.8.3.0/24", SSH),  # inside ssh:from
+        audit.Rule("limit", "203.0.113.0/24", SSH),
+        audit.Rule("allow", "10.0.0.0/8", None),  # wider than ssh:from: beyond it
+    ]
+    result = ssh_audit({"ssh": {"from": ["10.8.0.0/16"]}}, rules)
+    assert [(f["severity"], f["port"], f["message"]) for f in result["findings"]] == [
+        (
+            "high",
+            "22/tcp",
+            "management (ssh) is reachable from 10.0.0.0/8, 203.0.113.0/24, beyond zimbra_fw:ssh:from (10.8.0.0/16)",
+        )
+    ]
+
+
+def test_ssh_reached_only_as_ssh_from_says_is_no_finding():
+    rules = [audit.Rule("allow", "10.8.0.0/16", SSH), audit.Rule("allow", "2001:db8:8::/48", SSH)]
+    result = ssh_audit({"ssh": {"from": ["10.8.0.0/16", "2001:db8:8::/48"]}}, rules)
+    assert result["findings"] == []
+    assert by_port(result)["22/tcp"]["reachable_from"] == ["10.8.0.0/16", "2001:db8:8::/48"]
+
+
+def test_sources_the_policy_itself_gives_the_ssh_port_are_not_beyond_ssh_from():
+    # Trusted subnets reach every port, mailbox peers reach 22 for zmrcd, the
+    # Salt master's rule matches its source ports on every TCP port.
+    pillar = {
+        "ssh": {"from": ["10.8.0.0/16"]},
+        "trusted_subnets": ["192.168.1.0/24"],
+        "cluster": {"peers": [{"name": "mb1", "addresses": ["10.0.0.13"], "roles": ["mailbox"]}]},
+    }
+    facts = cfg.Facts(salt_master=("10.77.0.1", [4505, 4506]))
+    rules = [
+        audit.Rule("allow", "10.8.0.0/16", SSH),
+        audit.Rule("allow", "10.77.0.1", [audit.PortSpec(1, 65535, "tcp")]),
+        audit.Rule("allow", "192.168.1.0/24", None),
+        audit.Rule("allow", "10.0.0.13", SSH),
+    ]
+    assert ssh_audit(pillar, rules, facts)["findings"] == []
+    # An mta peer has no business on 22: it is beyond ssh:from.
+    pillar["cluster"]["peers"][0]["roles"] = ["mta"]
+    assert [f["message"] for f in ssh_audit(pillar, rules, facts)["findings"]] == [
+        "management (ssh) is reachable from 10.0.0.13, beyond zimbra_fw:ssh:from (10.8.0.0/16)"
+    ]
+
+
+def test_ssh_from_any_is_no_management_finding():
+    assert ssh_audit({}, [audit.Rule("allow", "any", SSH)])["findings"] == []
+    assert ssh_audit({"ssh": {"from": ["any"]}}, [audit.Rule("allow", "any", None)])["findings"] == []
+
+
+def test_the_management_finding_follows_ssh_port():
+    found = [listener("0.0.0.0", 22), listener("0.0.0.0", 2222)]
+    rules = [audit.Rule("allow", "any", [audit.PortSpec(22, 22, "tcp"), audit.PortSpec(2222, 2222, "tcp")])]
+    result = ssh_audit({"ssh": {"port": 2222, "from": ["10.8.0.0/16"]}}, rules, found=found)
+    management = [f for f in result["findings"] if f["message"].startswith("management")]
+    assert [(f["severity"], f["port"]) for f in management] == [("high", "2222/tcp")]
+
+
+def test_ssh_from_a_firewalld_rich_rule_outside_ssh_from_is_high():
+    rule = 'rule family="ipv4" source address="192.0.2.0/24" port port="22" protocol="tcp" accept'
+    rules = [found for _, found in fw_files.rich_rule_access(rule)]
+    result = ssh_audit({"ssh": {"from": ["10.8.0.0/16"]}}, rules)
+    assert [(f["severity"], f["port"]) for f in result["findings"]] == [("high", "22/tcp")]
+    assert "192.0.2.0/24" in result["findings"][0]["message"]
+
+
+def test_no_management_wanted_yet_ssh_reachable_is_high():
+    pillar = {"ssh": {"from": []}, "allow_no_management": True}
+    result = ssh_audit(pillar, [audit.Rule("allow", "any", SSH)])
+    assert result["findings"][0]["message"] == (
+        "management (ssh) is reachable from anyone, beyond zimbra_fw:ssh:from (nobody)"
+    )
+    assert ssh_audit(pillar, [])["findings"] == []  # nobody reaches it: as wanted
+
+
+def test_management_is_judged_even_when_the_ssh_port_is_public():
+    # A policy that also publishes the ssh port (the config refuses such a
+    # pillar; the audit must not trust that): anyone reaching it is still beyond ssh:from.
+    pillar = {"roles": ["mta"], "ssh": {"port": 2222, "from": ["10.8.0.0/16"]}}
+    policy = policies.build(cfg.parse_config(pillar))
+    policy = policy._replace(public=[*policy.public, audit.PortSpec(2222, 2222, "tcp")])
+    rules = [audit.Rule("allow", "any", [audit.PortSpec(2222, 2222, "tcp")])]
+    result = audit.audit(policy, [listener("0.0.0.0", 2222)], rules, active=True, incoming="deny", firewall="ufw")
+    assert result["ports"][0]["expected"] == "public"
+    assert [(f["severity"], f["port"]) for f in result["findings"]] == [("high", "2222/tcp")]
+
+
+# ---------------------------------------------------------------- findings from the backend
+
+
+def test_extra_findings_from_the_backend_are_sorted_with_the_rest():
+    policy = policies.build(cfg.parse_config({"roles": ["mta"]}))
+    extra = [
+        ("low", "zone public has no interface"),
+        ("high", "interface eth1 is in the trusted zone"),
+    ]
+    found = [listener("0.0.0.0", 9999)]
+    rules = [audit.Rule("allow", "any", None)]
+    result = audit.audit(
+        policy, found, rules, active=True, incoming="allow", firewall="firewalld", extra_findings=extra
+    )
+    assert [(f["severity"], f["port"], f["message"]) for f in result["findings"]] == [
+        ("high", None, "firewalld's default incoming policy is allow"),
+        ("high", None, "interface eth1 is in the trusted zone"),
+        ("medium", "9999/tcp", "not a Zimbra port, yet reachable from anyone"),
+        ("low", None, "zone public has no interface"),
+    ]
+    assert result["summary"] == {"critical": 0, "high": 2, "medium": 1, "low": 1, "info": 0}
+    assert result["report"][1] == "HIGH firewall: interface eth1 is in the trusted zone"
+    assert result["report"][3] == "LOW firewall: zone public has no interface"
+
+
+def test_extra_findings_default_to_none_and_refuse_an_unknown_severity():
+    policy = policies.build(cfg.parse_config({"roles": ["mta"]}))
+    assert audit.audit(policy, [], [], active=True, incoming="deny", firewall="ufw")["findings"] == []
+    with pytest.raises(ValueError, match="severity 'urgent'"):
+        audit.audit(policy, [], [], active=True, incoming="deny", firewall="ufw", extra_findings=[("urgent", "x")])
