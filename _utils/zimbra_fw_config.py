@@ -26,7 +26,7 @@ Config = namedtuple(
     "Config",
     "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from ssh_limit "
     "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
-    "salt_masters mail_mode only_from left_out backend zone",
+    "salt_masters mail_mode only_from left_out backend zone allow_wide_networks wide_networks",
 )
 SaltMaster = namedtuple("SaltMaster", "address ports")
 Peer = namedtuple("Peer", "name addresses roles source")
@@ -57,6 +57,7 @@ DEFAULTS = {
     },
     "enabled": True,
     "allow_no_management": False,
+    "allow_wide_networks": False,
     "allow_salt_master": True,
     "cluster": {"peers": [], "mine": False, "mine_target": "*", "networks": []},
     "mail_mode": "https",
@@ -64,10 +65,10 @@ DEFAULTS = {
     "firewalld": {"zone": None},
 }
 BACKENDS = ("ufw", "firewalld")
-ZONE_NAME_RE = re.compile(r"^[A-Za-z0-9_+-]{1,17}$")  # firewalld's limit: 17 characters
+ZONE_NAME_RE = re.compile(r"[A-Za-z0-9_+-]{1,17}")  # firewalld's limit: 17 characters
 
 # Room is left for the "-<role>" suffix of the per-role groups (ufw allows 64).
-PROFILE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,47}$")
+PROFILE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,47}")  # fullmatch: "$" would let a newline in
 RESERVED_PROFILE_NAMES = {"all", "any"}
 PROFILE_TEXT_MAX = 200
 
@@ -165,27 +166,110 @@ def _parse_role_list(problems, key, value):
     return tuple(sorted(set(roles)))
 
 
-def _parse_network(problems, key, value):
+# Addresses no rule may name: they are no host's, or they do not mean what
+# they seem (an IPv4-mapped IPv6 source never matches IPv4 traffic).
+SPECIAL_NETWORKS = tuple(
+    (ipaddress.ip_network(network), reason)
+    for network, reason in (
+        ("0.0.0.0/8", "is in 0.0.0.0/8, the unspecified address: it names no host"),
+        ("::/128", "is the unspecified address: it names no host"),
+        ("127.0.0.0/8", "is a loopback address: no other host has it"),
+        ("::1/128", "is the loopback address: no other host has it"),
+        ("169.254.0.0/16", "is link-local: it names a host on some link, not a routed peer; use its routable address"),
+        ("fe80::/10", "is link-local: it names a host on some link, not a routed peer; use its routable address"),
+        ("224.0.0.0/4", "is multicast: no connection comes from it"),
+        ("ff00::/8", "is multicast: no connection comes from it"),
+        (
+            "::ffff:0:0/96",
+            "is an IPv4-mapped IPv6 address (::ffff:a.b.c.d): IPv4 packets never match an IPv6 rule; "
+            "write the IPv4 address or subnet",
+        ),
+        (
+            "::/96",
+            "is an IPv4-compatible IPv6 address (::a.b.c.d, deprecated): write the IPv4 address or subnet",
+        ),
+    )
+)
+NETWORK_TEXT_RE = re.compile(r"[0-9A-Fa-f.:/]+")
+# Shorter prefixes (0.0.0.0/1, 2000::/3) need allow_wide_networks: true.
+MIN_PREFIX = {4: 8, 6: 16}
+
+
+class WideNetworks(list):
+    """The networks wider than MIN_PREFIX met while parsing, as (key, network);
+    a problem each unless ``allowed`` (zimbra_fw:allow_wide_networks)."""
+
+    def __init__(self, allowed=False):
+        super().__init__()
+        self.allowed = allowed
+
+    def check(self, problems, key, value, network):
+        """True when ``network`` may be used."""
+        shortest = MIN_PREFIX[network.version]
+        if network.prefixlen >= shortest:
+            return True
+        if not self.allowed:
+            problems.add(
+                key,
+                value,
+                f"is wider than /{shortest}: it would give a large part of the internet access (LDAP, memcached, "
+                "MySQL); list narrower networks, or set zimbra_fw:allow_wide_networks: true if that is intended",
+            )
+            return False
+        self.append((key, network))
+        return True
+
+
+def _network_of_text(problems, key, value):
+    """The ip_network the text ``value`` names, or None with a problem."""
     if not isinstance(value, str):
         problems.add(key, value, "must be an address or subnet such as '192.168.1.0/24'")
         return None
+    text = value.strip()
+    if "%" in text:  # ipaddress keeps whatever follows a zone ID, and str() gives it back
+        problems.add(key, value, "has an IPv6 zone ID ('%...'): a firewall rule cannot name one; leave it out")
+        return None
     try:
-        network = ipaddress.ip_network(value.strip())
+        network = ipaddress.ip_network(text)
     except ValueError as exc:
         hint = ""
         try:
-            hint = f" (did you mean {str(ipaddress.ip_network(value.strip(), strict=False))!r}?)"
+            hint = f" (did you mean {str(ipaddress.ip_network(text, strict=False))!r}?)"
         except ValueError:
             pass
         problems.add(key, value, f"is not a valid subnet: {exc}{hint}")
         return None
-    if network.prefixlen == 0:
-        problems.add(key, value, "is the whole internet: it would give everyone access (LDAP, memcached, MySQL)")
+    if not NETWORK_TEXT_RE.fullmatch(text):
+        problems.add(key, value, "is not a valid subnet: only digits, a-f, '.', ':' and '/' may be in one")
         return None
     return network
 
 
-def _parse_networks(problems, key, value, allow_any=False):
+def _special_reason(network):
+    """Why no rule may name ``network``, or None."""
+    if network.prefixlen == 0:
+        return "is the whole internet: it would give everyone access (LDAP, memcached, MySQL)"
+    for special, reason in SPECIAL_NETWORKS:
+        if special.version == network.version and network.subnet_of(special):
+            return reason
+    return None
+
+
+def _parse_network(problems, key, value, wide=None):
+    """An ip_network from the text ``value``, or None with a problem. ``wide``
+    (a WideNetworks) checks the prefix length; without it any length but /0 passes."""
+    network = _network_of_text(problems, key, value)
+    if network is None:
+        return None
+    if reason := _special_reason(network):
+        problems.add(key, value, reason)
+        return None
+    if wide is not None and not wide.check(problems, key, value, network):
+        return None
+    return network
+
+
+def _parse_networks(problems, key, value, allow_any=False, wide=None):
     """A list of subnets, none the whole internet; with ``allow_any``, ``any`` stands for everyone."""
     networks = []
     for index, item in enumerate(_check_list(problems, key, value)):
@@ -196,7 +280,7 @@ def _parse_networks(problems, key, value, allow_any=False):
             else:
                 problems.add(item_key, item, "would give the whole internet access (LDAP, memcached, MySQL)")
             continue
-        network = _parse_network(problems, item_key, item)
+        network = _parse_network(problems, item_key, item, wide)
         if network is not None:
             networks.append(network)
     _check_no_duplicates(problems, key, networks)
@@ -237,17 +321,17 @@ def _check_extra_ports(problems, extra_ports, exclude_ports):
             problems.add("exclude_ports", str(excluded), f"only partly covers the range {spec}")
 
 
-def _parse_ssh(problems, value):
+def _parse_ssh(problems, value, wide):
     """(port, who may connect, rate-limited or not)."""
     ssh = _mapping(problems, "ssh", value, DEFAULTS["ssh"], "port, from and limit, such as {port: 22, from: [any]}")
     port = ssh["port"]
     if not _is_int(port) or not 1 <= port <= 65535:
         problems.add("ssh:port", port, "is not a port number (1-65535)")
-    sources = _parse_networks(problems, "ssh:from", ssh["from"], allow_any=True)
+    sources = _parse_networks(problems, "ssh:from", ssh["from"], allow_any=True, wide=wide)
     return port, sources, _check_bool(problems, "ssh:limit", ssh["limit"])
 
 
-def _parse_only_from(problems, value):
+def _parse_only_from(problems, value, wide):
     """((PortSpec, networks), ...) from zimbra_fw:only_from; each port at most once."""
     if not isinstance(value, dict):
         problems.add("only_from", value, "must be a mapping of port to networks, such as {'25': [198.51.100.0/24]}")
@@ -262,7 +346,7 @@ def _parse_only_from(problems, value):
             continue
         if spec in restricted:
             problems.add("only_from", port, f"names {spec} twice")
-        restricted[spec] = _parse_networks(problems, key, networks)
+        restricted[spec] = _parse_networks(problems, key, networks, wide=wide)
         if networks == []:
             problems.add(key, networks, "is empty: list the networks that may reach the port, or leave the port out")
     return tuple(sorted(restricted.items()))
@@ -282,7 +366,7 @@ def _parse_profile_text(problems, key, value):
 def _parse_profile(problems, value, name_taken):
     profile = _mapping(problems, "profile", value, DEFAULTS["profile"], "name, title and description")
     name = profile["name"]
-    if not isinstance(name, str) or not PROFILE_NAME_RE.match(name) or name.lower() in RESERVED_PROFILE_NAMES:
+    if not isinstance(name, str) or not PROFILE_NAME_RE.fullmatch(name) or name.lower() in RESERVED_PROFILE_NAMES:
         problems.add(
             "profile:name",
             name,
@@ -295,7 +379,7 @@ def _parse_profile(problems, value, name_taken):
     return name, title, description
 
 
-def _parse_peer(problems, key, value, source, networks=()):
+def _parse_peer(problems, key, value, source, *, networks=(), wide=None):
     """(Peer or None, addresses left out). Mine peers publish their own
     addresses: host addresses only, and with ``networks`` only those inside them."""
     if not isinstance(value, dict):
@@ -307,7 +391,7 @@ def _parse_peer(problems, key, value, source, networks=()):
         problems.add(f"{key}:name", name, "must be a non-empty string")
     addresses, left_out = [], []
     for index, item in enumerate(_check_list(problems, f"{key}:addresses", value.get("addresses"))):
-        network = _parse_network(problems, f"{key}:addresses[{index}]", item)
+        network = _parse_network(problems, f"{key}:addresses[{index}]", item, wide)
         if network is None:
             continue
         if source == "mine" and network.prefixlen != network.max_prefixlen:
@@ -326,18 +410,18 @@ def _parse_peer(problems, key, value, source, networks=()):
     return Peer(str(name), tuple(sorted(set(addresses), key=_network_key)), roles, source), tuple(left_out)
 
 
-def _parse_cluster(problems, value, mine_data, minion_id):
+def _parse_cluster(problems, value, mine_data, minion_id, wide):
     """(peers, mine wanted, mine target, mine addresses left out) from
     zimbra_fw:cluster and the Salt Mine's data."""
     cluster = _mapping(problems, "cluster", value, DEFAULTS["cluster"], "peers, mine, mine_target and networks")
     use_mine = _check_bool(problems, "cluster:mine", cluster["mine"])
-    networks = _parse_networks(problems, "cluster:networks", cluster["networks"])
+    networks = _parse_networks(problems, "cluster:networks", cluster["networks"], wide=wide)
     target = cluster["mine_target"]
     if not isinstance(target, str) or not target.strip():
         problems.add("cluster:mine_target", target, "must be a Salt target such as '*' or 'G@zimbra:*'")
     peers, left_out = {}, {}
     for index, item in enumerate(_check_list(problems, "cluster:peers", cluster["peers"])):
-        peer, _ = _parse_peer(problems, f"cluster:peers[{index}]", item, "pillar")
+        peer, _ = _parse_peer(problems, f"cluster:peers[{index}]", item, "pillar", wide=wide)
         if peer is None:
             continue
         if peer.name in peers:
@@ -352,7 +436,7 @@ def _parse_cluster(problems, value, mine_data, minion_id):
             if name == minion_id or name in peers:
                 continue  # pillar peers override the mine
             entry = dict(identity, name=name) if isinstance(identity, dict) else identity
-            peer, outside = _parse_peer(problems, f"cluster:mine[{name}]", entry, "mine", networks)
+            peer, outside = _parse_peer(problems, f"cluster:mine[{name}]", entry, "mine", networks=networks)
             if outside:
                 left_out[str(name)] = tuple(source_text(n) for n in outside)
             if peer is not None and peer.addresses:
@@ -385,17 +469,20 @@ def _parse_backend(problems, value, os_family):
 def _parse_firewalld(problems, value):
     settings = _mapping(problems, "firewalld", value, DEFAULTS["firewalld"], "zone")
     zone = settings["zone"]
-    if zone is not None and not (isinstance(zone, str) and ZONE_NAME_RE.match(zone)):
+    if zone is not None and not (isinstance(zone, str) and ZONE_NAME_RE.fullmatch(zone)):
         problems.add("firewalld:zone", zone, "is not a firewalld zone name (letters, digits, _ + -; up to 17)")
         return None
     return zone
 
 
 def source_text(network):
-    """An address or subnet as firewalls print it: a host without its prefix length."""
+    """An address or subnet as firewalls print it: a host without its prefix
+    length. Made from the parsed address alone (its bytes), never from text
+    the pillar gave: no zone ID or other text can ride along."""
+    address = ipaddress.ip_address(network.network_address.packed)
     if network.prefixlen == network.max_prefixlen:
-        return str(network.network_address)
-    return str(network)
+        return address.compressed
+    return f"{address.compressed}/{network.prefixlen}"
 
 
 def _ipv6_networks(config):
@@ -421,22 +508,26 @@ def parse_config(pillar, facts=NO_FACTS):
     _check_keys(problems, "", pillar, tuple(DEFAULTS))
     merged = {**DEFAULTS, **pillar}
     roles, roles_source = _parse_roles(problems, merged["roles"], facts.packages)
-    trusted = _parse_networks(problems, "trusted_subnets", merged["trusted_subnets"])
-    admin = _parse_networks(problems, "admin_subnets", merged["admin_subnets"])
+    allow_wide = _check_bool(problems, "allow_wide_networks", merged["allow_wide_networks"])
+    wide = WideNetworks(allow_wide)
+    trusted = _parse_networks(problems, "trusted_subnets", merged["trusted_subnets"], wide=wide)
+    admin = _parse_networks(problems, "admin_subnets", merged["admin_subnets"], wide=wide)
     peers, use_mine, mine_target, left_out = _parse_cluster(
-        problems, merged["cluster"], facts.mine_data, facts.minion_id
+        problems, merged["cluster"], facts.mine_data, facts.minion_id, wide
     )
     extra = _parse_port_list(problems, "extra_ports", merged["extra_ports"])
     exclude = _parse_port_list(problems, "exclude_ports", merged["exclude_ports"])
     _check_extra_ports(problems, extra, exclude)
-    only_from = _parse_only_from(problems, merged["only_from"])
-    ssh_port, ssh_from, ssh_limit = _parse_ssh(problems, merged["ssh"])
+    only_from = _parse_only_from(problems, merged["only_from"], wide)
+    ssh_port, ssh_from, ssh_limit = _parse_ssh(problems, merged["ssh"], wide)
     name, title, description = _parse_profile(problems, merged["profile"], facts.name_taken)
     allow_no_management = _check_bool(problems, "allow_no_management", merged["allow_no_management"])
     masters = ()
     if _check_bool(problems, "allow_salt_master", merged["allow_salt_master"]) and facts.salt_master:
         address, ports = facts.salt_master
-        masters = (SaltMaster(ipaddress.ip_network(address), tuple(sorted(set(ports)))),)
+        network = _parse_network(problems, "allow_salt_master", address)
+        if network is not None:
+            masters = (SaltMaster(network, tuple(sorted(set(ports)))),)
     if not ssh_from and not allow_no_management:
         problems.add(
             "ssh:from",
@@ -468,6 +559,8 @@ def parse_config(pillar, facts=NO_FACTS):
         left_out=left_out,
         backend=_parse_backend(problems, merged["backend"], facts.os_family),
         zone=_parse_firewalld(problems, merged["firewalld"]),
+        allow_wide_networks=allow_wide,
+        wide_networks=tuple(wide),
     )
     if facts.ipv6_off:
         for key, network in _ipv6_networks(config):

@@ -16,7 +16,7 @@ from collections import namedtuple
 
 import zimbra_fw_catalogue as catalogue
 from zimbra_fw_catalogue import CLUSTER, LOCALHOST, PUBLIC
-from zimbra_fw_config import ConfigInvalid, Problems
+from zimbra_fw_config import MIN_PREFIX, ConfigInvalid, Problems, source_text
 
 
 def __virtual__():
@@ -187,4 +187,14 @@ def open_ports(policy):
         result["left_out"] = {name: list(addresses) for name, addresses in config.left_out.items()}
     if config.admin_subnets:
         result["admin"] = {str(spec): [str(n) for n in config.admin_subnets] for spec in policy.admin}
+    result["warnings"] = warnings(policy)
     return result
+
+
+def warnings(policy):
+    """What the pillar allows but should be said on every run (the pillar_valid state's comment)."""
+    return [
+        f"zimbra_fw:{key}: {source_text(network)} is wider than /{MIN_PREFIX[network.version]}, allowed by "
+        "zimbra_fw:allow_wide_networks: it gives a large part of the internet access"
+        for key, network in policy.config.wide_networks
+    ]

@@ -1,0 +1,176 @@
+"""Hostile pillar and facts (issue 18): no value can widen a rule, and what
+reaches the firewall is made from parsed values only."""
+
+import ipaddress
+
+import pytest
+import zimbra_fw_config as cfg
+import zimbra_fw_policy as policies
+
+MTA = {"roles": ["mta"]}
+ZONE = '2001:db8::1%" invert="true" address="2001:db8::2'
+ZONE_REASON = "has an IPv6 zone ID ('%...'): a firewall rule cannot name one; leave it out"
+
+
+def problems(pillar, facts=cfg.NO_FACTS):
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        cfg.parse_config(pillar, facts)
+    return info.value.problems
+
+
+# ------------------------------------------------------------ zone IDs, text
+
+
+@pytest.mark.parametrize(
+    "pillar, key",
+    [
+        ({"trusted_subnets": [ZONE]}, "trusted_subnets[0]"),
+        ({"admin_subnets": ["fe80::1%eth0"]}, "admin_subnets[0]"),
+        ({"only_from": {"25": [ZONE]}}, "only_from:25[0]"),
+        ({"ssh": {"from": [ZONE]}}, "ssh:from[0]"),
+        ({"cluster": {"networks": ["2001:db8::/64%x"]}}, "cluster:networks[0]"),
+        (
+            {"cluster": {"peers": [{"name": "p", "addresses": [ZONE], "roles": ["ldap"]}]}},
+            "cluster:peers[0]:addresses[0]",
+        ),
+    ],
+)
+def test_a_zone_id_is_refused_naming_key_and_value(pillar, key):
+    found = problems({**MTA, **pillar})
+    value = {**pillar}
+    assert any(p.startswith(f"zimbra_fw:{key}: ") and p.endswith(ZONE_REASON) for p in found), found
+    assert value == pillar
+
+
+def test_a_zone_id_in_the_salt_master_address_is_refused():
+    found = problems(MTA, cfg.Facts(salt_master=(ZONE, (4505, 4506))))
+    assert found == [f"zimbra_fw:allow_salt_master: {ZONE!r} {ZONE_REASON}"]
+
+
+def test_source_text_comes_from_the_parsed_address_never_the_text():
+    scoped = ipaddress.ip_network(ZONE)  # what ipaddress makes of it: a /128 that keeps the text
+    assert cfg.source_text(scoped) == "2001:db8::1"
+    assert cfg.source_text(ipaddress.ip_network("2001:0db8:0000::/48")) == "2001:db8::/48"
+    assert cfg.source_text(ipaddress.ip_network("10.0.0.5")) == "10.0.0.5"
+
+
+def test_whitespace_is_stripped_and_values_are_parsed_objects():
+    config = cfg.parse_config({**MTA, "trusted_subnets": [" 10.1.0.0/16\n"], "ssh": {"from": ["\t10.2.0.0/16 "]}})
+    assert config.trusted_subnets == (ipaddress.ip_network("10.1.0.0/16"),)
+    assert config.ssh_from == (ipaddress.ip_network("10.2.0.0/16"),)
+
+
+@pytest.mark.parametrize(
+    "pillar, key",
+    [({"profile": {"name": "Zimbra\n"}}, "profile:name"), ({"firewalld": {"zone": "public\n"}}, "firewalld:zone")],
+)
+def test_a_name_with_a_trailing_newline_is_refused(pillar, key):
+    found = problems({**MTA, **pillar})
+    assert len(found) == 1 and found[0].startswith(f"zimbra_fw:{key}: "), found
+
+
+# ------------------------------------------------------------ special addresses
+
+SPECIAL = [
+    ("::ffff:10.0.0.0/104", "is an IPv4-mapped IPv6 address"),
+    ("::ffff:10.0.0.1", "is an IPv4-mapped IPv6 address"),
+    ("::10.0.0.1", "is an IPv4-compatible IPv6 address"),
+    ("::a00:0/104", "is an IPv4-compatible IPv6 address"),
+    ("fe80::/64", "is link-local"),
+    ("fe80::1", "is link-local"),
+    ("169.254.0.0/16", "is link-local"),
+    ("ff02::1", "is multicast"),
+    ("224.0.0.0/4", "is multicast"),
+    ("239.1.2.3", "is multicast"),
+    ("127.0.0.0/8", "is a loopback address"),
+    ("127.0.0.1", "is a loopback address"),
+    ("::1", "is the loopback address"),
+    ("::", "is the unspecified address"),
+    ("0.0.0.0", "is in 0.0.0.0/8, the unspecified address"),
+]
+
+
+@pytest.mark.parametrize("address, reason", SPECIAL)
+@pytest.mark.parametrize(
+    "where, key",
+    [
+        (lambda a: {"trusted_subnets": [a]}, "trusted_subnets[0]"),
+        (lambda a: {"admin_subnets": [a]}, "admin_subnets[0]"),
+        (lambda a: {"only_from": {"25": [a]}}, "only_from:25[0]"),
+        (lambda a: {"ssh": {"from": [a]}}, "ssh:from[0]"),
+        (
+            lambda a: {"cluster": {"peers": [{"name": "p", "addresses": [a], "roles": ["ldap"]}]}},
+            "cluster:peers[0]:addresses[0]",
+        ),
+    ],
+    ids=["trusted", "admin", "only_from", "ssh", "peer"],
+)
+def test_special_addresses_are_refused_as_sources_and_peers(address, reason, where, key):
+    found = problems({**MTA, **where(address)})
+    assert any(p.startswith(f"zimbra_fw:{key}: {address!r} {reason}") for p in found), found
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::ffff:10.77.0.1", "fe80::1", "0.0.0.0"])
+def test_a_special_salt_master_address_is_refused(address):
+    (found,) = problems(MTA, cfg.Facts(salt_master=(address, (4505, 4506))))
+    assert found.startswith(f"zimbra_fw:allow_salt_master: {address!r} is ")
+
+
+def test_ordinary_ipv6_and_ipv4_stay_valid():
+    config = cfg.parse_config({**MTA, "trusted_subnets": ["2001:db8::/32", "fd00::/16", "10.0.0.0/8", "::/16"]})
+    assert [str(n) for n in config.trusted_subnets] == ["10.0.0.0/8", "::/16", "2001:db8::/32", "fd00::/16"]
+
+
+# ------------------------------------------------------------ wide networks
+
+WIDE = "it would give a large part of the internet access (LDAP, memcached, MySQL); list narrower networks, or "
+WIDE += "set zimbra_fw:allow_wide_networks: true if that is intended"
+
+
+def test_networks_wider_than_8_or_16_are_refused_in_every_source_key():
+    found = problems(
+        {
+            "roles": ["mta", "mailbox"],
+            "trusted_subnets": ["0.0.0.0/1", "128.0.0.0/1"],
+            "admin_subnets": ["2000::/3"],
+            "only_from": {"25": ["10.0.0.0/7"]},
+            "ssh": {"from": ["2000::/15"]},
+            "cluster": {"peers": [{"name": "p", "addresses": ["64.0.0.0/2"], "roles": ["ldap"]}]},
+        }
+    )
+    assert found == [
+        f"zimbra_fw:trusted_subnets[0]: '0.0.0.0/1' is wider than /8: {WIDE}",
+        f"zimbra_fw:trusted_subnets[1]: '128.0.0.0/1' is wider than /8: {WIDE}",
+        f"zimbra_fw:admin_subnets[0]: '2000::/3' is wider than /16: {WIDE}",
+        f"zimbra_fw:cluster:peers[0]:addresses[0]: '64.0.0.0/2' is wider than /8: {WIDE}",
+        "zimbra_fw:cluster:peers[0]:addresses: ['64.0.0.0/2'] must list at least one address",
+        f"zimbra_fw:only_from:25[0]: '10.0.0.0/7' is wider than /8: {WIDE}",
+        f"zimbra_fw:ssh:from[0]: '2000::/15' is wider than /16: {WIDE}",
+        "zimbra_fw:ssh:from: [] leaves no management access once default-deny is on; list who may reach ssh, "
+        "or set zimbra_fw:allow_no_management: true if that is intended",
+    ]
+
+
+def test_allow_wide_networks_accepts_them_and_says_so_on_every_run():
+    pillar = {**MTA, "trusted_subnets": ["0.0.0.0/1", "128.0.0.0/1", "10.0.0.0/8"], "allow_wide_networks": True}
+    config = cfg.parse_config(pillar)
+    assert config.allow_wide_networks is True
+    assert [(key, str(n)) for key, n in config.wide_networks] == [
+        ("trusted_subnets[0]", "0.0.0.0/1"),
+        ("trusted_subnets[1]", "128.0.0.0/1"),
+    ]
+    assert policies.open_ports(policies.build(config))["warnings"] == [
+        "zimbra_fw:trusted_subnets[0]: 0.0.0.0/1 is wider than /8, allowed by zimbra_fw:allow_wide_networks: "
+        "it gives a large part of the internet access",
+        "zimbra_fw:trusted_subnets[1]: 128.0.0.0/1 is wider than /8, allowed by zimbra_fw:allow_wide_networks: "
+        "it gives a large part of the internet access",
+    ]
+    assert problems({**pillar, "allow_wide_networks": "yes"})[0] == (
+        "zimbra_fw:allow_wide_networks: 'yes' must be true or false"
+    )
+
+
+def test_no_warning_without_wide_networks_and_any_stays_the_word_for_anyone():
+    config = cfg.parse_config({**MTA, "ssh": {"from": ["any"]}, "trusted_subnets": ["10.0.0.0/8", "2001::/16"]})
+    assert config.ssh_from == ("any",) and config.wide_networks == ()
+    assert policies.open_ports(policies.build(config))["warnings"] == []
