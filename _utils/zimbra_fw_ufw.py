@@ -41,6 +41,7 @@ PACKAGE = PROGRAM = "ufw"
 SERVICE = None  # enabled by ufw itself (ENABLED=yes in ufw.conf), no daemon
 RULE_COMMENT = "zimbra_fw"
 APPS_DIR = "/etc/ufw/applications.d"
+APPS_SKIPPED = (".dpkg-new", ".dpkg-old", ".dpkg-dist", ".rpmnew", ".rpmsave", "~")  # files ufw does not read there
 PROFILE_PATH = os.path.join(APPS_DIR, "zimbra")
 DEFAULTS_PATH = "/etc/default/ufw"
 RULES_FILES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
@@ -48,8 +49,14 @@ PROFILE_HEADER = "# Managed by Salt (zimbra_fw formula). Local changes are overw
 PARTS = ("profile", "rules", "firewall")
 BATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_ufw_batch.py")
 
-# rules: (words, comment) in ufw's order. active: None unless read live.
-Snapshot = namedtuple("Snapshot", "rules profile_text app_profiles active incoming")
+# rules: (words, comment) in ufw's order, each once. active: None unless read
+# live. copies: {(words, comment): {family: ports}}, the families whose rules
+# file holds the rule and the ports its tuples there open
+# (zimbra_fw_ufw_files.read_rules), or None: every rule then counts as present
+# in each of its families, an application rule as opening its profile's ports.
+# ipv6: whether ufw handles IPv6 (user6.rules was read).
+Snapshot = namedtuple("Snapshot", "rules profile_text app_profiles active incoming copies ipv6")
+Snapshot.__new__.__defaults__ = (None, True)
 Plan = namedtuple("Plan", "changes steps comment")
 Step = namedtuple("Step", "action args describe")  # action: ufw, write, remove or check
 
@@ -80,25 +87,51 @@ def ipv6_off(defaults=None):
     return "ufw has IPv6 off (IPV6=no in /etc/default/ufw)"
 
 
+def _app_files():
+    """The files in applications.d ufw reads, sorted as ufw reads them."""
+    try:
+        names = sorted(os.listdir(APPS_DIR))
+    except FileNotFoundError:
+        return []
+    return [name for name in names if not name.startswith(".") and not name.endswith(APPS_SKIPPED)]
+
+
 def name_taken(name):
-    """Why ufw cannot use ``name`` for an application profile, or None."""
+    """Why ufw cannot use ``name`` for an application profile, or None: a
+    service name, or a profile another file in applications.d defines (ufw
+    matches a profile name regardless of case when none matches exactly)."""
     try:
         socket.getservbyname(name)  # any protocol
     except OSError:
-        return None
-    return "is a service name in /etc/services; ufw would take the service, not the profile"
+        pass
+    else:
+        return "is a service name in /etc/services; ufw would take the service, not the profile"
+    own = os.path.basename(PROFILE_PATH)
+    for file_name in _app_files():
+        if file_name == own:
+            continue
+        path = os.path.join(APPS_DIR, file_name)
+        for other in files.profile_file_ports(_read_file(path)):
+            if other.lower() == name.lower():
+                return f"is the application profile '{other}' of {path}; ours would shadow it (or it ours)"
+    return None
 
 
-def _rules(defaults=None):
-    paths = [RULES_FILES[0]]
-    if ipv6_off(defaults) is None and os.path.exists("/proc/sys/net/ipv6"):
-        paths.append(RULES_FILES[1])
-    return files.rules_from_files(_read_file(path) for path in paths)
+def _ipv6_read(defaults=None):
+    """Whether ufw handles IPv6, so that its user6.rules counts."""
+    return ipv6_off(defaults) is None and os.path.exists("/proc/sys/net/ipv6")
+
+
+def _read_rules(defaults=None):
+    """(rules, copies, ipv6) from ufw's rules files, as the Snapshot holds them."""
+    ipv6 = _ipv6_read(defaults)
+    paths = RULES_FILES if ipv6 else RULES_FILES[:1]
+    rules, copies = files.read_rules([_read_file(path) for path in paths])
+    return rules, copies, ipv6
 
 
 def _app_profiles():
-    names = sorted(name for name in os.listdir(APPS_DIR) if not name.startswith("."))
-    return files.parse_app_profiles(_read_file(os.path.join(APPS_DIR, name)) or "" for name in names)
+    return files.parse_app_profiles(_read_file(os.path.join(APPS_DIR, name)) or "" for name in _app_files())
 
 
 def _active(run):
@@ -118,15 +151,43 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
     active = _active(run) if live else None
     defaults = _read_file(DEFAULTS_PATH) or ""  # read once: IPv6 and the default policy
     incoming = files.parse_defaults_file(defaults)
-    return Snapshot(_rules(defaults), _read_file(PROFILE_PATH), _app_profiles(), active, incoming)
+    rules, copies, ipv6 = _read_rules(defaults)
+    return Snapshot(rules, _read_file(PROFILE_PATH), _app_profiles(), active, incoming, copies, ipv6)
 
 
 def managed_rules(snapshot):
-    return _managed(snapshot.rules)
+    return [words for words, comment in snapshot.rules if comment == RULE_COMMENT]
 
 
-def _managed(rules):
-    return [words for words, comment in rules if comment == RULE_COMMENT]
+def families(words, ipv6=True):
+    """The families a rule of ours belongs to, by its source: IPv4 or IPv6,
+    or both for a rule from anyone (IPv6 only while ufw handles it)."""
+    source = words[words.index("from") + 1] if "from" in words else "any"
+    if source == "any":
+        return files.FAMILIES if ipv6 else files.FAMILIES[:1]
+    return files.FAMILIES[1:] if ":" in source else files.FAMILIES[:1]
+
+
+def managed_copies(snapshot):
+    """``{words: {family: ports}}`` of the rules marked ``zimbra_fw``, in ufw's order."""
+    if snapshot.copies is None:
+        return {words: dict.fromkeys(files.FAMILIES) for words in managed_rules(snapshot)}
+    return {words: snapshot.copies[(words, comment)] for words, comment in snapshot.rules if comment == RULE_COMMENT}
+
+
+def missing_copies(wanted, present, ipv6):
+    """``[(words, text)]`` of the rules in ``wanted`` that are missing from a
+    family they belong to, given ``present`` (``{words: families}``); the
+    text names the families when the rule is in some of them only."""
+    missing = []
+    for words in wanted:
+        belongs = families(words, ipv6)
+        have = present.get(words, ())
+        absent = [family for family in belongs if family not in have]
+        if absent:
+            partial = len(absent) < len(belongs)
+            missing.append((words, rule_text(words) + (f" ({', '.join(absent)})" if partial else "")))
+    return missing
 
 
 def other_rules(snapshot):
@@ -140,8 +201,16 @@ def other_rules(snapshot):
 
 def access_rules(snapshot):
     """ufw's incoming rules in ufw's order, as the audit reads them."""
-    rules = (files.access_rule(words, snapshot.app_profiles) for words, _ in snapshot.rules)
+    rules = (files.access_rule(rule[0], snapshot.app_profiles, _live_ports(snapshot, rule)) for rule in snapshot.rules)
     return [rule for rule in rules if rule is not None]
+
+
+def _live_ports(snapshot, rule):
+    """The ports an application rule's tuples open, in every family (sorted
+    PortSpecs), or None for another rule or when the copies were not read."""
+    if snapshot.copies is None or files.rule_profile(rule[0]) is None:
+        return None
+    return sorted(frozenset().union(*snapshot.copies[rule].values()))
 
 
 # ---------------------------------------------------------------- the policy in ufw's words
@@ -151,9 +220,10 @@ def rule_words(access):
     """One policy access as ufw arguments."""
     if access.kind == policies.ANYONE:
         return ("allow", access.group)
-    if access.source_ports:  # the Salt master's replies, from its ports
+    if access.source_ports:  # the Salt master's replies, from its ports (to the minion's, when given)
         ports = ",".join(str(p) for p in access.source_ports)
-        return ("allow", "from", source_text(access.source), "port", ports, "proto", "tcp")
+        to = ("to", "any", "port", _port_list(access.ports)) if access.ports else ()
+        return ("allow", "from", source_text(access.source), "port", ports, *to, "proto", "tcp")
     if access.group:
         return ("allow", "from", source_text(access.source), "to", "any", "app", access.group)
     if access.ports is None:
@@ -164,6 +234,11 @@ def rule_words(access):
         return (action, str(spec))
     ports = str(spec).split("/")[0]
     return (action, "from", source_text(access.source), "to", "any", "port", ports, "proto", spec.proto)
+
+
+def _port_list(specs):
+    """PortSpecs as one ufw port list: ``32768:60999``, ``80,443``."""
+    return ",".join(str(spec).split("/")[0] for spec in specs)
 
 
 def desired_rules(policy):
@@ -197,19 +272,37 @@ def _ufw_step(args, describe=None):
     return Step("ufw", tuple(args), describe or "ufw " + " ".join(args))
 
 
-def plan_profile(policy, snapshot):
-    current, wanted = snapshot.profile_text, profile_text(policy)
-    if current == wanted:
-        return Plan({}, [], None)
-    changes = {}
+def stale_app_rules(policy, snapshot):
+    """``{profile name: {rule text: {"old": ports, "new": ports}}}``: our rules
+    naming a profile of the policy whose tuples open other ports than the
+    profile has (``ufw app update`` failed after the file was written, or
+    the rule was made from an older profile)."""
+    stale = {}
+    for words, copies in managed_copies(snapshot).items():
+        group = policy.groups.get(files.rule_profile(words))
+        if group is None:
+            continue
+        wanted = frozenset(group.ports)
+        for family, ports in copies.items():
+            if ports is not None and ports != wanted:
+                text = f"{rule_text(words)} ({family})"
+                old = "|".join(files.port_groups(ports)) or "none"
+                stale.setdefault(group.name, {})[text] = {"old": old, "new": "|".join(files.port_groups(wanted))}
+    return stale
+
+
+def _profile_file_changes(current, wanted, snapshot):
+    """(changes, steps, profiles to ``app update``) that take the profile file
+    from ``current`` text to ``wanted`` (None: no file)."""
+    changes, steps, updates = {}, [], []
     current_ports, wanted_ports = files.profile_file_ports(current), files.profile_file_ports(wanted)
-    retired = [name for name in current_ports if name not in wanted_ports]
+    retired = {name for name in current_ports if name not in wanted_ports}
     # Rules naming a profile must go before the profile does: ufw can no
     # longer delete them once their profile is unknown.
-    stale = [words for words in managed_rules(snapshot) if files.rule_profile(words) in retired]
-    steps = [_ufw_step(["delete", *words]) for words in stale]
-    if stale:
-        changes["rules removed"] = [rule_text(words) for words in stale]
+    gone = [words for words in managed_rules(snapshot) if files.rule_profile(words) in retired]
+    steps += [_ufw_step(["delete", *words]) for words in gone]
+    if gone:
+        changes["rules removed"] = [rule_text(words) for words in gone]
     if wanted is None:
         steps.append(Step("remove", (), f"remove {PROFILE_PATH}"))
     else:
@@ -219,24 +312,43 @@ def plan_profile(policy, snapshot):
         if old_ports != new_ports:
             changes.setdefault("ports", {})[name] = {"old": old_ports, "new": new_ports}
             if old_ports is not None:
-                steps.append(_ufw_step(["app", "update", name]))
-    for name in retired:
-        changes.setdefault("ports", {})[name] = {"old": current_ports[name], "new": None}
+                updates.append(name)
+    for name in current_ports:
+        if name in retired:
+            changes.setdefault("ports", {})[name] = {"old": current_ports[name], "new": None}
     if not changes.get("ports"):
         changes["file"] = {"old": current, "new": wanted}
+    return changes, steps, updates
+
+
+def plan_profile(policy, snapshot):
+    current, wanted = snapshot.profile_text, profile_text(policy)
+    stale = stale_app_rules(policy, snapshot)
+    if current == wanted and not stale:
+        return Plan({}, [], None)
+    changes, steps, updates = _profile_file_changes(current, wanted, snapshot) if current != wanted else ({}, [], [])
+    # Rules that open other ports than their profile, whose ports did not
+    # change: ufw remakes them from the profile as it reads it now.
+    for name, rules in stale.items():
+        if name not in updates:
+            updates.append(name)
+            changes.setdefault("rules updated", {}).update(rules)
+    steps += [_ufw_step(["app", "update", name]) for name in updates]
     return Plan(changes, steps, None)
 
 
 def plan_rules(policy, snapshot):
-    desired, managed = desired_rules(policy), managed_rules(snapshot)
-    add = [words for words in desired if words not in managed]
-    remove = [words for words in managed if words not in desired]
-    steps = [_ufw_step([*words, "comment", RULE_COMMENT], "ufw " + rule_text(words)) for words in add]
+    desired = dict.fromkeys(desired_rules(policy))  # a dict: planning stays linear in the rules
+    present = managed_copies(snapshot)
+    add = missing_copies(desired, present, snapshot.ipv6)
+    remove = [words for words in present if words not in desired]
+    # ufw adds a rule's missing family copy and skips the one it has.
+    steps = [_ufw_step([*words, "comment", RULE_COMMENT], "ufw " + rule_text(words)) for words, _ in add]
     # Stale rules go only after the new ones are in place.
     steps += [_ufw_step(["delete", *words]) for words in remove]
     changes = {}
     if add:
-        changes["added"] = [rule_text(words) for words in add]
+        changes["added"] = [text for _, text in add]
     if remove:
         changes["removed"] = [rule_text(words) for words in remove]
     return Plan(changes, steps, None)
@@ -330,8 +442,9 @@ def _apply_step(step):
         if os.path.exists(PROFILE_PATH):
             os.unlink(PROFILE_PATH)
     elif step.action == "check":
-        managed = _managed(_rules())  # as they are now, not as planned
-        missing = [rule_text(words) for words in step.args if tuple(words) not in managed]
+        rules, copies, ipv6 = _read_rules()  # as they are now, not as planned
+        present = managed_copies(Snapshot(rules, None, {}, None, None, copies, ipv6))
+        missing = [text for _, text in missing_copies([tuple(words) for words in step.args], present, ipv6)]
         if missing:
             raise CommandExecutionError(
                 "refusing to enable default-deny: management access is not allowed yet "

@@ -20,6 +20,7 @@ def __virtual__():
 MULTIPORT_LIMIT = 15  # iptables multiport: at most 15 ports per group, a range counts 2
 POLICY_WORDS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
 ANYWHERE = ("0.0.0.0/0", "::/0")
+FAMILIES = ("IPv4", "IPv6")  # user.rules, user6.rules
 UfwTuple = namedtuple("UfwTuple", "action proto dport dst sport src dapp sapp direction iface_in iface_out logtype")
 
 
@@ -127,8 +128,19 @@ def _interfaces(field):
     return None
 
 
+def _tuple_ports(proto, dport):
+    """The ports a tuple's destination opens (frozenset of PortSpecs, empty for any port)."""
+    if dport == "any":
+        return frozenset()
+    try:
+        return frozenset(parse_ufw_ports(dport if proto == "any" else f"{dport}/{proto}"))
+    except ValueError:
+        return frozenset()
+
+
 def _tuple_rule(line):
-    """One ``### tuple ###`` line of user.rules: (argument tuple, comment or None), or None."""
+    """One ``### tuple ###`` line of user.rules: ((argument tuple, comment or
+    None), the ports its destination opens), or None."""
     body, _, comment_hex = line.partition(" comment=")
     fields = body.split()[3:]
     if not 6 <= len(fields) <= 9:
@@ -149,21 +161,37 @@ def _tuple_rule(line):
         comment = bytes.fromhex(comment_hex.strip()).decode("utf-8") if comment_hex.strip() else None
     except ValueError:
         comment = comment_hex.strip()
-    return (("route", *words) if route else words), comment
+    return ((("route", *words) if route else words), comment), _tuple_ports(proto, dport)
+
+
+def read_rules(texts):
+    """The rules in ufw's rules files, ``texts`` in FAMILIES' order (user.rules,
+    then user6.rules; None for a file not read): ``(rules, copies)``.
+    ``rules``: (argument tuple, comment or None) as ``ufw show added`` lists
+    them, in ufw's order, each once. ``copies``: ``{rule: {family: ports}}``,
+    the families whose file holds the rule and the ports its tuples there
+    open (frozenset of PortSpecs: what an application rule opens is what
+    ufw wrote when it last read the profile, not what the profile says now)."""
+    rules, copies = [], {}
+    for family, text in zip(FAMILIES, texts, strict=False):  # no user6.rules while IPv6 is off
+        for line in (text or "").splitlines():
+            parsed = _tuple_rule(line) if line.startswith("### tuple ###") else None
+            if parsed is None:
+                continue
+            rule, ports = parsed
+            families = copies.get(rule)
+            if families is None:
+                families = copies[rule] = {}
+                rules.append(rule)
+            families[family] = families.get(family, frozenset()) | ports
+    return rules, copies
 
 
 def rules_from_files(texts):
     """The rules in ufw's rules files (user.rules, then user6.rules), as
     ``ufw show added`` lists them: (argument tuple, comment or None), in
     ufw's order, each once."""
-    rules, seen = [], set()
-    for text in texts:
-        for line in (text or "").splitlines():
-            rule = _tuple_rule(line) if line.startswith("### tuple ###") else None
-            if rule is not None and rule not in seen:
-                seen.add(rule)
-                rules.append(rule)
-    return rules
+    return read_rules(texts)[0]
 
 
 def rule_profile(words):
@@ -173,10 +201,12 @@ def rule_profile(words):
     return words[1] if len(words) == 2 and not words[1][:1].isdigit() else None
 
 
-def access_rule(words, profiles):
+def access_rule(words, profiles, live_ports=None):
     """What an incoming rule lets in, as the audit reads it (None for rules it
     ignores: outgoing, routed, unknown). A rule restricted to source ports
-    (``from A port P``) reaches every port from A."""
+    (``from A port P``) reaches every port from A. An application rule opens
+    ``live_ports`` (PortSpecs, what its tuples in the rules files open) when
+    given, else its profile's ports in ``profiles``."""
     words = [w for w in words if w not in ("log", "log-all")]
     if not words or words[0] not in ("allow", "deny", "reject", "limit"):
         return None
@@ -189,15 +219,16 @@ def access_rule(words, profiles):
         rest = rest[2:]
     if len(rest) == 1:  # simple form: a port spec or an application
         target = rest[0]
-        ports = profiles.get(target) if not target[:1].isdigit() else parse_ufw_ports(target)
-        return Rule(action, "any", ports or [])
+        if target[:1].isdigit():
+            return Rule(action, "any", parse_ufw_ports(target))
+        return Rule(action, "any", list(live_ports if live_ports is not None else profiles.get(target, [])))
     destination = rest[rest.index("to") :] if "to" in rest else []
     fields = {destination[i]: destination[i + 1] for i in range(0, len(destination) - 1, 2)}
     source = rest[rest.index("from") + 1] if "from" in rest else "any"
     proto = rest[rest.index("proto") + 1] if "proto" in rest[:-1] else None
     ports = None
     if "app" in fields:
-        ports = profiles.get(fields["app"], [])
+        ports = list(live_ports if live_ports is not None else profiles.get(fields["app"], []))
     elif "port" in fields:
         ports = parse_ufw_ports(fields["port"] + (f"/{proto}" if proto else ""))
     elif proto:

@@ -302,3 +302,25 @@ def test_one_by_one_a_failing_command_is_named_with_its_exit_code(etc, monkeypat
     with pytest.raises(ufw.ApplyFailed) as info:
         ufw.apply([ufw.Step("ufw", ("allow", "22/tcp"), "a")], runner)
     assert info.value.strerror.startswith("step 'a' failed: 'ufw allow 22/tcp' failed (exit 1): ERROR: Bad port. ")
+
+
+def test_a_profile_name_another_file_in_applications_d_defines_is_taken(etc):
+    apps = etc / "applications.d"
+    (apps / "smtp-extra").write_text("[Mail Relay]\ntitle=r\ndescription=r\nports=2525/tcp\n")
+    (apps / "old.dpkg-old").write_text("[Backup]\nports=1/tcp\n")  # ufw skips it
+    assert ufw.name_taken("OpenSSH") == (
+        f"is the application profile 'OpenSSH' of {apps / 'openssh-server'}; ours would shadow it (or it ours)"
+    )
+    # ufw finds a profile by its name in any case when none matches exactly
+    assert ufw.name_taken("OPENSSH").startswith("is the application profile 'OpenSSH' of ")
+    assert ufw.name_taken("mail relay").startswith("is the application profile 'Mail Relay' of ")
+    assert ufw.name_taken("Zimbra") is None  # our own file
+    assert ufw.name_taken("Backup") is None
+    assert ufw.name_taken("Broken") is None  # a hidden file
+    (apps / "zimbra").write_text("[OpenSSH2]\nports=22/tcp\n")
+    assert ufw.name_taken("OpenSSH2") is None
+
+
+def test_without_applications_d_no_profile_name_is_taken(etc, monkeypatch):
+    monkeypatch.setattr(ufw, "APPS_DIR", str(etc / "missing"))
+    assert ufw.name_taken("OpenSSH") is None
