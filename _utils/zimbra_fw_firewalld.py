@@ -22,6 +22,7 @@ rules in one zone, permanent and runtime alike.
   part does only then. Ipset entries change in both scopes without a reload.
 """
 
+import ipaddress
 import json
 import os
 from collections import namedtuple
@@ -32,7 +33,7 @@ import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
 from zimbra_fw_catalogue import ROLES
-from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines, program_python
+from zimbra_fw_commands import ApplyFailed, checked, helper_outcome, json_lines, program_python
 from zimbra_fw_config import source_text
 from zimbra_fw_firewalld_files import MARK, IPSet
 
@@ -52,7 +53,7 @@ IPSET_NAME_MAX = 32  # firewalld's limit
 FAMILIES = {4: "inet", 6: "inet6"}
 CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_firewalld_client.py")
 RULE_PREFIX = f'rule priority="{PRIORITY}" '
-LIMIT = "6/m"  # ufw's limit is 6 connections in 30 s; firewalld limits all sources together
+OFFLINE_PROGRAM = "firewall-offline-cmd"  # firewalld's permanent configuration while it does not run
 
 Zone = namedtuple("Zone", "services rules target ports")
 
@@ -60,10 +61,14 @@ Zone = namedtuple("Zone", "services rules target ports")
 # services: our permanent services, {name: ((port, proto), ...)}; runtime_services:
 # the ports firewalld runs with for those names (absent: not loaded). ipsets: our
 # permanent ipsets, {name: IPSet}; runtime_ipsets: every ipset firewalld runs with.
-_FIELDS = "active zone default_zone services runtime_services ipsets runtime_ipsets permanent runtime"
+# active_zones: {zone: (interfaces, sources)} of the zones holding any (runtime);
+# interfaces: this host's interfaces but lo. Both None when not read.
+_FIELDS = (
+    "active zone default_zone services runtime_services ipsets runtime_ipsets permanent runtime active_zones interfaces"
+)
 
 
-class Snapshot(namedtuple("Snapshot", _FIELDS)):
+class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=(None, None))):
     __slots__ = ()
 
     @property
@@ -169,6 +174,8 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         runtime_ipsets,
         _zone(state["permanent"]),
         _zone(state["runtime"]),
+        {name: (tuple(held["interfaces"]), tuple(held["sources"])) for name, held in state["active_zones"].items()},
+        tuple(state["interfaces"]),
     )
 
 
@@ -212,6 +219,13 @@ def rich_rules(access):
     """One policy access as rich rules (none for the public group: a zone service)."""
     if access.kind == policies.ANYONE:
         return []
+    if access.limit:
+        # A rich rule's limit is one rate shared by every source: one
+        # scanner's attempts would lock everybody out of ssh.
+        raise CommandExecutionError(
+            "zimbra_fw:ssh:limit cannot be applied with firewalld: a rich rule's limit is one rate "
+            "shared by every source; set ssh:limit to false"
+        )
     if _through_ipsets(access):
         service = service_name(access.group)
         return [
@@ -221,14 +235,14 @@ def rich_rules(access):
     head = RULE_PREFIX
     if access.source is not None:
         head += f'family="ipv{access.source.version}" source address="{source_text(access.source)}" '
-    if access.source_ports:  # the Salt master's replies, from its ports
+    if access.source_ports and not access.ports:  # the Salt master's replies, from its ports
         ranges = _ranges(access.source_ports)
         return [f'{head}source-port port="{_range_text(*r)}" protocol="tcp" accept' for r in ranges]
     if access.ports is None:
         return [head + "accept"]
-    (spec,) = access.ports
-    limit = f' limit value="{LIMIT}"' if access.limit else ""
-    return [f'{head}port port="{_port_text(spec)}" protocol="{spec.proto}" accept{limit}']
+    # A rich rule holds one element: with source ports and ports (the Salt
+    # master's replies to the minion's ephemeral ports) the ports are enough.
+    return [f'{head}port port="{_port_text(spec)}" protocol="{spec.proto}" accept' for spec in access.ports]
 
 
 Desired = namedtuple("Desired", "services rules entries")
@@ -317,15 +331,33 @@ def _zone_change(zone, own_names, services, rules):
     return change if any(change.values()) else None
 
 
-def _entries_change(ipsets, entries):
-    """``{ipset: {"add", "remove"}}`` that makes ``ipsets`` hold ``entries``."""
+def _entries_change(ipsets, entries, cover_zone=None):
+    """``{ipset: {"add", "remove"}}`` that makes ``ipsets`` hold ``entries``.
+    With ``cover_zone`` (the runtime), an ipset whose new entries overlap
+    leaving ones gets ``"cover": {"zone", "rules"}``: a rich rule per such new
+    entry, held while it replaces them (see the helper's change_entries)."""
     change = {}
     for name, wanted in entries.items():
         current = ipsets[name].entries if name in ipsets else ()
         add, remove = [e for e in wanted if e not in current], [e for e in current if e not in wanted]
         if add or remove:
             change[name] = {"add": add, "remove": remove}
+            rules = _cover_rules(name, add, remove)
+            if cover_zone is not None and rules:
+                change[name]["cover"] = {"zone": cover_zone, "rules": rules}
     return change
+
+
+def _cover_rules(name, add, remove):
+    """Rich rules admitting, to ipset ``name``'s service, each added entry
+    that overlaps a removed one."""
+    service, version = name.rsplit("-v", 1)
+    leaving = [ipaddress.ip_network(old, strict=False) for old in remove]
+    replacing = [new for new in add if any(ipaddress.ip_network(new, strict=False).overlaps(o) for o in leaving)]
+    return [
+        f'{RULE_PREFIX}family="ipv{version}" source address="{new}" service name="{service}" accept'
+        for new in replacing
+    ]
 
 
 def _describe(change, entries_change):
@@ -354,7 +386,7 @@ def _scope_steps(snapshot, own_names, wanted):
     steps, described = [], {}
     for scope in ("runtime", "permanent"):
         ipsets = snapshot.runtime_ipsets if scope == "runtime" else snapshot.ipsets
-        entries_change = _entries_change(ipsets, wanted.entries)
+        entries_change = _entries_change(ipsets, wanted.entries, snapshot.zone if scope == "runtime" else None)
         if entries_change:
             added = sum(len(c["add"]) for c in entries_change.values())
             removed = sum(len(c["remove"]) for c in entries_change.values())
@@ -509,3 +541,82 @@ def access_rules(snapshot):
     allowed += [rule for priority, rule in rich if priority == 0 and rule.action == "allow"]
     last = [rule for _, rule in sorted((p for p in rich if p[0] > 0), key=lambda p: p[0])]
     return first + denied + allowed + last
+
+
+def _zone_of_interfaces(snapshot):
+    """``{interface: zone}``: where traffic arriving on each interface of this
+    host goes. An interface no zone holds goes to the default zone (firewalld
+    binds the default zone to the interface ``+``)."""
+    held = {iface: zone for zone, (ifaces, _) in snapshot.active_zones.items() for iface in ifaces}
+    return {iface: held.get(iface, snapshot.default_zone) for iface in sorted({*snapshot.interfaces, *held})}
+
+
+def audit_findings(snapshot):
+    """``[(severity, message)]``: what makes firewalld's zone not do what
+    zimbra_fw put in it. The zone may hold no interface and no source, so
+    that its rules apply to nothing; an interface may be in the ``trusted``
+    zone, which accepts everything. Nothing when the zones were not read."""
+    if snapshot.active_zones is None or snapshot.interfaces is None:
+        return []
+    zones = _zone_of_interfaces(snapshot)
+    findings = []
+    _, sources = snapshot.active_zones.get(snapshot.zone, ((), ()))
+    trusted, _ = snapshot.active_zones.get("trusted", ((), ()))
+    arriving = [iface for iface, zone in zones.items() if zone == snapshot.zone]
+    if not arriving and not sources:
+        where = ", ".join(f"{iface} in {zone}" for iface, zone in zones.items()) or "no interface"
+        findings.append(
+            (
+                "high",
+                f"firewalld zone {snapshot.zone} holds no interface or source: its rules apply to nothing "
+                f"({where}); add the interface to it (firewall-cmd --permanent --zone={snapshot.zone} "
+                "--change-interface=NAME) or set zimbra_fw:firewalld:zone",
+            )
+        )
+    for iface in (iface for iface, zone in zones.items() if zone == "trusted"):
+        how = "" if iface in trusted else " (the default zone, which holds every interface no zone holds)"
+        findings.append(
+            (
+                "high",
+                f"interface {iface} is in firewalld's trusted zone{how}: everything arriving on it is accepted, "
+                "whatever zimbra_fw's rules say",
+            )
+        )
+    return findings
+
+
+# ---------------------------------------------------------------- before firewalld first starts
+
+
+def prepare_stopped(policy, run, test=False):
+    """Before a stopped firewalld is started: check that the zone exists and
+    put the management rich rules (ssh, the Salt master) into the zone's
+    permanent configuration with ``firewall-offline-cmd``, so that firewalld
+    starts with them. Returns the rules added (with ``test``: that would be
+    added). Raises CommandExecutionError, changing nothing, for an unknown
+    zone."""
+    program = salt.utils.path.which(OFFLINE_PROGRAM)
+    if program is None:
+        raise CommandExecutionError(f"{OFFLINE_PROGRAM} is not available on this minion: install 'firewalld'")
+
+    def output(*args):
+        argv = [program, *args]
+        retcode, stdout, stderr = run(argv)
+        if retcode != 0:
+            raise CommandExecutionError(f"'{' '.join(argv)}' failed (exit {retcode}): {(stderr or stdout).strip()}")
+        return stdout
+
+    zones = output("--get-zones").split()
+    zone = policy.config.zone or output("--get-default-zone").strip()
+    if zone not in zones:
+        known = ", ".join(zones)
+        raise CommandExecutionError(f"zimbra_fw:firewalld:zone: {zone!r} is not a firewalld zone (zones: {known})")
+    required = [rule for access in policies.management(policy) for rule in rich_rules(access)]
+    added = []
+    for rule in required:
+        if checked(run, [program, f"--zone={zone}", f"--query-rich-rule={rule}"], succeeded=(0, 1)) == 0:
+            continue
+        if not test:
+            checked(run, [program, f"--zone={zone}", f"--add-rich-rule={rule}"])
+        added.append(rule)
+    return added

@@ -8,11 +8,13 @@ request on stdin.
 ``{"read": ZONE, "services": [NAME, ...]}`` prints one JSON object: whether
 firewalld runs, its default zone, ZONE's (or the default zone's) services,
 rich rules, ports and target, permanent and runtime, the runtime ports of
-the named services and every runtime ipset (type, family, entries). Reading
+the named services, every runtime ipset (type, family, entries), the
+zones that hold interfaces or sources (``getActiveZones``) and this host's
+interfaces. Reading
 happens on every run, so it calls D-Bus directly: importing
 ``firewall.client`` alone costs more than all the calls.
 
-``{"steps": [STEP, ...]}`` holds ``LOCK`` (one zimbra_fw change at a time:
+``{"steps": [STEP, ...]}`` holds ``LOCK``, in a directory only root can enter (one zimbra_fw change at a time:
 each step reads what it changes and writes it back), carries out steps in
 order with ``firewall.client`` and reports ``{"done": i}`` per step, then ``{"failed":
 i, "error": ...}`` on the first failure. Steps: ``["service", NAME,
@@ -20,12 +22,14 @@ i, "error": ...}`` on the first failure. Steps: ``["service", NAME,
 ``["drop-service", NAME]``, ``["ipset", NAME, {"short", "description",
 "family"}]`` (create or redefine a permanent hash:net ipset, empty),
 ``["drop-ipset", NAME]``, ``["reload"]``, ``["check", ZONE, [RULE, ...]]``
-(each rich rule is in the runtime zone, or fail), ``["entries", "permanent"
-| "runtime", {IPSET: {"add": [...], "remove": [...]}}]`` (adds before
-removes; a runtime ipset none of whose entries stay is refilled in one
-call), ``["zone", ZONE, "permanent" | "runtime", CHANGE]`` with CHANGE
-``{"add_services", "remove_services", "add_rules", "remove_rules",
-"target"}`` applied as one settings update.
+(each rich rule is in the zone, permanent and runtime, or fail), ``["entries",
+"permanent" | "runtime", {IPSET: {"add": [...], "remove": [...], "cover":
+{"zone", "rules"}}}]`` (adds before removes; a runtime ipset none of whose
+entries stay is refilled in one call; ``cover``, runtime only and optional:
+rich rules held while new entries replace overlapping ones), ``["zone",
+ZONE, "permanent" | "runtime", CHANGE]`` with CHANGE ``{"add_services",
+"remove_services", "add_rules", "remove_rules", "target"}`` applied as one
+settings update.
 
 Any other output means firewalld's Python library could not be used: ``{"unavailable": why}``.
 """
@@ -33,6 +37,9 @@ Any other output means firewalld's Python library could not be used: ``{"unavail
 import fcntl
 import ipaddress
 import json
+import os
+import socket
+import stat
 import sys
 import time
 
@@ -49,7 +56,11 @@ def tell(**fields):
 BUS_NAME = "org.fedoraproject.FirewallD1"
 PATH = "/org/fedoraproject/FirewallD1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
-LOCK = "/run/zimbra_fw-firewalld.lock"
+# The lock lives in a directory only root can enter, so no other user can
+# open the file and hold the lock (a world-readable lock file can be
+# flock'ed by anyone). The 0644 /run/zimbra_fw-firewalld.lock of older
+# versions is ignored (/run is emptied at boot).
+LOCK = "/run/zimbra_fw/firewalld.lock"
 LOCK_WAIT = 120  # seconds
 
 
@@ -101,6 +112,7 @@ def read(zone, names):
         permanent_zone = bus.get_object(BUS_NAME, zone_path, introspect=False)
         permanent = zone_view(call(permanent_zone, ".config.zone", "getSettings2"))
         runtime = zone_view(call(main, ".zone", "getZoneSettings2", zone))
+    active = call(main, ".zone", "getActiveZones")
     return {
         "running": True,
         "default_zone": default_zone,
@@ -110,7 +122,17 @@ def read(zone, names):
         "runtime": runtime,
         "runtime_services": runtime_services,
         "ipsets": ipsets,
+        "active_zones": {
+            str(name): {"interfaces": sorted(held.get("interfaces", [])), "sources": sorted(held.get("sources", []))}
+            for name, held in active.items()
+        },
+        "interfaces": interfaces(),
     }
+
+
+def interfaces():
+    """This host's network interfaces but the loopback (firewalld always accepts it)."""
+    return sorted(name for _, name in socket.if_nameindex() if name != "lo")
 
 
 def change_zone(settings, change):
@@ -131,9 +153,32 @@ def change_zone(settings, change):
     return settings
 
 
+def _cover(firewall, cover):
+    """Add the cover rules (rich rules admitting new entries that replace
+    overlapping ones) the runtime zone lacks; the ones added."""
+    if not cover:
+        return []
+    added = [rule for rule in cover["rules"] if not firewall.queryRichRule(cover["zone"], rule)]
+    for rule in added:
+        firewall.addRichRule(cover["zone"], rule)
+    return added
+
+
 def change_entries(firewall, config, scope, changes):
     """Adds first, then removes, in every ipset named. Entries already there
-    (or already gone) are skipped, so a concurrent run does not fail this one."""
+    (or already gone) are skipped, so a concurrent run does not fail this one.
+
+    In the runtime, firewalld refuses an entry that overlaps one in the set,
+    so a subnet replacing its own hosts (or hosts replacing their subnet)
+    can only go in after the old entries are out, and no runtime call swaps
+    them at once: ``setEntries`` flushes the set in one nftables transaction
+    and refills it in another (firewalld 1.3: fw_ipset.set_entries calls the
+    backend's set_flush, then set_restore; with IndividualCalls=yes one
+    transaction per entry). So while such entries are replaced, the change's
+    ``cover`` rules (``{"zone", "rules"}``: one rich rule per new entry,
+    admitting it to the ipset's service) are in the runtime zone, and go
+    when the set holds the new entries. Every address the set admits before
+    and after is admitted at every moment."""
     for name, change in changes.items():
         if scope == "permanent":
             entry = config.getIPSetByName(name)
@@ -141,28 +186,29 @@ def change_entries(firewall, config, scope, changes):
             wanted = [e for e in current if e not in change["remove"]]
             wanted += [e for e in change["add"] if e not in current]
             if wanted != current:
-                entry.setEntries(wanted)
+                entry.setEntries(wanted)  # the permanent configuration: nothing runs on it until a reload
             continue
+        covered = _cover(firewall, change.get("cover"))
         current = set(firewall.getEntries(name))
         stays = current - set(change["remove"])
-        if not stays:  # nothing to keep reachable while it changes: one call
+        if not stays:  # nothing of the set stays: one call
             firewall.setEntries(name, sorted(set(change["add"])))
-            continue
-        # firewalld refuses an entry that overlaps one in the set: a subnet
-        # replacing its own hosts takes their place.
-        leaving = {old: ipaddress.ip_network(old, strict=False) for old in sorted(current - stays)}
-        for item in change["add"]:
-            if item in current:
-                continue
-            network = ipaddress.ip_network(item, strict=False)
-            for old in [old for old, net in leaving.items() if net.overlaps(network)]:
-                firewall.removeEntry(name, old)
-                current.discard(old)
-                del leaving[old]
-            firewall.addEntry(name, item)
-        for item in change["remove"]:
-            if item in current:
-                firewall.removeEntry(name, item)
+        else:
+            leaving = {old: ipaddress.ip_network(old, strict=False) for old in sorted(current - stays)}
+            for item in change["add"]:
+                if item in current:
+                    continue
+                network = ipaddress.ip_network(item, strict=False)
+                for old in [old for old, net in leaving.items() if net.overlaps(network)]:
+                    firewall.removeEntry(name, old)
+                    current.discard(old)
+                    del leaving[old]
+                firewall.addEntry(name, item)
+            for item in change["remove"]:
+                if item in current:
+                    firewall.removeEntry(name, item)
+        for rule in covered:
+            firewall.removeRichRule(change["cover"]["zone"], rule)
 
 
 def write_ipset(client, config, name, wanted):
@@ -188,6 +234,20 @@ def write_service(client, config, name, wanted):
         config.addService(name, settings)
 
 
+def check_management(firewall, config, zone, rules):
+    """Raise unless every rule is in the zone, in the permanent configuration
+    (what the reload after the target change loads) and in the runtime."""
+    permanent = config.getZoneByName(zone).getSettings()
+    missing = [("permanent", rule) for rule in rules if not permanent.queryRichRule(rule)]
+    missing += [("runtime", rule) for rule in rules if not firewall.queryRichRule(zone, rule)]
+    if missing:
+        texts = "; ".join(f"{rule} ({scope})" for scope, rule in missing)
+        raise RuntimeError(
+            f"refusing to restrict the zone {zone}: management access is not allowed yet "
+            f"(missing: {texts}); apply the zimbra_fw rules first"
+        )
+
+
 def run_step(client, firewall, step):
     kind, args = step[0], step[1:]
     config = firewall.config()
@@ -204,13 +264,7 @@ def run_step(client, firewall, step):
     elif kind == "reload":
         firewall.reload()
     elif kind == "check":
-        zone, rules = args
-        missing = [rule for rule in rules if not firewall.queryRichRule(zone, rule)]
-        if missing:
-            raise RuntimeError(
-                "refusing to restrict the zone: management access is not allowed yet "
-                f"(missing: {'; '.join(missing)}); apply the zimbra_fw rules first"
-            )
+        check_management(firewall, config, *args)
     elif kind == "zone":
         zone, scope, change = args
         if scope == "permanent":
@@ -222,9 +276,27 @@ def run_step(client, firewall, step):
         raise RuntimeError(f"unknown step {step!r}")
 
 
+def _lock_dir(directory):
+    """``directory``, created if missing; refuses one that is not a real
+    directory of ours (a symlink, a file, another owner's) and makes ours 0700."""
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    found = os.lstat(directory)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid():
+        raise RuntimeError(f"{directory} is not a directory owned by uid {os.geteuid()}: remove it")
+    if stat.S_IMODE(found.st_mode) != 0o700:
+        os.chmod(directory, 0o700)
+
+
 def locked():
     """The lock file, held; raises after LOCK_WAIT seconds of another run holding it."""
-    handle = open(LOCK, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    _lock_dir(os.path.dirname(LOCK))
+    descriptor = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    handle = os.fdopen(descriptor, "r+", encoding="utf-8")
+    if stat.S_IMODE(os.fstat(descriptor).st_mode) != 0o600:
+        os.fchmod(descriptor, 0o600)
     deadline = time.monotonic() + LOCK_WAIT
     while True:
         try:
@@ -232,6 +304,7 @@ def locked():
             return handle
         except BlockingIOError:
             if time.monotonic() > deadline:
+                handle.close()
                 raise RuntimeError(f"another zimbra_fw run held {LOCK} for {LOCK_WAIT} s") from None
             time.sleep(0.05)
 

@@ -69,7 +69,7 @@ def test_each_access_kind_as_rich_rules():
         SINGLE,
         trusted_subnets=["192.168.1.0/24", "2001:db8:1::/64"],
         admin_subnets=["203.0.113.0/24"],
-        ssh={"port": 2222, "from": ["10.9.0.1"], "limit": True},
+        ssh={"port": 2222, "from": ["10.9.0.1"]},
         only_from={"25/tcp": ["198.51.100.0/24"]},
         cluster={"peers": [{"name": "mta9", "addresses": ["10.1.0.9", "2001:db8:9::9"], "roles": ["mta"]}]},
     )
@@ -77,7 +77,7 @@ def test_each_access_kind_as_rich_rules():
     wanted = fwd.desired(policy)
     assert wanted.services == {"zimbra"}
     assert wanted.rules == (
-        P + 'family="ipv4" source address="10.9.0.1" port port="2222" protocol="tcp" accept limit value="6/m"',
+        P + 'family="ipv4" source address="10.9.0.1" port port="2222" protocol="tcp" accept',
         P + 'family="ipv4" source address="10.0.0.5" source-port port="4505-4506" protocol="tcp" accept',
         TRUSTED,
         P + 'family="ipv6" source address="2001:db8:1::/64" accept',
@@ -397,6 +397,8 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
         "runtime": dict(view, target="ACCEPT"),
         "runtime_services": {"zimbra": [["25", "tcp"]]},
         "ipsets": {"zimbra-mta-v4": {"type": "hash:net", "family": "inet", "entries": ["10.0.0.2", "10.0.0.1"]}},
+        "active_zones": {"public": {"interfaces": ["eth0"], "sources": ["10.9.0.0/16"]}},
+        "interfaces": ["eth0", "eth1"],
     }
     run = Helper(answer)
     read = fwd.read_snapshot(run)
@@ -413,6 +415,8 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
         {"zimbra-mta-v4": fwd.IPSet("hash:net", "inet", ("10.0.0.1", "10.0.0.2"))},
         zone_read,
         zone_read._replace(target="ACCEPT"),
+        {"public": (("eth0",), ("10.9.0.0/16",))},
+        ("eth0", "eth1"),
     )
     with pytest.raises(fwd.CommandExecutionError) as info:
         fwd.read_snapshot(Helper(retcode=1))
@@ -455,6 +459,7 @@ def test_reading_an_unknown_zone_names_the_pillar_key(firewall_cmd, monkeypatch)
     assert str(info.value) == "zimbra_fw:firewalld:zone: 'mail' is not a firewalld zone (zones: public, trusted)"
     ipsets = {"blocked": {"type": "hash:ip", "family": "inet", "entries": ["10.0.0.2", "10.0.0.1"]}}
     answer = dict(state, zone="public", permanent=view, runtime=view, runtime_services={}, ipsets=ipsets)
+    answer.update(active_zones={}, interfaces=[])
     read = fwd.read_snapshot(Helper(answer))
     assert read.zone == "public" and read.incoming == "deny"
     assert read.runtime_ipsets == {"blocked": fwd.IPSet("hash:ip", "inet", ("10.0.0.1", "10.0.0.2"))}

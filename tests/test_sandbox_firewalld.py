@@ -226,8 +226,9 @@ def test_two_runs_at_once_and_a_held_lock_end_in_the_same_firewall(fw_lab, pilla
         result = minion.salt("state.apply", "zimbra_fw", "concurrent=True")
         return start, time.monotonic(), result
 
-    lock_path = os.path.join(minion.state, "run", "zimbra_fw-firewalld.lock")  # the sandbox's private /run
-    with open(lock_path, "a", encoding="utf-8") as lock:
+    lock_dir = os.path.join(minion.state, "run", "zimbra_fw")  # in the sandbox's private /run
+    os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+    with open(os.path.join(lock_dir, "firewalld.lock"), "a", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # held while both runs start: they wait for it, then take turns
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
             runs = pool.map(timed_apply, range(2))
