@@ -327,6 +327,15 @@ def _parse_ssh(problems, value, wide):
     port = ssh["port"]
     if not _is_int(port) or not 1 <= port <= 65535:
         problems.add("ssh:port", port, "is not a port number (1-65535)")
+    elif port != catalogue.ZMRCD.port and (
+        row := catalogue.row_for(port, "tcp", ()) or catalogue.row_for(port, "udp", ())
+    ):
+        problems.add(
+            "ssh:port",
+            port,
+            f"is a Zimbra port ({row.port}/{row.proto}, the {row.role} role's {row.purpose}): "
+            "sshd cannot share it, and the ssh rule would open it to ssh:from",
+        )
     sources = _parse_networks(problems, "ssh:from", ssh["from"], allow_any=True, wide=wide)
     return port, sources, _check_bool(problems, "ssh:limit", ssh["limit"])
 

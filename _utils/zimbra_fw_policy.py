@@ -65,12 +65,15 @@ def _exposed(rows, exposure, config):
     return {_spec(row, config) for row in rows if row.exposure == exposure}
 
 
-def _by_consumer(rows, public, config):
-    """``{consumer role or 'all': {PortSpec}}``: the non-public ports by who connects."""
+def _by_consumer(rows, anyone, config):
+    """``{consumer role or 'all': {PortSpec}}``: the ports not open to anyone,
+    by who connects. A public port that only_from or admin_subnets narrows
+    stays in the groups of the peers that use it: the restriction is for the
+    internet, not the cluster."""
     groups = {}
     for row in rows:
         spec = _spec(row, config)
-        if row.exposure == LOCALHOST or spec in public:
+        if row.exposure == LOCALHOST or spec in anyone:
             continue
         for consumer in catalogue.consumers(row, config.mail_mode):
             if consumer in catalogue.ROLES or consumer == ALL_PEERS:
@@ -106,11 +109,11 @@ def build(config):
     wanted = (_exposed(rows, PUBLIC, config) - admin) | set(config.extra_ports)
     public = sorted(spec for spec in wanted if not any(ex.overlaps(spec) for ex in config.exclude_ports))
     restricted = dict(config.only_from)
-    _check_only_from(restricted, public)
-    by_consumer = _by_consumer(rows, set(public), config)
+    _check_restrictions(config, public, restricted, admin)
+    anyone = [spec for spec in public if spec not in restricted]
+    by_consumer = _by_consumer(rows, set(anyone), config)
 
     groups = {}
-    anyone = [spec for spec in public if spec not in restricted]
     if anyone:
         groups[config.profile_name] = Group(
             config.profile_name, config.profile_title, config.profile_description, anyone
@@ -153,8 +156,19 @@ def build(config):
     )
 
 
-def _check_only_from(restricted, public):
-    """only_from may only narrow this server's own public ports."""
+def _restrictions(config, restricted, admin):
+    """``[(PortSpec, why)]``: the ports a key opens to some sources only."""
+    found = [(spec, f"which zimbra_fw:only_from:{spec} opens only to its networks") for spec in restricted]
+    found += [(spec, "the admin console, which zimbra_fw:admin_subnets opens only to those networks") for spec in admin]
+    if config.ssh_from != ("any",):
+        ssh = catalogue.PortSpec(config.ssh_port, config.ssh_port, "tcp")
+        found.append((ssh, "the ssh port, which zimbra_fw:ssh:from opens only to its networks (and zmrcd to peers)"))
+    return found
+
+
+def _check_restrictions(config, public, restricted, admin):
+    """only_from may only narrow this server's own public ports, and no
+    public range of extra_ports may cover a port another key restricts."""
     problems = Problems()
     for spec in restricted:
         if spec not in public:
@@ -162,6 +176,17 @@ def _check_only_from(restricted, public):
             problems.add(
                 f"only_from:{spec}", str(spec), f"is not a public port of this server (its public ports: {listed})"
             )
+    restrictions = _restrictions(config, restricted, admin)
+    for extra in config.extra_ports:
+        if extra not in public:  # excluded: opened to no one
+            continue
+        for spec, why in restrictions:
+            if extra.overlaps(spec) and not (extra == spec and spec in restricted):
+                problems.add(
+                    "extra_ports",
+                    str(extra),
+                    f"covers {spec}, {why}: it would open {spec} to anyone; leave {spec} out of the range",
+                )
     if problems:
         raise ConfigInvalid(problems)
 
@@ -187,8 +212,22 @@ def open_ports(policy):
         result["left_out"] = {name: list(addresses) for name, addresses in config.left_out.items()}
     if config.admin_subnets:
         result["admin"] = {str(spec): [str(n) for n in config.admin_subnets] for spec in policy.admin}
+    result["admin_console_open"] = admin_console_open(policy)
     result["warnings"] = warnings(policy)
     return result
+
+
+def admin_console_open(policy):
+    """True when one of this server's admin console ports (7071, 9071) is
+    open to anyone, by its own group or by a range that covers it."""
+    config = policy.config
+    console = [
+        catalogue.spec_of(row)
+        for row in catalogue.rows_for(config.roles, _cluster_roles(config))
+        if row.exposure == PUBLIC and "admins" in row.consumers
+    ]
+    anyone = [spec for spec in policy.public if spec not in policy.restricted]
+    return any(spec.overlaps(port) for spec in anyone for port in console)
 
 
 def warnings(policy):
