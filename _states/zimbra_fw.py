@@ -21,6 +21,8 @@ each requiring the one before:
 Within one state run the policy is computed once and shared by the states.
 """
 
+import time
+
 import salt.utils.path
 import salt.utils.systemd
 from salt.exceptions import CommandExecutionError
@@ -134,9 +136,13 @@ def firewall_installed(name="zimbra_fw-installed"):
     """
     Install the firewall the pillar's ``backend`` names (``ufw``, or
     ``firewalld``, the default on the RedHat os_family) and, for firewalld,
-    make its daemon run and start at boot (systemd). Where there is no init
-    system (a container), firewalld must already run: the next state reads
-    it and fails, saying so, if it does not.
+    make its daemon run and start at boot (systemd). A stopped firewalld is
+    prepared before it starts (its default deny applies at once): the zone
+    is checked and the management rules (ssh, the Salt master) are put into
+    its permanent configuration; the state fails, starting nothing, if that
+    fails, and fails if firewalld does not run once started. Where there is
+    no init system (a container), firewalld must already run: the next state
+    reads it and fails, saying so, if it does not.
     """
     try:
         firewall = _call("zimbra_fw.open_ports")["firewall"]
@@ -161,9 +167,65 @@ def firewall_installed(name="zimbra_fw-installed"):
         # Whether it runs is read by the next state, which fails if not.
         ret["comment"] += f"; no init system here: {service} must already run"
         return ret
+    return _service_running(ret, service, program or salt.utils.path.which(firewall["program"]))
+
+
+START_CHECKS = 20  # a started firewalld has 20 times 0.5 s to say it runs
+
+
+def _state_of(program):
+    """(runs, what ``PROGRAM --state`` said): firewall-cmd exits 0 and says
+    'running' only when firewalld runs with its configuration loaded."""
+    result = __salt__["cmd.run_all"](
+        [program, "--state"], python_shell=False, ignore_retcode=True, output_loglevel="debug"
+    )
+    said = (result.get("stdout") or result.get("stderr") or "").strip()
+    return result["retcode"] == 0 and said == "running", said
+
+
+def _service_running(ret, service, program):
+    """``ret`` once ``service`` runs and starts at boot: a stopped one is
+    prepared first (zimbra_fw.prepare), and checked after it started."""
+    test = bool(__opts__["test"])
+    if program is None:
+        ret.update(result=False, comment=f"{ret['comment']}; {service}'s program is not found: reinstall it")
+        return ret
+    if not _state_of(program)[0]:
+        if "zimbra_fw.prepare" not in __salt__:
+            ret.update(
+                result=False,
+                comment=f"{ret['comment']}; {service} is not running and zimbra_fw cannot prepare it before it starts "
+                "(zimbra_fw.prepare is missing: run saltutil.sync_all); it was not started",
+            )
+            return ret
+        try:
+            added = _call("zimbra_fw.prepare", test=test)
+        except CommandExecutionError as exc:
+            ret.update(result=False, comment=f"{ret['comment']}; {service} was not started: {exc}")
+            return ret
+        if added:
+            ret["changes"] = {**ret["changes"], "permanent": {"added": added}}
+            verb = "would be added" if test else "added"
+            ret["comment"] += (
+                f"; {_count(added, 'management rule')} {verb} to {service}'s permanent configuration before it starts"
+            )
     running = __states__["service.running"](name=service, enable=True)
     changes = {**ret["changes"], **({service: running["changes"]} if running["changes"] else {})}
     ret.update(result=running["result"], changes=changes, comment=f"{ret['comment']}; {running['comment']}")
+    if running["result"] is not True or test:
+        return ret
+    runs, said = _state_of(program)
+    for _ in range(START_CHECKS):
+        if runs:
+            break
+        time.sleep(0.5)
+        runs, said = _state_of(program)
+    if not runs:
+        ret.update(
+            result=False,
+            comment=f"{ret['comment']}; but {service} does not run: '{program} --state' says {said or 'nothing'} "
+            f"(journalctl -u {service})",
+        )
     return ret
 
 
