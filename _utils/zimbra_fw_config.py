@@ -388,68 +388,143 @@ def _parse_profile(problems, value, name_taken):
     return name, title, description
 
 
-def _parse_peer(problems, key, value, source, *, networks=(), wide=None):
-    """(Peer or None, addresses left out). Mine peers publish their own
-    addresses: host addresses only, and with ``networks`` only those inside them."""
+# A peer's addresses and the peers of a cluster (pillar and mine): beyond
+# these a rule set is a mistake or an attack (every minion can write the mine).
+MAX_PEER_ADDRESSES = 64
+MAX_PEERS = 5000
+MINE_REQUIRES_NETWORKS = (
+    "is empty, but cluster:mine is true: any minion can write mine data, so list the networks the Zimbra "
+    "servers live in (e.g. [10.0.0.0/24]); mine addresses outside them are left out"
+)
+
+
+def _check_address_count(problems, key, items, who):
+    if len(items) > MAX_PEER_ADDRESSES:
+        problems.add(key, f"{len(items)} addresses", f"are more than {MAX_PEER_ADDRESSES} for one peer ({who})")
+        return []
+    return items
+
+
+def _parse_peer(problems, key, value, wide):
+    """A Peer from a zimbra_fw:cluster:peers entry, or None."""
     if not isinstance(value, dict):
         problems.add(key, value, "must be a mapping with name, addresses and roles")
-        return None, ()
+        return None
     _check_keys(problems, f"{key}:", value, ("name", "addresses", "roles"))
     name = value.get("name")
     if not isinstance(name, str) or not name.strip():
         problems.add(f"{key}:name", name, "must be a non-empty string")
-    addresses, left_out = [], []
-    for index, item in enumerate(_check_list(problems, f"{key}:addresses", value.get("addresses"))):
+    items = _check_list(problems, f"{key}:addresses", value.get("addresses"))
+    addresses = []
+    for index, item in enumerate(_check_address_count(problems, f"{key}:addresses", items, name)):
         network = _parse_network(problems, f"{key}:addresses[{index}]", item, wide)
+        if network is not None:
+            addresses.append(network)
+    if not addresses:
+        problems.add(f"{key}:addresses", value.get("addresses"), "must list at least one address")
+    roles = _parse_role_list(problems, f"{key}:roles", value.get("roles"))
+    return Peer(str(name), tuple(sorted(set(addresses), key=_network_key)), roles, "pillar")
+
+
+def _mine_addresses(found, key, items, networks, ipv6_off):
+    """(addresses kept, why others were left out): a minion publishes its own
+    host addresses, and only those inside ``networks`` count."""
+    addresses, reasons = [], []
+    for index, item in enumerate(items):
+        item_key = f"{key}:addresses[{index}]"
+        network = _parse_network(found, item_key, item)
         if network is None:
             continue
-        if source == "mine" and network.prefixlen != network.max_prefixlen:
-            problems.add(
-                f"{key}:addresses[{index}]",
+        if network.prefixlen != network.max_prefixlen:
+            found.add(
+                item_key,
                 item,
                 "is not a host address: a minion publishes its own addresses (/32, /128), never networks",
             )
-        elif networks and not any(network.subnet_of(n) for n in networks if n.version == network.version):
-            left_out.append(network)
+        elif not any(network.subnet_of(n) for n in networks if n.version == network.version):
+            reasons.append(f"{source_text(network)} is outside cluster:networks")
+        elif network.version == 6 and ipv6_off:
+            reasons.append(f"{source_text(network)} is IPv6, but {ipv6_off}")
         else:
             addresses.append(network)
-    if not addresses and not left_out:
-        problems.add(f"{key}:addresses", value.get("addresses"), "must list at least one address")
-    roles = _parse_role_list(problems, f"{key}:roles", value.get("roles"))
-    return Peer(str(name), tuple(sorted(set(addresses), key=_network_key)), roles, source), tuple(left_out)
+    return addresses, reasons
 
 
-def _parse_cluster(problems, value, mine_data, minion_id, wide):
-    """(peers, mine wanted, mine target, mine addresses left out) from
+def _parse_mine_entry(name, identity, networks, ipv6_off):
+    """(Peer or None, reasons for what was left out). Any minion can write
+    the mine: a malformed entry is left out whole, never an error that would
+    stop this minion's states; so is one with no address inside ``networks``."""
+    key = f"cluster:mine[{name}]"
+    found = Problems()
+    if not isinstance(name, str) or not name.strip() or not name.isprintable():
+        found.add(key, name, "is not a minion id")
+        return None, tuple(found)
+    if not isinstance(identity, dict):
+        found.add(key, identity, "must be a mapping with roles and addresses (what zimbra_fw.identity publishes)")
+        return None, tuple(found)
+    _check_keys(found, f"{key}:", identity, ("roles", "addresses"))
+    roles = _parse_role_list(found, f"{key}:roles", identity.get("roles"))
+    items = _check_list(found, f"{key}:addresses", identity.get("addresses"))
+    addresses, reasons = _mine_addresses(
+        found, key, _check_address_count(found, f"{key}:addresses", items, name), networks, ipv6_off
+    )
+    if identity.get("addresses") == []:
+        found.add(f"{key}:addresses", [], "must list at least one address")
+    if found or not addresses:
+        return None, (*found, *reasons)
+    return Peer(name, tuple(sorted(set(addresses), key=_network_key)), roles, "mine"), tuple(reasons)
+
+
+def _mine_peers(problems, peers, mine_data, facts, networks):
+    """``{name: Peer}`` and ``{minion: reasons}`` left out, from the mine."""
+    if not mine_data:
+        problems.add(
+            "cluster:mine", True, "but the mine has no zimbra_fw.identity data: run mine.update (nothing removed)"
+        )
+        return {}, {}
+    entries = [(n, i) for n, i in mine_data.items() if n != facts.minion_id and n not in peers]  # pillar peers win
+    if len(peers) + len(entries) > MAX_PEERS:
+        problems.add(
+            "cluster",
+            f"{len(peers) + len(entries)} peers",
+            f"are more than {MAX_PEERS} ({len(peers)} in cluster:peers, {len(entries)} from the mine): "
+            "narrow cluster:mine_target",
+        )
+        return {}, {}
+    found, left_out = {}, {}
+    for name, identity in sorted(entries, key=lambda item: str(item[0])):
+        peer, reasons = _parse_mine_entry(name, identity, networks, facts.ipv6_off)
+        if reasons:
+            left_out[name if isinstance(name, str) else repr(name)] = reasons
+        if peer is not None:
+            found[name] = peer
+    return found, left_out
+
+
+def _parse_cluster(problems, value, facts, wide):
+    """(peers, mine wanted, mine target, {minion: reasons left out}) from
     zimbra_fw:cluster and the Salt Mine's data."""
     cluster = _mapping(problems, "cluster", value, DEFAULTS["cluster"], "peers, mine, mine_target and networks")
     use_mine = _check_bool(problems, "cluster:mine", cluster["mine"])
     networks = _parse_networks(problems, "cluster:networks", cluster["networks"], wide=wide)
+    if use_mine and cluster["networks"] == []:
+        problems.add("cluster:networks", [], MINE_REQUIRES_NETWORKS)
     target = cluster["mine_target"]
     if not isinstance(target, str) or not target.strip():
         problems.add("cluster:mine_target", target, "must be a Salt target such as '*' or 'G@zimbra:*'")
     peers, left_out = {}, {}
     for index, item in enumerate(_check_list(problems, "cluster:peers", cluster["peers"])):
-        peer, _ = _parse_peer(problems, f"cluster:peers[{index}]", item, "pillar", wide=wide)
+        peer = _parse_peer(problems, f"cluster:peers[{index}]", item, wide)
         if peer is None:
             continue
         if peer.name in peers:
             problems.add("cluster:peers", peer.name, "is listed twice")
         peers[peer.name] = peer
-    if use_mine and mine_data is not None:
-        if not mine_data:
-            problems.add(
-                "cluster:mine", True, "but the mine has no zimbra_fw.identity data: run mine.update (nothing removed)"
-            )
-        for name, identity in sorted(mine_data.items(), key=lambda item: str(item[0])):
-            if name == minion_id or name in peers:
-                continue  # pillar peers override the mine
-            entry = dict(identity, name=name) if isinstance(identity, dict) else identity
-            peer, outside = _parse_peer(problems, f"cluster:mine[{name}]", entry, "mine", networks=networks)
-            if outside:
-                left_out[str(name)] = tuple(source_text(n) for n in outside)
-            if peer is not None and peer.addresses:
-                peers[name] = peer
+    if len(peers) > MAX_PEERS:
+        problems.add("cluster:peers", f"{len(peers)} peers", f"are more than {MAX_PEERS}")
+    elif use_mine and facts.mine_data is not None:
+        mine, left_out = _mine_peers(problems, peers, facts.mine_data, facts, networks)
+        peers.update(mine)
     return tuple(sorted(peers.values())), use_mine, target, left_out
 
 
@@ -521,9 +596,7 @@ def parse_config(pillar, facts=NO_FACTS):
     wide = WideNetworks(allow_wide)
     trusted = _parse_networks(problems, "trusted_subnets", merged["trusted_subnets"], wide=wide)
     admin = _parse_networks(problems, "admin_subnets", merged["admin_subnets"], wide=wide)
-    peers, use_mine, mine_target, left_out = _parse_cluster(
-        problems, merged["cluster"], facts.mine_data, facts.minion_id, wide
-    )
+    peers, use_mine, mine_target, left_out = _parse_cluster(problems, merged["cluster"], facts, wide)
     extra = _parse_port_list(problems, "extra_ports", merged["extra_ports"])
     exclude = _parse_port_list(problems, "exclude_ports", merged["exclude_ports"])
     _check_extra_ports(problems, extra, exclude)

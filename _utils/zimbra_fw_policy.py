@@ -209,7 +209,7 @@ def open_ports(policy):
     if policy.restricted:
         result["only_from"] = {str(spec): [str(n) for n in nets] for spec, nets in policy.restricted.items()}
     if config.left_out:
-        result["left_out"] = {name: list(addresses) for name, addresses in config.left_out.items()}
+        result["left_out"] = {name: list(reasons) for name, reasons in config.left_out.items()}
     if config.admin_subnets:
         result["admin"] = {str(spec): [str(n) for n in config.admin_subnets] for spec in policy.admin}
     result["admin_console_open"] = admin_console_open(policy)

@@ -93,7 +93,7 @@ def test_mine_peers_exclude_self_and_yield_to_pillar():
         "mta": {"roles": ["mta"], "addresses": ["10.0.0.99"]},
         "proxy": {"roles": ["proxy"], "addresses": ["10.0.0.14"]},
     }
-    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "peers": [PEERS[1]]}}
+    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "networks": ["10.0.0.0/24"], "peers": [PEERS[1]]}}
     config = cfg.parse_config(pillar, cfg.Facts(mine_data=mine, minion_id="mailbox"))
     assert [(p.name, p.source) for p in config.peers] == [("mta", "pillar"), ("proxy", "mine")]
     assert [str(a) for a in config.peers[0].addresses] == ["10.0.0.12/32", "2001:db8::12/128"]
@@ -101,7 +101,10 @@ def test_mine_peers_exclude_self_and_yield_to_pillar():
 
 def test_empty_mine_is_an_error_not_an_empty_cluster():
     with pytest.raises(cfg.ConfigInvalid, match=r"the mine has no zimbra_fw\.identity data"):
-        cfg.parse_config({"roles": ["mta"], "cluster": {"mine": True}}, cfg.Facts(mine_data={}, minion_id="mta"))
+        cfg.parse_config(
+            {"roles": ["mta"], "cluster": {"mine": True, "networks": ["10.0.0.0/8"]}},
+            cfg.Facts(mine_data={}, minion_id="mta"),
+        )
 
 
 @pytest.mark.parametrize(

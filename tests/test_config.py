@@ -159,8 +159,12 @@ def test_mappings_with_keys_that_are_not_strings_are_named(key):
     assert any(problem.startswith(f"zimbra_fw:{key}:22: 'x' is not a known key") for problem in found), found
 
 
-def test_mine_entries_that_are_not_mappings_name_the_minion():
-    pillar = dict(SINGLE, cluster={"mine": True})
-    found = problems(pillar, cfg.Facts(mine_data={"evil": "0.0.0.0/1", "ok": None}, minion_id="self"))
-    assert "zimbra_fw:cluster:mine[evil]: '0.0.0.0/1' must be a mapping with name, addresses and roles" in found
-    assert "zimbra_fw:cluster:mine[ok]: None must be a mapping with name, addresses and roles" in found
+def test_mine_entries_that_are_not_mappings_are_left_out_naming_the_minion():
+    pillar = dict(SINGLE, cluster={"mine": True, "networks": ["10.0.0.0/8"]})
+    config = cfg.parse_config(pillar, cfg.Facts(mine_data={"evil": "0.0.0.0/1", "ok": None}, minion_id="self"))
+    what = "must be a mapping with roles and addresses (what zimbra_fw.identity publishes)"
+    assert config.peers == ()
+    assert config.left_out == {
+        "evil": (f"zimbra_fw:cluster:mine[evil]: '0.0.0.0/1' {what}",),
+        "ok": (f"zimbra_fw:cluster:mine[ok]: None {what}",),
+    }

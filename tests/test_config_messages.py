@@ -119,23 +119,30 @@ def test_problems_word_for_word(pillar, expected):
     assert str(info.value).startswith("Invalid pillar, nothing was changed:\n- " + expected[0])
 
 
-def test_mine_problems_name_the_minion():
+MINE = {"mine": True, "networks": ["10.0.0.0/8", "2001:db8::/32"]}
+
+
+def test_bad_mine_entries_are_left_out_with_their_problems_named():
     mine = {
         "a": {"roles": ["mta"], "addresses": ["10.0.0.0/8", "::/0"]},
         "b": {"roles": "x", "addresses": [], "extra": 1},
+        "c": {"roles": ["mta"], "addresses": ["10.0.0.3"]},
     }
-    with pytest.raises(cfg.ConfigInvalid) as info:
-        cfg.parse_config({**MTA, "cluster": {"mine": True}}, cfg.Facts(mine_data=mine, minion_id="z"))
-    assert info.value.problems == [
-        "zimbra_fw:cluster:mine[a]:addresses[0]: '10.0.0.0/8' is not a host address: a minion publishes its own "
-        "addresses (/32, /128), never networks",
-        "zimbra_fw:cluster:mine[a]:addresses[1]: '::/0' is the whole internet: it would give everyone access "
-        "(LDAP, memcached, MySQL)",
-        "zimbra_fw:cluster:mine[a]:addresses: ['10.0.0.0/8', '::/0'] must list at least one address",
-        "zimbra_fw:cluster:mine[b]:extra: 1 is not a known key; known keys: name, addresses, roles",
-        "zimbra_fw:cluster:mine[b]:addresses: [] must list at least one address",
-        "zimbra_fw:cluster:mine[b]:roles: 'x' must be a list, not a str",
-    ]
+    config = cfg.parse_config({**MTA, "cluster": MINE}, cfg.Facts(mine_data=mine, minion_id="z"))
+    assert [peer.name for peer in config.peers] == ["c"]
+    assert config.left_out == {
+        "a": (
+            "zimbra_fw:cluster:mine[a]:addresses[0]: '10.0.0.0/8' is not a host address: a minion publishes its own "
+            "addresses (/32, /128), never networks",
+            "zimbra_fw:cluster:mine[a]:addresses[1]: '::/0' is the whole internet: it would give everyone access "
+            "(LDAP, memcached, MySQL)",
+        ),
+        "b": (
+            "zimbra_fw:cluster:mine[b]:extra: 1 is not a known key; known keys: roles, addresses",
+            "zimbra_fw:cluster:mine[b]:roles: 'x' must be a list, not a str",
+            "zimbra_fw:cluster:mine[b]:addresses: [] must list at least one address",
+        ),
+    }
 
 
 def test_mine_is_not_read_unless_asked_and_pillar_peers_win():
@@ -143,7 +150,7 @@ def test_mine_is_not_read_unless_asked_and_pillar_peers_win():
     assert cfg.parse_config(MTA, cfg.Facts(mine_data=mine)).peers == ()
     pillar = {
         **MTA,
-        "cluster": {"mine": True, "peers": [{"name": "mta1", "addresses": ["10.0.0.9"], "roles": ["ldap"]}]},
+        "cluster": {**MINE, "peers": [{"name": "mta1", "addresses": ["10.0.0.9"], "roles": ["ldap"]}]},
     }
     (peer,) = cfg.parse_config(pillar, cfg.Facts(mine_data=mine, minion_id="self")).peers
     assert (peer.name, [str(a) for a in peer.addresses], peer.roles, peer.source) == (
@@ -258,22 +265,26 @@ def test_roles_are_required_without_packages_to_read_them_from():
     assert info.value.problems == [f"zimbra_fw:roles is required: list this server's Zimbra roles ({ROLES})"]
 
 
-def test_an_empty_mine_and_ipv6_mine_peers_are_named():
+def test_an_empty_mine_is_named_and_ipv6_mine_addresses_left_out_while_ipv6_is_off():
     with pytest.raises(cfg.ConfigInvalid) as info:
-        cfg.parse_config({**MTA, "cluster": {"mine": True}}, cfg.Facts(mine_data={}))
+        cfg.parse_config({**MTA, "cluster": MINE}, cfg.Facts(mine_data={}))
     assert info.value.problems == [
         "zimbra_fw:cluster:mine: True but the mine has no zimbra_fw.identity data: run mine.update (nothing removed)"
     ]
-    mine = {"b": {"roles": ["mta"], "addresses": ["2001:db8::5"]}}
-    with pytest.raises(cfg.ConfigInvalid) as info:
-        cfg.parse_config({**MTA, "cluster": {"mine": True}}, cfg.Facts(mine_data=mine, ipv6_off="off"))
-    assert info.value.problems == ["zimbra_fw:cluster:mine[b]: '2001:db8::5' is IPv6, but off"]
+    mine = {
+        "b": {"roles": ["mta"], "addresses": ["2001:db8::5", "10.0.0.5"]},
+        "c": {"roles": ["mta"], "addresses": ["2001:db8::6"]},
+    }
+    config = cfg.parse_config({**MTA, "cluster": MINE}, cfg.Facts(mine_data=mine, ipv6_off="off"))
+    assert [(p.name, [str(a) for a in p.addresses]) for p in config.peers] == [("b", ["10.0.0.5/32"])]
+    assert config.left_out == {"b": ("2001:db8::5 is IPv6, but off",), "c": ("2001:db8::6 is IPv6, but off",)}
 
 
 def test_mine_ids_of_any_type_are_read_in_a_stable_order():
     mine = {2: {"roles": ["mta"], "addresses": ["10.0.0.2"]}, "a": {"roles": ["mta"], "addresses": ["10.0.0.3"]}}
-    with pytest.raises(cfg.ConfigInvalid, match=r"zimbra_fw:cluster:mine\[2\]:name: 2 must be a non-empty string"):
-        cfg.parse_config({**MTA, "cluster": {"mine": True}}, cfg.Facts(mine_data=mine))
+    config = cfg.parse_config({**MTA, "cluster": MINE}, cfg.Facts(mine_data=mine))
+    assert [peer.name for peer in config.peers] == ["a"]
+    assert config.left_out == {"2": ("zimbra_fw:cluster:mine[2]: 2 is not a minion id",)}
 
 
 def test_edges_that_are_valid():
@@ -285,9 +296,8 @@ def test_edges_that_are_valid():
 
 def test_mine_problems_come_in_minion_order():
     mine = {"b": {"roles": "x", "addresses": ["10.0.0.2"]}, "a": {"roles": "x", "addresses": ["10.0.0.3"]}}
-    with pytest.raises(cfg.ConfigInvalid) as info:
-        cfg.parse_config({**MTA, "cluster": {"mine": True}}, cfg.Facts(mine_data=mine))
-    assert info.value.problems == [
-        "zimbra_fw:cluster:mine[a]:roles: 'x' must be a list, not a str",
-        "zimbra_fw:cluster:mine[b]:roles: 'x' must be a list, not a str",
+    config = cfg.parse_config({**MTA, "cluster": MINE}, cfg.Facts(mine_data=mine))
+    assert list(config.left_out.items()) == [
+        ("a", ("zimbra_fw:cluster:mine[a]:roles: 'x' must be a list, not a str",)),
+        ("b", ("zimbra_fw:cluster:mine[b]:roles: 'x' must be a list, not a str",)),
     ]

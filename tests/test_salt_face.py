@@ -85,7 +85,7 @@ def test_mine_is_read_with_the_compound_target_and_the_master_is_kept_reachable(
         targets.append((target, function, tgt_type))
         return {"mta1": {"roles": ["mta"], "addresses": ["10.0.0.12"]}}
 
-    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "mine_target": "G@zimbra:*"}}
+    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "mine_target": "G@zimbra:*", "networks": ["10.0.0.0/24"]}}
     opts = {"id": "mail1", "master_ip": "10.77.0.1", "publish_port": 4505, "master_port": 4506}
     module, _ = face(pillar, opts=opts, mine__get=mine_get)
     ports = module.open_ports()
