@@ -300,6 +300,11 @@ def _parse_port_list(problems, key, value):
     return tuple(sorted(set(specs)))
 
 
+SSH_LIMIT_ON_FIREWALLD = (
+    "cannot be used with backend firewalld: a firewalld rich-rule limit is one rate shared by every source, so "
+    "more than 6 new connections a minute from anyone (a port scan will do) locks the admins out; "
+    "use fail2ban, or the ufw backend (its limit counts each address apart)"
+)
 HOW_REACHED = {
     catalogue.CLUSTER: "peers reach it by their roles (cluster:peers, cluster:mine), trusted_subnets reach every port",
     catalogue.LOCALHOST: "Zimbra binds it to localhost; it is never opened",
@@ -604,6 +609,9 @@ def parse_config(pillar, facts=NO_FACTS):
     ssh_port, ssh_from, ssh_limit = _parse_ssh(problems, merged["ssh"], wide)
     name, title, description = _parse_profile(problems, merged["profile"], facts.name_taken)
     allow_no_management = _check_bool(problems, "allow_no_management", merged["allow_no_management"])
+    backend = _parse_backend(problems, merged["backend"], facts.os_family)
+    if ssh_limit and backend == "firewalld":
+        problems.add("ssh:limit", True, SSH_LIMIT_ON_FIREWALLD)
     masters = ()
     if _check_bool(problems, "allow_salt_master", merged["allow_salt_master"]) and facts.salt_master:
         address, ports = facts.salt_master
@@ -639,7 +647,7 @@ def parse_config(pillar, facts=NO_FACTS):
         mail_mode=_parse_mail_mode(problems, merged["mail_mode"]),
         only_from=only_from,
         left_out=left_out,
-        backend=_parse_backend(problems, merged["backend"], facts.os_family),
+        backend=backend,
         zone=_parse_firewalld(problems, merged["firewalld"]),
         allow_wide_networks=allow_wide,
         wide_networks=tuple(wide),

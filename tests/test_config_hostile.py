@@ -174,3 +174,18 @@ def test_no_warning_without_wide_networks_and_any_stays_the_word_for_anyone():
     config = cfg.parse_config({**MTA, "ssh": {"from": ["any"]}, "trusted_subnets": ["10.0.0.0/8", "2001::/16"]})
     assert config.ssh_from == ("any",) and config.wide_networks == ()
     assert policies.open_ports(policies.build(config))["warnings"] == []
+
+
+# ------------------------------------------------------------ ssh:limit
+
+
+@pytest.mark.parametrize("pillar, os_family", [({"backend": "firewalld"}, None), ({}, "RedHat")])
+def test_ssh_limit_is_refused_with_firewalld_saying_why_and_what_instead(pillar, os_family):
+    found = problems({**MTA, **pillar, "ssh": {"limit": True}}, cfg.Facts(os_family=os_family))
+    assert found == [
+        "zimbra_fw:ssh:limit: True cannot be used with backend firewalld: a firewalld rich-rule limit is one rate "
+        "shared by every source, so more than 6 new connections a minute from anyone (a port scan will do) locks "
+        "the admins out; use fail2ban, or the ufw backend (its limit counts each address apart)"
+    ]
+    assert cfg.parse_config({**MTA, **pillar, "ssh": {"limit": False}}, cfg.Facts(os_family=os_family))
+    assert cfg.parse_config({**MTA, "backend": "ufw", "ssh": {"limit": True}}, cfg.Facts(os_family=os_family))
