@@ -1,0 +1,100 @@
+"""The firewalls' own parsers as oracles for the rules the backends render.
+
+Each function starts ONE process of the system Python (where Debian's
+python3-firewall and ufw packages live) for a whole batch of rules. Nothing
+here touches a firewall: firewalld's ``Rich_Rule(rule_str=...)`` and ufw's
+``frontend.parse_command`` only parse text.
+"""
+
+import json
+import os
+import subprocess
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+_FIREWALLD = r"""
+import json, sys
+from firewall.core.rich import Rich_Rule
+results = []
+for rule in json.load(sys.stdin):
+    try:
+        parsed = Rich_Rule(rule_str=rule)
+        results.append({"ok": True, "text": str(parsed), "invert": bool(parsed.source and parsed.source.invert)})
+    except Exception as exc:  # firewalld raises FirewallError, and others on odd text
+        results.append({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+json.dump(results, sys.stdout)
+"""
+
+_UFW = r"""
+import gettext, io, json, sys
+import ufw.common
+gettext.install(ufw.common.programName)
+import ufw.frontend
+results = []
+real = sys.stdout, sys.stderr
+for words in json.load(sys.stdin):
+    sys.stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    sys.stderr = err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    try:
+        parsed = ufw.frontend.parse_command(["ufw", *words])
+        rule = parsed.data.get("rule")
+        results.append(
+            {
+                "ok": True,
+                "action": parsed.action,
+                "src": rule.src if rule else None,
+                "dport": rule.dport if rule else None,
+                "sport": rule.sport if rule else None,
+                "dapp": rule.dapp if rule else None,
+                "protocol": rule.protocol if rule else None,
+            }
+        )
+    except BaseException as exc:  # ufw's error() exits
+        err.flush()
+        message = err.buffer.getvalue().decode("utf-8", "replace").strip()
+        results.append({"ok": False, "error": f"{type(exc).__name__}: {message or exc}"})
+sys.stdout, sys.stderr = real
+json.dump(results, sys.stdout)
+"""
+
+
+def available():
+    """None, or why the oracles cannot run on this machine."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"{SYSTEM_PYTHON} is missing"
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import firewall.core.rich, ufw.frontend"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return None if probe.returncode == 0 else f"python3-firewall or ufw is missing: {probe.stderr.strip()}"
+
+
+def _run(script, batch):
+    done = subprocess.run(
+        [SYSTEM_PYTHON, "-I", "-c", script],
+        input=json.dumps(batch),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+    )
+    if done.returncode != 0:
+        why = available() or done.stderr[-2000:]
+        raise RuntimeError(f"oracle failed (exit {done.returncode}): {why}")
+    results = json.loads(done.stdout)
+    assert len(results) == len(batch)
+    return results
+
+
+def firewalld_rich_rules(rules):
+    """For each rich rule text: ``{"ok", "text" (as firewalld prints it
+    back), "invert"}``, or ``{"ok": False, "error"}``."""
+    return _run(_FIREWALLD, list(rules))
+
+
+def ufw_commands(commands):
+    """For each rule (a sequence of ufw words): what ufw's parser made of it, or ``{"ok": False, "error"}``."""
+    return _run(_UFW, [list(words) for words in commands])
