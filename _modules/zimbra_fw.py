@@ -30,6 +30,8 @@ __virtualname__ = "zimbra_fw"
 __load__ = ["audit", "catalogue", "converge", "identity", "open_ports", "plan", "profile", "status"]
 
 MINE_FUNCTION = "zimbra_fw.identity"
+# Where the minion's connections (to its Salt master too) take their source port.
+LOCAL_PORT_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
 # Set by the zimbra_fw states: within one state run the policy is computed once.
 RUN_CACHE = "zimbra_fw.state_run"
 
@@ -72,11 +74,24 @@ def _plain(value):
     return value
 
 
+def _local_port_range():
+    """(low, high): the minion's ephemeral port range, Linux's default when it cannot be read."""
+    try:
+        with open(LOCAL_PORT_RANGE, encoding="ascii") as handle:
+            low, high = (int(word) for word in handle.read().split())
+    except (OSError, ValueError):  # ValueError: not two integers (UnicodeDecodeError is one too)
+        return zimbra_fw_config.DEFAULT_LOCAL_PORTS
+    return low, high
+
+
 def _salt_master():
-    """(address, ports) of this minion's Salt master, or None for a masterless minion."""
+    """(address, ports, (low, high)) of this minion's Salt master: its address,
+    its ports and the minion's ephemeral range its connections start from;
+    None for a masterless minion."""
     if __opts__.get("file_client") == "local" or not __opts__.get("master_ip"):
         return None
-    return __opts__["master_ip"], (int(__opts__.get("publish_port", 4505)), int(__opts__.get("master_port", 4506)))
+    ports = (int(__opts__.get("publish_port", 4505)), int(__opts__.get("master_port", 4506)))
+    return __opts__["master_ip"], ports, _local_port_range()
 
 
 def _facts(settings, with_mine):
@@ -249,8 +264,8 @@ def converge(part=None, test=False):
     Make the firewall match this minion's pillar now, as ``state.apply
     zimbra_fw`` does (the states call this, one part each): ``profile``,
     ``rules`` and ``firewall``, in that order, or only ``part``. With
-    ``test=True`` it changes nothing and returns the pending changes.
-    Returns ``{part: {changes, applied}}``; on failure the error names the
+    ``test=True``, or the minion's own ``test: True`` option, it changes
+    nothing and returns the pending changes. Returns ``{part: {changes, applied}}``; on failure the error names the
     failed step and the steps already applied, and later parts do not run.
 
     CLI Example:
@@ -260,6 +275,7 @@ def converge(part=None, test=False):
         salt '*' zimbra_fw.converge test=True
         salt '*' zimbra_fw.converge part=rules
     """
+    test = bool(test or __opts__.get("test"))  # the minion's own test: True wins
     policy, results = _policy(), {}
     backend = _backend(policy.config)
     for name in _parts(part, backend):

@@ -28,13 +28,18 @@ Config = namedtuple(
     "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
     "salt_masters mail_mode only_from left_out backend zone allow_wide_networks wide_networks",
 )
-SaltMaster = namedtuple("SaltMaster", "address ports")
+# address: an ip_network (a host). ports: the master's ports (4505, 4506),
+# which its packets come from. local_ports: a PortSpec, the minion's
+# ephemeral range, where its connections to the master start.
+SaltMaster = namedtuple("SaltMaster", "address ports local_ports")
 Peer = namedtuple("Peer", "name addresses roles source")
 
 # What the minion tells about itself. ``packages``: installed package names
 # (None: not read, as roles are in pillar). ``mine_data``: minion id ->
 # zimbra_fw.identity (None: the mine is not used). ``salt_master``: (address,
-# ports) or None. ``ipv6_off``: None, or why the firewall cannot take IPv6
+# ports, (low, high)) or None; (low, high) is the minion's ephemeral port
+# range (/proc/sys/net/ipv4/ip_local_port_range), DEFAULT_LOCAL_PORTS when
+# left out. ``ipv6_off``: None, or why the firewall cannot take IPv6
 # rules. ``name_taken``: name -> None, or why the firewall cannot use that
 # name for a port group. ``os_family``: the os_family grain (picks the
 # default backend).
@@ -533,6 +538,60 @@ def _parse_cluster(problems, value, facts, wide):
     return tuple(sorted(peers.values())), use_mine, target, left_out
 
 
+DEFAULT_LOCAL_PORTS = (32768, 60999)  # Linux's default net.ipv4.ip_local_port_range
+LOCAL_PORTS_FIX = (
+    "narrow it (sysctl net.ipv4.ip_local_port_range, e.g. '32768 60999') or set zimbra_fw:allow_salt_master: false"
+)
+
+
+def _local_ports(problems, fact, ssh_port):
+    """The minion's ephemeral range from the Salt master fact, as a PortSpec,
+    or None with a problem: the master's rule opens it to the master, so no
+    Zimbra port and not the ssh port may be in it."""
+    low, high = (*tuple(fact[2]), None, None)[:2] if len(fact) > 2 else DEFAULT_LOCAL_PORTS
+    shown = f"{low}-{high}"
+    if not (_is_int(low) and _is_int(high) and 1024 <= low <= high <= 65535):
+        problems.add(
+            "allow_salt_master",
+            shown,
+            "is not a usable ephemeral port range (net.ipv4.ip_local_port_range, where the minion's connections to "
+            "its master start): it must be two ports, 1024 <= low <= high <= 65535; fix it or set "
+            "zimbra_fw:allow_salt_master: false",
+        )
+        return None
+    held = [f"{port}/{proto}" for port, proto in sorted({(r.port, r.proto) for r in catalogue.CATALOGUE})]
+    held = [text for text in held if low <= int(text.split("/")[0]) <= high]
+    if _is_int(ssh_port) and low <= ssh_port <= high:
+        held.append(f"{ssh_port}/tcp (ssh:port)")
+    if held:
+        problems.add(
+            "allow_salt_master",
+            shown,
+            "is the minion's ephemeral port range, which the Salt master's rule opens to the master, and it holds "
+            f"{', '.join(held)}; {LOCAL_PORTS_FIX}",
+        )
+        return None
+    return catalogue.PortSpec(low, high, "tcp")
+
+
+def _parse_salt_master(problems, fact, ssh_port):
+    """(SaltMaster,) from the minion's fact, or () with problems. Its rule
+    admits the master's packets (from its ports) to the minion's ephemeral
+    ports only."""
+    address, ports = fact[0], fact[1]
+    network = _parse_network(problems, "allow_salt_master", address)
+    if network is not None and network.prefixlen != network.max_prefixlen:
+        problems.add("allow_salt_master", address, "is not the Salt master's address (a network)")
+        network = None
+    if not ports or not all(_is_int(port) and 1 <= port <= 65535 for port in ports):
+        problems.add("allow_salt_master", list(ports), "are not the Salt master's ports (publish_port, master_port)")
+        network = None
+    local_ports = _local_ports(problems, fact, ssh_port)
+    if network is None or local_ports is None:
+        return ()
+    return (SaltMaster(network, tuple(sorted(set(ports))), local_ports),)
+
+
 def _parse_mail_mode(problems, value):
     if not isinstance(value, str) or value not in catalogue.MAIL_MODES:
         known = ", ".join(catalogue.MAIL_MODES)
@@ -614,10 +673,7 @@ def parse_config(pillar, facts=NO_FACTS):
         problems.add("ssh:limit", True, SSH_LIMIT_ON_FIREWALLD)
     masters = ()
     if _check_bool(problems, "allow_salt_master", merged["allow_salt_master"]) and facts.salt_master:
-        address, ports = facts.salt_master
-        network = _parse_network(problems, "allow_salt_master", address)
-        if network is not None:
-            masters = (SaltMaster(network, tuple(sorted(set(ports)))),)
+        masters = _parse_salt_master(problems, facts.salt_master, ssh_port)
     if not ssh_from and not allow_no_management:
         problems.add(
             "ssh:from",

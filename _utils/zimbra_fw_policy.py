@@ -96,7 +96,10 @@ def _management(config):
         Access(MANAGEMENT, None if source == "any" else source, ssh, None, (), config.ssh_limit)
         for source in config.ssh_from
     ]
-    accesses += [Access(SALT_MASTER, master.address, None, None, master.ports) for master in config.salt_masters]
+    # The master's packets (from its ports 4505/4506) to the minion's ephemeral ports only.
+    accesses += [
+        Access(SALT_MASTER, master.address, (master.local_ports,), None, master.ports) for master in config.salt_masters
+    ]
     return accesses
 
 

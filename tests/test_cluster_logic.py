@@ -1,5 +1,7 @@
 """Cluster computation: per-role profiles, peers, admin subnets, role detection."""
 
+import ipaddress
+
 import pytest
 import zimbra_fw_catalogue as catalogue
 import zimbra_fw_config as cfg
@@ -126,10 +128,17 @@ def test_bad_peers_are_named(peers, fragment):
 
 
 def test_salt_master_stays_reachable():
-    master = cfg.Facts(salt_master=("10.77.0.1", (4505, 4506)))
+    master = cfg.Facts(salt_master=("10.77.0.1", (4505, 4506), (32768, 60999)))
     policy = policy_of({"roles": ["mta"]}, master)
+    # From the master's ports 4505/4506, to the minion's ephemeral ports only.
+    assert policies.management(policy)[1] == policies.Access(
+        "salt-master",
+        ipaddress.ip_network("10.77.0.1/32"),
+        (catalogue.PortSpec(32768, 60999, "tcp"),),
+        None,
+        (4505, 4506),
+    )
     management = [ufw.rule_words(access) for access in policies.management(policy)]
-    assert management == [("allow", "22/tcp"), ("allow", "from", "10.77.0.1", "port", "4505,4506", "proto", "tcp")]
     assert ufw.desired_rules(policy)[:2] == management
     off = policy_of({"roles": ["mta"], "allow_salt_master": False}, master)
     assert [ufw.rule_words(access) for access in policies.management(off)] == [("allow", "22/tcp")]

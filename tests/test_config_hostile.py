@@ -189,3 +189,49 @@ def test_ssh_limit_is_refused_with_firewalld_saying_why_and_what_instead(pillar,
     ]
     assert cfg.parse_config({**MTA, **pillar, "ssh": {"limit": False}}, cfg.Facts(os_family=os_family))
     assert cfg.parse_config({**MTA, "backend": "ufw", "ssh": {"limit": True}}, cfg.Facts(os_family=os_family))
+
+
+# ------------------------------------------------------------ the Salt master
+
+
+def test_the_salt_master_gets_the_ephemeral_range_from_its_fact_or_the_default():
+    (master,) = cfg.parse_config(MTA, cfg.Facts(salt_master=("10.77.0.1", (4506, 4505), (40000, 50000)))).salt_masters
+    assert (master.ports, master.local_ports) == ((4505, 4506), cfg.catalogue.PortSpec(40000, 50000, "tcp"))
+    (master,) = cfg.parse_config(MTA, cfg.Facts(salt_master=("10.77.0.1", (4505, 4506)))).salt_masters
+    assert master.local_ports == cfg.catalogue.PortSpec(32768, 60999, "tcp")
+
+
+RANGE = (
+    "is not a usable ephemeral port range (net.ipv4.ip_local_port_range, where the minion's connections to its "
+    "master start): it must be two ports, 1024 <= low <= high <= 65535; fix it or set zimbra_fw:allow_salt_master: "
+    "false"
+)
+FIX = "narrow it (sysctl net.ipv4.ip_local_port_range, e.g. '32768 60999') or set zimbra_fw:allow_salt_master: false"
+
+
+@pytest.mark.parametrize(
+    "local, ssh, expected",
+    [
+        ((80, 2000), 22, f"zimbra_fw:allow_salt_master: '80-2000' {RANGE}"),
+        ((60999, 32768), 22, f"zimbra_fw:allow_salt_master: '60999-32768' {RANGE}"),
+        (("1", 70000), 22, f"zimbra_fw:allow_salt_master: '1-70000' {RANGE}"),
+        ((40000,), 22, f"zimbra_fw:allow_salt_master: '40000-None' {RANGE}"),
+        (
+            (7000, 7100),
+            22,
+            "zimbra_fw:allow_salt_master: '7000-7100' is the minion's ephemeral port range, which the Salt master's "
+            "rule opens to the master, and it holds 7025/tcp, 7026/tcp, 7035/tcp, 7036/tcp, 7047/tcp, 7071/tcp, "
+            f"7072/tcp, 7073/tcp, 7074/tcp, 7084/tcp, 7085/tcp; {FIX}",
+        ),
+        (
+            (32768, 60999),
+            40022,
+            "zimbra_fw:allow_salt_master: '32768-60999' is the minion's ephemeral port range, which the Salt "
+            f"master's rule opens to the master, and it holds 40022/tcp (ssh:port); {FIX}",
+        ),
+    ],
+)
+def test_a_bad_ephemeral_range_is_refused_naming_allow_salt_master(local, ssh, expected):
+    facts = cfg.Facts(salt_master=("10.77.0.1", (4505, 4506), local))
+    assert problems({**MTA, "ssh": {"port": ssh}}, facts) == [expected]
+    assert cfg.parse_config({**MTA, "ssh": {"port": ssh}, "allow_salt_master": False}, facts).salt_masters == ()

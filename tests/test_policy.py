@@ -55,7 +55,7 @@ def test_a_mailbox_with_proxy_trusted_admin_and_peers():
     ]
     assert policy.accesses == [
         Access("ssh", None, tuple(specs("22")), None, ()),
-        Access("salt-master", net("10.77.0.1/32"), None, None, (4505, 4506)),
+        Access("salt-master", net("10.77.0.1/32"), tuple(specs("32768:60999")), None, (4505, 4506)),
         Access("trusted", net("10.9.0.0/16"), None, None, ()),
         Access("admin", net("10.8.0.0/24"), specs("7071", "9071"), "Zimbra-admin", ()),
         Access("peer", net("10.0.0.12/32"), specs("7025", "7071", "7073", "8443"), "Zimbra-mta", ()),

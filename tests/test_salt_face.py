@@ -3,6 +3,7 @@ dunders (__salt__, __opts__, __pillar__, __grains__, __context__) given by the t
 
 import importlib.util
 import os
+import types
 
 import pytest
 from salt.exceptions import CommandExecutionError
@@ -211,3 +212,87 @@ def test_pillar_state_summarises_and_warns_about_the_open_admin_console():
         "The zimbra_fw pillar is valid: roles mailbox, mta (from pillar), 2 public ports, 2 peers"
     )
     assert "set zimbra_fw:admin_subnets" in ret["comment"]
+
+
+# ---------------------------------------------------------------- issue 18
+
+
+class FakeBackend:
+    PARTS = ("profile", "rules")
+
+    def __init__(self):
+        self.applied = []
+
+    @staticmethod
+    def ipv6_off():
+        return None
+
+    @staticmethod
+    def name_taken(name):
+        return None
+
+    def apply(self, steps, run):
+        self.applied.append(list(steps))
+        return list(steps)
+
+
+def converging(opts):
+    module, _ = face(SINGLE, opts=opts)
+    backend = FakeBackend()
+    plan = types.SimpleNamespace(steps=["allow x"], changes={"added": ["allow x"]}, comment=None)
+    module._backend = lambda config=None, settings=None: backend
+    module._plans = lambda policy, parts: {part: plan for part in parts}
+    return module, backend
+
+
+@pytest.mark.parametrize("opts_test, arg_test", [(True, False), (True, True), (False, True)])
+def test_converge_changes_nothing_when_the_minion_or_the_caller_says_test(opts_test, arg_test):
+    module, backend = converging({"id": "mail1", "file_client": "local", "test": opts_test})
+    result = module.converge(test=arg_test)
+    assert result == {part: {"changes": {"added": ["allow x"]}, "applied": []} for part in ("profile", "rules")}
+    assert backend.applied == []
+
+
+def test_converge_applies_without_test_anywhere():
+    module, backend = converging({"id": "mail1", "file_client": "local", "test": False})
+    assert module.converge(part="rules") == {"rules": {"changes": {"added": ["allow x"]}, "applied": ["allow x"]}}
+    assert backend.applied == [["allow x"]]
+
+
+def master_opts():
+    return {"id": "mail1", "master_ip": "10.77.0.1", "publish_port": 4505, "master_port": 4506}
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("32768\t60999\n", (32768, 60999)),
+        ("40000 50000", (40000, 50000)),
+        ("junk", (32768, 60999)),
+        (None, (32768, 60999)),
+    ],
+)
+def test_the_salt_master_rule_reaches_only_the_ephemeral_ports(tmp_path, text, expected):
+    module, _ = face({"roles": ["mta"]}, opts=master_opts())
+    path = tmp_path / "ip_local_port_range"
+    if text is not None:
+        path.write_text(text)
+    module.LOCAL_PORT_RANGE = str(path)
+    assert module._salt_master() == ("10.77.0.1", (4505, 4506), expected)
+    access = module._policy().accesses[1]
+    assert (access.kind, str(access.source), access.source_ports) == ("salt-master", "10.77.0.1/32", (4505, 4506))
+    assert [(spec.first, spec.last, spec.proto) for spec in access.ports] == [(*expected, "tcp")]
+
+
+def test_an_ephemeral_range_over_zimbra_ports_is_refused_naming_allow_salt_master(tmp_path):
+    module, _ = face({"roles": ["mta"]}, opts=master_opts())
+    path = tmp_path / "ip_local_port_range"
+    path.write_text("1024\t65535\n")
+    module.LOCAL_PORT_RANGE = str(path)
+    with pytest.raises(CommandExecutionError) as info:
+        module.open_ports()
+    (problem,) = info.value.problems
+    assert problem.startswith(
+        "zimbra_fw:allow_salt_master: '1024-65535' is the minion's ephemeral port range, which the Salt master's "
+        "rule opens to the master, and it holds 3310/tcp, 3443/tcp, "
+    )
