@@ -121,8 +121,7 @@ def _finding(expected, widest, row, service, addresses):
 def _management_finding(policy, port, proto, widest):
     """(severity, message) when the management port is reachable beyond
     ``ssh:from``, or None. Sources the policy itself gives that port (ssh:from,
-    trusted subnets, mailbox peers for zmrcd, the Salt master) are expected;
-    anyone else is not."""
+    trusted subnets, mailbox peers for zmrcd) are expected; anyone else is not."""
     config = policy.config
     if (port, proto) != (config.ssh_port, "tcp") or "any" in config.ssh_from:
         return None

@@ -323,26 +323,37 @@ def test_ssh_reached_only_as_ssh_from_says_is_no_finding():
 
 
 def test_sources_the_policy_itself_gives_the_ssh_port_are_not_beyond_ssh_from():
-    # Trusted subnets reach every port, mailbox peers reach 22 for zmrcd, the
-    # Salt master's rule matches its source ports on every TCP port.
+    # Trusted subnets reach every port, mailbox peers reach the ssh port for zmrcd.
     pillar = {
         "ssh": {"from": ["10.8.0.0/16"]},
         "trusted_subnets": ["192.168.1.0/24"],
         "cluster": {"peers": [{"name": "mb1", "addresses": ["10.0.0.13"], "roles": ["mailbox"]}]},
     }
-    facts = cfg.Facts(salt_master=("10.77.0.1", [4505, 4506]))
+    rules = [
+        audit.Rule("allow", "10.8.0.0/16", SSH),
+        audit.Rule("allow", "192.168.1.0/24", None),
+        audit.Rule("allow", "192.168.1.0/25", SSH),
+        audit.Rule("allow", "10.0.0.13", SSH),
+    ]
+    assert ssh_audit(pillar, rules)["findings"] == []
+    # An mta peer has no business on the ssh port: it is beyond ssh:from.
+    pillar["cluster"]["peers"][0]["roles"] = ["mta"]
+    assert [f["message"] for f in ssh_audit(pillar, rules)["findings"]] == [
+        "management (ssh) is reachable from 10.0.0.13, beyond zimbra_fw:ssh:from (10.8.0.0/16)"
+    ]
+
+
+def test_a_rule_for_every_tcp_port_from_the_master_reaches_ssh_beyond_ssh_from():
+    # A Salt master rule on source ports only (ufw's older form) admits the
+    # master to every TCP port, the ssh port too: said, unless ssh:from has it.
     rules = [
         audit.Rule("allow", "10.8.0.0/16", SSH),
         audit.Rule("allow", "10.77.0.1", [audit.PortSpec(1, 65535, "tcp")]),
-        audit.Rule("allow", "192.168.1.0/24", None),
-        audit.Rule("allow", "10.0.0.13", SSH),
     ]
-    assert ssh_audit(pillar, rules, facts)["findings"] == []
-    # An mta peer has no business on 22: it is beyond ssh:from.
-    pillar["cluster"]["peers"][0]["roles"] = ["mta"]
-    assert [f["message"] for f in ssh_audit(pillar, rules, facts)["findings"]] == [
-        "management (ssh) is reachable from 10.0.0.13, beyond zimbra_fw:ssh:from (10.8.0.0/16)"
+    assert [f["message"] for f in ssh_audit({"ssh": {"from": ["10.8.0.0/16"]}}, rules)["findings"]] == [
+        "management (ssh) is reachable from 10.77.0.1, beyond zimbra_fw:ssh:from (10.8.0.0/16)"
     ]
+    assert ssh_audit({"ssh": {"from": ["10.8.0.0/16", "10.77.0.1"]}}, rules)["findings"] == []
 
 
 def test_ssh_from_any_is_no_management_finding():
