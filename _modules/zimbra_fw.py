@@ -189,9 +189,12 @@ def identity():
     """
     policy = _policy(with_mine=False)  # what it publishes must not depend on the mine
     addresses = __salt__["network.ip_addrs"]() + __salt__["network.ip_addrs6"]()
-    addresses = {ipaddress.ip_address(a) for a in addresses}
-    own = sorted((a for a in addresses if not a.is_link_local), key=lambda a: (a.version, a))
-    return {"roles": list(policy.config.roles), "addresses": [str(a) for a in own]}
+    # By their bytes: no zone ID rides along. Only what a peer's config accepts
+    # (no link-local, loopback, IPv4-mapped, ...): one such address would
+    # leave this minion out of its peers' firewalls.
+    hosts = {ipaddress.ip_network(ipaddress.ip_address(a).packed) for a in addresses}
+    own = sorted((h for h in hosts if zimbra_fw_config.special_reason(h) is None), key=lambda h: (h.version, h))
+    return {"roles": list(policy.config.roles), "addresses": [str(h.network_address) for h in own]}
 
 
 def open_ports():

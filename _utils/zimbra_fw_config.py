@@ -250,7 +250,7 @@ def _network_of_text(problems, key, value):
     return network
 
 
-def _special_reason(network):
+def special_reason(network):
     """Why no rule may name ``network``, or None."""
     if network.prefixlen == 0:
         return "is the whole internet: it would give everyone access (LDAP, memcached, MySQL)"
@@ -266,7 +266,7 @@ def _parse_network(problems, key, value, wide=None):
     network = _network_of_text(problems, key, value)
     if network is None:
         return None
-    if reason := _special_reason(network):
+    if reason := special_reason(network):
         problems.add(key, value, reason)
         return None
     if wide is not None and not wide.check(problems, key, value, network):

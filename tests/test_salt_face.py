@@ -296,3 +296,12 @@ def test_an_ephemeral_range_over_zimbra_ports_is_refused_naming_allow_salt_maste
         "zimbra_fw:allow_salt_master: '1024-65535' is the minion's ephemeral port range, which the Salt master's "
         "rule opens to the master, and it holds 3310/tcp, 3443/tcp, "
     )
+
+
+def test_identity_publishes_only_addresses_peers_accept():
+    module, _ = face(
+        {"roles": ["mta"]},
+        network__ip_addrs=lambda: ["10.0.0.5", "169.254.1.1", "127.0.0.1"],
+        network__ip_addrs6=lambda: ["fe80::1%eth0", "2001:db8::5", "::ffff:10.0.0.9", "::1", "ff02::1"],
+    )
+    assert module.identity() == {"roles": ["mta"], "addresses": ["10.0.0.5", "2001:db8::5"]}
