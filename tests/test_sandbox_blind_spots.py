@@ -152,3 +152,75 @@ def test_ssh_limit_refuses_a_burst_and_lets_a_normal_login_in(lab, example_pilla
     burst = lab.internet.probe_repeatedly(lab.MINION_INTERNET, 22, 10)
     assert burst == [True] * 5 + [False] * 5, burst  # ufw: the 6th connection within 30 s is refused
     assert lab.lan.probe(lab.MINION_LAN, [22]) == {22: True}  # anyone else still logs in
+
+
+def rule_number(minion, text, v6=False):
+    """The number ``ufw status numbered`` gives the rule whose line starts with ``text`` (IPv4 or IPv6 copy)."""
+    for line in minion.ufw("status", "numbered").stdout.splitlines():
+        number, _, rest = line.partition("]")
+        if number.startswith("[") and rest.strip().startswith(text) and ("(v6)" in rest) == v6:
+            return number[1:].strip()
+    raise AssertionError(f"no rule {text!r} (v6={v6}) in ufw status numbered")
+
+
+def test_an_ipv4_copy_deleted_by_hand_is_added_back_and_the_next_run_is_a_no_op(lab, example_pillar):
+    lab.minion.set_pillar(example_pillar)
+    assert succeeded(lab.minion.apply())
+    lab.minion.ufw("--force", "delete", rule_number(lab.minion, "Zimbra "))
+    lab.minion.listen([25])
+    assert lab.internet.probe(lab.MINION_INTERNET, [25]) == {25: False}
+    assert lab.internet.probe(lab.MINION_INTERNET6, [25]) == {25: True}
+    results = lab.minion.apply()
+    assert succeeded(results), results
+    assert changes(results) == {"zimbra_fw-rules": {"added": ["allow Zimbra (IPv4)"]}}
+    assert lab.internet.probe(lab.MINION_INTERNET, [25]) == {25: True}
+    assert lab.internet.probe(lab.MINION_INTERNET6, [25]) == {25: True}
+    assert changes(lab.minion.apply()) == {}
+    added = lab.minion.show_added()
+    assert added.count((("allow", "Zimbra"), "zimbra_fw")) == 1
+
+
+def test_enabling_is_refused_while_the_ipv4_ssh_copy_is_missing(lab, example_pillar):
+    lab.minion.set_pillar(example_pillar)
+    assert succeeded(lab.minion.apply())
+    lab.minion.ufw("--force", "delete", rule_number(lab.minion, "22/tcp "))
+    lab.minion.ufw("disable")
+    out = lab.minion.guarded(
+        [SALT_CALL, "--local", "-c", lab.minion.config_dir, "zimbra_fw.converge", "part=firewall"], check=False
+    )
+    assert out.returncode != 0
+    assert "management access is not allowed yet (missing: allow 22/tcp (IPv4))" in out.stdout + out.stderr
+    assert "Status: inactive" in lab.minion.ufw("status").stdout
+    results = lab.minion.apply()
+    assert succeeded(results), results
+    assert results["zimbra_fw-rules"]["changes"] == {"added": ["allow 22/tcp (IPv4)"]}
+    lab.minion.listen([22])
+    assert lab.internet.probe(lab.MINION_INTERNET, [22]) == {22: True}
+    assert changes(lab.minion.apply()) == {}
+
+
+def test_an_app_rule_opening_more_than_its_profile_is_updated(lab, example_pillar):
+    """``ufw app update`` failed after the profile file was written: the file
+    is right, the live rule still opens a port the profile no longer has."""
+    lab.minion.set_pillar(example_pillar)
+    assert succeeded(lab.minion.apply())
+    profile = os.path.join(lab.minion.state, "etc-ufw", "applications.d", "zimbra")
+    with open(profile, encoding="utf-8") as handle:
+        wanted = handle.read()
+    with open(profile, "w", encoding="utf-8") as handle:
+        handle.write(wanted.replace(",9071/tcp", ",9071,8888/tcp"))
+    lab.minion.ufw("app", "update", "Zimbra")
+    with open(profile, "w", encoding="utf-8") as handle:
+        handle.write(wanted)
+    lab.minion.listen([25, 8888])
+    assert lab.internet.probe(lab.MINION_INTERNET, [25, 8888]) == {25: True, 8888: True}
+    report = lab.minion.salt("zimbra_fw.audit")
+    assert {entry["port"]: entry["reachable_from"] for entry in report["ports"]}["8888/tcp"] == "anyone"
+    results = lab.minion.apply()
+    assert succeeded(results), results
+    updated = results["zimbra_fw-profile"]["changes"]["rules updated"]
+    assert sorted(updated) == ["allow Zimbra (IPv4)", "allow Zimbra (IPv6)"]
+    assert updated["allow Zimbra (IPv4)"]["old"].endswith(",8888,9071/tcp")
+    assert lab.internet.probe(lab.MINION_INTERNET, [25, 8888]) == {25: True, 8888: False}
+    assert lab.internet.probe(lab.MINION_INTERNET6, [25, 8888]) == {25: True, 8888: False}
+    assert changes(lab.minion.apply()) == {}
