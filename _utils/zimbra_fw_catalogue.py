@@ -183,7 +183,7 @@ def consumers(row, mail_mode):
 
 
 def _port_number(text):
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # str.isdigit() takes '²' and '٢٥' too
         return None
     number = int(text)
     return number if 1 <= number <= 65535 else None

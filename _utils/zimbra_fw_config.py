@@ -422,8 +422,9 @@ def _parse_peer(problems, key, value, wide):
         return None
     _check_keys(problems, f"{key}:", value, ("name", "addresses", "roles"))
     name = value.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not name.strip() or not name.isprintable():
         problems.add(f"{key}:name", name, "must be a non-empty string")
+    name = name.strip() if isinstance(name, str) else name
     items = _check_list(problems, f"{key}:addresses", value.get("addresses"))
     addresses = []
     for index, item in enumerate(_check_address_count(problems, f"{key}:addresses", items, name)):

@@ -235,3 +235,21 @@ def test_a_bad_ephemeral_range_is_refused_naming_allow_salt_master(local, ssh, e
     facts = cfg.Facts(salt_master=("10.77.0.1", (4505, 4506), local))
     assert problems({**MTA, "ssh": {"port": ssh}}, facts) == [expected]
     assert cfg.parse_config({**MTA, "ssh": {"port": ssh}, "allow_salt_master": False}, facts).salt_masters == ()
+
+
+# ------------------------------------------------------------ ports and names, ASCII only
+
+
+@pytest.mark.parametrize("port", ["\u0668\u0664\u0664\u0668", "\uff18\uff14\uff14\uff18", "\u00b2\u00b2", "8448\u200b"])
+def test_ports_are_ascii_digits_only(port):
+    found = problems({**MTA, "extra_ports": [port]})
+    assert found == [f"zimbra_fw:extra_ports[0]: {port!r} is not a port (1-65535) or a range such as '6000:6010/tcp'"]
+
+
+def test_a_pillar_peer_name_is_one_printable_line():
+    peer = {"name": "mb\n1", "addresses": ["10.0.0.5"], "roles": ["mailbox"]}
+    assert problems({**MTA, "cluster": {"peers": [peer]}}) == [
+        "zimbra_fw:cluster:peers[0]:name: 'mb\\n1' must be a non-empty string"
+    ]
+    (kept,) = cfg.parse_config({**MTA, "cluster": {"peers": [dict(peer, name=" mb1 ")]}}).peers
+    assert kept.name == "mb1"
