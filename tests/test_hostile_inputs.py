@@ -595,36 +595,66 @@ def _overlapping(spec, numbers, proto=None):
 
 def policy_violations(pillar, policy):
     """[(kind, detail)]: how an accepted policy widens what it may not."""
-    config = policy.config
     found = []
-    anyone = [access for access in policy.accesses if access.source is None]
-    for access in anyone:
-        if access.ports is None:
-            found.append(("policy: every port open to anyone", repr(access)))
-            continue
-        for spec in access.ports:
-            internal = _overlapping(spec, INTERNAL_PORTS)
-            # 22 is zmrcd's, the ssh port itself: open to anyone when ssh:from says any.
-            internal = [p for p in internal if not (p == 22 == config.ssh_port and access.kind == policies.MANAGEMENT)]
-            if internal:
-                found.append(("policy: a cluster/localhost port open to anyone", f"{spec} covers {internal}"))
-            for restricted in config.only_from:
-                if restricted[0].overlaps(spec):
-                    found.append(("policy: an only_from port open to anyone", f"{spec} covers {restricted[0]}"))
-            if config.admin_subnets:
-                rows = catalogue.rows_for(config.roles, set(config.roles).union(*(p.roles for p in config.peers)))
-                admin = [r.port for r in rows if r.exposure == catalogue.PUBLIC and "admins" in r.consumers]
-                if hit := _overlapping(spec, admin, "tcp"):
-                    found.append(("policy: an admin console port open to anyone with admin_subnets", f"{spec}: {hit}"))
-            if "any" not in config.ssh_from and _overlapping(spec, [config.ssh_port], "tcp"):
-                found.append(("policy: the ssh port open to anyone though ssh:from is not any", f"{spec}"))
     for access in policy.accesses:
-        if access.source is not None:
+        if access.source is None:
+            found += _anyone_violations(policy.config, access)
+        else:
             found += [
                 (f"config: source {kind}", f"{access.kind} {access.source!r}")
                 for kind in _bad_source(access.source, pillar)
             ]
+    return found + _mine_violations(pillar, policy.config)
+
+
+def _anyone_violations(config, access):
+    """What an access for anyone opens that it may not."""
+    if access.ports is None:
+        return [("policy: every port open to anyone", repr(access))]
+    rows = catalogue.rows_for(config.roles, set(config.roles).union(*(p.roles for p in config.peers)))
+    console = [r.port for r in rows if r.exposure == catalogue.PUBLIC and "admins" in r.consumers]
+    found = []
+    for spec in access.ports:
+        internal = _overlapping(spec, INTERNAL_PORTS)
+        # 22 is zmrcd's, the ssh port itself: open to anyone when ssh:from says any.
+        internal = [p for p in internal if not (p == 22 == config.ssh_port and access.kind == policies.MANAGEMENT)]
+        if internal:
+            found.append(("policy: a cluster/localhost port open to anyone", f"{spec} covers {internal}"))
+        found += [
+            ("policy: an only_from port open to anyone", f"{spec} covers {restricted}")
+            for restricted, _ in config.only_from
+            if restricted.overlaps(spec)
+        ]
+        if config.admin_subnets and (hit := _overlapping(spec, console, "tcp")):
+            found.append(("policy: an admin console port open to anyone with admin_subnets", f"{spec}: {hit}"))
+        if "any" not in config.ssh_from and _overlapping(spec, [config.ssh_port], "tcp"):
+            found.append(("policy: the ssh port open to anyone though ssh:from is not any", f"{spec}"))
     return found
+
+
+def _mine_violations(pillar, config):
+    """Peers the mine gave though no cluster:networks vouches for them."""
+    networks = _cluster_networks(pillar)
+    found = []
+    for peer in (peer for peer in config.peers if peer.source == "mine"):
+        if not networks:
+            found.append(("config: a mine peer taken with no cluster:networks to trust", repr(peer)))
+        elif any(not any(a.version == n.version and a.subnet_of(n) for n in networks) for a in peer.addresses):
+            found.append(("config: a mine peer address outside cluster:networks", repr(peer)))
+    return found
+
+
+def _cluster_networks(pillar):
+    """The cluster:networks of a pillar, read strictly (what the test trusts)."""
+    cluster = pillar.get("cluster") if isinstance(pillar, dict) else None
+    items = cluster.get("networks") if isinstance(cluster, dict) else None
+    networks = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            networks.append(ipaddress.ip_network(item.strip()))
+        except (AttributeError, ValueError):
+            continue
+    return networks
 
 
 def _bad_source(network, pillar):
