@@ -5,6 +5,7 @@ import ipaddress
 import pytest
 import zimbra_fw_audit as audit
 import zimbra_fw_config as cfg
+import zimbra_fw_firewalld as fwd
 import zimbra_fw_firewalld_files as fw_files
 import zimbra_fw_policy as policies
 import zimbra_fw_ufw_files as ufw_files
@@ -428,3 +429,22 @@ def test_extra_findings_default_to_none_and_refuse_an_unknown_severity():
     assert audit.audit(policy, [], [], active=True, incoming="deny", firewall="ufw")["findings"] == []
     with pytest.raises(ValueError, match="severity 'urgent'"):
         audit.audit(policy, [], [], active=True, incoming="deny", firewall="ufw", extra_findings=[("urgent", "x")])
+
+
+def test_firewalld_stock_ssh_service_beside_ssh_from_is_high(monkeypatch):
+    # A RHEL zone as installed (ssh, cockpit), after zimbra_fw added ssh:from's rule: 22 stays open to anyone.
+    stock = {"ssh": [audit.PortSpec(22, 22, "tcp")], "cockpit": [audit.PortSpec(9090, 9090, "tcp")]}
+    monkeypatch.setattr(fw_files, "service_ports", lambda name: stock.get(name, []))
+    pillar = {"roles": ["mta"], "backend": "firewalld", "ssh": {"from": ["10.8.0.0/16"]}}
+    policy = policies.build(cfg.parse_config(pillar))
+    rules = fwd.desired(policy).rules
+    zone = fwd.Zone(frozenset({"ssh", "cockpit"}), rules, "default", ())
+    snapshot = fwd.Snapshot(*[None] * len(fwd.Snapshot._fields))._replace(
+        active=True, zone="public", runtime=zone, permanent=zone, runtime_ipsets={}
+    )
+    found = [listener("0.0.0.0", 22), listener("0.0.0.0", 9090)]
+    result = audit.audit(policy, found, fwd.access_rules(snapshot), active=True, incoming="deny", firewall="firewalld")
+    assert [(f["severity"], f["port"], f["message"]) for f in result["findings"]] == [
+        ("high", "22/tcp", "management (ssh) is reachable from anyone, beyond zimbra_fw:ssh:from (10.8.0.0/16)"),
+        ("medium", "9090/tcp", "not a Zimbra port, yet reachable from anyone"),
+    ]
