@@ -17,6 +17,7 @@ pytestmark = pytest.mark.sandbox
 PUBLIC = [25, 80, 110, 143, 443, 465, 587, 993, 995, 3443, 5222, 5223, 7071, 9071]
 INTERNAL = [389, 636, 3310, 7025, 7072, 7171, 7306, 8080, 8443, 10024, 11211, 23232]
 TRUSTED_RULE = 'rule priority="32000" family="ipv4" source address="192.168.1.0/24" accept'
+SSH_RULE = 'rule priority="32000" port port="22" protocol="tcp" accept'
 # A rule that is not ours, in the runtime only: a reload would drop it.
 RUNTIME_MARK = 'rule family="ipv4" source address="198.51.100.99" port port="2" protocol="tcp" accept'
 
@@ -136,8 +137,13 @@ def test_only_zimbra_fw_rules_change_and_stale_ones_go(fw_lab, pillar):
 
 
 def mailbox_with_mta(pillar, addresses):
-    peer = {"name": "mta", "addresses": addresses, "roles": ["mta"]}
-    return dict(pillar, roles=["mailbox"], cluster={"peers": [peer]})
+    """MTA peers with these addresses: one peer, or one per 50 (a peer has 64 at most)."""
+    if len(addresses) <= 50:
+        peers = [{"name": "mta", "addresses": addresses, "roles": ["mta"]}]
+    else:
+        chunks = [addresses[i : i + 50] for i in range(0, len(addresses), 50)]
+        peers = [{"name": f"mta{i}", "addresses": chunk, "roles": ["mta"]} for i, chunk in enumerate(chunks)]
+    return dict(pillar, roles=["mailbox"], cluster={"peers": peers})
 
 
 def test_a_peer_is_an_ipset_entry_that_reaches_its_ports_and_survives_a_reload(fw_lab, pillar):
@@ -191,6 +197,15 @@ def test_a_peer_subnet_takes_the_place_of_its_hosts_in_the_running_ipset(fw_lab,
     for scope in ((), ("--permanent",)):
         entries = firewall_cmd(minion, *scope, "--ipset=zimbra-mta-v4", "--get-entries").split()
         assert sorted(entries) == ["10.1.0.0/16", "10.9.9.9"], scope
+        # the rule that admitted the subnet while it replaced its hosts is gone
+        assert 'source address="10.1.0.0/16"' not in firewall_cmd(minion, *scope, "--list-rich-rules"), scope
+    minion.set_pillar(mailbox_with_mta(pillar, ["10.1.2.3", "10.1.2.4"]))  # hosts replace their subnet: one call
+    results = minion.apply()
+    assert results["zimbra_fw-rules"]["result"] is True, results["zimbra_fw-rules"]
+    for scope in ((), ("--permanent",)):
+        entries = firewall_cmd(minion, *scope, "--ipset=zimbra-mta-v4", "--get-entries").split()
+        assert sorted(entries) == ["10.1.2.3", "10.1.2.4"], scope
+        assert "10.1.2.3" not in firewall_cmd(minion, *scope, "--list-rich-rules"), scope
 
 
 def test_a_step_that_fails_half_way_is_named_with_what_was_applied_and_the_next_run_repairs(fw_lab, pillar):
@@ -237,7 +252,8 @@ def test_two_runs_at_once_and_a_held_lock_end_in_the_same_firewall(fw_lab, pilla
             starts, ends, results = zip(*runs, strict=True)
     assert max(starts) < min(ends)  # the two runs overlapped
     for result in results:
-        assert all(state["result"] is True for state in result.values()), result
+        failed = {key: state["comment"] for key, state in result.items() if state["result"] is not True}
+        assert failed == {}, "; ".join(f"{k.split('_|-')[1]}: {v}" for k, v in failed.items())
         assert min(ends) - max(starts) > 2  # waited for the lock
     for scope in ((), ("--permanent",)):
         entries = firewall_cmd(minion, *scope, "--ipset=zimbra-mta-v4", "--get-entries").split()
@@ -287,6 +303,27 @@ def test_an_accept_zone_target_becomes_default_once_management_is_allowed(fw_lab
     assert results["zimbra_fw-firewall"]["changes"] == {"target": {"old": "ACCEPT", "new": "default"}}
     assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [11211]) == {11211: False}
     assert changes(minion.apply()) == {}
+
+
+def test_a_management_rule_missing_from_the_permanent_zone_keeps_the_target_open(fw_lab, pillar):
+    minion = fw_lab.minion
+    firewall_cmd(minion, "--permanent", "--set-target", "ACCEPT")
+    firewall_cmd(minion, "--reload")
+    minion.set_pillar(pillar)
+    for part in ("profile", "rules"):
+        minion.salt("zimbra_fw.converge", f"part={part}")
+    firewall_cmd(minion, "--permanent", "--remove-rich-rule", SSH_RULE)  # the running zone still has it
+    out = minion.guarded(
+        [SALT_CALL, "--local", "-c", minion.config_dir, "zimbra_fw.converge", "part=firewall"], check=False
+    )
+    assert out.returncode != 0
+    said = " ".join((out.stdout + out.stderr).split())
+    assert "refusing to restrict the zone public: management access is not allowed yet" in said
+    assert f"(missing: {SSH_RULE} (permanent)); apply the zimbra_fw rules first" in said
+    assert firewall_cmd(minion, "--permanent", "--get-target").strip() == "ACCEPT"
+    firewall_cmd(minion, "--reload")  # what a reload after the target change would have loaded: ssh still open
+    minion.listen([22])
+    assert fw_lab.internet.probe(fw_lab.MINION_INTERNET, [22]) == {22: True}
 
 
 def test_audit_reads_firewalld_and_finds_hand_opened_memcached(fw_lab, pillar):
