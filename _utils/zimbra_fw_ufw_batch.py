@@ -11,6 +11,7 @@ import gettext
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -89,7 +90,7 @@ class UfwBatch:
             self.old_files = {}
             for path in self.rules_files():
                 with open(path, "rb") as handle:
-                    self.old_files[path] = handle.read()
+                    self.old_files[path] = (handle.read(), os.fstat(handle.fileno()))
         self.pending.add(v6)
 
     def write_files(self):
@@ -129,10 +130,16 @@ class UfwBatch:
             loaded.append(path)
 
     def put_back(self, loaded, restores):
-        for path, text in self.old_files.items():
-            with open(path + ".zimbra_fw", "wb") as handle:
+        """The rules files as they were, with their mode (ufw's is 0640) and
+        owner, each replaced by rename; then the chains loaded from them."""
+        for path, (text, old) in self.old_files.items():
+            temp = path + ".zimbra_fw"
+            with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+                os.fchmod(handle.fileno(), stat.S_IMODE(old.st_mode))
+                if (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+                    os.fchown(handle.fileno(), old.st_uid, old.st_gid)
                 handle.write(text)
-            os.replace(path + ".zimbra_fw", path)
+            os.replace(temp, path)
         for path in loaded:
             subprocess.run([restores[path], "-n", path], capture_output=True, check=False)
 

@@ -7,12 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 stage=$repo/.mutation
+# The helpers run as scripts with ufw's or firewalld's Python are mutated too:
+# their unit tests drive them with fake ufw and firewall packages.
 core=(zimbra_fw_catalogue zimbra_fw_config zimbra_fw_policy zimbra_fw_audit zimbra_fw_ufw zimbra_fw_ufw_files
-    zimbra_fw_firewalld zimbra_fw_firewalld_files zimbra_fw_commands)
-helpers=(zimbra_fw_ufw_batch zimbra_fw_firewalld_client)  # run as scripts, not mutated
+    zimbra_fw_ufw_batch zimbra_fw_firewalld zimbra_fw_firewalld_files zimbra_fw_firewalld_client zimbra_fw_commands)
 rm -rf "$stage"
 mkdir -p "$stage"
-for module in "${core[@]}" "${helpers[@]}"; do cp "_utils/$module.py" "$stage/"; done
+for module in "${core[@]}"; do cp "_utils/$module.py" "$stage/"; done
 cp -r tests harness _modules _states docs pillar.example "$stage/"
 {
     printf '[tool:pytest]\ntestpaths = tests\naddopts = -p no:cacheprovider\n'
@@ -20,7 +21,6 @@ cp -r tests harness _modules _states docs pillar.example "$stage/"
     printf '[mutmut]\nsource_paths =\n'
     for module in "${core[@]}"; do printf '    %s.py\n' "$module"; done
     printf 'also_copy =\n    harness/\n    _modules/\n    _states/\n    docs/\n    pillar.example\n'
-    for module in "${helpers[@]}"; do printf '    %s.py\n' "$module"; done
     # The property-based test runs ~1,200 pillars: too slow to repeat per mutant.
     printf 'pytest_add_cli_args =\n    -m\n    not sandbox\n    --ignore=tests/test_config_properties.py\n'
 } > "$stage/setup.cfg"

@@ -1,0 +1,420 @@
+"""zimbra_fw_ufw_batch's logic with a fake ufw package that records what the
+batch asks of it: rules files written once, per family, after the last rule
+(or before a command that is not a rule), reports only for what is written,
+one restore per family on a running firewall, the files put back (mode and
+owner kept) when a restore fails, each rule normalized once, ufw's lock held
+throughout. The sandbox tests (test_ufw_batch.py) compare it with real ufw."""
+
+import io
+import json
+import os
+import stat
+import sys
+import types
+
+import pytest
+import zimbra_fw_ufw_batch as batch_module
+from zimbra_fw_ufw_batch import UfwBatch
+
+RULE_ACTIONS = ("allow", "deny", "reject", "limit")
+
+
+class UFWError(Exception):
+    def __init__(self, value):
+        super().__init__(value)
+        self.value = value
+
+
+class FakeRule:
+    normalized = None  # the rules normalize ran on, class-wide (a list per test's subclass)
+
+    def __init__(self, words):
+        self.words = words
+        self.src, self.dst, self.dport, self.sport = "any", "any", "any", "any"
+        self.v6 = any(":" in word for word in words)
+        if "from" in words:
+            self.src = words[words.index("from") + 1]
+
+    def normalize(self):
+        type(self).normalized.append(self.words)
+        if self.src != "any" and "/" not in self.src:
+            self.src += "/128" if self.v6 else "/32"
+
+
+class FakeBackend:
+    def __init__(self, ufw, etc, enabled):
+        self.ufw, self.enabled = ufw, enabled
+        self.files = {"rules": str(etc / "user.rules"), "rules6": str(etc / "user6.rules")}
+        self.iptables_restore = ufw.script("iptables-restore", 0)
+        self.ip6tables_restore = ufw.script("ip6tables-restore", 0)
+        self.rules, self.rules6 = ["old rule"], ["old rule v6"]
+        self.written = 0
+
+    def is_enabled(self):
+        return self.enabled
+
+    def use_ipv6(self):
+        return True
+
+    def _write_rules(self, v6=False):
+        self.written += 1
+        self.ufw.calls.append(("write", v6))
+        with open(self.files["rules6" if v6 else "rules"], "w", encoding="utf-8") as handle:
+            handle.write(f"written {self.written}\n")
+
+    def _read_rules(self):
+        self.ufw.calls.append(("read rules", list(self.rules), list(self.rules6)))
+
+
+class FakeFrontend:
+    def __init__(self, ufw, interactive):
+        assert interactive is False
+        ufw.calls.append("frontend")
+        self.ufw, self.backend = ufw, ufw.backend
+
+    def do_action(self, action, rule, iptype, force):
+        running = self.backend.is_enabled()
+        self.ufw.calls.append(("do_action", action, rule.words if rule else rule, iptype, force, running))
+        if rule and "FAIL" in rule.words:
+            raise UFWError("bad rule")
+        if rule and "CRASH" in rule.words:
+            sys.stderr.write("Traceback: ufw crashed\n")
+            raise RuntimeError("crash")
+        if action in RULE_ACTIONS:  # as ufw does: each rule rewrites its family's rules file
+            rule.normalize()
+            self.backend._write_rules(rule.v6)
+        elif running:
+            self.backend._write_rules(False)  # e.g. default: ufw rewrites and reloads
+
+    def do_application_action(self, action, name):
+        self.ufw.calls.append(("app", action, name, self.backend.is_enabled()))
+        self.backend._write_rules(False)
+        self.backend._write_rules(True)
+
+
+def parse_command(argv, rule_class):
+    args = argv[1:]
+    if args[:1] == ["app"]:
+        return types.SimpleNamespace(action=args[1], data={"type": "app", "name": args[2]}, force=False)
+    words = args[1:] if args[:1] == ["delete"] else args
+    if words[:1] and words[0] in RULE_ACTIONS:
+        rule = rule_class(words)
+        iptype = "v6" if rule.v6 else "v4" if "from" in words else "both"
+        return types.SimpleNamespace(
+            action=words[0], data={"type": "rule", "rule": rule, "iptype": iptype}, force=False
+        )
+    force = args[:1] == ["--force"]
+    return types.SimpleNamespace(action="-".join(args[1:] if force else args), data={}, force=force)
+
+
+@pytest.fixture
+def ufw(tmp_path, monkeypatch):
+    """A fake ufw package (ufw, ufw.common, ufw.frontend, ufw.util) recording calls, its rules files mode 0640."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    for name in ("user.rules", "user6.rules"):
+        (etc / name).write_text(f"old {name}\n")
+        (etc / name).chmod(0o640)
+    package = types.ModuleType("ufw")
+    package.calls = []
+    package.log = tmp_path / "restores.log"
+
+    def script(name, code):
+        path = tmp_path / f"{name}-{code}"
+        path.write_text(f'#!/bin/sh\necho "{name} $*" >> {package.log}\necho "{name} says no" >&2\nexit {code}\n')
+        path.chmod(0o755)
+        return str(path)
+
+    package.script = script
+    rule_class = type("UFWRule", (FakeRule,), {"normalized": []})
+    package.common = types.SimpleNamespace(UFWRule=rule_class, UFWError=UFWError, programName="ufw", state_dir="/x")
+    package.frontend = types.SimpleNamespace(
+        UFWFrontend=lambda interactive: FakeFrontend(package, interactive),
+        parse_command=lambda argv: parse_command(argv, rule_class),
+    )
+    package.util = types.SimpleNamespace(
+        create_lock=lambda lockfile: package.calls.append(("lock", lockfile)) or "LOCK",
+        release_lock=lambda lock: package.calls.append(("unlock", lock)),
+    )
+    package.backend = FakeBackend(package, etc, enabled=False)
+    package.etc = etc
+    for name in ("ufw", "ufw.common", "ufw.frontend", "ufw.util"):
+        monkeypatch.setitem(sys.modules, name, package if name == "ufw" else getattr(package, name[4:]))
+    return package
+
+
+def restores(ufw):
+    return ufw.log.read_text().splitlines() if ufw.log.exists() else []
+
+
+def reports(report):
+    return [json.loads(line) for line in report.getvalue().splitlines()]
+
+
+def run_batch(ufw, commands):
+    """The batch as main() drives it, without main's process plumbing."""
+    report = io.StringIO()
+    batch = UfwBatch(ufw, report)
+    for argv in commands:
+        batch.run(argv)
+    batch.write_pending()
+    return batch, reports(report)
+
+
+class ProcessOs:
+    """os as the batch's module sees it in main(): fd 1 (the report) is a text buffer."""
+
+    def __init__(self, ufw):
+        self.ufw, self.report = ufw, io.StringIO()
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def dup(self, fd):
+        assert fd == 1
+        return "report fd"
+
+    def fdopen(self, fd, mode):
+        assert (fd, mode) == ("report fd", "w")
+        return self.report
+
+    def dup2(self, old, new):
+        self.ufw.calls.append(("dup2", old, new))
+
+
+def run_main(ufw, commands, monkeypatch):
+    """UfwBatch.main() with the commands on stdin: (JSON reports, exit code, what went to stderr)."""
+    fake_os = ProcessOs(ufw)
+    monkeypatch.setattr(batch_module, "os", fake_os)
+    monkeypatch.setattr(sys, "argv", ["zimbra_fw_ufw_batch.py", "/usr/sbin/ufw"])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(commands)))
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    code = 0
+    try:
+        UfwBatch.main()
+    except SystemExit as exc:
+        code = exc.code
+    return reports(fake_os.report), code, stderr.getvalue()
+
+
+def calls(ufw, kind):
+    return [call for call in ufw.calls if isinstance(call, tuple) and call[0] == kind]
+
+
+# ---------------------------------------------------------------- deferred writes
+
+
+def test_an_inactive_firewalls_rules_files_are_written_once_per_family_after_the_last_rule(ufw):
+    commands = [["allow", "22/tcp"], ["allow", "from", "10.0.0.1"], ["allow", "from", "2001:db8::1"]]
+    _, report = run_batch(ufw, commands)
+    assert calls(ufw, "write") == [("write", False), ("write", True)]
+    assert report == [{"done": 0}, {"done": 1}, {"done": 2}]
+    assert [call[-1] for call in calls(ufw, "do_action")] == [False, False, False]
+    assert restores(ufw) == []  # nothing is running: nothing to load
+
+
+def test_reports_come_only_once_the_rules_are_written(ufw):
+    report = io.StringIO()
+    batch = UfwBatch(ufw, report)
+    batch.run(["allow", "22/tcp"])
+    batch.run(["allow", "from", "10.0.0.1"])
+    assert report.getvalue() == "" and calls(ufw, "write") == []
+    assert batch.pending == {False}
+    batch.write_pending()
+    assert reports(report) == [{"done": 0}, {"done": 1}]
+    assert batch.pending == set() and batch.old_files is None
+    batch.write_pending()  # nothing left: nothing written or reported again
+    assert reports(report) == [{"done": 0}, {"done": 1}] and len(calls(ufw, "write")) == 1
+
+
+def test_a_command_that_is_not_a_rule_writes_the_pending_rules_first(ufw):
+    ufw.backend.enabled = True
+    _, report = run_batch(ufw, [["allow", "22/tcp"], ["default", "deny", "incoming"], ["allow", "from", "10.0.0.1"]])
+    order = [call[:2] for call in ufw.calls if isinstance(call, tuple) and call[0] in ("write", "do_action")]
+    assert order == [
+        ("do_action", "allow"),
+        ("write", False),  # the rule, before default deny reads the files
+        ("do_action", "default-deny-incoming"),
+        ("write", False),  # default deny's own write, straight through
+        ("do_action", "allow"),
+        ("write", False),
+    ]
+    assert report == [{"done": 0}, {"done": 1}, {"done": 2}]
+    assert restores(ufw) == [
+        f"iptables-restore -n {ufw.backend.files['rules']}",
+        f"ip6tables-restore -n {ufw.backend.files['rules6']}",
+        f"iptables-restore -n {ufw.backend.files['rules']}",
+        f"ip6tables-restore -n {ufw.backend.files['rules6']}",
+    ]
+
+
+def test_on_a_running_firewall_rules_see_it_inactive_then_one_restore_per_family_loads_them(ufw):
+    ufw.backend.enabled = True
+    batch, report = run_batch(ufw, [["allow", "22/tcp"], ["allow", "from", "2001:db8::1"], ["app", "update", "Z"]])
+    assert [call[-1] for call in calls(ufw, "do_action")] == [False, False]  # ufw inserts no iptables rule itself
+    assert calls(ufw, "app") == [("app", "update", "Z", False)]
+    assert report == [{"done": 0}, {"done": 1}, {"done": 2}]
+    assert restores(ufw) == [
+        f"iptables-restore -n {ufw.backend.files['rules']}",
+        f"ip6tables-restore -n {ufw.backend.files['rules6']}",
+    ]
+    assert batch.unloaded is False and batch.ui.backend.is_enabled() is True
+
+
+def test_an_app_update_writes_and_reads_the_rules_back(ufw):
+    run_batch(ufw, [["app", "update", "Zimbra"]])
+    assert calls(ufw, "write") == [("write", False), ("write", True)]
+    assert calls(ufw, "read rules") == [("read rules", [], [])]  # emptied first: ufw's _read_rules appends
+
+
+def test_a_delete_is_a_rule_command_too(ufw):
+    ufw.backend.enabled = True
+    run_batch(ufw, [["delete", "allow", "22/tcp"]])
+    assert calls(ufw, "do_action") == [("do_action", "allow", ["allow", "22/tcp"], "both", False, False)]
+    assert len(restores(ufw)) == 2
+
+
+# ---------------------------------------------------------------- a failed load
+
+
+def test_a_failed_restore_puts_the_rules_files_back_with_their_mode(ufw):
+    ufw.backend.enabled = True
+    ufw.backend.ip6tables_restore = ufw.script("ip6tables-restore", 2)
+    os.chmod(ufw.backend.files["rules6"], 0o600)
+    report = io.StringIO()
+    batch = UfwBatch(ufw, report)
+    batch.run(["allow", "22/tcp"])
+    batch.run(["allow", "from", "2001:db8::1"])
+    with pytest.raises(UFWError) as info:
+        batch.write_pending()
+    assert info.value.value == (
+        f"loading {ufw.backend.files['rules6']} into the running firewall ('{ufw.backend.ip6tables_restore} -n') "
+        "failed (exit 2): ip6tables-restore says no; the rules files are as they were"
+    )
+    for name, mode in (("user.rules", 0o640), ("user6.rules", 0o600)):
+        path = ufw.etc / name
+        assert path.read_text() == f"old {name}\n"
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+        assert (path.stat().st_uid, path.stat().st_gid) == (os.getuid(), os.getgid())
+    assert sorted(p.name for p in ufw.etc.iterdir()) == ["user.rules", "user6.rules"]
+    assert restores(ufw) == [
+        f"iptables-restore -n {ufw.backend.files['rules']}",
+        f"ip6tables-restore -n {ufw.backend.files['rules6']}",
+        f"iptables-restore -n {ufw.backend.files['rules']}",  # the chains loaded from the new file, put back
+    ]
+    assert report.getvalue() == ""  # nothing of the batch stays applied
+    assert (batch.completed, batch.reported, batch.unloaded, batch.old_files) == (0, 0, False, None)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing a file's owner needs root")
+def test_a_put_back_file_keeps_its_owner(ufw):
+    os.chown(ufw.backend.files["rules"], 0, 4)
+    ufw.backend.enabled = True
+    ufw.backend.iptables_restore = ufw.script("iptables-restore", 1)
+    batch = UfwBatch(ufw, io.StringIO())
+    batch.run(["allow", "22/tcp"])
+    with pytest.raises(UFWError):
+        batch.write_pending()
+    owner = os.stat(ufw.backend.files["rules"])
+    assert (owner.st_uid, owner.st_gid, stat.S_IMODE(owner.st_mode)) == (0, 4, 0o640)
+
+
+def test_main_reports_a_failed_load_as_the_first_unreported_command(ufw, monkeypatch):
+    ufw.backend.enabled = True
+    ufw.backend.iptables_restore = ufw.script("iptables-restore", 1)
+    lines, code, _ = run_main(ufw, [["allow", "22/tcp"], ["allow", "80/tcp"]], monkeypatch)
+    assert code == 1
+    assert lines == [
+        {
+            "failed": 0,
+            "error": f"ERROR: loading {ufw.backend.files['rules']} into the running firewall "
+            f"('{ufw.backend.iptables_restore} -n') failed (exit 1): iptables-restore says no; "
+            "the rules files are as they were",
+        }
+    ]
+    assert (ufw.etc / "user.rules").read_text() == "old user.rules\n"
+
+
+# ---------------------------------------------------------------- main: reports, lock, failures
+
+
+def test_main_reports_each_command_and_holds_ufws_lock_throughout(ufw, monkeypatch):
+    lines, code, _ = run_main(ufw, [["allow", "22/tcp"], ["allow", "from", "10.0.0.1"]], monkeypatch)
+    assert (lines, code) == ([{"done": 0}, {"done": 1}], 0)
+    lockfile = "/run/ufw.lock" if os.getuid() == 0 else os.path.join("/x", "ufw.lock")
+    events = [call if isinstance(call, str) else call[0] for call in ufw.calls]
+    assert ufw.calls[0] == ("dup2", 2, 1)  # ufw's own messages go to stderr, not into the report
+    assert ufw.calls[1] == ("lock", lockfile)
+    assert events.index("lock") < events.index("frontend") < events.index("write") < events.index("unlock")
+    assert ufw.calls[-1] == ("unlock", "LOCK")
+    assert sys.argv == ["/usr/sbin/ufw"]  # ufw checks its own program file, sys.argv[0]
+
+
+def test_main_stops_at_a_failing_command_and_keeps_what_it_applied(ufw, monkeypatch):
+    commands = [["allow", "22/tcp"], ["allow", "FAIL"], ["allow", "80/tcp"]]
+    lines, code, _ = run_main(ufw, commands, monkeypatch)
+    assert code == 1
+    assert lines == [{"done": 0}, {"failed": 1, "error": "ERROR: bad rule"}]
+    assert [call[2] for call in calls(ufw, "do_action")] == [["allow", "22/tcp"], ["allow", "FAIL"]]
+    assert calls(ufw, "write") == [("write", False)]  # the applied rule is written
+    assert ufw.calls[-1] == ("unlock", "LOCK")
+
+
+def test_main_reports_a_crash_with_what_ufw_wrote(ufw, monkeypatch):
+    lines, code, stderr = run_main(ufw, [["allow", "CRASH"]], monkeypatch)
+    assert code == 1
+    assert lines == [{"failed": 0, "error": "Traceback: ufw crashed"}]
+    assert stderr == "Traceback: ufw crashed\n"  # passed on after the lock is released
+
+
+def test_main_reports_a_crash_without_a_message_by_its_exception(ufw, monkeypatch):
+    ufw.frontend.parse_command = lambda argv: (_ for _ in ()).throw(KeyError("x"))
+    lines, code, _ = run_main(ufw, [["allow", "22/tcp"]], monkeypatch)
+    assert (lines, code) == ([{"failed": 0, "error": "KeyError('x')"}], 1)
+
+
+def test_main_without_ufws_library_says_so(ufw, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ufw.frontend", None)  # import ufw.frontend fails
+    lines, code, _ = run_main(ufw, [["allow", "22/tcp"]], monkeypatch)
+    assert code == 3
+    assert list(lines[0]) == ["unavailable"] and "ufw.frontend" in lines[0]["unavailable"]
+    assert len(lines) == 1 and calls(ufw, "lock") == []
+
+
+def test_main_when_ufw_cannot_start(ufw, monkeypatch):
+    def broken(interactive):
+        raise UFWError("Couldn't determine iptables version")
+
+    ufw.frontend.UFWFrontend = broken
+    lines, code, _ = run_main(ufw, [["allow", "22/tcp"]], monkeypatch)
+    assert (lines, code) == ([{"failed": 0, "error": "ERROR: Couldn't determine iptables version"}], 1)
+    assert ufw.calls[-1] == ("unlock", "LOCK")
+
+
+# ---------------------------------------------------------------- normalizing once
+
+
+def test_each_rule_is_normalized_once_unless_its_fields_change(ufw):
+    rule_class = ufw.common.UFWRule
+    UfwBatch.normalize_rules_once(rule_class)
+    first, second = rule_class(["allow", "from", "10.0.0.1"]), rule_class(["allow", "from", "2001:db8::1"])
+    first.normalize()
+    first.normalize()
+    second.normalize()
+    assert rule_class.normalized == [first.words, second.words]
+    assert (first.src, second.src) == ("10.0.0.1/32", "2001:db8::1/128")
+    assert first.normalized_fields == ("10.0.0.1/32", "any", "any", "any", False)
+    for field, value in (("src", "10.0.0.2"), ("dst", "10.1.0.0/16"), ("dport", "80"), ("sport", "53"), ("v6", 1)):
+        setattr(first, field, value)
+        first.normalize()
+        assert len(rule_class.normalized) == 3, field
+        first.normalize()
+        assert len(rule_class.normalized) == 3, field
+        del rule_class.normalized[-1]
+
+
+def test_the_batch_normalizes_ufws_rule_class_once_per_rule(ufw):
+    run_batch(ufw, [["allow", "from", "10.0.0.1"], ["allow", "from", "10.0.0.2"]])
+    assert ufw.common.UFWRule.normalized == [["allow", "from", "10.0.0.1"], ["allow", "from", "10.0.0.2"]]
+    assert ufw.common.UFWRule.normalize is not FakeRule.normalize
