@@ -224,3 +224,22 @@ def test_an_app_rule_opening_more_than_its_profile_is_updated(lab, example_pilla
     assert lab.internet.probe(lab.MINION_INTERNET, [25, 8888]) == {25: True, 8888: False}
     assert lab.internet.probe(lab.MINION_INTERNET6, [25, 8888]) == {25: True, 8888: False}
     assert changes(lab.minion.apply()) == {}
+
+
+def test_enabling_is_refused_when_one_of_two_ssh_sources_lost_its_rule(lab, example_pillar):
+    lab.minion.set_pillar(dict(example_pillar, ssh={"from": ["192.168.1.0/24", "203.0.113.0/24"]}))
+    for part in ("profile", "rules"):
+        _, code = lab.minion.salt_call("zimbra_fw.converge", f"part={part}")
+        assert code == 0
+    ssh = [words for words, _ in lab.minion.show_added() if words[-3:] == ("22", "proto", "tcp")]
+    assert ssh == [
+        ("allow", "from", "192.168.1.0/24", "to", "any", "port", "22", "proto", "tcp"),
+        ("allow", "from", "203.0.113.0/24", "to", "any", "port", "22", "proto", "tcp"),
+    ]
+    lab.minion.ufw("delete", *ssh[1])
+    out = lab.minion.guarded(
+        [SALT_CALL, "--local", "-c", lab.minion.config_dir, "zimbra_fw.converge", "part=firewall"], check=False
+    )
+    assert out.returncode != 0
+    assert "(missing: allow from 203.0.113.0/24 to any port 22 proto tcp)" in out.stdout + out.stderr
+    assert "Status: inactive" in lab.minion.ufw("status").stdout
