@@ -102,7 +102,7 @@ def test_the_check_includes_the_salt_master_rule():
     plan = ufw.plan_firewall(policy, snapshot(active=False))
     assert plan.steps[0].args == (
         ("allow", "22/tcp"),
-        ("allow", "from", "10.77.0.1", "port", "4505,4506", "proto", "tcp"),
+        ("allow", "from", "10.77.0.1", "port", "4505,4506", "to", "any", "port", "32768:60999", "proto", "tcp"),
     )
 
 
@@ -292,8 +292,8 @@ def test_refusal_names_every_missing_management_rule(ufw_files_in):
         ufw.apply(plan.steps, Runner())
     assert info.value.strerror.startswith(
         "step 'check that management access is allowed' failed: refusing to enable default-deny: management access "
-        "is not allowed yet (missing: allow 22/tcp, allow from 10.77.0.1 port 4505,4506 proto tcp); apply the "
-        "zimbra_fw rules first. Already applied: nothing"
+        "is not allowed yet (missing: allow 22/tcp, allow from 10.77.0.1 port 4505,4506 to any port 32768:60999 "
+        "proto tcp); apply the zimbra_fw rules first. Already applied: nothing"
     )
 
 
