@@ -173,24 +173,35 @@ def _parse_role_list(problems, key, value):
 
 # Addresses no rule may name: they are no host's, or they do not mean what
 # they seem (an IPv4-mapped IPv6 source never matches IPv4 traffic).
+# (network, kind, why no rule may name an address in it)
 SPECIAL_NETWORKS = tuple(
-    (ipaddress.ip_network(network), reason)
-    for network, reason in (
-        ("0.0.0.0/8", "is in 0.0.0.0/8, the unspecified address: it names no host"),
-        ("::/128", "is the unspecified address: it names no host"),
-        ("127.0.0.0/8", "is a loopback address: no other host has it"),
-        ("::1/128", "is the loopback address: no other host has it"),
-        ("169.254.0.0/16", "is link-local: it names a host on some link, not a routed peer; use its routable address"),
-        ("fe80::/10", "is link-local: it names a host on some link, not a routed peer; use its routable address"),
-        ("224.0.0.0/4", "is multicast: no connection comes from it"),
-        ("ff00::/8", "is multicast: no connection comes from it"),
+    (ipaddress.ip_network(network), kind, reason)
+    for network, kind, reason in (
+        ("0.0.0.0/8", "unspecified", "is in 0.0.0.0/8, the unspecified address: it names no host"),
+        ("::/128", "unspecified", "is the unspecified address: it names no host"),
+        ("127.0.0.0/8", "loopback", "is a loopback address: no other host has it"),
+        ("::1/128", "loopback", "is the loopback address: no other host has it"),
+        (
+            "169.254.0.0/16",
+            "link-local",
+            "is link-local: it names a host on some link, not a routed peer; use its routable address",
+        ),
+        (
+            "fe80::/10",
+            "link-local",
+            "is link-local: it names a host on some link, not a routed peer; use its routable address",
+        ),
+        ("224.0.0.0/4", "multicast", "is multicast: no connection comes from it"),
+        ("ff00::/8", "multicast", "is multicast: no connection comes from it"),
         (
             "::ffff:0:0/96",
+            "IPv4-mapped",
             "is an IPv4-mapped IPv6 address (::ffff:a.b.c.d): IPv4 packets never match an IPv6 rule; "
             "write the IPv4 address or subnet",
         ),
         (
             "::/96",
+            "IPv4-compatible",
             "is an IPv4-compatible IPv6 address (::a.b.c.d, deprecated): write the IPv4 address or subnet",
         ),
     )
@@ -251,12 +262,19 @@ def _network_of_text(problems, key, value):
 
 
 def special_reason(network):
-    """Why no rule may name ``network``, or None."""
+    """Why no rule may name ``network``, or None. A network that holds a
+    special range is refused too, unless it is wider than MIN_PREFIX (those
+    are allow_wide_networks' to accept or refuse)."""
     if network.prefixlen == 0:
         return "is the whole internet: it would give everyone access (LDAP, memcached, MySQL)"
-    for special, reason in SPECIAL_NETWORKS:
-        if special.version == network.version and network.subnet_of(special):
+    same = [(special, kind, reason) for special, kind, reason in SPECIAL_NETWORKS if special.version == network.version]
+    for special, _, reason in same:
+        if network.subnet_of(special):
             return reason
+    if network.prefixlen >= MIN_PREFIX[network.version]:
+        for special, kind, _ in same:
+            if special.subnet_of(network):
+                return f"holds {special}, {kind} addresses no rule may name: list networks without them"
     return None
 
 

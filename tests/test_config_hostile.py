@@ -117,8 +117,28 @@ def test_a_special_salt_master_address_is_refused(address):
 
 
 def test_ordinary_ipv6_and_ipv4_stay_valid():
-    config = cfg.parse_config({**MTA, "trusted_subnets": ["2001:db8::/32", "fd00::/16", "10.0.0.0/8", "::/16"]})
-    assert [str(n) for n in config.trusted_subnets] == ["10.0.0.0/8", "::/16", "2001:db8::/32", "fd00::/16"]
+    config = cfg.parse_config({**MTA, "trusted_subnets": ["2001:db8::/32", "fd00::/16", "10.0.0.0/8", "2001::/16"]})
+    assert [str(n) for n in config.trusted_subnets] == ["10.0.0.0/8", "2001::/16", "2001:db8::/32", "fd00::/16"]
+
+
+@pytest.mark.parametrize(
+    "network, held",
+    [
+        ("::/16", "::/128, unspecified"),
+        ("::/64", "::/128, unspecified"),
+        ("::fffe:0:0/95", "::ffff:0:0/96, IPv4-mapped"),
+        ("169.0.0.0/8", "169.254.0.0/16, link-local"),
+    ],
+)
+def test_a_network_that_holds_special_addresses_is_refused(network, held):
+    assert problems({**MTA, "trusted_subnets": [network]}) == [
+        f"zimbra_fw:trusted_subnets[0]: {network!r} holds {held} addresses no rule may name: list networks without them"
+    ]
+
+
+def test_a_wide_network_allowed_may_hold_special_ranges():
+    config = cfg.parse_config({**MTA, "trusted_subnets": ["0.0.0.0/1", "128.0.0.0/1"], "allow_wide_networks": True})
+    assert [str(n) for n in config.trusted_subnets] == ["0.0.0.0/1", "128.0.0.0/1"]
 
 
 # ------------------------------------------------------------ wide networks
