@@ -203,7 +203,11 @@ def open_ports():
     ``public`` is opened to anyone, ``cluster`` to trusted subnets and to the
     peers whose roles use each port (``peers``), ``localhost`` is never
     opened. ``roles`` says where the roles came from (pillar or packages);
-    ``admin`` lists the admin console ports when ``admin_subnets`` is set.
+    ``admin`` lists the admin console ports when ``admin_subnets`` is set;
+    ``admin_console_open`` says whether one of them is open to anyone.
+    ``left_out`` lists, per minion, why mine data was left out (malformed,
+    outside ``cluster:networks``, IPv6 while IPv6 is off); ``warnings``
+    what the pillar allows but should be said (wide networks).
     Reads the minion's pillar as loaded: after editing pillar, run
     ``saltutil.refresh_pillar`` first.
 

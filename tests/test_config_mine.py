@@ -130,3 +130,11 @@ def test_no_mine_data_stops_this_minions_states(mine):
         assert all(any(a.subnet_of(n) for n in networks if n.version == a.version) for a in peer.addresses)
     named = {peer.name for peer in config.peers}
     assert all(str(name) in config.left_out or name in named or name == "mb" for name in mine)
+
+
+def test_at_most_5000_pillar_peers():
+    peers = [{"name": f"p{i}", "addresses": ["10.0.0.7"], "roles": ["mta"]} for i in range(5001)]
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        cfg.parse_config({**MAILBOX, "cluster": {"peers": peers}})
+    assert info.value.problems == ["zimbra_fw:cluster:peers: '5001 peers' are more than 5000"]
+    assert len(cfg.parse_config({**MAILBOX, "cluster": {"peers": peers[:5000]}}).peers) == 5000
