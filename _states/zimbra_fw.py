@@ -126,9 +126,12 @@ def pillar_valid(name="zimbra_fw-pillar"):
         f"The zimbra_fw pillar is valid: roles {', '.join(ports['roles']['roles'])} "
         f"(from {ports['roles']['source']}), {_count(ports['public'], 'public port')}, {_count(peers, 'peer')}"
     )
-    open_to_anyone = set(ports["public"]) - set(ports.get("only_from", {}))
-    if {"7071/tcp", "9071/tcp"} & open_to_anyone:
+    if ports["admin_console_open"]:
         ret["comment"] += "; the admin console is open to anyone: set zimbra_fw:admin_subnets to restrict it"
+    if ports.get("left_out"):
+        ret["comment"] += f"; mine data left out: {', '.join(sorted(ports['left_out']))} (see zimbra_fw.open_ports)"
+    for warning in ports["warnings"]:
+        ret["comment"] += f"; {warning}"
     return ret
 
 
