@@ -78,7 +78,7 @@ def test_each_access_kind_as_rich_rules():
     assert wanted.services == {"zimbra"}
     assert wanted.rules == (
         P + 'family="ipv4" source address="10.9.0.1" port port="2222" protocol="tcp" accept',
-        P + 'family="ipv4" source address="10.0.0.5" source-port port="4505-4506" protocol="tcp" accept',
+        P + 'family="ipv4" source address="10.0.0.5" port port="32768-60999" protocol="tcp" accept',
         TRUSTED,
         P + 'family="ipv6" source address="2001:db8:1::/64" accept',
         *ipset_rules("zimbra-admin"),
