@@ -172,7 +172,11 @@ def managed_copies(snapshot):
     """``{words: {family: ports}}`` of the rules marked ``zimbra_fw``, in ufw's order."""
     if snapshot.copies is None:
         return {words: dict.fromkeys(files.FAMILIES) for words in managed_rules(snapshot)}
-    return {words: snapshot.copies[(words, comment)] for words, comment in snapshot.rules if comment == RULE_COMMENT}
+    return _managed_copies(snapshot.rules, snapshot.copies)
+
+
+def _managed_copies(rules, copies):
+    return {words: copies[(words, comment)] for words, comment in rules if comment == RULE_COMMENT}
 
 
 def missing_copies(wanted, present, ipv6):
@@ -184,9 +188,9 @@ def missing_copies(wanted, present, ipv6):
         belongs = families(words, ipv6)
         have = present.get(words, ())
         absent = [family for family in belongs if family not in have]
-        if absent:
+        if absent:  # all of them, or the one of two
             partial = len(absent) < len(belongs)
-            missing.append((words, rule_text(words) + (f" ({', '.join(absent)})" if partial else "")))
+            missing.append((words, rule_text(words) + (f" ({absent[0]})" if partial else "")))
     return missing
 
 
@@ -286,7 +290,7 @@ def stale_app_rules(policy, snapshot):
         for family, ports in copies.items():
             if ports is not None and ports != wanted:
                 text = f"{rule_text(words)} ({family})"
-                old = "|".join(files.port_groups(ports)) or "none"
+                old = "|".join(files.port_groups(ports))
                 stale.setdefault(group.name, {})[text] = {"old": old, "new": "|".join(files.port_groups(wanted))}
     return stale
 
@@ -294,13 +298,13 @@ def stale_app_rules(policy, snapshot):
 def _profile_file_changes(current, wanted, snapshot):
     """(changes, steps, profiles to ``app update``) that take the profile file
     from ``current`` text to ``wanted`` (None: no file)."""
-    changes, steps, updates = {}, [], []
+    changes, updates = {}, []
     current_ports, wanted_ports = files.profile_file_ports(current), files.profile_file_ports(wanted)
     retired = {name for name in current_ports if name not in wanted_ports}
     # Rules naming a profile must go before the profile does: ufw can no
     # longer delete them once their profile is unknown.
     gone = [words for words in managed_rules(snapshot) if files.rule_profile(words) in retired]
-    steps += [_ufw_step(["delete", *words]) for words in gone]
+    steps = [_ufw_step(["delete", *words]) for words in gone]
     if gone:
         changes["rules removed"] = [rule_text(words) for words in gone]
     if wanted is None:
@@ -443,7 +447,7 @@ def _apply_step(step):
             os.unlink(PROFILE_PATH)
     elif step.action == "check":
         rules, copies, ipv6 = _read_rules()  # as they are now, not as planned
-        present = managed_copies(Snapshot(rules, None, {}, None, None, copies, ipv6))
+        present = _managed_copies(rules, copies)
         missing = [text for _, text in missing_copies([tuple(words) for words in step.args], present, ipv6)]
         if missing:
             raise CommandExecutionError(

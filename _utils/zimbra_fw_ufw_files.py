@@ -130,11 +130,9 @@ def _interfaces(field):
 
 def _tuple_ports(proto, dport):
     """The ports a tuple's destination opens (frozenset of PortSpecs, empty for any port)."""
-    if dport == "any":
-        return frozenset()
     try:
         return frozenset(parse_ufw_ports(dport if proto == "any" else f"{dport}/{proto}"))
-    except ValueError:
+    except ValueError:  # any port, or ports ufw would not have written
         return frozenset()
 
 
@@ -173,8 +171,11 @@ def read_rules(texts):
     open (frozenset of PortSpecs: what an application rule opens is what
     ufw wrote when it last read the profile, not what the profile says now)."""
     rules, copies = [], {}
-    for family, text in zip(FAMILIES, texts, strict=False):  # no user6.rules while IPv6 is off
-        for line in (text or "").splitlines():
+    for index, text in enumerate(texts):  # no user6.rules while IPv6 is off
+        if text is None:  # no such file
+            continue
+        family = FAMILIES[index]
+        for line in text.splitlines():
             parsed = _tuple_rule(line) if line.startswith("### tuple ###") else None
             if parsed is None:
                 continue

@@ -53,8 +53,10 @@ class FakeBackend:
     def is_enabled(self):
         return self.enabled
 
+    ipv6 = True
+
     def use_ipv6(self):
-        return True
+        return self.ipv6
 
     def _write_rules(self, v6=False):
         self.written += 1
@@ -79,6 +81,12 @@ class FakeFrontend:
             raise UFWError("bad rule")
         if rule and "CRASH" in rule.words:
             sys.stderr.write("Traceback: ufw crashed\n")
+            raise RuntimeError("crash")
+        if rule and "BYTES" in rule.words:  # ufw writes bytes to sys.stderr.buffer
+            sys.stderr.buffer.write(b"bad \xff byte\n")
+            raise RuntimeError("crash")
+        if rule and "SURROGATE" in rule.words:
+            sys.stderr.write("bad \udcff char\n")
             raise RuntimeError("crash")
         if action in RULE_ACTIONS:  # as ufw does: each rule rewrites its family's rules file
             rule.normalize()
@@ -180,6 +188,9 @@ class ProcessOs:
 
     def dup2(self, old, new):
         self.ufw.calls.append(("dup2", old, new))
+
+    def getuid(self):
+        return self.ufw.uid if hasattr(self.ufw, "uid") else os.getuid()
 
 
 def run_main(ufw, commands, monkeypatch):
@@ -418,3 +429,63 @@ def test_the_batch_normalizes_ufws_rule_class_once_per_rule(ufw):
     run_batch(ufw, [["allow", "from", "10.0.0.1"], ["allow", "from", "10.0.0.2"]])
     assert ufw.common.UFWRule.normalized == [["allow", "from", "10.0.0.1"], ["allow", "from", "10.0.0.2"]]
     assert ufw.common.UFWRule.normalize is not FakeRule.normalize
+
+
+def test_with_ipv6_off_only_user_rules_is_kept_and_loaded(ufw):
+    ufw.backend.enabled, ufw.backend.ipv6 = True, False
+    report = io.StringIO()
+    batch = UfwBatch(ufw, report)
+    batch.run(["allow", "22/tcp"])
+    assert list(batch.old_files) == [ufw.backend.files["rules"]]
+    batch.write_pending()
+    assert restores(ufw) == [f"iptables-restore -n {ufw.backend.files['rules']}"]
+
+
+def test_a_failing_put_back_restore_is_not_the_error_reported(ufw, capfd):
+    """The chains put back from the old file: output captured, a failure ignored (the load's error is the news)."""
+    ufw.backend.enabled = True
+    counter = ufw.etc.parent / "count"
+    (ufw.etc.parent / "flaky").write_text(  # succeeds once, then fails
+        f'#!/bin/sh\necho "iptables-restore $*" >> {ufw.log}\necho x >> {counter}\n'
+        f'echo "iptables-restore says no" >&2\n[ "$(wc -l < {counter})" -eq 1 ]\n'
+    )
+    (ufw.etc.parent / "flaky").chmod(0o755)
+    ufw.backend.iptables_restore = str(ufw.etc.parent / "flaky")
+    ufw.backend.ip6tables_restore = ufw.script("ip6tables-restore", 1)
+    batch = UfwBatch(ufw, io.StringIO())
+    batch.run(["allow", "22/tcp"])
+    with pytest.raises(UFWError, match="ip6tables-restore says no; the rules files are as they were"):
+        batch.write_pending()
+    assert len(restores(ufw)) == 3
+    assert "says no" not in capfd.readouterr().err
+
+
+def test_a_command_that_is_not_a_rule_gets_ufws_arguments_as_ufw_gives_them(ufw):
+    run_batch(ufw, [["--force", "enable"], ["default", "deny", "incoming"]])
+    assert calls(ufw, "do_action") == [
+        ("do_action", "enable", "", "", True, False),
+        ("do_action", "default-deny-incoming", "", "", False, False),
+    ]
+
+
+def test_an_app_command_other_than_update_reads_no_rules_back(ufw):
+    run_batch(ufw, [["app", "info", "Zimbra"]])
+    assert calls(ufw, "app") == [("app", "info", "Zimbra", False)]
+    assert calls(ufw, "read rules") == []
+
+
+def test_main_without_root_takes_ufws_lock_in_its_state_dir(ufw, monkeypatch):
+    ufw.uid = 1000
+    lines, code, _ = run_main(ufw, [["allow", "22/tcp"]], monkeypatch)
+    assert (lines, code) == ([{"done": 0}], 0)
+    assert calls(ufw, "lock") == [("lock", "/x/ufw.lock")]
+
+
+@pytest.mark.parametrize(
+    "crash, message",
+    [("BYTES", "bad \N{REPLACEMENT CHARACTER} byte"), ("SURROGATE", "bad ? char")],
+)
+def test_main_passes_on_what_ufw_wrote_whatever_its_encoding(ufw, monkeypatch, crash, message):
+    lines, code, stderr = run_main(ufw, [["allow", crash]], monkeypatch)
+    assert (lines, code) == ([{"failed": 0, "error": message}], 1)
+    assert stderr == message + "\n"

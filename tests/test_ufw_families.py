@@ -237,7 +237,13 @@ def test_an_app_rule_split_over_several_tuples_counts_all_of_them(etc):
     write_rules(etc, [SSH, *tuples[:2]], [SSH6, *(t.replace("0.0.0.0/0", "::/0") for t in tuples)])
     plan = ufw.plan_profile(policy, read(etc))
     assert [step.args for step in plan.steps] == [("app", "update", "Zimbra")]
-    assert list(plan.changes["rules updated"]) == ["allow Zimbra (IPv4)"]
+    assert plan.changes["rules updated"] == {
+        "allow Zimbra (IPv4)": {
+            "old": f"{first}/tcp|20015,20016,20017,20018,20019/tcp",
+            "new": ufw.profiles(policy)["profiles"]["Zimbra"],
+        },
+    }
+    assert plan.changes["rules updated"]["allow Zimbra (IPv4)"]["new"].endswith("/tcp|1194/udp")
 
 
 def test_a_changed_profile_is_reported_as_ports_not_again_as_stale_rules(etc):
@@ -261,6 +267,24 @@ def test_the_audit_reads_an_app_rules_ports_from_its_tuples_not_its_profile(etc)
     assert audit.reachability(listener._replace(port=7072), rules, True, "deny") == "nobody"
 
 
+def test_an_app_rule_of_a_hand_made_snapshot_opens_its_profiles_ports():
+    profiles = {"Zimbra": [PortSpec(25, 25, "tcp")]}
+    snap = ufw.Snapshot([(("allow", "Zimbra"), "zimbra_fw"), (("allow", "22/tcp"), None)], None, profiles, True, "deny")
+    assert ufw.access_rules(snap) == [
+        audit.Rule("allow", "any", [PortSpec(25, 25, "tcp")]),
+        audit.Rule("allow", "any", [PortSpec(22, 22, "tcp")]),
+    ]
+
+
+def test_a_tuple_for_any_protocol_opens_its_ports_over_tcp_and_udp():
+    rule = (("allow", "Dns"), None)
+    line = "### tuple ### allow any 53 0.0.0.0/0 any 0.0.0.0/0 Dns - in\n"
+    assert ufw_files.read_rules([line]) == (
+        [rule],
+        {rule: {"IPv4": {PortSpec(53, 53, "tcp"), PortSpec(53, 53, "udp")}}},
+    )
+
+
 def test_the_audit_of_an_app_rule_with_its_tuples_as_the_profile_says(etc):
     write_rules(etc, [SSH, "allow tcp 7071 0.0.0.0/0 any 10.9.0.0/24 Zimbra -"], [SSH6])
     rule = ufw.access_rules(read(etc))[1]
@@ -281,6 +305,8 @@ SALT_WORDS = ("allow", "from", "10.77.0.1", "port", "4505,4506", "to", "any", "p
 
 def test_the_salt_master_rule_names_the_minions_ports_too():
     assert ufw.rule_words(SALT_MASTER) == SALT_WORDS
+    two = SALT_MASTER._replace(ports=(PortSpec(32768, 60999, "tcp"), PortSpec(61000, 61000, "tcp")))
+    assert ufw.rule_words(two)[-3:] == ("32768:60999,61000", "proto", "tcp")
     without = SALT_MASTER._replace(ports=None)
     assert ufw.rule_words(without) == ("allow", "from", "10.77.0.1", "port", "4505,4506", "proto", "tcp")
 

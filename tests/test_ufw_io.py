@@ -319,6 +319,8 @@ def test_a_profile_name_another_file_in_applications_d_defines_is_taken(etc):
     assert ufw.name_taken("Broken") is None  # a hidden file
     (apps / "zimbra").write_text("[OpenSSH2]\nports=22/tcp\n")
     assert ufw.name_taken("OpenSSH2") is None
+    (apps / "zz-local").write_text("[Local]\nports=8080/tcp\n")  # read after our own file
+    assert ufw.name_taken("local").startswith("is the application profile 'Local' of ")
 
 
 def test_without_applications_d_no_profile_name_is_taken(etc, monkeypatch):
