@@ -139,7 +139,19 @@ ODD_TEXT = [
     "2001:db8::1%" + "x" * 5000,
     "10.0.0.0/" + "9" * 400,
 ]
-HOSTILE_NETWORK_TEXT = [*ZONE_ID_NETWORKS, *MAPPED, *SHORT, *LINK_LOCAL, *MULTICAST, *LOOPBACK, *UNSPECIFIED, *ODD_TEXT]
+# IPv4 embedded in IPv6 (NAT64, 6to4, Teredo, SIIT) and other odd corners: exercised, not judged here.
+EMBEDDED = ["64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::ffff:0:0:0/96", "::/16", "255.255.255.255"]
+HOSTILE_NETWORK_TEXT = [
+    *ZONE_ID_NETWORKS,
+    *MAPPED,
+    *EMBEDDED,
+    *SHORT,
+    *LINK_LOCAL,
+    *MULTICAST,
+    *LOOPBACK,
+    *UNSPECIFIED,
+    *ODD_TEXT,
+]
 
 WEIRD = st.one_of(
     st.none(),
