@@ -353,7 +353,7 @@ def _cover_rules(name, add, remove):
     that overlaps a removed one."""
     service, version = name.rsplit("-v", 1)
     leaving = [ipaddress.ip_network(old, strict=False) for old in remove]
-    replacing = [new for new in add if any(ipaddress.ip_network(new, strict=False).overlaps(o) for o in leaving)]
+    replacing = [new for new in add if any(ipaddress.ip_network(new).overlaps(old) for old in leaving)]
     return [
         f'{RULE_PREFIX}family="ipv{version}" source address="{new}" service name="{service}" accept'
         for new in replacing

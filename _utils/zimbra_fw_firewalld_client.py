@@ -82,7 +82,7 @@ def read(zone, names):
         bus = dbus.SystemBus()
         running = bus.name_has_owner(BUS_NAME)
     except dbus.exceptions.DBusException:  # no system bus: nothing runs
-        running = False
+        return {"running": False}
     if running:
         main = bus.get_object(BUS_NAME, PATH, introspect=False)
         running = main.Get(BUS_NAME, "state", dbus_interface=PROPERTIES) == "RUNNING"
@@ -198,7 +198,7 @@ def change_entries(firewall, config, scope, changes):
             for item in change["add"]:
                 if item in current:
                     continue
-                network = ipaddress.ip_network(item, strict=False)
+                network = ipaddress.ip_network(item)  # planned entries have no host bits
                 for old in [old for old, net in leaving.items() if net.overlaps(network)]:
                     firewall.removeEntry(name, old)
                     current.discard(old)
@@ -294,7 +294,7 @@ def locked():
     """The lock file, held; raises after LOCK_WAIT seconds of another run holding it."""
     _lock_dir(os.path.dirname(LOCK))
     descriptor = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    handle = os.fdopen(descriptor, "r+", encoding="utf-8")
+    handle = os.fdopen(descriptor)
     if stat.S_IMODE(os.fstat(descriptor).st_mode) != 0o600:
         os.fchmod(descriptor, 0o600)
     deadline = time.monotonic() + LOCK_WAIT

@@ -172,6 +172,18 @@ def test_a_subnet_replacing_hosts_is_covered_by_a_rule_while_they_swap():
     ]
 
 
+def test_a_leaving_entry_with_host_bits_is_read_as_its_subnet():
+    before = ["10.4.0.9/24", "10.9.9.9"]  # firewalld keeps an entry as it was given
+    change = planned(MTA, before, ["10.4.0.0/16", "10.9.9.9"])
+    firewall = FakeRuntime({MTA: before})
+    helper.change_entries(firewall, None, "runtime", change)
+    assert firewall.log[2:5] == [
+        ("getEntries", MTA),
+        ("removeEntry", MTA, "10.4.0.9/24"),
+        ("addEntry", MTA, "10.4.0.0/16"),
+    ]
+
+
 def test_a_cover_rule_already_there_is_neither_added_nor_removed():
     rule = cover_rule("10.1.0.0/16")
     change = planned(MTA, ["10.1.2.3"], ["10.1.0.0/16"])
@@ -199,11 +211,17 @@ def test_cover_rules_are_planned_for_the_runtime_only_and_per_family():
     assert fwd._entries_change(current, wanted) == {
         v6: {"add": ["2001:db8::/64", "2001:db8:2::1"], "remove": ["2001:db8::1", "2001:db8:1::1"]}
     }
+    vault = "mail-vault-mta-v4"  # a profile name with "-v" in it
+    current = {vault: fwd.IPSet("hash:net", "inet", ("10.1.2.3",))}
+    assert fwd._entries_change(current, {vault: ("10.1.0.0/16",)}, "public")[vault]["cover"] == {
+        "zone": "public",
+        "rules": [cover_rule("10.1.0.0/16", "mail-vault-mta")],
+    }
 
 
 def test_runtime_entries_without_overlap_go_one_by_one_adds_first_and_skip_what_is_done():
     firewall = FakeRuntime({MTA: ["10.1.0.1", "10.1.0.2"]})
-    change = {MTA: {"add": ["10.1.0.3", "10.1.0.1"], "remove": ["10.1.0.2", "10.1.0.9"]}}
+    change = {MTA: {"add": ["10.1.0.1", "10.1.0.3"], "remove": ["10.1.0.2", "10.1.0.9"]}}
     helper.change_entries(firewall, None, "runtime", change)
     assert firewall.log == [
         ("getEntries", MTA),
@@ -330,11 +348,13 @@ def test_permanent_entries_are_one_update_of_the_list_only_when_it_changes():
     log = []
     config = FakeConfig(log, {MTA: ["10.1.0.1", "10.1.0.2"], "zimbra-mta-v6": ["2001:db8::1"]})
     changes = {
-        MTA: {"add": ["10.1.0.3", "10.1.0.1"], "remove": ["10.1.0.2", "10.1.0.9"]},
         "zimbra-mta-v6": {"add": ["2001:db8::1"], "remove": ["2001:db8::7"]},  # already as wanted
+        MTA: {"add": ["10.1.0.3", "10.1.0.1"], "remove": ["10.1.0.2", "10.1.0.9"]},
+        "zimbra-all-v4": {"add": ["10.1.0.5"], "remove": []},
     }
+    config.ipsets["zimbra-all-v4"] = FakeConfigIPSet(log, "zimbra-all-v4")
     helper.change_entries(None, config, "permanent", changes)
-    assert log == [("setEntries", MTA, ["10.1.0.1", "10.1.0.3"])]
+    assert log == [("setEntries", MTA, ["10.1.0.1", "10.1.0.3"]), ("setEntries", "zimbra-all-v4", ["10.1.0.5"])]
 
 
 def test_change_zone_adds_what_is_missing_removes_what_is_there_and_sets_the_target():
@@ -430,6 +450,10 @@ def test_run_step_changes_the_zone_in_the_scope_named_and_entries_through_change
     log.clear()
     helper.run_step(FAKE_CLIENT, firewall, ["entries", "permanent", {MTA: {"add": ["10.1.0.2"], "remove": []}}])
     assert log == [("setEntries", MTA, ["10.1.0.1", "10.1.0.2"])]
+    log.clear()
+    firewall.sets = {MTA: ["10.1.0.1"]}
+    helper.run_step(FAKE_CLIENT, firewall, ["entries", "runtime", {MTA: {"add": ["10.1.0.2"], "remove": []}}])
+    assert log == [("getEntries", MTA), ("addEntry", MTA, "10.1.0.2")]
 
 
 def test_the_check_refuses_to_restrict_a_zone_whose_permanent_or_runtime_lacks_management():
@@ -478,11 +502,47 @@ def mode(path):
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
-def test_the_lock_is_in_a_directory_only_its_owner_can_enter(lock_path):
+def test_the_lock_is_in_a_directory_only_its_owner_can_enter(lock_path, monkeypatch):
+    fixed = []
+    monkeypatch.setattr(helper.os, "chmod", lambda *args: fixed.append(args))
+    monkeypatch.setattr(helper.os, "fchmod", lambda *args: fixed.append(args))
     handle = helper.locked()
     assert mode(lock_path.parent) == 0o700 and mode(lock_path) == 0o600
+    assert fixed == []  # created so, not fixed after
     assert lock_path.parent.stat().st_uid == os.geteuid()
     handle.close()
+
+
+class Clock:
+    """time for locked(): a clock that moves one second per sleep; the
+    other holder lets go at the sleep numbered ``release``."""
+
+    def __init__(self, holder, release=None):
+        self.now, self.sleeps, self.holder, self.release = 0, [], holder, release
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += 1
+        if len(self.sleeps) == self.release:
+            self.holder.close()
+
+
+def test_a_held_lock_is_waited_for_until_lock_wait_is_over(lock_path, monkeypatch):
+    monkeypatch.setattr(helper, "LOCK_WAIT", 3)
+    clock = Clock(helper.locked(), release=3)
+    monkeypatch.setattr(helper, "time", clock)
+    helper.locked().close()
+    assert clock.sleeps == [0.05] * 3
+    clock = Clock(helper.locked())
+    monkeypatch.setattr(helper, "time", clock)
+    with pytest.raises(RuntimeError) as info:
+        helper.locked()
+    assert str(info.value) == f"another zimbra_fw run held {lock_path} for 3 s"
+    assert clock.sleeps == [0.05] * 4  # at 1, 2, 3 s it still waits; past 3 s it gives up
+    clock.holder.close()
 
 
 def test_a_lock_left_open_to_others_is_closed_and_a_held_one_waits_then_fails(lock_path):
@@ -569,7 +629,8 @@ def run_main(monkeypatch, capsys, request):
 
 
 def test_main_reports_each_step_done_and_the_first_failure(monkeypatch, capsys, fake_firewall):
-    assert run_main(monkeypatch, capsys, {"steps": [["reload"], ["reload"]]}) == (0, [{"done": 0}, {"done": 1}])
+    service = ["service", "zimbra", {"short": "Z", "description": "d", "ports": [["25", "tcp"]]}]
+    assert run_main(monkeypatch, capsys, {"steps": [service, ["reload"]]}) == (0, [{"done": 0}, {"done": 1}])
     FakeConnection.fail = "COMMAND_FAILED: boom"
     steps = {"steps": [["drop-ipset", "x"], ["reload"], ["reload"]]}
     assert run_main(monkeypatch, capsys, steps) == (1, [{"failed": 0, "error": "'x'"}])
@@ -668,15 +729,21 @@ ZONE_SETTINGS = {
 }
 
 
+def test_a_zone_view_fills_in_what_firewalld_left_out():
+    assert helper.zone_view({}) == {"services": [], "rich_rules": [], "target": "default", "ports": []}
+
+
 def test_read_answers_with_the_zone_ipsets_and_where_interfaces_and_sources_are(monkeypatch):
     path, config_path, zone_path = helper.PATH, helper.PATH + "/config", helper.PATH + "/config/zone/1"
     answers = {
         (path, "", "getDefaultZone"): "public",
         (path, ".zone", "getZones"): ["public", "trusted"],
-        (path, "", "listServices"): ["zimbra", "ssh"],
+        (path, "", "listServices"): ["zimbra", "ssh", "zimbra-mta"],
         (path, "", "getServiceSettings2", "zimbra"): {"ports": [("25", "tcp")]},
-        (path, ".ipset", "getIPSets"): ["zimbra-mta-v4"],
+        (path, "", "getServiceSettings2", "zimbra-mta"): {},
+        (path, ".ipset", "getIPSets"): ["zimbra-mta-v4", "zimbra-mta-v6"],
         (path, ".ipset", "getIPSetSettings", "zimbra-mta-v4"): ("", "", "", "hash:net", {}, ["10.0.0.2", "10.0.0.1"]),
+        (path, ".ipset", "getIPSetSettings", "zimbra-mta-v6"): ("", "", "", "hash:net", {"family": "inet6"}, []),
         (config_path, ".config", "getZoneByName", "public"): zone_path,
         (zone_path, ".config.zone", "getSettings2"): dict(ZONE_SETTINGS, target="ACCEPT"),
         (path, ".zone", "getZoneSettings2", "public"): ZONE_SETTINGS,
@@ -695,8 +762,11 @@ def test_read_answers_with_the_zone_ipsets_and_where_interfaces_and_sources_are(
         "zones": ["public", "trusted"],
         "permanent": dict(view, target="ACCEPT"),
         "runtime": view,
-        "runtime_services": {"zimbra": [["25", "tcp"]]},
-        "ipsets": {"zimbra-mta-v4": {"type": "hash:net", "family": "inet", "entries": ["10.0.0.1", "10.0.0.2"]}},
+        "runtime_services": {"zimbra": [["25", "tcp"]], "zimbra-mta": []},
+        "ipsets": {
+            "zimbra-mta-v4": {"type": "hash:net", "family": "inet", "entries": ["10.0.0.1", "10.0.0.2"]},
+            "zimbra-mta-v6": {"type": "hash:net", "family": "inet6", "entries": []},
+        },
         "active_zones": {
             "public": {"interfaces": ["eth0", "eth1"], "sources": []},
             "trusted": {"interfaces": [], "sources": ["10.9.0.0/16"]},

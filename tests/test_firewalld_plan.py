@@ -207,6 +207,25 @@ def test_a_peer_leaving_is_one_entry_removed_in_both_scopes_and_no_rule():
     )
 
 
+def test_a_subnet_replacing_hosts_is_covered_by_a_rule_in_the_runtime_only():
+    subnet = [{"name": "mtas", "addresses": ["10.1.0.0/16"], "roles": ["mta"]}]
+    _, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
+    plan = fwd.plan_rules(policy_of(dict(SINGLE, cluster={"peers": subnet})), state)
+    assert [s.args[0] for s in plan.steps] == ["runtime", "permanent"]
+    runtime, permanent = (step.args[1] for step in plan.steps)
+    cover = P + 'family="ipv4" source address="10.1.0.0/16" service name="zimbra-mta" accept'
+    assert runtime["zimbra-mta-v4"] == {
+        "add": ["10.1.0.0/16"],
+        "remove": ["10.1.0.1", "10.1.0.2"],
+        "cover": {"zone": "public", "rules": [cover]},
+    }
+    assert permanent["zimbra-mta-v4"] == {"add": ["10.1.0.0/16"], "remove": ["10.1.0.1", "10.1.0.2"]}
+    assert plan.changes == {
+        "added": ["10.1.0.0/16 in ipset zimbra-all-v4", "10.1.0.0/16 in ipset zimbra-mta-v4"],
+        "removed": [f"10.1.0.{i} in ipset zimbra-{group}-v4" for group in ("all", "mta") for i in (1, 2)],
+    }
+
+
 def test_runtime_entries_that_drifted_are_put_back_without_a_reload():
     policy, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
     drifted = dict(state.runtime_ipsets, **{"zimbra-mta-v4": fwd.IPSet("hash:net", "inet", ("10.1.0.1",))})
