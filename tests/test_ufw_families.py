@@ -175,6 +175,7 @@ def test_rules_files_are_read_per_family():
     assert rules == [(("allow", "22/tcp"), "zimbra_fw"), (("allow", "from", "192.168.1.0/24"), "zimbra_fw")]
     assert sorted(copies[rules[0]]) == ["IPv4", "IPv6"]
     assert list(copies[rules[1]]) == ["IPv4"]
+    assert ufw_files.read_rules([None, v6]) == ([rules[0]], {rules[0]: {"IPv6": copies[rules[0]]["IPv6"]}})
     assert ufw_files.read_rules([v4]) == (
         rules,
         {rules[0]: {"IPv4": copies[rules[0]]["IPv4"]}, rules[1]: copies[rules[1]]},
