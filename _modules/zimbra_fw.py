@@ -27,7 +27,7 @@ except ImportError as exc:  # _utils not synced
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "zimbra_fw"
-__load__ = ["audit", "catalogue", "converge", "identity", "open_ports", "plan", "profile", "status"]
+__load__ = ["audit", "catalogue", "converge", "identity", "open_ports", "plan", "prepare", "profile", "status"]
 
 MINE_FUNCTION = "zimbra_fw.identity"
 # Where the minion's connections (to its Salt master too) take their source port.
@@ -296,6 +296,27 @@ def converge(part=None, test=False):
     return results
 
 
+def prepare(test=False):
+    """
+    Before a stopped firewall is started: check that it can hold the policy
+    and put the management rules (ssh, the Salt master) into its permanent
+    configuration, so that it starts with them and default-deny never shuts
+    the admins out. firewalld: the zone is checked and the rich rules are
+    added with ``firewall-offline-cmd``; ufw needs nothing (it is enabled
+    only once its rules are in). Returns the rules added (with
+    ``test=True``, or the minion's ``test`` option: that would be added).
+    The ``zimbra_fw-installed`` state calls it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.prepare test=True
+    """
+    policy = _policy()
+    return _backend(policy.config).prepare_stopped(policy, _run, test=bool(test or __opts__.get("test")))
+
+
 def audit():
     """
     Compare what listens on this minion with what the firewall lets in. For
@@ -323,6 +344,7 @@ def audit():
         active=snapshot.active,
         incoming=snapshot.incoming,
         firewall=backend.NAME,
+        extra_findings=backend.audit_findings(snapshot),
     )
     if report["summary"]["critical"]:
         __context__["retcode"] = 2

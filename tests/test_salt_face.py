@@ -61,6 +61,7 @@ def test_only_user_functions_are_published():
         "identity",
         "open_ports",
         "plan",
+        "prepare",
         "profile",
         "status",
     ]
@@ -318,3 +319,40 @@ def test_identity_publishes_only_addresses_peers_accept():
         network__ip_addrs6=lambda: ["fe80::1%eth0", "2001:db8::5", "::ffff:10.0.0.9", "::1", "ff02::1"],
     )
     assert module.identity() == {"roles": ["mta"], "addresses": ["10.0.0.5", "2001:db8::5"]}
+
+
+@pytest.mark.parametrize(
+    "opts_test, arg_test, expected", [(False, False, False), (True, False, True), (False, True, True)]
+)
+def test_prepare_hands_the_policy_to_the_backend_and_honours_test(opts_test, arg_test, expected):
+    calls = []
+    module, _ = face(
+        {**SINGLE, "backend": "firewalld"}, opts={"id": "mail1", "file_client": "local", "test": opts_test}
+    )
+    backend = FakeBackend()
+    backend.prepare_stopped = lambda policy, run, test: calls.append((policy, run, test)) or ["r"]
+    module._backend = lambda config=None, settings=None: backend
+    assert module.prepare(test=arg_test) == ["r"]
+    ((policy, run, test),) = calls
+    assert (policy.config.backend, run, test) == ("firewalld", module._run, expected)
+
+
+def test_ufw_has_nothing_to_prepare_and_no_findings_of_its_own():
+    import zimbra_fw_ufw
+
+    assert zimbra_fw_ufw.prepare_stopped(None, None, test=False) == []
+    assert zimbra_fw_ufw.audit_findings(None) == []
+
+
+def test_the_audit_reports_the_backends_own_findings(monkeypatch):
+    module, _ = face(SINGLE)
+    snapshot = types.SimpleNamespace(active=True, incoming="deny")
+    backend = FakeBackend()
+    backend.NAME = "firewalld"
+    backend.read_snapshot = lambda run, config: snapshot
+    backend.access_rules = lambda found: []
+    backend.audit_findings = lambda found: [("high", "zone z holds no interface")] if found is snapshot else []
+    module._backend = lambda config=None, settings=None: backend
+    monkeypatch.setattr(module, "_read_proc", lambda name: "")
+    report = module.audit()
+    assert {"severity": "high", "port": None, "message": "zone z holds no interface"} in report["findings"]
