@@ -20,6 +20,161 @@ def __virtual__():
     return (False, "zimbra_fw_ufw_batch is a helper script run by zimbra_fw, not an execution module")
 
 
+def match_key(rule):
+    """What ufw's ``UFWRule.match`` compares before the action: two rules with
+    different keys never match."""
+    return (
+        rule.dport, rule.sport, rule.protocol, rule.src, rule.dst, rule.v6, rule.dapp, rule.sapp,
+        rule.interface_in, rule.interface_out, rule.direction, rule.forward,
+    )  # fmt: skip
+
+
+class RuleFamily:
+    """One of ufw's rule lists (``backend.rules`` or ``rules6``) with lookups:
+    by match key, by application tuple, and each rule's place in the list.
+    A rule removed leaves a hole (None) until ``compact``."""
+
+    def __init__(self, rules):
+        self.rules, self.length = rules, len(rules)
+        self.place, self.by_key, self.by_app, self.plain, self.holes = {}, {}, {}, 0, 0
+        for index, rule in enumerate(rules):
+            rule.normalize()  # as ufw's own set_rule does to every rule it compares
+            self.place[id(rule)] = index
+            self._index(rule)
+
+    def _index(self, rule):
+        self.by_key.setdefault(match_key(rule), []).append(rule)
+        if rule.dapp or rule.sapp:
+            self.by_app.setdefault(rule.get_app_tuple(), []).append(rule)
+        else:
+            self.plain += 1
+
+    def _unindex(self, rule):
+        for table, key in ((self.by_key, match_key(rule)), (self.by_app, rule.get_app_tuple())):
+            if key in table and any(found is rule for found in table[key]):
+                table[key] = [found for found in table[key] if found is not rule]
+                if not table[key]:
+                    del table[key]
+        if not (rule.dapp or rule.sapp):
+            self.plain -= 1
+
+    def current(self, rules):
+        """Do the lookups still describe ``rules`` (the backend's list now)?"""
+        return rules is self.rules and len(rules) == self.length
+
+    def count(self):
+        """ufw's get_rules_count: an application's rules count once."""
+        return self.plain + len(self.by_app)
+
+    def drop(self, rule):
+        self.rules[self.place.pop(id(rule))] = None
+        self.holes += 1
+        self._unindex(rule)
+
+    def put(self, old, new):
+        """``new`` in ``old``'s place (old None: at the end)."""
+        new.normalize()
+        if old is None:
+            self.rules.append(new)
+            self.length += 1
+            self.place[id(new)] = self.length - 1
+        else:
+            index = self.place.pop(id(old))
+            self._unindex(old)
+            self.rules[index] = new
+            self.place[id(new)] = index
+        self._index(new)
+
+    def compact(self):
+        """The list without holes (a new list: the lookups describe it no more)."""
+        return [rule for rule in self.rules if rule is not None] if self.holes else self.rules
+
+
+class RuleIndex:
+    """ufw's rule code, made linear for a rule command on a firewall whose
+    chains it does not touch (inactive, or while the batch defers loading).
+    ufw's ``set_rule`` compares the new rule with every rule (and formats
+    both for a debug message each time), ``get_app_rules_from_system`` copies
+    and normalizes every rule, ``get_rules_count`` walks them all: N rules
+    cost N^2. Here ufw's own ``set_rule`` runs on the few rules that can
+    match (same match key), and the result is put in their places in the
+    whole list; application rules and the count come from lookups."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.ufw_set_rule = backend.set_rule
+        self.families = {}
+        backend.set_rule = self.set_rule
+        backend.get_app_rules_from_system = self.get_app_rules_from_system
+        backend.get_rules_count = lambda v6: self.family(v6).count()
+
+    def _attribute(self, v6):
+        return "rules6" if v6 else "rules"
+
+    def family(self, v6):
+        rules = getattr(self.backend, self._attribute(v6))
+        found = self.families.get(v6)
+        if found is None or not found.current(rules):
+            found = self.families[v6] = RuleFamily(rules)
+        return found
+
+    def compact(self):
+        """Give ufw its lists without holes, before any of its code reads them whole."""
+        for v6, family in list(self.families.items()):
+            attribute = self._attribute(v6)
+            if family.holes and family.current(getattr(self.backend, attribute)):
+                setattr(self.backend, attribute, family.compact())
+                del self.families[v6]
+
+    def set_rule(self, rule, allow_reload=True):
+        if rule.position != 0 or self.backend.is_enabled():
+            self.compact()
+            return self.ufw_set_rule(rule, allow_reload)
+        family = self.family(rule.v6)
+        rule.normalize()
+        candidates = list(family.by_key.get(match_key(rule), []))
+        attribute = self._attribute(rule.v6)
+        setattr(self.backend, attribute, list(candidates))
+        try:
+            message = self.ufw_set_rule(rule, allow_reload)
+            result = getattr(self.backend, attribute)
+        finally:
+            setattr(self.backend, attribute, family.rules)
+        self._merge(family, candidates, result, rule.remove)
+        return message
+
+    @staticmethod
+    def _merge(family, candidates, result, remove):
+        """Put what ufw made of ``candidates`` (``result``) into the whole list.
+        A delete keeps some of them; an add keeps or replaces each in its place
+        and may append one."""
+        if remove:
+            kept = {id(rule) for rule in result}
+            if len(kept) != len(result) or not kept <= {id(rule) for rule in candidates}:
+                raise RuntimeError("ufw's delete made rules of its own")
+            for rule in candidates:
+                if id(rule) not in kept:
+                    family.drop(rule)
+            return
+        if len(result) not in (len(candidates), len(candidates) + 1):
+            raise RuntimeError(f"ufw's add made {len(result)} rules of {len(candidates)}")
+        for old, new in zip([*candidates, None], result, strict=False):
+            if new is not old:
+                family.put(old, new)
+
+    def get_app_rules_from_system(self, template, v6):
+        """ufw's: normalized copies of the rules of ``template``'s application tuple."""
+        norm = template.dup_rule()
+        norm.set_v6(v6)
+        norm.normalize()
+        found = []
+        for rule in self.family(v6).by_app.get(norm.get_app_tuple(), []):
+            copy = rule.dup_rule()
+            copy.normalize()
+            found.append(copy)
+        return found
+
+
 class UfwBatch:
     """Runs ufw commands as /usr/sbin/ufw runs one, all in one process: ufw
     starts, reads its rules and probes iptables once. This class runs in
@@ -28,11 +183,12 @@ class UfwBatch:
     "error": ...}`` or ``{"unavailable": ...}``, as JSON lines on a copy of
     stdout, while ufw's own messages go to stderr.
 
-    Three things ufw redoes for every rule over all its rules are done once
-    here, so N rules cost N, not N^2: writing the rules files (after the last
-    rule, or before any command that is not a rule), normalizing each rule's
-    addresses and ports (a rule whose fields are still what normalizing made
-    of them is left as it is) and, on a running firewall, loading the rules.
+    What ufw redoes for every rule over all its rules is done once here, so
+    N rules cost N, not N^2: writing the rules files (after the last rule, or
+    before any command that is not a rule), normalizing each rule's addresses
+    and ports (a rule whose fields are still what normalizing made of them is
+    left as it is), comparing a new or deleted rule with every rule (see
+    ``RuleIndex``) and, on a running firewall, loading the rules.
 
     On a running firewall ufw inserts each new rule with iptables processes of
     its own and reloads its chains from its rules files for each deleted rule.
@@ -61,6 +217,7 @@ class UfwBatch:
         backend._write_rules = self.deferred_write
         backend.is_enabled = lambda: self.running() and not self.rules_only
         self.normalize_rules_once(ufw.common.UFWRule)
+        self.index = RuleIndex(backend)
 
     @staticmethod
     def normalize_rules_once(rule_class):
@@ -84,6 +241,7 @@ class UfwBatch:
 
     def deferred_write(self, v6=False):
         if self.ui.backend.is_enabled():  # not a rule: ufw reloads from this file right after
+            self.index.compact()
             self.write_rules(v6)
             return
         if self.old_files is None:
@@ -94,6 +252,7 @@ class UfwBatch:
         self.pending.add(v6)
 
     def write_files(self):
+        self.index.compact()
         for v6 in sorted(self.pending):
             self.write_rules(v6)
         self.unloaded = self.unloaded or bool(self.pending and self.running())
@@ -147,6 +306,9 @@ class UfwBatch:
         parsed = self.ufw.frontend.parse_command(["ufw", *argv])
         app_update = argv[:1] == ["app"] and parsed.action == "update"
         self.rules_only = parsed.action in self.RULE_ACTIONS or app_update
+        rule = parsed.data.get("rule")
+        if not (parsed.action in self.RULE_ACTIONS and getattr(rule, "position", None) == 0):
+            self.index.compact()  # ufw's code for anything but a plain rule reads its lists whole
         if not self.rules_only:
             self.write_pending()  # anything else may read the rules files or the chains
         try:

@@ -201,3 +201,41 @@ def test_rules_files_read_as_ufw_show_added_prints_them(twins):
     from_files = ufw_files.rules_from_files(texts)
     assert from_files == minion.show_added()
     assert len(from_files) == 8 + len(EXOTIC)
+
+
+# Commands whose outcome depends on the rules already there: ufw compares a
+# rule with every rule; the batch only with those that can match (its
+# RuleIndex), and must end with the same files and chains.
+MATCHING = [
+    rule("allow", "22/tcp"),  # there already: skipped
+    rule("allow", "from", "10.2.0.1", "to", "any", "port", "389", "proto", "tcp"),  # there without a comment: adopted
+    rule("deny", "from", PEERS[5], "to", "any", "app", "Zimbra-mta"),  # another action: replaced in its place
+    ["delete", "allow", "from", "10.99.0.1"],  # not there
+    ["delete", "deny", "22/tcp"],  # there with another action: kept
+    rule("allow", "from", "10.9.9.9"),
+    ["delete", "allow", "from", "10.9.9.9"],  # added and deleted in one batch
+    rule("allow", "from", "10.8.8.8"),
+    rule("allow", "from", "10.8.8.8"),  # twice in one batch
+    rule("allow", "from", "2001:db8::5", "to", "any", "app", "Zimbra-mta"),
+    ["delete", *rule("allow", "from", "2001:db8::/64")],
+    ["delete", *rule("allow", "from", PEERS[7], "to", "any", "app", "Zimbra-mta")],  # tcp and udp tuples
+    ["delete", *rule("allow", "Zimbra")],  # both families
+    rule("allow", "from", PEERS[9], "to", "any", "app", "Zimbra-mta"),  # there: skipped
+    rule("limit", "from", "10.3.3.3", "to", "any", "port", "2222", "proto", "tcp"),
+]
+
+
+@pytest.mark.parametrize("running", [False, True], ids=["inactive", "running"])
+def test_rules_that_match_others_end_as_ufw_leaves_them(twins, running):
+    for minion in (twins.cli, twins.batch):
+        assert one_by_one(minion, FIRST) == len(FIRST)
+        if running:
+            minion.ufw("--force", "enable")
+    assert one_by_one(twins.cli, MATCHING) == len(MATCHING)
+    report, code = batched(twins.batch, MATCHING)
+    assert (report, code) == ([{"done": i} for i in range(len(MATCHING))], 0)
+    assert firewall(twins.batch) == firewall(twins.cli)
+    rules = {words: comment for words, comment in twins.batch.show_added()}
+    assert rules[("allow", "from", "10.2.0.1", "to", "any", "port", "389", "proto", "tcp")] == "zimbra_fw"
+    assert ("deny", "from", PEERS[5], "to", "any", "app", "Zimbra-mta") in rules
+    assert ("allow", "from", "10.9.9.9") not in rules and ("allow", "Zimbra") not in rules

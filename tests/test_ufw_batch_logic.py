@@ -67,6 +67,12 @@ class FakeBackend:
     def _read_rules(self):
         self.ufw.calls.append(("read rules", list(self.rules), list(self.rules6)))
 
+    # ufw's rule code, which the batch's RuleIndex wraps; the fake frontend applies rules itself.
+    def set_rule(self, rule, allow_reload=True):
+        raise AssertionError("not called by the fake frontend")
+
+    get_app_rules_from_system = get_rules_count = set_rule
+
 
 class FakeFrontend:
     def __init__(self, ufw, interactive):
