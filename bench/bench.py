@@ -35,12 +35,13 @@ import time
 
 import yaml
 
-from bench.tools import FIREWALLD_TOOLS, TOOLS
+from bench.tools import FIREWALLD_TOOLS, LIMIT, TOOLS, DidNotFinish
 from harness.sandbox import REPO, SALT_CALL, Lab
 
 sys.path.insert(0, os.path.join(REPO, "_utils"))  # the core, as on a minion after saltutil.sync_all
 import zimbra_fw_config
 import zimbra_fw_firewalld
+import zimbra_fw_firewalld_files
 import zimbra_fw_policy
 import zimbra_fw_ufw
 import zimbra_fw_ufw_files
@@ -83,13 +84,31 @@ def seed_policy():
         return Policy("seed", yaml.safe_load(handle)["zimbra_fw"])
 
 
-def cluster_policy(peers, absent=(), fw_absent=()):
+ONE_ADDRESS_UP_TO = 2000  # peers; above, each peer brings a second address (the config takes 5,000 peers)
+
+
+def _address(index, network=1):
+    return f"10.{network}.{index // 250}.{index % 250 + 1}"
+
+
+def cluster_policy(addresses, absent=(), fw_absent=()):
+    """A mailbox with ``addresses`` peer addresses (alternately MTAs and
+    proxies): one per peer up to ONE_ADDRESS_UP_TO, two per peer above, the
+    second from 10.2/16, so that a smaller cluster's rules stay in a larger one's."""
+    per_peer = 1 if addresses <= ONE_ADDRESS_UP_TO else 2
     peer_list = [
-        {"name": f"peer{i}", "addresses": [f"10.1.{i // 250}.{i % 250 + 1}"], "roles": ["mta" if i % 2 else "proxy"]}
-        for i in range(peers)
+        {
+            "name": f"peer{i}",
+            "addresses": [
+                _address(i),
+                *([_address(i, 2)] if per_peer == 2 and i + (addresses + 1) // 2 < addresses else []),
+            ],
+            "roles": ["mta" if i % 2 else "proxy"],
+        }
+        for i in range((addresses + per_peer - 1) // per_peer)
     ]
     pillar = {"roles": ["mailbox"], "trusted_subnets": ["192.168.1.0/24"], "cluster": {"peers": peer_list}}
-    return Policy(f"cluster-{peers}", pillar, peers, absent, fw_absent)
+    return Policy(f"cluster-{addresses}", pillar, addresses, absent, fw_absent)
 
 
 RUNNING_BASE = 2  # peers before and after: one MTA, one proxy, so no profile comes or goes
@@ -148,136 +167,265 @@ def checker(tool, firewalld):
     return check
 
 
+BASELINE_SLS = "bench_one_state"
+
+
+def baselines(minion):
+    """What any Salt run costs, measured in the sample's own sandbox right
+    before it: ``salt-call test.ping`` and a ``state.apply`` of one state."""
+    path = os.path.join(minion.state, "srv", f"{BASELINE_SLS}.sls")
+    if not os.path.exists(path):
+        with open(path, "w", encoding="utf-8") as handle:
+            yaml.safe_dump({"bench-one-state": {"test.nop": []}}, handle)
+    times = {}
+    for key, args in (("ping", ["test.ping"]), ("one_state", ["state.apply", BASELINE_SLS])):
+        start = time.perf_counter()
+        minion.guarded([SALT_CALL, "--local", "-c", minion.config_dir, "--out", "quiet", *args])
+        times[key] = time.perf_counter() - start
+    return times
+
+
 def sample(tool, policy, firewalld=False):
-    """One fresh sandbox: first converge, then no-op converge."""
+    """One fresh sandbox: the baselines, a first converge, then a no-op converge."""
     check = checker(tool, firewalld)
     with Lab(firewalld=firewalld) as lab:
         minion = lab.minion
         tool.prepare(minion, policy)
+        measured = baselines(minion)
         minion.reset_ufw_counts()
-        first, _ = tool.converge(minion, policy)
+        try:
+            first, _ = tool.converge(minion, policy)
+        except DidNotFinish:
+            return {**measured, "dnf": True}
         first_calls = len(minion.ufw_processes())
         correct = check(minion, policy)
         minion.reset_ufw_counts()
         noop, noop_changed = tool.converge(minion, policy)
         return {
-            "first": first, "first_ufw": first_calls, "noop": noop, "noop_ufw": len(minion.ufw_processes()),
-            "noop_changed": noop_changed, "correct": correct and check(minion, policy),
+            **measured, "first": first, "first_ufw": first_calls, "noop": noop,
+            "noop_ufw": len(minion.ufw_processes()), "noop_changed": noop_changed,
+            "correct": correct and check(minion, policy),
         }  # fmt: skip
 
 
 def sample_running(tool, peers, firewalld=False):
-    """One fresh sandbox with the firewall running: time N peers joining, then leaving."""
+    """One fresh sandbox with the firewall running: the baselines, then N peers
+    joining and leaving, each timed."""
     before, joined, left = running_change(peers)
     check = checker(tool, firewalld)
     with Lab(firewalld=firewalld) as lab:
         minion = lab.minion
         tool.prepare(minion, before)
         tool.converge(minion, before)
-        tool.prepare(minion, joined)
-        join, _ = tool.converge(minion, joined)
-        correct = check(minion, joined)
-        tool.prepare(minion, left)
-        leave, _ = tool.converge(minion, left)
-        return {"join": join, "leave": leave, "correct": correct and check(minion, left)}
+        measured = baselines(minion)
+        try:
+            tool.prepare(minion, joined)
+            join, _ = tool.converge(minion, joined)
+            correct = check(minion, joined)
+            tool.prepare(minion, left)
+            leave, _ = tool.converge(minion, left)
+        except DidNotFinish:
+            return {**measured, "dnf": True}
+        return {**measured, "join": join, "leave": leave, "correct": correct and check(minion, left)}
 
 
-def run_running(peer_counts, tools, rounds, firewalld=False):
-    results = {}
-    for peers in peer_counts:
+def alternated(sizes, tools, rounds, take):
+    """``{(size, tool name): [samples]}``: ``take(tool, size)`` for every size
+    (smallest first) and round, the tools' order rotating each round. A tool
+    that did not finish at a size is not run at the larger ones."""
+    results, stopped = {}, set()
+    for size in sizes:
         for round_number in range(rounds):
             shift = round_number % len(tools)
             for tool in tools[shift:] + tools[:shift]:
-                results.setdefault((peers, tool.name), []).append(sample_running(tool, peers, firewalld))
-                print(f"  running +/-{peers:<5} {tool.name:<18} round {round_number + 1}", file=sys.stderr, flush=True)
+                if tool.name in stopped:
+                    found = {"dnf": True, "skipped": True}
+                else:
+                    found = take(tool, size)
+                    print(f"  {size!s:<16} {tool.name:<18} round {round_number + 1}", file=sys.stderr, flush=True)
+                stopped.update([tool.name] if found.get("dnf") else [])
+                results.setdefault((size, tool.name), []).append(found)
     return results
 
 
-def summarise_running(peer_counts, tools, results, ping):
+def _median(samples, key):
+    values = [s[key] for s in samples if key in s]
+    return statistics.median(values) if values else None
+
+
+def _ratio(value, base):
+    return None if value is None or not base else value / base
+
+
+def _base(results, size):
+    """The median baselines of every sample taken at ``size``, whichever tool."""
+    samples = [s for (found_size, _), group in results.items() if found_size == size for s in group]
+    return _median(samples, "ping"), _median(samples, "one_state")
+
+
+def summarise(policies, tools, results):
     rows = []
-    for peers in peer_counts:
-        ours = results[(peers, tools[0].name)]
-        ours_join, ours_leave = (statistics.median(s[key] for s in ours) for key in ("join", "leave"))
+    for policy in policies:
+        ping, one_state = _base(results, policy.name)
+        ours = results[(policy.name, tools[0].name)]
+        ours_first, ours_noop = _median(ours, "first"), _median(ours, "noop")
         for tool in tools:
-            samples = results[(peers, tool.name)]
-            join, leave = (statistics.median(s[key] for s in samples) for key in ("join", "leave"))
+            samples = results[(policy.name, tool.name)]
+            done = not any(s.get("dnf") for s in samples)
+            first = _median(samples, "first") if done else None
+            noop = _median(samples, "noop") if done else None
             rows.append({
-                "peers": peers, "tool": tool.name, "join_s": join, "join_x": join / ours_join,
-                "join_vs_ping": join / ping, "leave_s": leave, "leave_x": leave / ours_leave,
-                "leave_vs_ping": leave / ping, "correct": all(s["correct"] for s in samples),
+                "policy": policy.name, "peers": policy.peers, "rules": len(policy.rules), "tool": tool.name,
+                "finished": done, "ping_s": ping, "one_state_s": one_state,
+                "first_s": first, "first_x": _ratio(first, ours_first), "first_vs_ping": _ratio(first, ping),
+                "first_ufw": max(s["first_ufw"] for s in samples) if done else None,
+                "noop_s": noop, "noop_x": _ratio(noop, ours_noop), "noop_vs_ping": _ratio(noop, ping),
+                "noop_vs_one_state": _ratio(noop, one_state),
+                "noop_ufw": max(s["noop_ufw"] for s in samples) if done else None,
+                "idempotent": done and not any(s["noop_changed"] for s in samples),
+                "correct": done and all(s["correct"] for s in samples),
             })  # fmt: skip
     return rows
+
+
+def summarise_running(peer_counts, tools, results):
+    rows = []
+    for peers in peer_counts:
+        ping, _ = _base(results, peers)
+        ours = results[(peers, tools[0].name)]
+        ours_join, ours_leave = _median(ours, "join"), _median(ours, "leave")
+        for tool in tools:
+            samples = results[(peers, tool.name)]
+            done = not any(s.get("dnf") for s in samples)
+            join = _median(samples, "join") if done else None
+            leave = _median(samples, "leave") if done else None
+            rows.append({
+                "peers": peers, "tool": tool.name, "finished": done, "ping_s": ping,
+                "join_s": join, "join_x": _ratio(join, ours_join), "join_vs_ping": _ratio(join, ping),
+                "leave_s": leave, "leave_x": _ratio(leave, ours_leave), "leave_vs_ping": _ratio(leave, ping),
+                "correct": done and all(s["correct"] for s in samples),
+            })  # fmt: skip
+    return rows
+
+
+def _cell(value, width, digits=2):
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+
+def _yes(flag, finished):
+    return "yes" if flag else "NO" if finished else "dnf"
 
 
 def print_running_table(rows):
-    print("running firewall: N peers join, then leave (x = ratio to zimbra_fw; ping = x salt-call test.ping)")
-    print(f"{'peers':>5} {'tool':<17} {'+N s':>7} {'x':>5} {'ping':>5} {'-N s':>7} {'x':>5} {'ping':>5} {'matches':>7}")
+    print("running firewall: N peers join, then leave (x = ratio to zimbra_fw; ping = x the median salt-call "
+          f"test.ping of the samples at that N, measured beside them; - = did not finish in {LIMIT} s)")  # fmt: skip
+    print(f"{'peers':>5} {'tool':<17} {'ping s':>6} {'+N s':>7} {'x':>5} {'ping':>5} {'-N s':>7} {'x':>5} {'ping':>5} "
+          f"{'matches':>7}")  # fmt: skip
     for r in rows:
-        print(f"{r['peers']:>5} {r['tool']:<17} {r['join_s']:>7.2f} {r['join_x']:>5.1f} {r['join_vs_ping']:>5.1f} "
-              f"{r['leave_s']:>7.2f} {r['leave_x']:>5.1f} {r['leave_vs_ping']:>5.1f} "
-              f"{'yes' if r['correct'] else 'NO':>7}")  # fmt: skip
+        print(f"{r['peers']:>5} {r['tool']:<17} {_cell(r['ping_s'], 6)} {_cell(r['join_s'], 7)} "
+              f"{_cell(r['join_x'], 5, 1)} {_cell(r['join_vs_ping'], 5, 1)} {_cell(r['leave_s'], 7)} "
+              f"{_cell(r['leave_x'], 5, 1)} {_cell(r['leave_vs_ping'], 5, 1)} "
+              f"{_yes(r['correct'], r['finished']):>7}")  # fmt: skip
 
 
-def baseline(rounds):
-    times = []
-    with Lab() as lab:
-        for _ in range(rounds):
-            start = time.perf_counter()
-            lab.minion.guarded([SALT_CALL, "--local", "-c", lab.minion.config_dir, "test.ping"])
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def run(policies, tools, rounds, firewalld=False):
-    results = {}
-    for policy in policies:
-        for round_number in range(rounds):
-            shift = round_number % len(tools)
-            for tool in tools[shift:] + tools[:shift]:  # alternate who goes first
-                results.setdefault((policy.name, tool.name), []).append(sample(tool, policy, firewalld))
-                print(f"  {policy.name:<12} {tool.name:<18} round {round_number + 1}", file=sys.stderr, flush=True)
-    return results
-
-
-def summarise(policies, tools, results, ping):
-    rows = []
-    for policy in policies:
-        ours = results[(policy.name, tools[0].name)]
-        ours_first = statistics.median(s["first"] for s in ours)
-        ours_noop = statistics.median(s["noop"] for s in ours)
-        for tool in tools:
-            samples = results[(policy.name, tool.name)]
-            first = statistics.median(s["first"] for s in samples)
-            noop = statistics.median(s["noop"] for s in samples)
-            rows.append({
-                "policy": policy.name, "peers": policy.peers, "rules": len(policy.rules), "tool": tool.name,
-                "first_s": first, "first_x": first / ours_first, "first_ufw": max(s["first_ufw"] for s in samples),
-                "noop_s": noop, "noop_x": noop / ours_noop, "noop_ufw": max(s["noop_ufw"] for s in samples),
-                "noop_vs_ping": noop / ping,
-                "idempotent": not any(s["noop_changed"] for s in samples),
-                "correct": all(s["correct"] for s in samples),
-            })  # fmt: skip
-    return rows
-
-
-def print_table(rows, ping, rounds):
-    print(f"medians of {rounds} rounds, tools alternated; x = ratio to zimbra_fw in this run; "
-          f"salt-call test.ping = {ping:.2f} s")  # fmt: skip
-    header = (f"{'policy':<11} {'rules':>5} {'tool':<17} {'first s':>8} {'x':>5} {'ufw':>5} "
-              f"{'no-op s':>8} {'x':>5} {'ufw':>5} {'idempotent':>10} {'matches':>7}")  # fmt: skip
+def print_table(rows, rounds):
+    print(f"medians of {rounds} rounds, tools alternated; x = ratio to zimbra_fw in this run; ping = x the median "
+          "salt-call test.ping, 1-st = x the median state.apply of one state, both measured in every sample's "
+          f"sandbox right before it; - = did not finish in {LIMIT} s")  # fmt: skip
+    header = (f"{'policy':<12} {'rules':>5} {'tool':<17} {'ping s':>6} {'first s':>8} {'x':>5} {'ping':>5} {'ufw':>5} "
+              f"{'no-op s':>8} {'x':>5} {'1-st':>5} {'ufw':>5} {'idempotent':>10} {'matches':>7}")  # fmt: skip
     print(header)
     for r in rows:
-        print(f"{r['policy']:<11} {r['rules']:>5} {r['tool']:<17} {r['first_s']:>8.2f} {r['first_x']:>5.1f} "
-              f"{r['first_ufw']:>5} {r['noop_s']:>8.2f} {r['noop_x']:>5.1f} {r['noop_ufw']:>5} "
-              f"{'yes' if r['idempotent'] else 'NO':>10} {'yes' if r['correct'] else 'NO':>7}")  # fmt: skip
+        ufw_first = "-" if r["first_ufw"] is None else r["first_ufw"]
+        ufw_noop = "-" if r["noop_ufw"] is None else r["noop_ufw"]
+        print(f"{r['policy']:<12} {r['rules']:>5} {r['tool']:<17} {_cell(r['ping_s'], 6)} {_cell(r['first_s'], 8)} "
+              f"{_cell(r['first_x'], 5, 1)} {_cell(r['first_vs_ping'], 5, 1)} {ufw_first:>5} "
+              f"{_cell(r['noop_s'], 8)} {_cell(r['noop_x'], 5, 1)} {_cell(r['noop_vs_one_state'], 5, 2)} "
+              f"{ufw_noop:>5} {_yes(r['idempotent'], r['finished']):>10} "
+              f"{_yes(r['correct'], r['finished']):>7}")  # fmt: skip
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def converged_ufw_snapshot(policy):
+    """What zimbra_fw reads from a ufw converged to ``policy``: the rules files
+    and profiles of a real sandbox after a first converge."""
+    with Lab() as lab:
+        minion = lab.minion
+        tool = TOOLS[0]
+        tool.prepare(minion, policy)
+        tool.converge(minion, policy)
+        etc = os.path.join(minion.state, "etc-ufw")
+        apps = os.path.join(etc, "applications.d")
+        rules, copies = zimbra_fw_ufw_files.read_rules(
+            [_read(os.path.join(etc, n)) for n in ("user.rules", "user6.rules")]
+        )
+        profiles = zimbra_fw_ufw_files.parse_app_profiles(
+            _read(os.path.join(apps, n)) for n in sorted(os.listdir(apps))
+        )
+        incoming = zimbra_fw_ufw_files.parse_defaults_file(_read(os.path.join(minion.state, "default-ufw")))
+        return zimbra_fw_ufw.Snapshot(
+            rules, _read(os.path.join(apps, "zimbra")), profiles, True, incoming, copies, True
+        )
+
+
+def converged_firewalld_snapshot(policy):
+    """A firewalld converged to the core's ``policy``, permanent and runtime alike, as zimbra_fw reads it."""
+    wanted = zimbra_fw_firewalld.desired(policy)
+    services = {n: tuple(d["ports"]) for n, d in zimbra_fw_firewalld.service_definitions(policy).items()}
+    ipsets = {
+        name: zimbra_fw_firewalld_files.IPSet("hash:net", definition["family"], wanted.entries.get(name, ()))
+        for name, definition in zimbra_fw_firewalld.ipset_definitions(policy).items()
+    }
+    zone = zimbra_fw_firewalld.Zone(wanted.services, wanted.rules, "default", ())
+    return zimbra_fw_firewalld.Snapshot(True, "public", "public", services, services, ipsets, ipsets, zone, zone)
+
+
+def plan_timing(addresses, repeats=5):
+    """Seconds the pure core takes for a mailbox with ``addresses`` peer
+    addresses (one per peer): the pillar to the policy, and each backend's
+    plan of every part from a snapshot of a firewall already converged to it
+    (medians of ``repeats``; the plans must be empty)."""
+    policy = cluster_policy(addresses)
+    timings = {"addresses": addresses}
+
+    def timed(function):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = function()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times), result
+
+    timings["policy_s"], built = timed(lambda: zimbra_fw_policy.build(zimbra_fw_config.parse_config(policy.pillar)))
+    for backend, snapshot in (
+        (zimbra_fw_ufw, converged_ufw_snapshot(policy)),
+        (zimbra_fw_firewalld, converged_firewalld_snapshot(built)),
+    ):
+        seconds, plans = timed(lambda b=backend, s=snapshot: [b.plan(part, built, s) for part in b.PARTS])
+        timings[f"{backend.NAME}_plan_s"] = seconds
+        timings[f"{backend.NAME}_converged"] = not any(plan.steps for plan in plans)
+    return timings
+
+
+def print_plan_timing(timing):
+    print(f"pure core, {timing['addresses']} peer addresses, converged (medians): pillar to policy "
+          f"{timing['policy_s']:.3f} s; plan of every part: ufw {timing['ufw_plan_s']:.3f} s "
+          f"(nothing to do: {timing['ufw_converged']}), firewalld {timing['firewalld_plan_s']:.3f} s "
+          f"(nothing to do: {timing['firewalld_converged']})")  # fmt: skip
 
 
 RESULT_FILES = (("latest.json", "ufw"), ("firewalld.json", "firewalld"))
 
 
 def plot(path, result_files=RESULT_FILES):
-    """One figure from the last results of both runs (ufw: latest.json, firewalld:
-    firewalld.json), a row each: time against peers, first, no-op, +N, -N."""
+    """One log-log figure from the last results of both runs (ufw: latest.json,
+    firewalld: firewalld.json), a row each: time against peers, one line per
+    tool, for the first converge, the no-op, +N and -N; a tool's line stops
+    where it did not finish."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,12 +444,14 @@ def plot(path, result_files=RESULT_FILES):
         for axis, (key, title) in zip(row, titles, strict=True):
             table = cluster if key in ("first_s", "noop_s") else result["running"]
             for tool in dict.fromkeys(r["tool"] for r in table):
-                points = sorted((r["peers"], r[key]) for r in table if r["tool"] == tool)
+                points = sorted((r["peers"], r[key]) for r in table if r["tool"] == tool and r[key] is not None)
                 axis.plot([p for p, _ in points], [t for _, t in points], marker="o", label=tool)
-            axis.axhline(result["test_ping_s"], color="grey", linestyle=":", label="test.ping")
+            pings = sorted((r["peers"], r["ping_s"]) for r in table if r["tool"] == table[0]["tool"])
+            axis.plot([p for p, _ in pings], [t for _, t in pings], color="grey", linestyle=":", label="test.ping")
             axis.set_title(f"{label}: {title}")
             axis.set_xlabel("peers")
             axis.set_ylabel("wall time, s (median)")
+            axis.set_xscale("log")
             axis.set_yscale("log")
             axis.grid(True, which="both", alpha=0.3)
         row[0].legend(fontsize="small")
@@ -310,7 +460,7 @@ def plot(path, result_files=RESULT_FILES):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="zimbra_fw against other ufw tools, in sandboxes")
+    parser = argparse.ArgumentParser(description="zimbra_fw against other firewall tools, in sandboxes")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--peers", type=int, nargs="*", default=[10, 50, 200], help="first/no-op: cluster sizes")
     parser.add_argument("--running", type=int, nargs="*", default=[50, 200], help="running firewall: peers +/-")
@@ -318,26 +468,44 @@ def main(argv=None):
     parser.add_argument("--tools", nargs="*", default=None, help="names (default: all); zimbra_fw always runs")
     parser.add_argument("--plot", default=None, help="write a PNG of both runs' last results here")
     parser.add_argument("--firewalld", action="store_true", help="the firewalld tools")
+    parser.add_argument("--plan-addresses", type=int, default=8000, help="the pure plan's timing: peer addresses")
     args = parser.parse_args(argv)
     every = FIREWALLD_TOOLS if args.firewalld else TOOLS
     tools = [t for t in every if args.tools is None or t.name in args.tools or t is every[0]]
-    policies = ([] if args.no_seed else [seed_policy()]) + [cluster_policy(n) for n in args.peers]
-    ping = baseline(args.rounds)
-    rows = summarise(policies, tools, run(policies, tools, args.rounds, args.firewalld), ping)
-    running = run_running(args.running, tools, args.rounds, args.firewalld)
-    running_rows = summarise_running(args.running, tools, running, ping)
-    print_table(rows, ping, args.rounds)
+    policies = ([] if args.no_seed else [seed_policy()]) + [cluster_policy(n) for n in sorted(args.peers)]
+    by_name = {policy.name: policy for policy in policies}
+    results = alternated(list(by_name), tools, args.rounds, lambda t, n: sample(t, by_name[n], args.firewalld))
+    rows = summarise(policies, tools, results)
+    running_sizes = sorted(args.running)
+    running = alternated(running_sizes, tools, args.rounds, lambda t, n: sample_running(t, n, args.firewalld))
+    running_rows = summarise_running(running_sizes, tools, running)
+    timing = plan_timing(args.plan_addresses)
+    print_table(rows, args.rounds)
     print()
     print_running_table(running_rows)
+    print()
+    print_plan_timing(timing)
     os.makedirs(RESULTS, exist_ok=True)
+    every_ping = [s["ping"] for group in (*results.values(), *running.values()) for s in group if "ping" in s]
     with open(
         os.path.join(RESULTS, "firewalld.json" if args.firewalld else "latest.json"), "w", encoding="utf-8"
     ) as handle:
-        json.dump({"test_ping_s": ping, "rounds": args.rounds, "rows": rows, "running": running_rows}, handle, indent=1)
+        json.dump(
+            {
+                "test_ping_s": statistics.median(every_ping),
+                "rounds": args.rounds,
+                "limit_s": LIMIT,
+                "rows": rows,
+                "running": running_rows,
+                "plan_timing": timing,
+            },
+            handle,
+            indent=1,
+        )
     if args.plot:
         plot(args.plot)
     ours = [r for r in rows if r["tool"] == tools[0].name]
-    ok = all(r["noop_ufw"] <= 2 and r["idempotent"] and r["correct"] for r in ours)
+    ok = all(r["finished"] and r["noop_ufw"] <= 2 and r["idempotent"] and r["correct"] for r in ours)
     ok = ok and all(r["correct"] for r in running_rows if r["tool"] == tools[0].name)
     return 0 if ok else 1
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import time
 
 import yaml
@@ -25,9 +26,20 @@ BIN = os.path.dirname(SALT_CALL)
 COMMENT = "zimbra_fw"
 
 
+# A converge that takes longer than this did not finish (the table says so).
+LIMIT = 600
+
+
+class DidNotFinish(Exception):
+    """A converge ran over LIMIT seconds."""
+
+
 def _timed(minion, argv):
     start = time.perf_counter()
-    out = minion.guarded(argv, check=False, timeout=3600)
+    try:
+        out = minion.guarded(argv, check=False, timeout=LIMIT)
+    except subprocess.TimeoutExpired as exc:
+        raise DidNotFinish(f"over {LIMIT} s") from exc
     return time.perf_counter() - start, out
 
 
