@@ -46,8 +46,10 @@ lint: setup
 unit: setup
 	$(PY) -m pytest -m "not sandbox"
 
+# Two workers, a test file each at a time: sandbox tests wait mostly on
+# processes and the network, and every sandbox has namespaces of its own.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # Mutation testing of the core with the unit tests (not part of make test).
 mutation: setup

@@ -137,7 +137,7 @@ class Cluster(Topology):
             time.sleep(2)
         raise AssertionError("not reached")
 
-    def wait_for_minions(self, timeout=120):
+    def wait_for_minions(self, timeout=300):
         """Wait until every running minion answers test.ping (bounded)."""
         deadline = time.monotonic() + timeout
         while True:
