@@ -211,6 +211,27 @@ NETWORK_TEXT_RE = re.compile(r"[0-9A-Fa-f.:/]+")
 MIN_PREFIX = {4: 8, 6: 16}
 
 
+# IPv6 prefixes whose addresses stand for IPv4 hosts, with the bit where the
+# IPv4 address starts: a network inside one is as wide as the IPv4 network it
+# covers (2002::/16 passes for a /16, yet reaches every IPv4 host a relay serves).
+IPV4_EMBEDDING = (
+    (ipaddress.ip_network("2002::/16"), 16, "6to4"),
+    (ipaddress.ip_network("2001::/32"), 32, "Teredo"),
+    (ipaddress.ip_network("64:ff9b::/96"), 96, "NAT64"),
+    (ipaddress.ip_network("64:ff9b:1::/48"), 48, "local NAT64"),
+    (ipaddress.ip_network("::ffff:0:0:0/96"), 96, "SIIT"),
+)
+
+
+def shortest_prefix(network):
+    """(the shortest prefix length ``network`` may have, the IPv4-embedding
+    range it lies in or None)."""
+    for prefix, ipv4_at, name in IPV4_EMBEDDING:
+        if network.version == 6 and network.subnet_of(prefix):
+            return ipv4_at + MIN_PREFIX[4], f"{name} {prefix}"
+    return MIN_PREFIX[network.version], None
+
+
 class WideNetworks(list):
     """The networks wider than MIN_PREFIX met while parsing, as (key, network);
     a problem each unless ``allowed`` (zimbra_fw:allow_wide_networks)."""
@@ -221,15 +242,17 @@ class WideNetworks(list):
 
     def check(self, problems, key, value, network):
         """True when ``network`` may be used."""
-        shortest = MIN_PREFIX[network.version]
+        shortest, embedding = shortest_prefix(network)
         if network.prefixlen >= shortest:
             return True
         if not self.allowed:
+            stands_for = f" (its addresses stand for IPv4 hosts, {embedding})" if embedding else ""
             problems.add(
                 key,
                 value,
-                f"is wider than /{shortest}: it would give a large part of the internet access (LDAP, memcached, "
-                "MySQL); list narrower networks, or set zimbra_fw:allow_wide_networks: true if that is intended",
+                f"is wider than /{shortest}{stands_for}: it would give a large part of the internet access (LDAP, "
+                "memcached, MySQL); list narrower networks, or set zimbra_fw:allow_wide_networks: true if that is "
+                "intended",
             )
             return False
         self.append((key, network))

@@ -554,14 +554,15 @@ def _zone_of_interfaces(snapshot):
 def audit_findings(snapshot):
     """``[(severity, message)]``: what makes firewalld's zone not do what
     zimbra_fw put in it. The zone may hold no interface and no source, so
-    that its rules apply to nothing; an interface may be in the ``trusted``
-    zone, which accepts everything. Nothing when the zones were not read."""
+    that its rules apply to nothing; an interface or a source may be in the
+    ``trusted`` zone, which accepts everything. Nothing when the zones were
+    not read."""
     if snapshot.active_zones is None or snapshot.interfaces is None:
         return []
     zones = _zone_of_interfaces(snapshot)
     findings = []
     _, sources = snapshot.active_zones.get(snapshot.zone, ((), ()))
-    trusted, _ = snapshot.active_zones.get("trusted", ((), ()))
+    trusted, trusted_sources = snapshot.active_zones.get("trusted", ((), ()))
     arriving = [iface for iface, zone in zones.items() if zone == snapshot.zone]
     if not arriving and not sources:
         where = ", ".join(f"{iface} in {zone}" for iface, zone in zones.items()) or "no interface"
@@ -582,6 +583,15 @@ def audit_findings(snapshot):
                 "whatever zimbra_fw's rules say",
             )
         )
+    # A source bound to a zone takes its packets before any interface's zone does.
+    findings += [
+        (
+            "high",
+            f"source {source} is in firewalld's trusted zone: everything it sends is accepted on every "
+            "interface, whatever zimbra_fw's rules say",
+        )
+        for source in trusted_sources
+    ]
     return findings
 
 

@@ -16,7 +16,7 @@ from collections import namedtuple
 
 import zimbra_fw_catalogue as catalogue
 from zimbra_fw_catalogue import CLUSTER, LOCALHOST, PUBLIC
-from zimbra_fw_config import MIN_PREFIX, ConfigInvalid, Problems, source_text
+from zimbra_fw_config import ConfigInvalid, Problems, shortest_prefix, source_text
 
 
 def __virtual__():
@@ -235,8 +235,16 @@ def admin_console_open(policy):
 
 def warnings(policy):
     """What the pillar allows but should be said on every run (the pillar_valid state's comment)."""
-    return [
-        f"zimbra_fw:{key}: {source_text(network)} is wider than /{MIN_PREFIX[network.version]}, allowed by "
+    config = policy.config
+    found = [
+        f"zimbra_fw:{key}: {source_text(network)} is wider than /{shortest_prefix(network)[0]}, allowed by "
         "zimbra_fw:allow_wide_networks: it gives a large part of the internet access"
-        for key, network in policy.config.wide_networks
+        for key, network in config.wide_networks
     ]
+    if config.mine and config.mine_target.strip() == "*":
+        found.append(
+            "zimbra_fw:cluster:mine_target: '*' reads every minion's mine data: any minion inside cluster:networks "
+            "can claim Zimbra roles and get their ports (the mailbox role gets ssh through zmrcd); target the "
+            "Zimbra servers only"
+        )
+    return found

@@ -273,3 +273,43 @@ def test_a_pillar_peer_name_is_one_printable_line():
     ]
     (kept,) = cfg.parse_config({**MTA, "cluster": {"peers": [dict(peer, name=" mb1 ")]}}).peers
     assert kept.name == "mb1"
+
+
+@pytest.mark.parametrize(
+    "network, shortest, name",
+    [
+        ("2002::/16", 24, "6to4 2002::/16"),
+        ("2002:c000::/19", 24, "6to4 2002::/16"),
+        ("2001::/32", 40, "Teredo 2001::/32"),
+        ("64:ff9b::/96", 104, "NAT64 64:ff9b::/96"),
+        ("64:ff9b:1::/48", 56, "local NAT64 64:ff9b:1::/48"),
+        ("::ffff:0:0:0/96", 104, "SIIT ::ffff:0:0:0/96"),
+    ],
+)
+def test_an_ipv6_prefix_that_stands_for_ipv4_hosts_is_as_wide_as_they_are(network, shortest, name):
+    found = problems({**MTA, "trusted_subnets": [network]})
+    assert found == [
+        f"zimbra_fw:trusted_subnets[0]: {network!r} is wider than /{shortest} (its addresses stand for IPv4 hosts, "
+        f"{name}): it would give a large part of the internet access (LDAP, memcached, MySQL); list narrower "
+        "networks, or set zimbra_fw:allow_wide_networks: true if that is intended"
+    ]
+    host = next(ipaddress.ip_network(network).subnets(new_prefix=shortest))
+    assert cfg.parse_config({**MTA, "trusted_subnets": [str(host)]}).trusted_subnets == (host,)
+    allowed = policies.build(cfg.parse_config({**MTA, "trusted_subnets": [network], "allow_wide_networks": True}))
+    assert policies.warnings(allowed) == [
+        f"zimbra_fw:trusted_subnets[0]: {network} is wider than /{shortest}, allowed by zimbra_fw:allow_wide_networks: "
+        "it gives a large part of the internet access"
+    ]
+
+
+def test_the_mine_read_from_every_minion_is_said_on_every_run():
+    mine = {"mta1": {"roles": ["mta"], "addresses": ["10.0.0.12"]}}
+    facts = cfg.Facts(mine_data=mine)
+    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "networks": ["10.0.0.0/24"]}}
+    assert policies.warnings(policies.build(cfg.parse_config(pillar, facts))) == [
+        "zimbra_fw:cluster:mine_target: '*' reads every minion's mine data: any minion inside cluster:networks "
+        "can claim Zimbra roles and get their ports (the mailbox role gets ssh through zmrcd); target the "
+        "Zimbra servers only"
+    ]
+    narrow = {**pillar, "cluster": {**pillar["cluster"], "mine_target": "G@zimbra:true"}}
+    assert policies.warnings(policies.build(cfg.parse_config(narrow, facts))) == []

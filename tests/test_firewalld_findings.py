@@ -59,7 +59,14 @@ def test_a_zone_with_a_source_or_an_interface_of_its_own_is_not_reported():
 
 def test_an_interface_in_the_trusted_zone_is_reported():
     active = {"trusted": (("eth1",), ("10.9.0.0/16",)), "public": (("eth0",), ())}
-    assert fwd.audit_findings(snapshot(active=active, interfaces=["eth0", "eth1"])) == [trusted("eth1")]
+    assert fwd.audit_findings(snapshot(active=active, interfaces=["eth0", "eth1"])) == [
+        trusted("eth1"),
+        (
+            "high",
+            "source 10.9.0.0/16 is in firewalld's trusted zone: everything it sends is accepted on every "
+            "interface, whatever zimbra_fw's rules say",
+        ),
+    ]
     by_default = snapshot(default="trusted", active={"public": (("eth0",), ())}, interfaces=["eth0", "eth2"])
     assert fwd.audit_findings(by_default) == [trusted("eth2", DEFAULT)]
     everything = snapshot(default="trusted", interfaces=["eth0"])
