@@ -1,4 +1,4 @@
-"""Changing a running firewall: 200 peers in, then out, on an active ufw or
+"""Changing a running firewall: 2,000 peers in, then out, on an active ufw or
 firewalld.
 
 Probes run the whole time, over IPv4 and IPv6: from the internet to a
@@ -44,7 +44,7 @@ def loaded_chains(minion):
 
 
 @pytest.mark.parametrize("backend", ["ufw", "firewalld"])
-def test_peers_join_and_leave_a_running_firewall_with_no_window(backend, count=200):
+def test_peers_join_and_leave_a_running_firewall_with_no_window(backend, count=2000):
     with Lab(firewalld=backend == "firewalld") as lab:
         minion = lab.minion
         minion.sync()
