@@ -65,12 +65,22 @@ def _run(argv, stdin=None):
     return result["retcode"], result["stdout"], result.get("stderr") or ""
 
 
-def _plain(value):
-    """Pillar data as plain dicts and lists (Salt may wrap them to mask output)."""
+# Deeper than any pillar key or mine entry of ours: what lies below is
+# replaced by TOO_DEEP (the config check then names it), so hostile mine data
+# cannot exhaust the stack here or in the check's messages.
+MAX_DEPTH = 8
+TOO_DEEP = "<nested too deep>"
+
+
+def _plain(value, depth=0):
+    """Pillar or mine data as plain dicts and lists (Salt may wrap them to
+    mask output), at most MAX_DEPTH levels deep."""
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        return TOO_DEEP
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _plain(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [_plain(item, depth + 1) for item in value]
     return value
 
 

@@ -10,6 +10,7 @@ from collections import namedtuple
 
 import zimbra_fw_catalogue as catalogue
 from zimbra_fw_catalogue import CLUSTER, LOCALHOST, PUBLIC, PortSpec
+from zimbra_fw_config import shortest_prefix
 
 
 def __virtual__():
@@ -72,6 +73,8 @@ def reachability(listener, rules, active, incoming):
             if rule.action in ("allow", "limit"):
                 return "anyone"
             break
+        if rule.action in ("allow", "limit") and _matches(rule, spec) and _wide(rule.source):
+            return "anyone"
     dual_stack = listener.address == ipaddress.IPv6Address("::")
     sources = []
     for rule in rules:
@@ -80,6 +83,16 @@ def reachability(listener, rules, active, incoming):
             if network.version == listener.address.version or dual_stack:
                 sources.append(rule.source)
     return sorted(set(sources)) or "nobody"
+
+
+def _wide(source):
+    """Is a rule's source a large part of the internet (wider than the config
+    lets any key be: 0.0.0.0/0 written out, 0.0.0.0/1, 2002::/16, ...)?"""
+    try:
+        network = ipaddress.ip_network(source, strict=False)
+    except ValueError:
+        return True  # a source the audit cannot read: judged as anyone
+    return network.prefixlen < shortest_prefix(network)[0]
 
 
 def _widest(reaches):

@@ -74,7 +74,9 @@ ZONE_NAME_RE = re.compile(r"[A-Za-z0-9_+-]{1,17}")  # firewalld's limit: 17 char
 
 # Room is left for the "-<role>" suffix of the per-role groups (ufw allows 64).
 PROFILE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,47}")  # fullmatch: "$" would let a newline in
-RESERVED_PROFILE_NAMES = {"all", "any"}
+# ufw's own words: a profile named so would read as part of the rule.
+RESERVED_PROFILE_NAMES = {"all", "any", "from", "to", "in", "out", "on", "log", "log-all", "comment", "route"}
+RESERVED_PROFILE_NAMES |= {"port", "proto", "app", "allow", "deny", "reject", "limit", "delete", "insert", "prepend"}
 PROFILE_TEXT_MAX = 200
 
 
@@ -86,9 +88,15 @@ class ConfigInvalid(CommandExecutionError):
         super().__init__("Invalid pillar, nothing was changed:\n- " + "\n- ".join(self.problems))
 
 
+VALUE_SHOWN = 1000  # characters of a value a problem quotes
+
+
 class Problems(list):
     def add(self, key, value, reason):
-        self.append(f"{PILLAR_KEY}:{key}: {value!r} {reason}")
+        shown = repr(value)
+        if len(shown) > VALUE_SHOWN:  # mine data can be as large as its writer likes
+            shown = shown[:VALUE_SHOWN] + f"... ({len(shown)} characters)"
+        self.append(f"{PILLAR_KEY}:{key}: {shown} {reason}")
 
     def missing(self, key, reason):
         self.append(f"{PILLAR_KEY}:{key} {reason}")
@@ -216,7 +224,7 @@ MIN_PREFIX = {4: 8, 6: 16}
 # covers (2002::/16 passes for a /16, yet reaches every IPv4 host a relay serves).
 IPV4_EMBEDDING = (
     (ipaddress.ip_network("2002::/16"), 16, "6to4"),
-    (ipaddress.ip_network("2001::/32"), 32, "Teredo"),
+    (ipaddress.ip_network("2001::/32"), 96, "Teredo"),  # a client's address is the last 32 bits
     (ipaddress.ip_network("64:ff9b::/96"), 96, "NAT64"),
     (ipaddress.ip_network("64:ff9b:1::/48"), 48, "local NAT64"),
     (ipaddress.ip_network("::ffff:0:0:0/96"), 96, "SIIT"),
@@ -225,9 +233,9 @@ IPV4_EMBEDDING = (
 
 def shortest_prefix(network):
     """(the shortest prefix length ``network`` may have, the IPv4-embedding
-    range it lies in or None)."""
+    range it lies in or holds, or None)."""
     for prefix, ipv4_at, name in IPV4_EMBEDDING:
-        if network.version == 6 and network.subnet_of(prefix):
+        if network.version == 6 and (network.subnet_of(prefix) or prefix.subnet_of(network)):
             return ipv4_at + MIN_PREFIX[4], f"{name} {prefix}"
     return MIN_PREFIX[network.version], None
 
@@ -443,6 +451,7 @@ def _parse_profile(problems, value, name_taken):
 # these a rule set is a mistake or an attack (every minion can write the mine).
 MAX_PEER_ADDRESSES = 64
 MAX_PEERS = 5000
+MAX_IDENTITY_KEYS = 8
 MINE_REQUIRES_NETWORKS = (
     "is empty, but cluster:mine is true: any minion can write mine data, so list the networks the Zimbra "
     "servers live in (e.g. [10.0.0.0/24]); mine addresses outside them are left out"
@@ -514,7 +523,15 @@ def _parse_mine_entry(name, identity, networks, ipv6_off):
     if not isinstance(identity, dict):
         found.add(key, identity, "must be a mapping with roles and addresses (what zimbra_fw.identity publishes)")
         return None, tuple(found)
+    if len(identity) > MAX_IDENTITY_KEYS:  # each unknown key would be a problem of its own
+        found.add(key, f"{len(identity)} keys", "is not what zimbra_fw.identity publishes (roles and addresses)")
+        return None, tuple(found)
     _check_keys(found, f"{key}:", identity, ("roles", "addresses"))
+    if isinstance(identity.get("roles"), list) and len(identity["roles"]) > len(catalogue.ROLES):
+        found.add(
+            f"{key}:roles", f"{len(identity['roles'])} roles", f"are more than Zimbra has ({len(catalogue.ROLES)})"
+        )
+        return None, tuple(found)
     roles = _parse_role_list(found, f"{key}:roles", identity.get("roles"))
     items = _check_list(found, f"{key}:addresses", identity.get("addresses"))
     addresses, reasons = _mine_addresses(
@@ -616,11 +633,20 @@ def _local_ports(problems, fact, ssh_port):
     return catalogue.PortSpec(low, high, "tcp")
 
 
+def _is_loopback(address):
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except (TypeError, ValueError):
+        return False
+
+
 def _parse_salt_master(problems, fact, ssh_port):
     """(SaltMaster,) from the minion's fact, or () with problems. Its rule
     admits the master's packets (from its ports) to the minion's ephemeral
     ports only."""
     address, ports = fact[0], fact[1]
+    if _is_loopback(address):  # a master on this host: ufw and firewalld accept loopback traffic anyway
+        return ()
     network = _parse_network(problems, "allow_salt_master", address)
     if network is not None and network.prefixlen != network.max_prefixlen:
         problems.add("allow_salt_master", address, "is not the Salt master's address (a network)")

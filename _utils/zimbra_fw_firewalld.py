@@ -101,6 +101,8 @@ def _possible_ipsets(name):
 
 def name_taken(name):
     """Why firewalld cannot use ``name`` for our services and ipsets, or None."""
+    if "." in name:  # firewalld's service and ipset names: letters, digits, _ and -
+        return "has a '.', which firewalld's service and ipset names cannot hold"
     service, ipsets = service_name(name), _possible_ipsets(name)
     longest = max(ipsets, key=len)
     if len(longest) > IPSET_NAME_MAX:

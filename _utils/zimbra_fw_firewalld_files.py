@@ -69,7 +69,10 @@ def own_services():
 
 
 RICH_ACTIONS = {"accept": "allow", "reject": "reject", "drop": "deny"}
-RICH_IGNORED = (" NOT ", "mac=", "forward-port", "masquerade", "icmp-block", "icmp-type")
+RICH_IGNORED = ("forward-port", "masquerade", "icmp-block", "icmp-type")
+# Sources the audit cannot judge: an accept rule on them counts as from anyone
+# (a NOT address admits nearly everyone, a MAC whatever its router forwards).
+RICH_ANY_SOURCE = (" NOT ", "mac=")
 
 
 def port_spec(port, proto):
@@ -112,9 +115,14 @@ def rich_rule_access(rule, ipsets=None):
     """[(priority, Rule)]: what a rich rule lets in or keeps out, as the audit
     reads it, one Rule per source (an ipset's entries, from ``ipsets``); []
     for rules it ignores. A rule on source ports reaches every port of that
-    protocol from its source."""
+    protocol from its source. An accept rule whose source the audit cannot
+    judge (RICH_ANY_SOURCE) counts as from anyone; such a reject or drop
+    rule keeps no one out."""
     action = re.search(r"\b(accept|reject|drop)\b", rule)
     if action is None or any(word in rule for word in RICH_IGNORED):
+        return []
+    unjudged = any(word in rule for word in RICH_ANY_SOURCE)
+    if unjudged and action.group(1) != "accept":
         return []
     fields = dict(re.findall(r'([a-z-]+ [a-z]+)="([^"]*)"', rule))
     priority = int(fields.get("rule priority", 0))
@@ -127,4 +135,5 @@ def rich_rule_access(rule, ipsets=None):
         proto = re.search(r'protocol(?: value)?="(\w+)"', rule).group(1)
         ports = [PortSpec(1, 65535, proto)]
     verdict = RICH_ACTIONS[action.group(1)]
-    return [(priority, Rule(verdict, source, ports)) for source in _rule_sources(fields, ipsets or {})]
+    sources = ["any"] if unjudged else _rule_sources(fields, ipsets or {})
+    return [(priority, Rule(verdict, source, ports)) for source in sources]

@@ -160,12 +160,15 @@ def build(config):
 
 
 def _restrictions(config, restricted, admin):
-    """``[(PortSpec, why)]``: the ports a key opens to some sources only."""
-    found = [(spec, f"which zimbra_fw:only_from:{spec} opens only to its networks") for spec in restricted]
-    found += [(spec, "the admin console, which zimbra_fw:admin_subnets opens only to those networks") for spec in admin]
+    """``[(PortSpec, why, by only_from)]``: the ports a key opens to some sources only."""
+    found = [(spec, f"which zimbra_fw:only_from:{spec} opens only to its networks", True) for spec in restricted]
+    found += [
+        (spec, "the admin console, which zimbra_fw:admin_subnets opens only to those networks", False) for spec in admin
+    ]
     if config.ssh_from != ("any",):
         ssh = catalogue.PortSpec(config.ssh_port, config.ssh_port, "tcp")
-        found.append((ssh, "the ssh port, which zimbra_fw:ssh:from opens only to its networks (and zmrcd to peers)"))
+        why = "the ssh port, which zimbra_fw:ssh:from opens only to its networks (and zmrcd to peers)"
+        found.append((ssh, why, False))
     return found
 
 
@@ -179,12 +182,17 @@ def _check_restrictions(config, public, restricted, admin):
             problems.add(
                 f"only_from:{spec}", str(spec), f"is not a public port of this server (its public ports: {listed})"
             )
+        for other in public:  # a range would narrow itself, not the catalogue's ports it overlaps
+            if other != spec and other.overlaps(spec) and other not in config.extra_ports:
+                problems.add(
+                    f"only_from:{spec}", str(spec), f"overlaps {other}, another public port: name each port alone"
+                )
     restrictions = _restrictions(config, restricted, admin)
     for extra in config.extra_ports:
         if extra not in public:  # excluded: opened to no one
             continue
-        for spec, why in restrictions:
-            if extra.overlaps(spec) and not (extra == spec and spec in restricted):
+        for spec, why, by_only_from in restrictions:
+            if extra.overlaps(spec) and not (extra == spec and by_only_from):
                 problems.add(
                     "extra_ports",
                     str(extra),

@@ -452,3 +452,21 @@ def test_firewalld_stock_ssh_service_beside_ssh_from_is_high(monkeypatch):
         ("high", "22/tcp", "management (ssh) is reachable from anyone, beyond zimbra_fw:ssh:from (10.8.0.0/16)"),
         ("medium", "9090/tcp", "not a Zimbra port, yet reachable from anyone"),
     ]
+
+
+@pytest.mark.parametrize("source", ["0.0.0.0/0", "0.0.0.0/1", "2002::/16", "64:ff9b::/95"])
+def test_a_source_wider_than_any_key_may_be_counts_as_anyone(source):
+    rule = audit.Rule("allow", source, [audit.PortSpec(11211, 11211, "tcp")])
+    result = report([("allow", "22/tcp")])
+    policy = policies.build(cfg.parse_config({"roles": ["ldap", "mta", "proxy", "mailbox"]}))
+    found = audit.audit(policy, listeners(policy), [rule], active=True, incoming="deny", firewall="firewalld")
+    assert by_port(found)["11211/tcp"]["reachable_from"] == "anyone"
+    assert ("critical", "11211/tcp") in [(f["severity"], f["port"]) for f in found["findings"]]
+    assert by_port(result)["11211/tcp"]["reachable_from"] == "nobody"
+
+
+def test_a_narrow_source_is_listed_not_anyone():
+    rule = audit.Rule("allow", "10.0.0.0/8", [audit.PortSpec(11211, 11211, "tcp")])
+    policy = policies.build(cfg.parse_config({"roles": ["ldap", "mta", "proxy", "mailbox"]}))
+    found = audit.audit(policy, listeners(policy), [rule], active=True, incoming="deny", firewall="ufw")
+    assert by_port(found)["11211/tcp"]["reachable_from"] == ["10.0.0.0/8"]

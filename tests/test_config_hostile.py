@@ -110,15 +110,21 @@ def test_special_addresses_are_refused_as_sources_and_peers(address, reason, whe
     assert any(p.startswith(f"zimbra_fw:{key}: {address!r} {reason}") for p in found), found
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "::ffff:10.77.0.1", "fe80::1", "0.0.0.0"])
+@pytest.mark.parametrize("address", ["::ffff:10.77.0.1", "fe80::1", "0.0.0.0"])
 def test_a_special_salt_master_address_is_refused(address):
     (found,) = problems(MTA, cfg.Facts(salt_master=(address, (4505, 4506))))
     assert found.startswith(f"zimbra_fw:allow_salt_master: {address!r} is ")
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_a_salt_master_on_this_host_needs_no_rule(address):
+    # ufw's and firewalld's own rules accept loopback traffic
+    assert cfg.parse_config(MTA, cfg.Facts(salt_master=(address, (4505, 4506)))).salt_masters == ()
+
+
 def test_ordinary_ipv6_and_ipv4_stay_valid():
-    config = cfg.parse_config({**MTA, "trusted_subnets": ["2001:db8::/32", "fd00::/16", "10.0.0.0/8", "2001::/16"]})
-    assert [str(n) for n in config.trusted_subnets] == ["10.0.0.0/8", "2001::/16", "2001:db8::/32", "fd00::/16"]
+    config = cfg.parse_config({**MTA, "trusted_subnets": ["2001:db8::/32", "fd00::/16", "10.0.0.0/8", "2a01::/16"]})
+    assert [str(n) for n in config.trusted_subnets] == ["10.0.0.0/8", "2001:db8::/32", "2a01::/16", "fd00::/16"]
 
 
 @pytest.mark.parametrize(
@@ -161,11 +167,13 @@ def test_networks_wider_than_8_or_16_are_refused_in_every_source_key():
     assert found == [
         f"zimbra_fw:trusted_subnets[0]: '0.0.0.0/1' is wider than /8: {WIDE}",
         f"zimbra_fw:trusted_subnets[1]: '128.0.0.0/1' is wider than /8: {WIDE}",
-        f"zimbra_fw:admin_subnets[0]: '2000::/3' is wider than /16: {WIDE}",
+        f"zimbra_fw:admin_subnets[0]: '2000::/3' is wider than /24 (its addresses stand for IPv4 hosts, 6to4 "
+        f"2002::/16): {WIDE}",
         f"zimbra_fw:cluster:peers[0]:addresses[0]: '64.0.0.0/2' is wider than /8: {WIDE}",
         "zimbra_fw:cluster:peers[0]:addresses: ['64.0.0.0/2'] must list at least one address",
         f"zimbra_fw:only_from:25[0]: '10.0.0.0/7' is wider than /8: {WIDE}",
-        f"zimbra_fw:ssh:from[0]: '2000::/15' is wider than /16: {WIDE}",
+        f"zimbra_fw:ssh:from[0]: '2000::/15' is wider than /104 (its addresses stand for IPv4 hosts, Teredo "
+        f"2001::/32): {WIDE}",
         "zimbra_fw:ssh:from: [] leaves no management access once default-deny is on; list who may reach ssh, "
         "or set zimbra_fw:allow_no_management: true if that is intended",
     ]
@@ -191,7 +199,7 @@ def test_allow_wide_networks_accepts_them_and_says_so_on_every_run():
 
 
 def test_no_warning_without_wide_networks_and_any_stays_the_word_for_anyone():
-    config = cfg.parse_config({**MTA, "ssh": {"from": ["any"]}, "trusted_subnets": ["10.0.0.0/8", "2001::/16"]})
+    config = cfg.parse_config({**MTA, "ssh": {"from": ["any"]}, "trusted_subnets": ["10.0.0.0/8", "2a01::/16"]})
     assert config.ssh_from == ("any",) and config.wide_networks == ()
     assert policies.open_ports(policies.build(config))["warnings"] == []
 
@@ -280,7 +288,10 @@ def test_a_pillar_peer_name_is_one_printable_line():
     [
         ("2002::/16", 24, "6to4 2002::/16"),
         ("2002:c000::/19", 24, "6to4 2002::/16"),
-        ("2001::/32", 40, "Teredo 2001::/32"),
+        ("2001::/32", 104, "Teredo 2001::/32"),
+        ("2001:0:4136:e378::/64", 104, "Teredo 2001::/32"),
+        ("64:ff9b::/95", 104, "NAT64 64:ff9b::/96"),
+        ("64::/16", 104, "NAT64 64:ff9b::/96"),
         ("64:ff9b::/96", 104, "NAT64 64:ff9b::/96"),
         ("64:ff9b:1::/48", 56, "local NAT64 64:ff9b:1::/48"),
         ("::ffff:0:0:0/96", 104, "SIIT ::ffff:0:0:0/96"),
@@ -313,3 +324,43 @@ def test_the_mine_read_from_every_minion_is_said_on_every_run():
     ]
     narrow = {**pillar, "cluster": {**pillar["cluster"], "mine_target": "G@zimbra:true"}}
     assert policies.warnings(policies.build(cfg.parse_config(narrow, facts))) == []
+
+
+def test_a_mine_entry_too_large_to_be_an_identity_is_left_out_in_a_few_words():
+    facts = cfg.Facts(
+        mine_data={
+            "many-roles": {"roles": ["mta"] * 50_000, "addresses": ["10.0.0.5"]},
+            "many-keys": {**{f"k{i}": i for i in range(1000)}, "roles": ["mta"], "addresses": ["10.0.0.6"]},
+            "mta1": {"roles": ["mta"], "addresses": ["10.0.0.7"]},
+        }
+    )
+    config = cfg.parse_config({"roles": ["mailbox"], "cluster": {"mine": True, "networks": ["10.0.0.0/24"]}}, facts)
+    assert [peer.name for peer in config.peers] == ["mta1"]
+    assert config.left_out == {
+        "many-keys": ("zimbra_fw:cluster:mine[many-keys]: '1002 keys' is not what zimbra_fw.identity publishes "
+                      "(roles and addresses)",),
+        "many-roles": ("zimbra_fw:cluster:mine[many-roles]:roles: '50000 roles' are more than Zimbra has (14)",),
+    }  # fmt: skip
+
+
+def test_a_problem_quotes_at_most_1000_characters_of_a_value():
+    (found,) = problems({**MTA, "mail_mode": "x" * 5000})
+    assert found.startswith("zimbra_fw:mail_mode: 'xxx") and "... (5002 characters) is not a Zimbra mail mode" in found
+    assert len(found) < 1200
+
+
+@pytest.mark.parametrize("name", ["from", "in", "out", "log", "log-all", "comment", "proto", "App", "LIMIT"])
+def test_ufws_own_words_are_no_profile_names(name):
+    (found,) = problems({**MTA, "profile": {"name": name}})
+    assert found.startswith(f"zimbra_fw:profile:name: {name!r} is not a safe profile name")
+
+
+def test_firewalld_names_take_no_dot():
+    import zimbra_fw_firewalld as fwd
+
+    assert fwd.name_taken("zimbra.v2") == "has a '.', which firewalld's service and ipset names cannot hold"
+    facts = cfg.Facts(os_family="RedHat", name_taken=fwd.name_taken)
+    (found,) = problems({**MTA, "profile": {"name": "Zimbra.v2"}}, facts)
+    assert (
+        found == "zimbra_fw:profile:name: 'Zimbra.v2' has a '.', which firewalld's service and ipset names cannot hold"
+    )

@@ -564,7 +564,12 @@ def test_rich_rules_as_the_audit_reads_them(tmp_path, monkeypatch):
     assert read('rule source address="10.0.0.5" source-port port="4505" protocol="tcp" accept')[0][1].ports == [
         PortSpec(1, 65535, "tcp")
     ]
-    assert read('rule family="ipv4" source NOT address="1.2.3.4" accept') == []
+    # A source the audit cannot judge: an accept counts as from anyone, a reject keeps no one out.
+    assert read('rule family="ipv4" source NOT address="1.2.3.4" accept') == [(0, Rule("allow", "any", None))]
+    not_memcached = 'rule family="ipv4" source NOT address="10.0.0.0/8" port port="11211" protocol="tcp" accept'
+    assert read(not_memcached) == [(0, Rule("allow", "any", [PortSpec(11211, 11211, "tcp")]))]
+    assert read('rule source mac="00:11:22:33:44:55" accept') == [(0, Rule("allow", "any", None))]
+    assert read('rule family="ipv4" source NOT address="1.2.3.4" reject') == []
     assert read('rule family="ipv4" source address="1.2.3.4" log prefix="x"') == []
 
 

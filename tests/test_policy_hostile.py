@@ -156,3 +156,40 @@ def test_the_ssh_port_may_not_be_a_zimbra_port(port):
     found = problems({"roles": ["mta"], "ssh": {"port": port, "from": ["10.8.0.0/16"]}})
     assert len(found) == 1 and found[0].startswith(f"zimbra_fw:ssh:port: {port} is a Zimbra port ({port}/"), found
     assert found[0].endswith("sshd cannot share it, and the ssh rule would open it to ssh:from")
+
+
+def test_an_extra_port_named_in_only_from_still_may_not_open_ssh_or_the_admin_console():
+    ssh = problems(
+        {
+            "roles": ["mta"],
+            "ssh": {"port": 2222, "from": ["192.0.2.0/24"]},
+            "extra_ports": [2222],
+            "only_from": {"2222": ["198.51.100.0/24"]},
+        }
+    )
+    assert ssh == [
+        "zimbra_fw:extra_ports: '2222/tcp' covers 2222/tcp, the ssh port, which zimbra_fw:ssh:from opens only to "
+        "its networks (and zmrcd to peers): it would open 2222/tcp to anyone; leave 2222/tcp out of the range"
+    ]
+    admin = problems(
+        {
+            "roles": ["mailbox"],
+            "admin_subnets": ["192.0.2.0/24"],
+            "extra_ports": [7071],
+            "only_from": {"7071": ["198.51.100.0/24"]},
+        }
+    )
+    assert admin == [
+        "zimbra_fw:extra_ports: '7071/tcp' covers 7071/tcp, the admin console, which zimbra_fw:admin_subnets opens "
+        "only to those networks: it would open 7071/tcp to anyone; leave 7071/tcp out of the range"
+    ]
+
+
+def test_an_only_from_range_over_a_catalogue_port_is_refused():
+    found = problems(
+        {"roles": ["mailbox"], "extra_ports": ["7070:7071/tcp"], "only_from": {"7070:7071/tcp": ["198.51.100.0/24"]}}
+    )
+    assert found == [
+        "zimbra_fw:only_from:7070:7071/tcp: '7070:7071/tcp' overlaps 7071/tcp, another public port: name each port "
+        "alone"
+    ]

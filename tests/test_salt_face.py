@@ -356,3 +356,16 @@ def test_the_audit_reports_the_backends_own_findings(monkeypatch):
     monkeypatch.setattr(module, "_read_proc", lambda name: "")
     report = module.audit()
     assert {"severity": "high", "port": None, "message": "zone z holds no interface"} in report["findings"]
+
+
+def test_mine_data_nested_deeper_than_any_identity_is_cut_before_anyone_reads_it():
+    deep = "mta"
+    for _ in range(5000):
+        deep = [deep]
+    mine = {"evil": {"roles": deep, "addresses": ["10.0.0.5"]}, "mta1": {"roles": ["mta"], "addresses": ["10.0.0.7"]}}
+    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "networks": ["10.0.0.0/24"]}}
+    module, _ = face(pillar, mine__get=lambda target, function, tgt_type: mine)
+    ports = module.open_ports()
+    assert ports["peers"]["7025/tcp"] == ["mta1"]
+    (reason,) = ports["left_out"]["evil"]
+    assert "'<nested too deep>'" in reason and len(reason) < 300
