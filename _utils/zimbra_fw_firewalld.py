@@ -253,13 +253,17 @@ Desired = namedtuple("Desired", "services rules entries")
 def desired(policy):
     """Zone services, rich rules (in the policy's order) and ``{ipset: entries}``."""
     services = {service_name(a.group) for a in policy.accesses if a.kind == policies.ANYONE}
-    rules, sources = [], {}
+    rules, sources, ipsets = [], {}, {}
     for access in policy.accesses:
+        if _through_ipsets(access):  # a group's sources share its rules: names made once a group
+            if access.group not in ipsets:
+                ipsets[access.group] = {version: ipset_name(access.group, version) for version in FAMILIES}
+                rules += [rule for rule in rich_rules(access) if rule not in rules]
+                for name in ipsets[access.group].values():
+                    sources.setdefault(name, set())
+            sources[ipsets[access.group][access.source.version]].add(access.source)
+            continue
         rules += [rule for rule in rich_rules(access) if rule not in rules]
-        if _through_ipsets(access):
-            for version in FAMILIES:
-                sources.setdefault(ipset_name(access.group, version), set())
-            sources[ipset_name(access.group, access.source.version)].add(access.source)
     entries = {name: _entries(networks) for name, networks in sources.items()}
     return Desired(frozenset(services), tuple(rules), entries)
 
@@ -276,8 +280,8 @@ def _entries(networks):
 def ipset_definitions(policy):
     """``{ipset name: {"short", "description", "family"}}``: two per group that sources reach."""
     definitions = {}
-    for access in filter(_through_ipsets, policy.accesses):
-        group = policy.groups[access.group]
+    for name in dict.fromkeys(access.group for access in policy.accesses if _through_ipsets(access)):
+        group = policy.groups[name]
         for version, family in FAMILIES.items():
             definitions[ipset_name(group.name, version)] = {
                 "short": f"{group.title} IPv{version}",
@@ -341,7 +345,8 @@ def _entries_change(ipsets, entries, cover_zone=None):
     change = {}
     for name, wanted in entries.items():
         current = ipsets[name].entries if name in ipsets else ()
-        add, remove = [e for e in wanted if e not in current], [e for e in current if e not in wanted]
+        have, want = set(current), set(wanted)  # thousands of entries: no list scans
+        add, remove = [e for e in wanted if e not in have], [e for e in current if e not in want]
         if add or remove:
             change[name] = {"add": add, "remove": remove}
             rules = _cover_rules(name, add, remove)
