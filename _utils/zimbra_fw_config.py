@@ -292,19 +292,30 @@ def _network_of_text(problems, key, value):
     return network
 
 
+SPECIAL_BOUNDS = {
+    version: [
+        (int(special.network_address), int(special.broadcast_address), special, kind, reason)
+        for special, kind, reason in SPECIAL_NETWORKS
+        if special.version == version
+    ]
+    for version in (4, 6)
+}
+
+
 def special_reason(network):
     """Why no rule may name ``network``, or None. A network that holds a
     special range is refused too, unless it is wider than MIN_PREFIX (those
     are allow_wide_networks' to accept or refuse)."""
     if network.prefixlen == 0:
         return "is the whole internet: it would give everyone access (LDAP, memcached, MySQL)"
-    same = [(special, kind, reason) for special, kind, reason in SPECIAL_NETWORKS if special.version == network.version]
-    for special, _, reason in same:
-        if network.subnet_of(special):
+    first, last = int(network.network_address), int(network.broadcast_address)
+    same = SPECIAL_BOUNDS[network.version]  # as integers: every peer address passes here
+    for low, high, _, _, reason in same:
+        if low <= first and last <= high:  # network inside the special range
             return reason
     if network.prefixlen >= MIN_PREFIX[network.version]:
-        for special, kind, _ in same:
-            if special.subnet_of(network):
+        for low, high, special, kind, _ in same:
+            if first <= low and high <= last:  # the special range inside network
                 return f"holds {special}, {kind} addresses no rule may name: list networks without them"
     return None
 
