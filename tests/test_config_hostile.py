@@ -54,6 +54,21 @@ def test_source_text_comes_from_the_parsed_address_never_the_text():
     assert cfg.source_text(ipaddress.ip_network("10.0.0.5")) == "10.0.0.5"
 
 
+def test_only_address_characters_pass_even_if_the_parser_took_more(monkeypatch):
+    # Python's ipaddress takes ASCII digits, hex digits, '.', ':' and '/' only; should one take more
+    # (fullwidth digits here), the text is still refused, naming key and value.
+    real = ipaddress.ip_network
+
+    def lenient(text, strict=True):
+        return real(text.replace("\uff11", "1"), strict)
+
+    monkeypatch.setattr(cfg.ipaddress, "ip_network", lenient)
+    assert problems({**MTA, "trusted_subnets": ["\uff110.0.0.0/8"]}) == [
+        "zimbra_fw:trusted_subnets[0]: '\uff110.0.0.0/8' is not a valid subnet: only digits, a-f, '.', ':' and '/' "
+        "may be in one"
+    ]
+
+
 def test_whitespace_is_stripped_and_values_are_parsed_objects():
     config = cfg.parse_config({**MTA, "trusted_subnets": [" 10.1.0.0/16\n"], "ssh": {"from": ["\t10.2.0.0/16 "]}})
     assert config.trusted_subnets == (ipaddress.ip_network("10.1.0.0/16"),)
@@ -198,6 +213,20 @@ def test_allow_wide_networks_accepts_them_and_says_so_on_every_run():
     )
 
 
+def test_cluster_networks_wider_than_8_are_refused_too():
+    # cluster:networks bound the addresses any minion may claim in the mine: a /7 would let most of them in.
+    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "networks": ["10.0.0.0/7", "2001:db8::/32"]}}
+    assert problems(pillar) == [f"zimbra_fw:cluster:networks[0]: '10.0.0.0/7' is wider than /8: {WIDE}"]
+    config = cfg.parse_config({**pillar, "allow_wide_networks": True})
+    assert [(key, str(n)) for key, n in config.wide_networks] == [("cluster:networks[0]", "10.0.0.0/7")]
+
+
+def test_wide_networks_are_refused_unless_allowed_in_so_many_words():
+    wide, found = cfg.WideNetworks(), cfg.Problems()
+    assert wide.check(found, "k", "10.0.0.0/7", ipaddress.ip_network("10.0.0.0/7")) is False
+    assert found == [f"zimbra_fw:k: '10.0.0.0/7' is wider than /8: {WIDE}"] and wide == []
+
+
 def test_no_warning_without_wide_networks_and_any_stays_the_word_for_anyone():
     config = cfg.parse_config({**MTA, "ssh": {"from": ["any"]}, "trusted_subnets": ["10.0.0.0/8", "2a01::/16"]})
     assert config.ssh_from == ("any",) and config.wide_networks == ()
@@ -229,6 +258,40 @@ def test_the_salt_master_gets_the_ephemeral_range_from_its_fact_or_the_default()
     assert master.local_ports == cfg.catalogue.PortSpec(32768, 60999, "tcp")
 
 
+def test_the_salt_master_range_may_be_a_single_port():
+    (master,) = cfg.parse_config(MTA, cfg.Facts(salt_master=("10.77.0.1", (1, 65535), (40000, 40000)))).salt_masters
+    assert (master.ports, master.local_ports) == ((1, 65535), cfg.catalogue.PortSpec(40000, 40000, "tcp"))
+
+
+def test_a_salt_master_address_that_is_a_network_is_refused():
+    assert problems(MTA, cfg.Facts(salt_master=("10.77.0.0/24", (4505, 4506)))) == [
+        "zimbra_fw:allow_salt_master: '10.77.0.0/24' is not the Salt master's address (a network)"
+    ]
+
+
+@pytest.mark.parametrize("ports", [(), (0, 4506), (4505, 65536), (4505, "4506"), (True, 4506), (4505.0, 4506)])
+def test_salt_master_ports_that_are_no_ports_are_refused(ports):
+    assert problems(MTA, cfg.Facts(salt_master=("10.77.0.1", ports))) == [
+        f"zimbra_fw:allow_salt_master: {list(ports)!r} are not the Salt master's ports (publish_port, master_port)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "fact",
+    [
+        ("10.77.0.0/24", (4505, 4506)),
+        ("10.77.0.1", (0,)),
+        ("bad", (4505, 4506)),
+        ("10.77.0.1", (4505, 4506), (80, 90)),
+        ("10.77.0.0/24", (4505, 4506), (80, 90)),
+    ],
+)
+def test_a_salt_master_with_a_problem_gives_no_master(fact):
+    found = cfg.Problems()
+    assert cfg._parse_salt_master(found, fact, 22) == ()
+    assert found
+
+
 RANGE = (
     "is not a usable ephemeral port range (net.ipv4.ip_local_port_range, where the minion's connections to its "
     "master start): it must be two ports, 1024 <= low <= high <= 65535; fix it or set zimbra_fw:allow_salt_master: "
@@ -244,6 +307,25 @@ FIX = "narrow it (sysctl net.ipv4.ip_local_port_range, e.g. '32768 60999') or se
         ((60999, 32768), 22, f"zimbra_fw:allow_salt_master: '60999-32768' {RANGE}"),
         (("1", 70000), 22, f"zimbra_fw:allow_salt_master: '1-70000' {RANGE}"),
         ((40000,), 22, f"zimbra_fw:allow_salt_master: '40000-None' {RANGE}"),
+        ((40000, 65536), 22, f"zimbra_fw:allow_salt_master: '40000-65536' {RANGE}"),
+        (
+            (7025, 7026),
+            22,
+            "zimbra_fw:allow_salt_master: '7025-7026' is the minion's ephemeral port range, which the Salt master's "
+            f"rule opens to the master, and it holds 7025/tcp, 7026/tcp; {FIX}",
+        ),
+        (
+            (40022, 50000),
+            40022,
+            "zimbra_fw:allow_salt_master: '40022-50000' is the minion's ephemeral port range, which the Salt "
+            f"master's rule opens to the master, and it holds 40022/tcp (ssh:port); {FIX}",
+        ),
+        (
+            (30000, 40022),
+            40022,
+            "zimbra_fw:allow_salt_master: '30000-40022' is the minion's ephemeral port range, which the Salt "
+            f"master's rule opens to the master, and it holds 40022/tcp (ssh:port); {FIX}",
+        ),
         (
             (7000, 7100),
             22,
@@ -281,6 +363,14 @@ def test_a_pillar_peer_name_is_one_printable_line():
     ]
     (kept,) = cfg.parse_config({**MTA, "cluster": {"peers": [dict(peer, name=" mb1 ")]}}).peers
     assert kept.name == "mb1"
+
+
+def test_a_peer_with_an_unknown_key_or_a_name_that_is_no_text_is_refused_by_key():
+    peer = {"name": 5, "addresses": ["10.0.0.5"], "roles": ["mailbox"], "port": 22}
+    assert problems({**MTA, "cluster": {"peers": [peer]}}) == [
+        "zimbra_fw:cluster:peers[0]:port: 22 is not a known key; known keys: name, addresses, roles",
+        "zimbra_fw:cluster:peers[0]:name: 5 must be a non-empty string",
+    ]
 
 
 @pytest.mark.parametrize(

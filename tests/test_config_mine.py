@@ -68,6 +68,17 @@ def test_a_malformed_entry_is_left_out_whole_and_the_others_stay(identity, reaso
     assert all(text.startswith("zimbra_fw:cluster:mine[evil]") for text in config.left_out["evil"])
 
 
+def test_a_minion_id_that_is_not_one_printable_line_is_left_out():
+    config = parse({"mail\n1": GOOD, "mta1": GOOD})
+    assert [peer.name for peer in config.peers] == ["mta1"]
+    assert config.left_out == {"mail\n1": ("zimbra_fw:cluster:mine[mail\n1]: 'mail\\n1' is not a minion id",)}
+
+
+def test_mine_data_is_not_read_while_cluster_mine_is_off():
+    config = parse({"mta1": GOOD}, {**MAILBOX, "cluster": {"mine": False, "networks": NETWORKS}})
+    assert (config.peers, config.left_out, config.mine) == ((), {}, False)
+
+
 def test_ipv6_addresses_are_left_out_while_ipv6_is_off_and_the_ipv4_ones_kept():
     config = parse({"mta1": GOOD, "v6": {"roles": ["mta"], "addresses": ["2001:db8::13"]}}, ipv6_off="IPv6 is off")
     assert [(p.name, [str(a) for a in p.addresses]) for p in config.peers] == [("mta1", ["10.0.0.12/32"])]
