@@ -316,6 +316,14 @@ def test_ssh_from_a_source_outside_ssh_from_is_high_and_named():
     ]
 
 
+def test_the_management_finding_names_every_ssh_from_network():
+    rules = [audit.Rule("allow", "203.0.113.0/24", SSH)]
+    result = ssh_audit({"ssh": {"from": ["10.8.0.0/16", "2001:db8:8::/48"]}}, rules)
+    assert [f["message"] for f in result["findings"]] == [
+        "management (ssh) is reachable from 203.0.113.0/24, beyond zimbra_fw:ssh:from (10.8.0.0/16, 2001:db8:8::/48)"
+    ]
+
+
 def test_ssh_reached_only_as_ssh_from_says_is_no_finding():
     rules = [
         audit.Rule("allow", "10.8.0.0/16", SSH),
@@ -403,6 +411,25 @@ def test_management_is_judged_even_when_the_ssh_port_is_public():
     assert [(f["severity"], f["port"]) for f in result["findings"]] == [("high", "2222/tcp")]
 
 
+def test_a_source_beyond_ssh_from_is_named_even_when_the_policy_opens_the_ssh_port_to_anyone():
+    # As above, with the ssh port in the anyone access too: that access grants no source, so 203.0.113.0/24
+    # (a rule of its own) is still beyond ssh:from.
+    pillar = {"roles": ["mta"], "ssh": {"port": 2222, "from": ["10.8.0.0/16"]}}
+    policy = policies.build(cfg.parse_config(pillar))
+    spec = audit.PortSpec(2222, 2222, "tcp")
+    accesses = [a._replace(ports=(*a.ports, spec)) if a.source is None else a for a in policy.accesses]
+    policy = policy._replace(public=[*policy.public, spec], accesses=accesses)
+    rules = [audit.Rule("allow", "203.0.113.0/24", [spec])]
+    result = audit.audit(policy, [listener("0.0.0.0", 2222)], rules, active=True, incoming="deny", firewall="ufw")
+    assert [(f["severity"], f["port"], f["message"]) for f in result["findings"]] == [
+        (
+            "high",
+            "2222/tcp",
+            "management (ssh) is reachable from 203.0.113.0/24, beyond zimbra_fw:ssh:from (10.8.0.0/16)",
+        )
+    ]
+
+
 # ---------------------------------------------------------------- findings from the backend
 
 
@@ -431,8 +458,9 @@ def test_extra_findings_from_the_backend_are_sorted_with_the_rest():
 def test_extra_findings_default_to_none_and_refuse_an_unknown_severity():
     policy = policies.build(cfg.parse_config({"roles": ["mta"]}))
     assert audit.audit(policy, [], [], active=True, incoming="deny", firewall="ufw")["findings"] == []
-    with pytest.raises(ValueError, match="severity 'urgent'"):
+    with pytest.raises(ValueError) as info:
         audit.audit(policy, [], [], active=True, incoming="deny", firewall="ufw", extra_findings=[("urgent", "x")])
+    assert str(info.value) == "unknown severity 'urgent': one of critical, high, medium, low, info"
 
 
 def test_firewalld_stock_ssh_service_beside_ssh_from_is_high(monkeypatch):

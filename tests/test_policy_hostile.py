@@ -93,6 +93,21 @@ def test_a_public_range_may_not_cover_a_restricted_port(pillar, expected):
     assert problems(pillar) == expected
 
 
+def test_an_excluded_extra_port_does_not_end_the_check_of_the_others():
+    found = problems(
+        {
+            "roles": ["mta"],
+            "ssh": {"port": 2222, "from": ["10.8.0.0/16"]},
+            "extra_ports": ["2000/tcp", "2200:2300/tcp"],
+            "exclude_ports": ["2000/tcp"],
+        }
+    )
+    assert found == [
+        f"zimbra_fw:extra_ports: '2200:2300/tcp' covers 2222/tcp, {SSH}: it would open 2222/tcp to anyone; "
+        "leave 2222/tcp out of the range"
+    ]
+
+
 def test_ranges_that_leave_restricted_ports_alone_and_excluded_ranges_pass():
     policy = policy_of({"roles": ["mta"], "extra_ports": ["26:30/tcp"], "only_from": {"25": ["198.51.100.0/24"]}})
     assert "26:30/tcp" in [str(s) for s in policy.groups["Zimbra"].ports]
