@@ -28,8 +28,8 @@ class UFWError(Exception):
 class FakeRule:
     normalized = None  # the rules normalize ran on, class-wide (a list per test's subclass)
 
-    def __init__(self, words):
-        self.words = words
+    def __init__(self, words, position=0):
+        self.words, self.position = words, position
         self.src, self.dst, self.dport, self.sport = "any", "any", "any", "any"
         self.v6 = any(":" in word for word in words)
         if "from" in words:
@@ -111,8 +111,11 @@ def parse_command(argv, rule_class):
     if args[:1] == ["app"]:
         return types.SimpleNamespace(action=args[1], data={"type": "app", "name": args[2]}, force=False)
     words = args[1:] if args[:1] == ["delete"] else args
+    position = 0
+    if args[:1] == ["insert"]:
+        position, words = int(args[1]), args[2:]
     if words[:1] and words[0] in RULE_ACTIONS:
-        rule = rule_class(words)
+        rule = rule_class(words, position)
         iptype = "v6" if rule.v6 else "v4" if "from" in words else "both"
         return types.SimpleNamespace(
             action=words[0], data={"type": "rule", "rule": rule, "iptype": iptype}, force=False
@@ -290,6 +293,27 @@ def test_a_delete_is_a_rule_command_too(ufw):
     run_batch(ufw, [["delete", "allow", "22/tcp"]])
     assert calls(ufw, "do_action") == [("do_action", "allow", ["allow", "22/tcp"], "both", False, False)]
     assert len(restores(ufw)) == 2
+
+
+def test_ufws_lists_are_compacted_before_any_command_but_a_plain_rule(ufw):
+    # ufw's code for anything but a rule at no position reads its rule lists whole: they must hold no hole
+    # (a deleted rule's None) then; before a plain rule, compacting would only cost a pass over every rule.
+    batch = UfwBatch(ufw, io.StringIO())
+    compact = batch.index.compact
+    batch.index.compact = lambda: ufw.calls.append(("compact",)) or compact()
+    for argv in (["allow", "22/tcp"], ["insert", "2", "allow", "80/tcp"], ["app", "update", "Z"], ["allow", "25/tcp"]):
+        batch.run(argv)
+    events = [call for call in ufw.calls if isinstance(call, tuple) and call[0] in ("compact", "do_action", "app")]
+    assert [call[0] if call[0] == "compact" else call[:2] for call in events] == [
+        ("do_action", "allow"),
+        "compact",
+        ("do_action", "allow"),  # inserted at a position
+        "compact",
+        ("app", "update"),
+        "compact",  # the update writes the rules files and reads them back
+        "compact",  # then what is pending is written
+        ("do_action", "allow"),
+    ]
 
 
 # ---------------------------------------------------------------- a failed load

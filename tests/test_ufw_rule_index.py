@@ -4,6 +4,8 @@ replace, drop or append) runs on the rules that can match only, and the whole
 list ends as ufw's full loop would leave it. The sandbox tests
 (test_ufw_batch.py) hold the batch to real ufw."""
 
+import ipaddress
+
 import pytest
 from zimbra_fw_ufw_batch import RuleFamily, RuleIndex, match_key
 
@@ -21,7 +23,10 @@ class Rule:
         self.normalized = 0
 
     def normalize(self):
+        """As ufw's: an IPv6 rule's addresses are written short (an IPv4 rule's are left to IPv4's rules)."""
         self.normalized += 1
+        if self.v6 and self.src != "any":
+            self.src = ipaddress.ip_interface(self.src).compressed.removesuffix("/128")
 
     def dup_rule(self):
         copy = Rule(
@@ -55,6 +60,7 @@ class Backend:
 
     def __init__(self, rules=(), rules6=()):
         self.rules, self.rules6, self.enabled, self.compared = list(rules), list(rules6), False, []
+        self.reloads = []  # allow_reload of each set_rule call
 
     def is_enabled(self):
         return self.enabled
@@ -62,6 +68,7 @@ class Backend:
     def set_rule(self, rule, allow_reload=True):
         rules = self.rules6 if rule.v6 else self.rules
         self.compared.append(len(rules))
+        self.reloads.append(allow_reload)
         newrules, found = [], False
         for current in rules:
             ret = match(current, rule)
@@ -189,7 +196,7 @@ def test_a_list_replaced_by_ufw_is_indexed_anew():
 def test_what_ufw_could_not_have_made_is_refused():
     family = RuleFamily(copies(START[:2]))
     stranger = Rule("allow", "10.7.7.7")
-    with pytest.raises(RuntimeError, match="ufw's delete made rules of its own"):
+    with pytest.raises(RuntimeError, match=r"^ufw's delete made rules of its own$"):
         RuleIndex._merge(family, family.rules[:1], [stranger], remove=True)
     with pytest.raises(RuntimeError, match="ufw's add made 3 rules of 1"):
         RuleIndex._merge(family, family.rules[:1], [stranger, stranger, stranger], remove=False)
@@ -211,3 +218,63 @@ def test_a_family_normalizes_each_rule_once_and_knows_its_places():
     family.drop(rules[0])
     assert rules[0] is None and family.holes == 1 and family.compact() == rules[1:]
     assert family.count() == 3
+
+
+def test_an_ipv6_hole_is_compacted_in_rules6_and_the_ipv4_list_is_left_alone():
+    backend = Backend(copies(START), [Rule("allow", f"2001:db8::{i}", v6=True) for i in range(1, 4)])
+    index = RuleIndex(backend)
+    listed = backend.rules
+    backend.set_rule(Rule("allow", "2001:db8::2", v6=True, remove=True))
+    assert backend.rules6[1] is None
+    index.compact()
+    assert [rule.src for rule in backend.rules6] == ["2001:db8::1", "2001:db8::3"]
+    assert backend.rules is listed and len(listed) == len(START) and None not in listed
+
+
+def test_compact_never_puts_back_a_list_ufw_has_replaced():
+    backend = Backend(copies(START))
+    index = RuleIndex(backend)
+    backend.set_rule(Rule("allow", "10.0.0.1", dapp="Zimbra-mta", remove=True))  # a hole
+    replaced = backend.rules = copies(START[:2])  # e.g. ufw read its rules back
+    index.compact()
+    assert backend.rules is replaced and [rule.fields() for rule in replaced] == [r.fields() for r in START[:2]]
+
+
+def test_a_list_replaced_by_one_as_long_is_indexed_anew():
+    backend = Backend(copies(START[:2]))
+    RuleIndex(backend)
+    assert backend.get_app_rules_from_system(Rule("allow", "10.0.0.1", dapp="Zimbra-mta"), False) != []
+    backend.rules = [Rule("allow", "10.7.0.1", dapp="Zimbra-mta"), Rule("allow", "10.7.0.2", dapp="Zimbra-mta")]
+    assert backend.get_app_rules_from_system(Rule("allow", "10.0.0.1", dapp="Zimbra-mta"), False) == []
+    (found,) = backend.get_app_rules_from_system(Rule("allow", "10.7.0.2", dapp="Zimbra-mta"), False)
+    assert found.src == "10.7.0.2"
+
+
+def test_an_applications_rule_of_each_protocol_stays_found_when_the_other_goes():
+    tcp, udp = Rule("allow", "10.0.0.1", dapp="Zimbra"), Rule("allow", "10.0.0.1", dapp="Zimbra")
+    udp.protocol = "udp"
+    family = RuleFamily([tcp, udp, Rule("allow", "10.0.0.9")])
+    assert family.count() == 2  # the application counts once, as in ufw
+    family.drop(tcp)
+    assert family.by_app[udp.get_app_tuple()] == [udp] and family.by_key[match_key(udp)] == [udp]
+    assert family.count() == 2
+
+
+def test_an_applications_ipv6_rules_are_found_from_a_template_written_long():
+    backend = Backend(rules6=[Rule("allow", "2001:db8::1", dapp="Zimbra-mta", v6=True)])
+    RuleIndex(backend)
+    template = Rule("allow", "2001:db8:0:0::1", dapp="Zimbra-mta")  # normalized as IPv6 for rules6 only
+    (found,) = backend.get_app_rules_from_system(template, True)
+    assert found.src == "2001:db8::1" and found.v6 is True
+    assert template.src == "2001:db8:0:0::1" and template.v6 is False
+
+
+@pytest.mark.parametrize("enabled, position", [(False, 0), (True, 0), (False, 2)])
+def test_allow_reload_goes_to_ufw_as_given_or_as_ufws_default(enabled, position):
+    backend = Backend(copies(START))
+    RuleIndex(backend)
+    backend.enabled = enabled
+    backend.set_rule(Rule("allow", "10.5.5.5", position=position))
+    backend.set_rule(Rule("allow", "10.5.5.6", position=position), False)
+    backend.set_rule(Rule("allow", "10.5.5.7", position=position), allow_reload=True)
+    assert backend.reloads == [True, False, True]
