@@ -337,11 +337,18 @@ def _zone_change(zone, own_names, services, rules):
     return change if any(change.values()) else None
 
 
+# A runtime ipset whose entries change this many times more than stay is
+# refilled in one call (its staying entries covered by a rule each).
+REFILL_RATIO = 20
+
+
 def _entries_change(ipsets, entries, cover_zone=None):
     """``{ipset: {"add", "remove"}}`` that makes ``ipsets`` hold ``entries``.
     With ``cover_zone`` (the runtime), an ipset whose new entries overlap
     leaving ones gets ``"cover": {"zone", "rules"}``: a rich rule per such new
-    entry, held while it replaces them (see the helper's change_entries)."""
+    entry, held while it replaces them (see the helper's change_entries); one
+    whose entries change REFILL_RATIO times more than stay gets ``"refill"``
+    and a cover rule per staying entry too."""
     change = {}
     for name, wanted in entries.items():
         current = ipsets[name].entries if name in ipsets else ()
@@ -350,6 +357,12 @@ def _entries_change(ipsets, entries, cover_zone=None):
         if add or remove:
             change[name] = {"add": add, "remove": remove}
             rules = _cover_rules(name, add, remove)
+            stays = [e for e in current if e in want]
+            if cover_zone is not None and stays and len(stays) * REFILL_RATIO <= len(add) + len(remove):
+                # One entry at a time, firewalld checks each against every entry (N^2):
+                # refill the set in one call, the entries that stay held by cover rules.
+                change[name]["refill"] = True
+                rules += _cover_rules(name, stays, stays)
             if cover_zone is not None and rules:
                 change[name]["cover"] = {"zone": cover_zone, "rules": rules}
     return change

@@ -177,8 +177,11 @@ def change_entries(firewall, config, scope, changes):
     transaction per entry). So while such entries are replaced, the change's
     ``cover`` rules (``{"zone", "rules"}``: one rich rule per new entry,
     admitting it to the ipset's service) are in the runtime zone, and go
-    when the set holds the new entries. Every address the set admits before
-    and after is admitted at every moment."""
+    when the set holds the new entries. A change with ``refill`` (many more
+    entries come and go than stay) refills the set in one ``setEntries``,
+    its cover rules holding the entries that stay: firewalld checks an
+    ``addEntry`` against every entry in the set. Every address the set
+    admits before and after is admitted at every moment."""
     for name, change in changes.items():
         if scope == "permanent":
             entry = config.getIPSetByName(name)
@@ -191,8 +194,8 @@ def change_entries(firewall, config, scope, changes):
         covered = _cover(firewall, change.get("cover"))
         current = set(firewall.getEntries(name))
         stays = current - set(change["remove"])
-        if not stays:  # nothing of the set stays: one call
-            firewall.setEntries(name, sorted(set(change["add"])))
+        if not stays or change.get("refill"):  # one call; what stays is held by the cover rules
+            firewall.setEntries(name, sorted(stays | set(change["add"])))
         else:
             leaving = {old: ipaddress.ip_network(old, strict=False) for old in sorted(current - stays)}
             for item in change["add"]:

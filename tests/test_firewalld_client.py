@@ -128,6 +128,7 @@ def planned(name, before, after):
 
 
 MTA = "zimbra-mta-v4"
+JOINING = [f"10.2.0.{i}" for i in range(1, 41)]
 
 
 def cover_rule(entry, service="zimbra-mta", version=4):
@@ -142,6 +143,9 @@ def cover_rule(entry, service="zimbra-mta", version=4):
         (["10.1.2.3", "10.1.2.4"], ["10.1.0.0/16"]),  # nothing stays: one setEntries
         (["10.1.0.0/16"], ["10.1.2.3", "10.2.0.1"]),
         (["10.1.2.3", "10.5.0.1"], ["10.1.2.3", "10.6.0.1"]),  # no overlap: one by one
+        (["10.9.9.9"], ["10.9.9.9", *JOINING]),  # many join, one stays: refilled
+        (["10.9.9.9", *JOINING], ["10.9.9.9"]),  # many leave, one stays: refilled
+        (["10.9.9.9", "10.1.2.3", "10.1.2.4"], ["10.9.9.9", "10.1.0.0/16", *JOINING]),  # refilled, a subnet too
     ],
 )
 def test_runtime_entries_admit_what_stays_at_every_moment(before, after):
@@ -780,3 +784,25 @@ def test_read_answers_with_the_zone_ipsets_and_where_interfaces_and_sources_are(
 def test_read_of_a_firewalld_that_does_not_run(monkeypatch, bus):
     fake_dbus(monkeypatch, bus)
     assert helper.read(None, []) == {"running": False}
+
+
+def test_a_set_where_many_more_entries_change_than_stay_is_refilled_in_one_call():
+    before, after = ["10.9.9.9", "10.9.9.8"], ["10.9.9.9", "10.9.9.8", *JOINING]
+    change = planned(MTA, before, after)
+    covers = [cover_rule("10.9.9.9"), cover_rule("10.9.9.8")]  # in the set's order
+    assert change == {
+        MTA: {"add": sorted(JOINING), "remove": [], "refill": True, "cover": {"zone": "public", "rules": covers}}
+    }
+    firewall = FakeRuntime({MTA: before})
+    helper.change_entries(firewall, None, "runtime", change)
+    assert [call[0] for call in firewall.log] == [
+        *["queryRichRule"] * 2,
+        *["addRichRule"] * 2,
+        "getEntries",
+        "setEntries",
+        "removeRichRule",
+        "removeRichRule",
+    ]
+    assert sorted(firewall.sets[MTA]) == sorted(after)
+    few = planned(MTA, ["10.9.9.9", "10.9.9.8"], ["10.9.9.9", "10.9.9.8", *JOINING[:39]])  # 39 < 2 x 20: one by one
+    assert "refill" not in few[MTA] and "cover" not in few[MTA]
