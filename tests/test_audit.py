@@ -172,6 +172,15 @@ def test_reachability_cases():
     assert audit.reachability(listener("0.0.0.0", 25), [udp], True, "deny") == "nobody"
 
 
+def test_a_wide_or_unreadable_source_reaches_as_anyone_whether_allowed_or_limited():
+    memcached = [audit.PortSpec(11211, 11211, "tcp")]
+    for action in ("allow", "limit"):
+        wide = audit.Rule(action, "0.0.0.0/1", memcached)
+        assert audit.reachability(listener("0.0.0.0", 11211), [wide], True, "deny") == "anyone", action
+        unreadable = audit.Rule(action, "10.0.0.0/8 or so", memcached)
+        assert audit.reachability(listener("0.0.0.0", 11211), [unreadable], True, "deny") == "anyone", action
+
+
 def test_udp_listeners_on_public_udp_ranges_are_read():
     udp = (
         "  sl  local_address rem_address   st\n"

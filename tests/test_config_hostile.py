@@ -433,10 +433,30 @@ def test_a_mine_entry_too_large_to_be_an_identity_is_left_out_in_a_few_words():
     }  # fmt: skip
 
 
+def test_a_mine_entry_as_large_as_an_identity_may_be_is_read():
+    roles = list(cfg.catalogue.ROLES)
+    eight = {**{f"k{i}": i for i in range(6)}, "roles": ["mta"], "addresses": ["10.0.0.6"]}
+    facts = cfg.Facts(mine_data={"all-roles": {"roles": roles, "addresses": ["10.0.0.5"]}, "eight-keys": eight})
+    config = cfg.parse_config({"roles": ["mailbox"], "cluster": {"mine": True, "networks": ["10.0.0.0/24"]}}, facts)
+    assert [(peer.name, peer.roles) for peer in config.peers] == [("all-roles", tuple(sorted(roles)))]
+    assert config.left_out == {
+        "eight-keys": tuple(
+            f"zimbra_fw:cluster:mine[eight-keys]:k{i}: {i} is not a known key; known keys: roles, addresses"
+            for i in range(6)
+        )
+    }
+
+
 def test_a_problem_quotes_at_most_1000_characters_of_a_value():
     (found,) = problems({**MTA, "mail_mode": "x" * 5000})
     assert found.startswith("zimbra_fw:mail_mode: 'xxx") and "... (5002 characters) is not a Zimbra mail mode" in found
     assert len(found) < 1200
+    (found,) = problems({**MTA, "mail_mode": "x" * 998})  # 1,000 characters quoted: all of them
+    assert (
+        found
+        == f"zimbra_fw:mail_mode: '{'x' * 998}' is not a Zimbra mail mode (zimbraMailMode): one of "
+        + ", ".join(cfg.catalogue.MAIL_MODES)
+    )
 
 
 @pytest.mark.parametrize("name", ["from", "in", "out", "log", "log-all", "comment", "proto", "App", "LIMIT"])

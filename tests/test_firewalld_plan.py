@@ -569,6 +569,9 @@ def test_rich_rules_as_the_audit_reads_them(tmp_path, monkeypatch):
     not_memcached = 'rule family="ipv4" source NOT address="10.0.0.0/8" port port="11211" protocol="tcp" accept'
     assert read(not_memcached) == [(0, Rule("allow", "any", [PortSpec(11211, 11211, "tcp")]))]
     assert read('rule source mac="00:11:22:33:44:55" accept') == [(0, Rule("allow", "any", None))]
+    # A NOT anywhere in the rule is not told apart: the audit says too much rather than too little.
+    not_to = 'rule family="ipv4" source address="10.0.0.0/8" destination NOT address="10.0.0.1" accept'
+    assert read(not_to) == [(0, Rule("allow", "any", None))]
     assert read('rule family="ipv4" source NOT address="1.2.3.4" reject') == []
     assert read('rule family="ipv4" source address="1.2.3.4" log prefix="x"') == []
 
