@@ -806,3 +806,18 @@ def test_a_set_where_many_more_entries_change_than_stay_is_refilled_in_one_call(
     assert sorted(firewall.sets[MTA]) == sorted(after)
     few = planned(MTA, ["10.9.9.9", "10.9.9.8"], ["10.9.9.9", "10.9.9.8", *JOINING[:39]])  # 39 < 2 x 20: one by one
     assert "refill" not in few[MTA] and "cover" not in few[MTA]
+
+
+def test_entries_that_leave_count_toward_a_refill_as_those_that_join():
+    leaving = [f"10.3.0.{i}" for i in range(1, 11)]
+    change = planned(MTA, ["10.9.9.9", *leaving], ["10.9.9.9", *JOINING[:10]])  # 10 join + 10 leave = 20 x 1 stays
+    assert change == {
+        MTA: {
+            "add": sorted(JOINING[:10]),
+            "remove": leaving,  # in the set's order
+            "refill": True,
+            "cover": {"zone": "public", "rules": [cover_rule("10.9.9.9")]},
+        }
+    }
+    few = planned(MTA, ["10.9.9.9", *leaving], ["10.9.9.9", *JOINING[:9]])  # 19 < 20: one by one
+    assert "refill" not in few[MTA]
