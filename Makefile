@@ -48,8 +48,12 @@ unit: setup
 
 # Two workers, a test file each at a time: sandbox tests wait mostly on
 # processes and the network, and every sandbox has namespaces of its own.
+# The cluster test (a salt-master and five salt-minion daemons) runs alone
+# afterwards: beside the other sandboxes its firewalld minion twice did not
+# answer the master within 300 s (not understood yet; alone it always has).
 test: lint
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --ignore=tests/test_cluster.py
+	$(PY) -m pytest tests/test_cluster.py
 
 # Mutation testing of the core with the unit tests (not part of make test).
 mutation: setup
