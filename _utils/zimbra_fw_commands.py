@@ -30,11 +30,20 @@ class ApplyFailed(CommandExecutionError):
 
 def checked(run, argv, succeeded=(0,)):
     """Run ``argv``; its exit code, or an error naming the command and what it said."""
+    return _checked_run(run, argv, succeeded)[0]
+
+
+def checked_output(run, argv):
+    """Run ``argv``; what it printed, or the error ``checked`` raises."""
+    return _checked_run(run, argv, (0,))[1]
+
+
+def _checked_run(run, argv, succeeded):
     retcode, stdout, stderr = run(argv)
     if retcode not in succeeded:
         message = (stderr or stdout or "").strip()
         raise CommandExecutionError(f"'{' '.join(argv)}' failed (exit {retcode}): {message}")
-    return retcode
+    return retcode, stdout
 
 
 def program_python(path):

@@ -629,8 +629,11 @@ def _local_ports(problems, fact, ssh_port):
             "zimbra_fw:allow_salt_master: false",
         )
         return None
-    held = [f"{port}/{proto}" for port, proto in sorted({(r.port, r.proto) for r in catalogue.CATALOGUE})]
-    held = [text for text in held if low <= int(text.split("/")[0]) <= high]
+    held = [
+        f"{port}/{proto}"
+        for port, proto in sorted({(r.port, r.proto) for r in catalogue.CATALOGUE})
+        if low <= port <= high
+    ]
     if _is_int(ssh_port) and low <= ssh_port <= high:
         held.append(f"{ssh_port}/tcp (ssh:port)")
     if held:
@@ -717,7 +720,8 @@ def _ipv6_networks(config):
     keys = [("trusted_subnets", config.trusted_subnets), ("admin_subnets", config.admin_subnets)]
     keys += [(f"only_from:{spec}", networks) for spec, networks in config.only_from]
     keys.append(("ssh:from", [n for n in config.ssh_from if n != "any"]))
-    keys += [(f"cluster:{'peers' if p.source == 'pillar' else 'mine'}[{p.name}]", p.addresses) for p in config.peers]
+    # Mine peers hold none: their IPv6 addresses were left out while IPv6 is off.
+    keys += [(f"cluster:peers[{p.name}]", p.addresses) for p in config.peers]
     keys.append(("allow_salt_master", [master.address for master in config.salt_masters]))
     return [(key, network) for key, networks in keys for network in networks if network.version == 6]
 

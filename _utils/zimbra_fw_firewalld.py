@@ -33,7 +33,7 @@ import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
 from zimbra_fw_catalogue import ROLES
-from zimbra_fw_commands import ApplyFailed, checked, helper_outcome, json_lines, program_python
+from zimbra_fw_commands import ApplyFailed, checked, checked_output, helper_outcome, json_lines, program_python
 from zimbra_fw_config import source_text
 from zimbra_fw_firewalld_files import MARK, IPSet
 
@@ -356,27 +356,40 @@ def _entries_change(ipsets, entries, cover_zone=None):
         add, remove = [e for e in wanted if e not in have], [e for e in current if e not in want]
         if add or remove:
             change[name] = {"add": add, "remove": remove}
-            rules = _cover_rules(name, add, remove)
+            covered = _replacing(add, remove)
             stays = [e for e in current if e in want]
             if cover_zone is not None and stays and len(stays) * REFILL_RATIO <= len(add) + len(remove):
                 # One entry at a time, firewalld checks each against every entry (N^2):
                 # refill the set in one call, the entries that stay held by cover rules.
                 change[name]["refill"] = True
-                rules += _cover_rules(name, stays, stays)
+                covered += stays
+            rules = _cover_rules(name, covered)
             if cover_zone is not None and rules:
                 change[name]["cover"] = {"zone": cover_zone, "rules": rules}
     return change
 
 
-def _cover_rules(name, add, remove):
-    """Rich rules admitting, to ipset ``name``'s service, each added entry
-    that overlaps a removed one."""
-    service, version = name.rsplit("-v", 1)
+def _replacing(add, remove):
+    """The added entries that overlap a removed one. Two hosts overlap only
+    when they are one (never here: an entry is added or removed), so a new
+    host is compared with the removed subnets only."""
     leaving = [ipaddress.ip_network(old, strict=False) for old in remove]
-    replacing = [new for new in add if any(ipaddress.ip_network(new).overlaps(old) for old in leaving)]
+    subnets = [old for old in leaving if old.prefixlen < old.max_prefixlen]
+    replacing = []
+    for new in add:
+        network = ipaddress.ip_network(new)
+        against = subnets if network.prefixlen == network.max_prefixlen else leaving
+        if any(network.overlaps(old) for old in against):
+            replacing.append(new)
+    return replacing
+
+
+def _cover_rules(name, entries):
+    """Rich rules admitting each of ``entries`` to ipset ``name``'s service."""
+    service, version = name.rsplit("-v", 1)
     return [
-        f'{RULE_PREFIX}family="ipv{version}" source address="{new}" service name="{service}" accept'
-        for new in replacing
+        f'{RULE_PREFIX}family="ipv{version}" source address="{entry}" service name="{service}" accept'
+        for entry in entries
     ]
 
 
@@ -628,16 +641,8 @@ def prepare_stopped(policy, run, test=False):
     program = salt.utils.path.which(OFFLINE_PROGRAM)
     if program is None:
         raise CommandExecutionError(f"{OFFLINE_PROGRAM} is not available on this minion: install 'firewalld'")
-
-    def output(*args):
-        argv = [program, *args]
-        retcode, stdout, stderr = run(argv)
-        if retcode != 0:
-            raise CommandExecutionError(f"'{' '.join(argv)}' failed (exit {retcode}): {(stderr or stdout).strip()}")
-        return stdout
-
-    zones = output("--get-zones").split()
-    zone = policy.config.zone or output("--get-default-zone").strip()
+    zones = checked_output(run, [program, "--get-zones"]).split()
+    zone = policy.config.zone or checked_output(run, [program, "--get-default-zone"]).strip()
     if zone not in zones:
         known = ", ".join(zones)
         raise CommandExecutionError(f"zimbra_fw:firewalld:zone: {zone!r} is not a firewalld zone (zones: {known})")

@@ -25,8 +25,9 @@ i, "error": ...}`` on the first failure. Steps: ``["service", NAME,
 (each rich rule is in the zone, permanent and runtime, or fail), ``["entries",
 "permanent" | "runtime", {IPSET: {"add": [...], "remove": [...], "cover":
 {"zone", "rules"}}}]`` (adds before removes; a runtime ipset none of whose
-entries stay is refilled in one call; ``cover``, runtime only and optional:
-rich rules held while new entries replace overlapping ones), ``["zone",
+entries stay, or which has ``refill``, is refilled in one call; ``cover``,
+runtime only and optional: rich rules held while new entries replace
+overlapping ones, or while the set is refilled), ``["zone",
 ZONE, "permanent" | "runtime", CHANGE]`` with CHANGE ``{"add_services",
 "remove_services", "add_rules", "remove_rules", "target"}`` applied as one
 settings update.

@@ -113,9 +113,7 @@ def rendered(net):
         *fwd.rich_rules(policies.Access(policies.MANAGEMENT, net, (PortSpec(22, 22, "tcp"),), None, ())),
         *fwd.rich_rules(policies.Access(policies.SALT_MASTER, net, EPHEMERAL, None, (4505, 4506))),
         *fwd.rich_rules(policies.Access(policies.SALT_MASTER, net, None, None, (4505, 4506))),
-        *fwd._cover_rules(
-            f"zimbra-mta-v{net.version}", [cfg.source_text(net)], ["::1" if net.version == 6 else "0.0.0.0/0"]
-        ),
+        *fwd._cover_rules(f"zimbra-mta-v{net.version}", [cfg.source_text(net)]),
     ]
 
 
