@@ -52,8 +52,8 @@ unit: setup
 # afterwards: beside the other sandboxes its firewalld minion twice did not
 # answer the master within 300 s (not understood yet; alone it always has).
 test: lint
-	$(PY) -m pytest -n 2 --dist loadfile --ignore=tests/test_cluster.py
-	$(PY) -m pytest tests/test_cluster.py
+	$(PY) -m pytest -n 2 --dist loadfile --ignore=tests/sandbox/test_cluster.py
+	$(PY) -m pytest tests/sandbox/test_cluster.py
 
 # Mutation testing of the core with the unit tests (not part of make test).
 mutation: setup

@@ -20,11 +20,18 @@ from harness.sandbox import Lab, requirements_missing  # noqa: E402
 LONGEST_FIRST = ("test_ufw_batch.py", "test_sandbox_firewalld.py", "test_sandbox_running_change.py")
 
 
+SANDBOX_DIR = os.path.join(REPO, "tests", "sandbox")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Skip sandbox tests, saying why, where this machine cannot make sandboxes;
-    under CI they run (and fail) anyway: CI must run them all."""
+    """Mark every test under tests/sandbox ``sandbox``; skip those, saying why,
+    where this machine cannot make sandboxes (under CI they run, and fail,
+    anyway: CI must run them all)."""
     rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(os.path.basename(item.location[0]), len(rank)))
+    for item in items:
+        if str(item.path).startswith(SANDBOX_DIR + os.sep):
+            item.add_marker(pytest.mark.sandbox)
     reason = requirements_missing()
     if reason is None or os.environ.get("CI"):
         return

@@ -24,8 +24,8 @@ cp -r tests harness _modules _states docs pillar.example "$stage/"
     # The property-based tests run ~1,200 pillars (and the hostile ones ask
     # firewalld's and ufw's parsers in a process of their own): too slow to
     # repeat per mutant.
-    printf 'pytest_add_cli_args =\n    -m\n    not sandbox\n    --ignore=tests/test_config_properties.py\n'
-    printf '    --ignore=tests/test_hostile_inputs.py\n'
+    printf 'pytest_add_cli_args =\n    -m\n    not sandbox\n    --ignore=tests/unit/test_config_properties.py\n'
+    printf '    --ignore=tests/unit/test_hostile_inputs.py\n'
 } > "$stage/setup.cfg"
 cd "$stage"
 "$repo/.venv/bin/mutmut" run > mutmut-run.log 2>&1 || { tail -20 mutmut-run.log; exit 1; }

@@ -13,8 +13,6 @@ import pytest
 
 from harness.sandbox import Lab
 
-pytestmark = pytest.mark.sandbox
-
 LMTP = 7025  # a mailbox port only MTA peers may reach
 
 

@@ -12,8 +12,6 @@ import pytest
 
 from harness.sandbox import SALT_CALL, Lab
 
-pytestmark = pytest.mark.sandbox
-
 PUBLIC = [25, 80, 110, 143, 443, 465, 587, 993, 995, 3443, 5222, 5223, 7071, 9071]
 INTERNAL = [389, 636, 3310, 7025, 7072, 7171, 7306, 8080, 8443, 10024, 11211, 23232]
 TRUSTED_RULE = 'rule priority="32000" family="ipv4" source address="192.168.1.0/24" accept'

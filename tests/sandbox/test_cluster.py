@@ -14,8 +14,6 @@ import pytest
 
 from harness.cluster import SUBNET_PREFIX, Cluster
 
-pytestmark = pytest.mark.sandbox
-
 NODES = {
     "ldap": (11, ["ldap"]),
     "mta": (12, ["mta"]),

@@ -10,8 +10,6 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.sandbox
-
 PORTS = [22, 25, 389, 443, 11211]
 EXPECTED_FROM_INTERNET = {22: True, 25: True, 389: False, 443: True, 11211: False}
 

@@ -17,8 +17,6 @@ import zimbra_fw_ufw_files as ufw_files
 
 from harness.sandbox import REPO, UFW, Minion, Topology
 
-pytestmark = pytest.mark.sandbox
-
 BATCH = os.path.join(REPO, "_utils", "zimbra_fw_ufw_batch.py")
 PROFILE = """[Zimbra]
 title=Zimbra

@@ -10,7 +10,7 @@ import os
 import pytest
 from salt.exceptions import CommandExecutionError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIREWALLD = {"backend": "firewalld", "package": "firewalld", "program": "firewall-cmd", "service": "firewalld"}
 UFW = {"backend": "ufw", "package": "ufw", "program": "ufw", "service": None}
 CMD = "/usr/bin/firewall-cmd"

@@ -6,7 +6,7 @@ import os
 import yaml
 import zimbra_fw_catalogue as catalogue
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def reference():

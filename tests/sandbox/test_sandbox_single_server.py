@@ -13,8 +13,6 @@ import pytest
 
 from harness.sandbox import SALT_CALL, Lab
 
-pytestmark = pytest.mark.sandbox
-
 PUBLIC = [25, 80, 110, 143, 443, 465, 587, 993, 995, 3443, 5222, 5223, 7071, 9071]
 INTERNAL = [389, 636, 3310, 7025, 7072, 7171, 7306, 8080, 8443, 10024, 11211, 23232]
 MANAGEMENT = [22]

@@ -4,11 +4,7 @@ hand-added rule the formula adopts, the audit port by port, and UDP."""
 
 import os
 
-import pytest
-
 from harness.sandbox import SALT_CALL
-
-pytestmark = pytest.mark.sandbox
 
 INTERNAL = [389, 7025, 7306, 11211]
 

@@ -4,8 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from harness import guard
 from harness.sandbox import GUARD, Lab, host_netns_id
 
@@ -43,7 +41,6 @@ def test_host_references_include_init_net():
     assert guard.check_isolated("anything", host_netns_id()) is not None
 
 
-@pytest.mark.sandbox
 def test_guard_refuses_a_namespace_it_is_not_in(tmp_path):
     with Lab() as lab:
         marker = tmp_path / "ran"
@@ -72,7 +69,6 @@ def test_guard_refuses_a_namespace_it_is_not_in(tmp_path):
         assert not marker.exists()
 
 
-@pytest.mark.sandbox
 def test_guard_runs_inside_its_namespace_with_private_ufw_files():
     with Lab() as lab:
         private = os.path.join(lab.minion.state, "etc-ufw", "zfw-marker")
