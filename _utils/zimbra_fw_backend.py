@@ -66,6 +66,7 @@ def __virtual__():
 REGISTRY = {
     "ufw": "zimbra_fw_ufw",
     "firewalld": "zimbra_fw_firewalld",
+    "nftables": "zimbra_fw_nftables",
 }
 NAMES = tuple(REGISTRY)
 PARTS = ("profile", "rules", "firewall")  # converged in this order
