@@ -645,7 +645,7 @@ def test_bad_backend_and_zone_are_named():
     with pytest.raises(cfg.ConfigInvalid) as info:
         cfg.parse_config(dict(SINGLE, backend="nft", firewalld={"zone": "a b", "zones": 1}))
     assert info.value.problems == [
-        "zimbra_fw:backend: 'nft' is not a firewall zimbra_fw can manage: one of ufw, firewalld",
+        "zimbra_fw:backend: 'nft' is not a firewall zimbra_fw can manage: one of ufw, firewalld, nftables",
         "zimbra_fw:firewalld:zones: 1 is not a known key (did you mean 'zone'?)",
         "zimbra_fw:firewalld:zone: 'a b' is not a firewalld zone name (letters, digits, _ + -; up to 17)",
     ]
