@@ -13,7 +13,8 @@ Then it bind-mounts, in its private mount namespace, the sandbox's private
 private system bus, /run/dbus), its copy of ufw's package ``__init__.py``
 (which counts ufw processes and commands, see ufw_hook.py) and, for a
 firewalld minion, /etc/firewalld and a copy of firewalld's client.py (see
-firewalld_hook.py); adds any fault a test asked for (marker files
+firewalld_hook.py), and for an nftables minion, first, a copy of all of
+/etc (the backend renames files onto /etc/nftables.conf); adds any fault a test asked for (marker files
 ``fault-*`` in DIR) and executes CMD. It exits
 97 on refusal.
 """
@@ -89,7 +90,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--netns", required=True)
     parser.add_argument("--host-netns", required=True)
-    parser.add_argument("--state", required=True, help="sandbox dir: etc-ufw/, default-ufw, run/, etc-firewalld/ ...")
+    parser.add_argument(
+        "--state", required=True, help="sandbox dir: etc-ufw/, default-ufw, run/, etc-firewalld/, etc/ ..."
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -97,6 +100,8 @@ def main(argv=None):
     if reason:
         print(f"sandbox guard: refusing to run {command!r}: {reason}", file=sys.stderr)
         return REFUSED
+    if os.path.isdir(os.path.join(args.state, "etc")):  # an nftables minion's private /etc
+        _bind(os.path.join(args.state, "etc"), "/etc")
     _bind(os.path.join(args.state, "etc-ufw"), "/etc/ufw")
     _bind(os.path.join(args.state, "default-ufw"), "/etc/default/ufw")
     _bind(os.path.join(args.state, "run"), "/run")  # a private /run/ufw.lock and /run/dbus

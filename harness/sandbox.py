@@ -336,6 +336,7 @@ class Minion(Namespace):
         with a firewalld, also its private /etc/firewalld and the nft ruleset."""
         files = {}
         roots = ["etc-ufw", "default-ufw", *(["etc-firewalld"] if self.runs_firewalld else [])]
+        roots += ["etc/nftables.conf", "etc/nftables.d"] if self.runs_nftables else []
         for root in (os.path.join(self.state, name) for name in roots):
             paths = (
                 [root] if os.path.isfile(root) else [os.path.join(d, f) for d, _, names in os.walk(root) for f in names]
@@ -346,13 +347,30 @@ class Minion(Namespace):
         for tool in ("iptables-save", "ip6tables-save"):
             out = self.guarded([tool]).stdout
             files[tool] = re.sub(r"\[\d+:\d+\]|^#.*$", "", out, flags=re.MULTILINE).encode()
-        if self.runs_firewalld:
+        if self.runs_firewalld or self.runs_nftables:
             files["nft"] = self.guarded(["nft", "list", "ruleset"]).stdout.encode()
         return files
 
     @property
     def runs_firewalld(self):
         return os.path.isdir(os.path.join(self.state, "etc-firewalld"))
+
+    @property
+    def runs_nftables(self):
+        return os.path.isdir(os.path.join(self.state, "etc"))
+
+    def use_nftables(self):
+        """Give this minion a private copy of /etc, which the guard binds over
+        the real one: the nftables backend replaces /etc/nftables.conf by
+        renaming a file onto it (a bind-mounted file cannot be renamed over)
+        and makes /etc/nftables.d. The kernel's ruleset is the namespace's own."""
+        if shutil.which("nft") is None or not os.path.exists("/etc/nftables.conf"):
+            raise RuntimeError("nftables is not installed here: 'make setup' installs it")
+        shutil.copytree("/etc", os.path.join(self.state, "etc"), symlinks=True)
+
+    def nft(self, *args, check=True, stdin=None):
+        """``nft ARGS`` in this minion's namespace, through the guard."""
+        return self.guarded(["nft", *args], check=check, stdin=stdin)
 
     def start_firewalld(self):
         """Run a private firewalld in this minion: a copy of /etc/firewalld and
@@ -448,7 +466,8 @@ class Lab(Topology):
     """One sandboxed minion with a trusted LAN client and an internet client.
 
     With ``firewalld``, the minion runs a private firewalld (see
-    ``Minion.start_firewalld``). Addresses: minion 192.168.1.1 (LAN,
+    ``Minion.start_firewalld``); with ``nftables``, it has private nftables
+    files (see ``Minion.use_nftables``). Addresses: minion 192.168.1.1 (LAN,
     192.168.1.0/24) and 203.0.113.1 (internet side); clients 192.168.1.10
     and 203.0.113.10. Over IPv6 (from
     the documentation prefix): minion 2001:db8:1::1 (LAN, 2001:db8:1::/64)
@@ -460,12 +479,14 @@ class Lab(Topology):
     MINION_LAN6 = "2001:db8:1::1"
     MINION_INTERNET6 = "2001:db8:113::1"
 
-    def __init__(self, firewalld=False):
+    def __init__(self, firewalld=False, nftables=False):
         super().__init__()
         try:
             self.minion = self._add(Minion(f"{self.prefix}-srv", self.workdir))
             if firewalld:
                 self.minion.start_firewalld()
+            if nftables:
+                self.minion.use_nftables()
             self.lan = self._add(Namespace(f"{self.prefix}-lan"))
             self.internet = self._add(Namespace(f"{self.prefix}-inet"))
             self._link(
