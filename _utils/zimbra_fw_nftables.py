@@ -398,7 +398,7 @@ def plan_firewall(policy, snapshot):
     if not policy.config.allow_no_management:
         steps.append(Step("check", tuple(management_rules(policy)), "check that management access is allowed"))
     steps.append(Step("policy", (files.policy_text("drop"),), f"set the policy of {TABLE_NAME} input to drop"))
-    old = snapshot.chain.policy if snapshot.chain is not None else None
+    old = snapshot.chain.policy if snapshot.chain is not None else "accept"  # no table: nothing dropped
     return Plan({"policy": {"old": old, "new": "drop"}}, steps, None)
 
 
