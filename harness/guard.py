@@ -14,7 +14,8 @@ private system bus, /run/dbus), its copy of ufw's package ``__init__.py``
 (which counts ufw processes and commands, see ufw_hook.py) and, for a
 firewalld minion, /etc/firewalld and a copy of firewalld's client.py (see
 firewalld_hook.py), and for an nftables minion, first, a copy of all of
-/etc (the backend renames files onto /etc/nftables.conf); adds any fault a test asked for (marker files
+/etc (the backend renames files onto /etc/nftables.conf) and an nft that
+logs its commands; adds any fault a test asked for (marker files
 ``fault-*`` in DIR) and executes CMD. It exits
 97 on refusal.
 """
@@ -109,6 +110,8 @@ def main(argv=None):
         _bind(os.path.join(args.state, "etc-firewalld"), "/etc/firewalld")
         _bind_hooked(args.state, "firewalld-client")
     _bind_hooked(args.state, "ufw-package")
+    if os.path.exists(os.path.join(args.state, "nft-counted")):  # logs each nft command (Minion.nft_commands)
+        _bind(os.path.join(args.state, "nft-counted"), "/usr/sbin/nft")
     _inject_faults(args.state)
     os.environ["LC_ALL"] = "C"
     os.execvp(command[0], command)

@@ -367,6 +367,26 @@ class Minion(Namespace):
         if shutil.which("nft") is None or not os.path.exists("/etc/nftables.conf"):
             raise RuntimeError("nftables is not installed here: 'make setup' installs it")
         shutil.copytree("/etc", os.path.join(self.state, "etc"), symlinks=True)
+        # nft as a script that logs its arguments and runs a copy of the real
+        # program; the guard binds it over /usr/sbin/nft (see nft_commands)
+        real = os.path.join(self.state, "nft-real")
+        shutil.copy2(shutil.which("nft"), real)
+        counted = os.path.join(self.state, "nft-counted")
+        with open(counted, "w", encoding="utf-8") as handle:
+            handle.write(f'#!/bin/sh\necho "$*" >> {shlex.quote(self.nft_log)}\nexec {shlex.quote(real)} "$@"\n')
+        os.chmod(counted, 0o755)
+
+    @property
+    def nft_log(self):
+        return os.path.join(self.state, "nft-commands.log")
+
+    def nft_commands(self):
+        """The nft command lines run since the last reset_nft_counts(), in order."""
+        return self._log_lines(self.nft_log)
+
+    def reset_nft_counts(self):
+        if os.path.exists(self.nft_log):
+            os.unlink(self.nft_log)
 
     def nft(self, *args, check=True, stdin=None):
         """``nft ARGS`` in this minion's namespace, through the guard."""
