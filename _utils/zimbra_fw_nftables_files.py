@@ -102,11 +102,42 @@ def _composite_text(kind, inner, quoted):
     if kind == "range" and isinstance(inner, list) and len(inner) == 2:
         return f"{value_text(inner[0])}-{value_text(inner[1])}"
     if kind == "set" and isinstance(inner, list):
-        items = sorted((value_text(item, quoted) for item in inner), key=_sort_key)
+        intervals = _port_intervals(inner)
+        if intervals is not None:  # merged as nft merges them in a set with a range
+            items = [str(first) if first == last else f"{first}-{last}" for first, last in intervals]
+        else:
+            items = sorted((value_text(item, quoted) for item in inner), key=_sort_key)
         return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
     if kind == "elem" and isinstance(inner, dict):  # an element with options (timeout, ...)
         return value_text(inner.get("val"), quoted)
     return None
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _port_intervals(items):
+    """Numbers and number ranges as sorted (first, last) intervals, adjacent
+    ones merged; None when any item is something else."""
+    bounds = []
+    for item in items:
+        if _is_int(item):
+            bounds.append((item, item))
+        elif isinstance(item, dict) and isinstance(item.get("range"), list) and len(item["range"]) == 2:
+            first, last = item["range"]
+            if not (_is_int(first) and _is_int(last)):
+                return None
+            bounds.append((first, last))
+        else:
+            return None
+    merged = []
+    for first, last in sorted(bounds):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def left_text(left):
