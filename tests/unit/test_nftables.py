@@ -1,0 +1,384 @@
+"""The nftables backend's pure parts: the policy as one table, ``nft -j``
+output read back (a table nft 1.0.6 listed in the sandbox, data/), the
+planners (no-op, peers joining and leaving, drift), persistence, the audit's
+reading and the words. No nft here: the sandbox tests load what is rendered."""
+
+import copy
+import ipaddress
+import json
+import os
+import re
+
+import pytest
+import zimbra_fw_config as cfg
+import zimbra_fw_nftables as nft
+import zimbra_fw_nftables_files as files
+import zimbra_fw_policy as policies
+from hypothesis import given, settings
+from salt.exceptions import CommandExecutionError
+from test_hostile_inputs import SETTINGS, pillars_and_facts
+from zimbra_fw_audit import Rule
+from zimbra_fw_catalogue import PortSpec
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The pillar whose table nft listed as data/nft-list-table.json (with the Salt master below).
+LISTED = {
+    "roles": ["ldap", "mta", "proxy", "mailbox"],
+    "backend": "nftables",
+    "trusted_subnets": ["192.168.1.0/24", "2001:db8:1::/64"],
+    "admin_subnets": ["192.0.2.0/24"],
+    "ssh": {"port": 2222, "from": ["192.168.1.0/24", "2001:db8:1::/64"], "limit": False},
+    "only_from": {"993/tcp": ["198.51.100.0/24"]},
+    "extra_ports": ["5060/udp", "6000:6010/tcp"],
+    "cluster": {
+        "peers": [
+            {"name": "m1", "addresses": ["10.1.0.0/16", "10.1.2.3", "2001:db8:50::1"], "roles": ["mta"]},
+            {"name": "m2", "addresses": ["10.2.0.7"], "roles": ["mta", "proxy"]},
+        ]
+    },
+}
+MASTER = ("192.0.2.9", (4505, 4506), (32768, 60999))
+
+
+def policy_of(pillar=LISTED, master=MASTER):
+    return policies.build(cfg.parse_config(pillar, cfg.Facts(salt_master=master)))
+
+
+def listed_json():
+    with open(os.path.join(HERE, "data", "nft-list-table.json"), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def listed(persisted=None, included=True, boot=None, edit=None):
+    """The listed table as a Snapshot; ``edit(document)`` changes nft's JSON first."""
+    document = json.loads(listed_json())
+    if edit is not None:
+        edit(document["nftables"])
+    return nft.snapshot_of(files.parse_table(json.dumps(document)), persisted, included, boot)
+
+
+def converged(policy=None):
+    policy = policy or policy_of()
+    return listed(persisted=nft.persisted_text(policy, "drop"))
+
+
+def rules_of(items):
+    return [item["rule"] for item in items if "rule" in item]
+
+
+def set_of(items, name):
+    return next(item["set"] for item in items if "set" in item and item["set"]["name"] == name)
+
+
+def with_peers(count, pillar=LISTED):
+    pillar = copy.deepcopy(pillar)
+    pillar["cluster"]["peers"] += [
+        {"name": f"new{i}", "addresses": [f"10.3.0.{i + 1}"], "roles": ["mta"]} for i in range(count)
+    ]
+    return pillar
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_management_comes_first_then_loopback_conntrack_and_icmp():
+    rules = nft.desired(policy_of()).rules
+    assert rules[:3] == (
+        "ip saddr 192.168.1.0/24 tcp dport 2222 accept",
+        "ip6 saddr 2001:db8:1::/64 tcp dport 2222 accept",
+        "ip saddr 192.0.2.9 tcp sport 4505-4506 tcp dport 32768-60999 accept",
+    )
+    assert rules[3:8] == nft.BASE_RULES
+    assert rules[3:5] == ('iif "lo" accept', "ct state established,related accept")
+    assert "nd-neighbor-solicit" in rules[7] and rules[7].startswith("icmpv6 type {")
+    assert rules[-2:] == (
+        "tcp dport { 25, 80, 110, 143, 443, 465, 587, 995, 3443, 5222-5223, 6000-6010 } accept",
+        "udp dport 5060 accept",
+    )
+
+
+def test_one_set_per_group_and_family_and_one_rule_per_set_and_protocol():
+    wanted = nft.desired(policy_of())
+    assert sorted(wanted.sets) == [f"zimbra-{g}-v{v}" for g in ("admin", "all", "mta", "proxy") for v in (4, 6)]
+    assert wanted.sets["zimbra-mta-v4"] == files.NftSet("ipv4_addr", ("interval",), ("10.1.0.0/16", "10.2.0.7"))
+    assert wanted.sets["zimbra-mta-v6"].elements == ("2001:db8:50::1",)
+    assert wanted.sets["zimbra-proxy-v6"] == files.NftSet("ipv6_addr", ("interval",), ())
+    assert sum("@zimbra-mta-v4" in rule for rule in wanted.rules) == 1
+
+
+def test_n_peers_are_n_elements_and_no_more_rules():
+    few, many = nft.desired(policy_of()), nft.desired(policy_of(with_peers(200)))
+    assert many.rules == few.rules
+    assert len(many.sets["zimbra-mta-v4"].elements) == len(few.sets["zimbra-mta-v4"].elements) + 200
+
+
+def test_a_network_inside_another_of_the_set_is_left_out():
+    assert "10.1.2.3" not in nft.desired(policy_of()).sets["zimbra-mta-v4"].elements
+
+
+def test_the_file_replaces_the_table_whole_in_one_transaction():
+    text = nft.persisted_text(policy_of(), "drop")
+    head = "table inet zimbra_fw {}\ndelete table inet zimbra_fw\ntable inet zimbra_fw {\n"
+    assert text.startswith(files.HEADER + head)
+    assert text.count("table inet zimbra_fw") == 3 and "flush" not in text
+    assert "\t\ttype filter hook input priority filter; policy drop;\n" in text
+    assert "\t\telements = {\n\t\t\t10.1.0.0/16,\n\t\t\t10.2.0.7\n\t\t}\n" in text
+
+
+def test_ssh_limit_is_refused_before_anything_changes():
+    pillar = dict(LISTED, ssh={"port": 22, "from": ["any"], "limit": True})
+    with pytest.raises(CommandExecutionError, match="zimbra_fw:ssh:limit cannot be applied with nftables"):
+        nft.plan("rules", policy_of(pillar), converged())
+
+
+RULE_LINE = re.compile(r'(?:[a-z0-9][a-z0-9:./,{} @_-]*|iif "lo" accept)', re.ASCII)
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(pillars_and_facts("nftables", "Debian"))
+def test_hostile_pillars_render_only_parsed_networks(case):
+    """Whatever a pillar says, an accepted one renders rules of nft words,
+    ports and networks only, and set elements that are the policy's own
+    parsed sources (the sandbox checks the same tables with nft -c)."""
+    pillar, facts = case
+    try:
+        policy = policies.build(cfg.parse_config(pillar, facts))
+        wanted = nft.desired(policy)
+    except (cfg.ConfigInvalid, CommandExecutionError):
+        return
+    assert all(RULE_LINE.fullmatch(rule) for rule in wanted.rules), wanted.rules
+    sources = {access.source for access in policy.accesses if access.source is not None}
+    for nft_set in wanted.sets.values():
+        for element in nft_set.elements:
+            assert ipaddress.ip_network(element) in sources
+            assert element == cfg.source_text(ipaddress.ip_network(element))
+
+
+# ---------------------------------------------------------------- reading nft -j
+
+
+def test_nfts_json_reads_back_as_the_rules_and_sets_the_policy_renders():
+    snapshot = listed()
+    wanted = nft.desired(policy_of())
+    assert snapshot.rules == wanted.rules
+    assert snapshot.sets == wanted.sets
+    assert snapshot.chain == files.Chain("filter", "input", 0, "drop")
+    assert snapshot.active and snapshot.incoming == "deny" and snapshot.chains == ("input",)
+
+
+def test_values_print_one_canonical_way():
+    assert files.value_text({"set": [4506, 4505]}) == "4505-4506"  # nft merges neighbours in a set with a range
+    assert files.value_text({"set": [25, {"range": [26, 30]}, 80]}) == "{ 25-30, 80 }"
+    assert files.value_text({"set": [53]}) == "53"
+    assert files.value_text({"set": ["time-exceeded", "echo-request"]}) == "{ echo-request, time-exceeded }"
+    assert files.value_text({"prefix": {"addr": "2001:0db8::", "len": 32}}) == "2001:db8::/32"
+    assert files.value_text({"elem": {"val": "10.0.0.1", "timeout": 30}}) == "10.0.0.1"
+    assert files.value_text("lo", quoted=True) == '"lo"'
+    assert files.value_text({"weird": 1}) == 'json:{"weird": 1}'
+    assert files.expr_text({"counter": {"packets": 0, "bytes": 0}}).startswith("json:")
+    assert files.expr_text(files.match(files.payload("tcp", "dport"), 22, "!=")) == "tcp dport != 22"
+
+
+def test_a_listing_that_is_not_nfts_json_is_refused():
+    for text in ("", "[]", '{"nftables": 1}'):
+        with pytest.raises(ValueError):
+            files.parse_table(text)
+
+
+def test_a_missing_table_reads_as_absent_and_other_failures_are_errors():
+    def run(argv, stdin=None):
+        return 1, "", "Error: No such file or directory\nlist table inet zimbra_fw\n"
+
+    assert nft._read_table(run) is None
+    with pytest.raises(CommandExecutionError, match="exit 1"):
+        nft._read_table(lambda argv, stdin=None: (1, "", "Error: Operation not permitted"))
+
+
+# ---------------------------------------------------------------- planning
+
+
+def test_a_converged_table_plans_nothing_in_any_part():
+    policy = policy_of()
+    for part in nft.PARTS:
+        found = nft.plan(part, policy, converged(policy))
+        assert (found.changes, found.steps) == ({}, []), part
+    assert "no init system here" in nft.plan("profile", policy, converged(policy)).comment
+
+
+def test_peers_joining_are_elements_added_in_one_load_that_keeps_the_policy():
+    plan = nft.plan("rules", policy_of(with_peers(3)), converged())
+    added = [f"10.3.0.{i} in set zimbra-{group}-v4" for group in ("all", "mta") for i in (1, 2, 3)]
+    assert plan.changes == {"added": added}  # every peer reaches the ports all peers use (LDAP) too
+    (step,) = plan.steps
+    assert step.action == "load" and "policy drop;" in step.args[0] and "\t\t\t10.3.0.3\n" in step.args[0]
+
+
+def test_a_peer_leaving_takes_its_elements_and_its_groups_sets_and_rules():
+    pillar = copy.deepcopy(LISTED)
+    pillar["cluster"]["peers"] = pillar["cluster"]["peers"][:1]
+    plan = nft.plan("rules", policy_of(pillar), converged())
+    assert plan.changes["sets"] == {"zimbra-proxy-v4": {"old": "ipv4_addr interval", "new": None}} | {
+        "zimbra-proxy-v6": {"old": "ipv6_addr interval", "new": None}
+    }
+    assert "10.2.0.7 in set zimbra-mta-v4" in plan.changes["removed"]
+    assert "10.2.0.7 in set zimbra-proxy-v4" in plan.changes["removed"]
+    assert sum("@zimbra-proxy" in item for item in plan.changes["removed"]) == 2
+    assert "added" not in plan.changes
+
+
+def test_drift_is_planned_back():
+    policy = policy_of()
+
+    def drop_element(items):
+        set_of(items, "zimbra-mta-v4")["elem"].remove("10.2.0.7")
+
+    def drop_rule(items):
+        items.remove(next(i for i in items if "rule" in i and "@zimbra-all-v6" in json.dumps(i)))
+
+    def foreign_chain(items):
+        items.append({"chain": {"family": "inet", "table": "zimbra_fw", "name": "sneaky", "handle": 99}})
+
+    def hook_moved(items):
+        next(i for i in items if "chain" in i)["chain"]["prio"] = 10
+
+    def swapped(items):
+        rules = [i for i in items if "rule" in i]
+        first, second = items.index(rules[0]), items.index(rules[1])
+        items[first], items[second] = items[second], items[first]
+
+    expected = {
+        drop_element: {"added": ["10.2.0.7 in set zimbra-mta-v4"]},
+        drop_rule: {"added": ["ip6 saddr @zimbra-all-v6 tcp dport { 389, 636 } accept"]},
+        foreign_chain: {"chains removed": ["sneaky"]},
+        hook_moved: {
+            "chain": {"old": "type filter hook input priority 10", "new": "type filter hook input priority 0"}
+        },
+        swapped: {"order": {"old": list(listed(edit=swapped).rules), "new": list(nft.desired(policy).rules)}},
+    }
+    for edit, changes in expected.items():
+        plan = nft.plan("rules", policy, listed(edit=edit))
+        assert plan.changes == changes, edit.__name__
+        assert [step.action for step in plan.steps] == ["load"]
+
+
+def test_no_table_is_the_whole_table_added_with_policy_accept_then_drop_after_a_check():
+    policy, absent = policy_of(), nft.snapshot_of(None)
+    plan = nft.plan("rules", policy, absent)
+    assert plan.changes["table"] == {"old": None, "new": "inet zimbra_fw"}
+    wanted = nft.desired(policy)
+    assert len(plan.changes["added"]) == len(wanted.rules) + sum(len(s.elements) for s in wanted.sets.values())
+    assert "policy accept;" in plan.steps[0].args[0]
+    firewall = nft.plan("firewall", policy, absent)
+    assert firewall.changes == {"policy": {"old": "accept", "new": "drop"}}
+    assert [step.action for step in firewall.steps] == ["check", "policy"]
+    assert firewall.steps[0].args == nft.desired(policy).rules[:3]
+
+
+def test_enabled_false_leaves_the_policy_and_allow_no_management_skips_the_check():
+    def accepting(items):
+        next(i for i in items if "chain" in i)["chain"]["policy"] = "accept"
+
+    loose = listed(edit=accepting)
+    assert loose.incoming == "allow"
+    plan = nft.plan("firewall", policy_of(dict(LISTED, enabled=False)), loose)
+    assert (plan.changes, plan.steps) == ({}, []) and "left alone" in plan.comment
+    assert "policy accept;" in nft.persisted_text(policy_of(), "accept")
+    assert "policy accept;" in nft.plan("profile", policy_of(dict(LISTED, enabled=False)), loose).steps[0].args[1]
+    pillar = dict(LISTED, ssh={"port": 22, "from": [], "limit": False}, allow_no_management=True)
+    steps = nft.plan("firewall", policy_of(pillar, master=None), loose).steps
+    assert [step.action for step in steps] == ["policy"]
+
+
+def test_persistence_writes_the_file_includes_it_and_enables_the_unit():
+    policy = policy_of()
+    plan = nft.plan("profile", policy, listed(persisted=None, included=False, boot=False))
+    assert [step.action for step in plan.steps] == ["write", "include", "enable"]
+    assert plan.steps[0].args == ("/etc/nftables.d/zimbra_fw.nft", nft.persisted_text(policy, "drop"))
+    assert plan.steps[1].args == ("/etc/nftables.conf", 'include "/etc/nftables.d/zimbra_fw.nft"')
+    assert plan.changes["boot"] == {"old": "disabled", "new": "enabled"}
+    assert "+table inet zimbra_fw {}" in plan.changes["file"]["diff"]
+    assert "at boot" not in plan.changes["file"]
+    stale = nft.plan("profile", policy, listed(persisted="old\n", included=True, boot=True))
+    assert list(stale.changes) == ["file"] and stale.comment is None
+
+
+def test_the_main_configuration_includes_by_name_or_glob_never_in_a_comment():
+    path = "/etc/nftables.d/zimbra_fw.nft"
+    assert nft.includes('include "/etc/nftables.d/*.nft"\n', path)
+    assert nft.includes('  include "/etc/nftables.d/zimbra_fw.nft"\n', path)
+    assert not nft.includes('# include "/etc/nftables.d/zimbra_fw.nft"\n', path)
+    assert not nft.includes('include "/etc/nftables/*.nft"\n', path)
+    assert not nft.includes(None, path)
+
+
+def test_the_include_line_is_added_once_and_the_file_keeps_its_mode(tmp_path):
+    main = tmp_path / "nftables.conf"
+    main.write_text("#!/usr/sbin/nft -f\nflush ruleset\n")
+    main.chmod(0o755)
+    line = f'include "{tmp_path}/zimbra_fw.nft"'
+    nft._add_include(str(main), line)
+    nft._add_include(str(main), line)
+    assert main.read_text().count(line) == 1 and main.read_text().startswith("#!/usr/sbin/nft -f\nflush ruleset\n")
+    assert main.stat().st_mode & 0o777 == 0o755
+    missing = tmp_path / "new.conf"
+    nft._add_include(str(missing), line)
+    assert missing.read_text().endswith(line + "\n")
+
+
+def test_the_distributions_layout():
+    assert nft.persisted_path(nft.DEBIAN) == "/etc/nftables.d/zimbra_fw.nft"
+    assert nft.include_line(nft.REDHAT) == 'include "/etc/nftables/zimbra_fw.nft"'
+    assert nft.REDHAT.main == "/etc/sysconfig/nftables.conf"
+
+
+# ---------------------------------------------------------------- audit, status, words
+
+
+def test_the_audit_reads_our_chain_with_the_sets_elements():
+    rules = nft.access_rules(listed())
+    tcp = lambda *ports: [PortSpec(p, p, "tcp") for p in ports]  # noqa: E731
+    assert rules[:3] == [
+        Rule("allow", "192.168.1.0/24", tcp(2222)),
+        Rule("allow", "2001:db8:1::/64", tcp(2222)),
+        Rule("allow", "192.0.2.9", [PortSpec(32768, 60999, "tcp")]),
+    ]
+    assert Rule("allow", "192.168.1.0/24", None) in rules
+    assert Rule("allow", "10.1.0.0/16", tcp(7025, 7071, 7073, 8443)) in rules
+    assert Rule("allow", "198.51.100.0/24", tcp(993)) in rules
+    assert Rule("allow", "any", [PortSpec(5060, 5060, "udp")]) == rules[-1]
+    assert not any(rule.source == "any" and rule.ports is None for rule in rules)  # lo, ct, icmp are not read
+
+
+def test_the_audit_counts_a_rule_it_cannot_read_as_from_anyone():
+    def odd(items):
+        rule = rules_of(items)[-1]
+        rule["expr"].insert(0, {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}})
+
+    assert nft.access_rules(listed(edit=odd))[-1] == Rule("allow", "any", [PortSpec(5060, 5060, "udp")])
+
+
+def test_findings_when_the_table_would_not_survive_a_reboot():
+    assert nft.audit_findings(listed(persisted="x", included=True, boot=True)) == []
+    assert nft.audit_findings(listed(persisted=None))[0][0] == "medium"
+    assert "not enabled" in nft.audit_findings(listed(persisted="x", included=True, boot=False))[0][1]
+    assert nft.audit_findings(nft.snapshot_of(None)) == []
+
+
+def test_status():
+    status = nft.status(listed(persisted="x"))
+    assert status["active"] is True and status["default_incoming"] == "deny" and status["table"] == "inet zimbra_fw"
+    assert status["sets"]["zimbra-mta-v4"] == ["10.1.0.0/16", "10.2.0.7"]
+    assert status["managed_rules"][0] == "ip saddr 192.168.1.0/24 tcp dport 2222 accept"
+
+
+def test_describe():
+    changes = {"table": {"old": None, "new": "inet zimbra_fw"}, "added": ["tcp dport 22 accept", "10.0.0.1 in set s"]}
+    assert nft.describe(changes, False) == "Created table inet zimbra_fw; added 1 rule and 1 set element"
+    assert nft.describe({"removed": ["a in set s", "b in set s"]}, True) == "2 set elements would be removed"
+    assert nft.describe({"policy": {"old": "accept", "new": "drop"}}, False) == "Set the input chain's policy to drop"
+    persisted = {"file": {"path": "/p", "diff": "", "at boot": "no init system here"}, "boot": {}}
+    assert (
+        nft.describe(persisted, True)
+        == "/p would be written; nftables.service would be enabled at boot; no init system here"
+    )
+    assert set(nft.DONE) == set(nft.PARTS)
