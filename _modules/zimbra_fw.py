@@ -212,7 +212,8 @@ def open_ports():
     Return this minion's whitelist from its ``zimbra_fw`` pillar, by exposure:
     ``public`` is opened to anyone, ``cluster`` to trusted subnets and to the
     peers whose roles use each port (``peers``), ``localhost`` is never
-    opened. ``roles`` says where the roles came from (pillar or packages);
+    opened. ``trusted`` lists the trusted subnets (they reach every port).
+    ``roles`` says where the roles came from (pillar or packages);
     ``admin`` lists the admin console ports when ``admin_subnets`` is set;
     ``admin_console_open`` says whether one of them is open to anyone.
     ``left_out`` lists, per minion, why mine data was left out (malformed,
