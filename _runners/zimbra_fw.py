@@ -84,13 +84,9 @@ def report(tgt="*", tgt_type="glob", timeout=15, html=True):
         salt-run zimbra_fw.report
         salt-run zimbra_fw.report tgt='mail*'
         salt-run zimbra_fw.report tgt='G@roles:zimbra' tgt_type=compound html=False
-        salt-run zimbra_fw.report --out=json
     """
     servers = zimbra_fw_report.servers(_ask(tgt, tgt_type, timeout))
-    result = {
-        "report": zimbra_fw_report.table_lines(servers),
-        "minions": zimbra_fw_report.by_minion(servers),
-    }
+    result = {"report": zimbra_fw_report.table_lines(servers)}
     if html:
         generated = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         result["html"] = _write_page(zimbra_fw_report.page(servers, generated))

@@ -185,11 +185,6 @@ def table_rows(items):
     return rows
 
 
-def by_minion(items):
-    """``{minion: {column: value}}``: the table as data (``--out=json``)."""
-    return {row[0]: dict(zip(TABLE_HEADER[1:], row[1:], strict=True)) for row in table_rows(items)}
-
-
 def table_lines(items):
     """The table as aligned lines (the last column is not padded)."""
     rows = [TABLE_HEADER, *table_rows(items)]
@@ -422,6 +417,8 @@ def _summary_html(items):
 
 def _column_head(item):
     lines = [f"<b>{_e(item.name)}</b>", _e(item.backend or "?")]
+    if status(item) == "no answer":
+        return "<br>".join([*lines, f'<span class="problem">{NO_ANSWER}</span>'])
     if item.active is False:
         lines.append('<span class="problem">firewall inactive</span>')
     if item.drifted:

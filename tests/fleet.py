@@ -6,9 +6,10 @@ peers in pillar. For each: ``open_ports`` and ``identity`` from the policy,
 the audit reads them) with hand edits, Zimbra's listeners, and ``drift`` in
 the shape ``zimbra_fw.drift`` returns: the rules the policy wants that are
 missing, and the foreign ones. The answers come as the master's LocalClient
-gives them (``full_return=True``).
+gives them (``full_return=True``). ``Tables`` reads the report's page back.
 """
 
+import html.parser
 import ipaddress
 
 import zimbra_fw_audit as audit
@@ -103,3 +104,41 @@ def answers(extra=None):
             else:
                 calls[name] = {"out": "no_return", "ret": "Minion did not return. [No response]", "retcode": 1}
     return result
+
+
+class Tables(html.parser.HTMLParser):
+    """The tables of a DOM: rows of cells, each (text, class, the classes of its spans)."""
+
+    def __init__(self, dom):
+        super().__init__()
+        self.tables, self.cell, self.tags = [], None, []
+        self.feed(dom)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = {"text": "", "class": attrs.get("class"), "spans": []}
+            self.tables[-1][-1].append(self.cell)
+        elif tag == "span" and self.cell is not None:
+            self.cell["spans"].append(attrs.get("class"))
+        elif tag == "br" and self.cell is not None:
+            self.cell["text"] += "\n"
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell["text"] += data
+
+    def grid(self, index):
+        """``{(row header, column header): cell}`` of a table whose first row and column are headers."""
+        head, *rows = self.tables[index]
+        columns = [cell["text"].split("\n")[0] for cell in head]
+        return {(row[0]["text"], columns[i]): cell for row in rows for i, cell in enumerate(row) if i}
