@@ -15,7 +15,7 @@ from zimbra_fw_catalogue import ROLES
 
 
 def __virtual__():
-    return (False, "zimbra_fw_report is a library of the zimbra_fw runner, not a Salt util")
+    return (False, "zimbra_fw_report is a library of the zimbra_fw module, not a Salt util")
 
 
 FUNCTIONS = ("drift", "audit", "open_ports", "identity")
