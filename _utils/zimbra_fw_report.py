@@ -55,7 +55,7 @@ def answer(raw):
     None and why not (no answer, the function missing, an exception)."""
     if not isinstance(raw, dict) or raw.get("out") == "no_return" or raw.get("failed"):
         return None, NO_ANSWER
-    value = raw.get("ret")
+    value = raw.get("ret", raw.get("error"))
     if isinstance(value, dict):
         return value, None
     return None, text(value) or "empty answer"
@@ -221,7 +221,8 @@ def _opened(port, item, networks, worst, note=""):
     networks, each group let in by one of its networks (a peer by one of its
     addresses); None: to anyone. Without the audit it is not checked."""
     live = (item.live or {}).get(port)
-    if item.live is None or (live is None and _span(port)[0] != _span(port)[1]):
+    first, last, _ = _span(port)
+    if item.live is None or (live is None and first != last):
         return Mark(port, OPEN, worst.get(port), note)  # a range: its listeners are not checked one by one
     if live is None:
         return Mark(port, IDLE, worst.get(port), note or "nothing listens")
@@ -250,10 +251,6 @@ def _covered(port, labels):
     return any(f <= first and last <= la and p == proto for f, la, p in map(_span, labels))
 
 
-def _listening(item):
-    return set(item.live or {})
-
-
 def _internet(item, worst):
     ports = item.ports
     only_from = _get(ports, "only_from", dict, {})
@@ -277,7 +274,7 @@ def _trusted(item, worst):
     nets = _networks(_get(item.ports, "trusted", list))
     if not nets:
         return [], ""
-    marks = [_opened(port, item, [[net] for net in nets], worst) for port in sorted(_listening(item), key=_port_key)]
+    marks = [_opened(port, item, [[net] for net in nets], worst) for port in sorted(item.live or {}, key=_port_key)]
     return [mark for mark in marks if mark.state == CLOSED], "every port"
 
 

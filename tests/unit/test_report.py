@@ -50,6 +50,7 @@ def test_an_answer_is_the_function_return_or_why_there_is_none():
         "The minion function caused an exception:?Traceback ..."
     )
     assert report.answer({"ret": ""}) == (None, "empty answer")
+    assert report.answer({"error": "Minion is a syndic"}) == (None, "Minion is a syndic")
     assert report.answer(["a list"]) == (None, report.NO_ANSWER)
 
 
