@@ -5,9 +5,9 @@ import zimbra_fw_config as cfg
 import zimbra_fw_policy as policies
 import zimbra_fw_ufw as ufw
 import zimbra_fw_ufw_files as ufw_files
-from zimbra_fw_catalogue import parse_port_spec
 
 UFW_FACTS = cfg.Facts(name_taken=ufw.name_taken)
+
 
 SINGLE = {"roles": ["ldap", "mta", "proxy", "mailbox"], "trusted_subnets": ["192.168.1.0/24"]}
 
@@ -114,14 +114,6 @@ def test_ssh_any_covers_subnets():
     assert config.ssh_from == ("any",)
 
 
-@pytest.mark.parametrize(
-    "value, expected",
-    [(8443, "8443/tcp"), ("8443", "8443/tcp"), ("514/udp", "514/udp"), ("6000:6010/tcp", "6000:6010/tcp")],
-)
-def test_port_spec_forms(value, expected):
-    assert str(parse_port_spec(value)) == expected
-
-
 def test_ipv6_values_are_errors_when_ufw_has_ipv6_off():
     pillar = dict(
         SINGLE,
@@ -168,3 +160,161 @@ def test_mine_entries_that_are_not_mappings_are_left_out_naming_the_minion():
         "evil": (f"zimbra_fw:cluster:mine[evil]: '0.0.0.0/1' {what}",),
         "ok": (f"zimbra_fw:cluster:mine[ok]: None {what}",),
     }
+
+
+CLUSTER_PEERS = [
+    {"name": "ldap", "addresses": ["10.0.0.11"], "roles": ["ldap"]},
+    {"name": "mta", "addresses": ["10.0.0.12", "2001:db8::12"], "roles": ["mta"]},
+    {"name": "mailbox", "addresses": ["10.0.0.13"], "roles": ["mailbox", "memcached"]},
+    {"name": "proxy", "addresses": ["10.0.0.14"], "roles": ["proxy"]},
+]
+LAN_MINE = {"mine": True, "networks": ["10.0.0.0/24"]}
+
+
+def policy_of(pillar, facts=cfg.NO_FACTS):
+    return policies.build(cfg.parse_config(pillar, facts))
+
+
+def test_mine_peers_exclude_self_and_yield_to_pillar():
+    mine = {
+        "mailbox": {"roles": ["mailbox"], "addresses": ["10.0.0.13"]},
+        "mta": {"roles": ["mta"], "addresses": ["10.0.0.99"]},
+        "proxy": {"roles": ["proxy"], "addresses": ["10.0.0.14"]},
+    }
+    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "networks": ["10.0.0.0/24"], "peers": [CLUSTER_PEERS[1]]}}
+    config = cfg.parse_config(pillar, cfg.Facts(mine_data=mine, minion_id="mailbox"))
+    assert [(p.name, p.source) for p in config.peers] == [("mta", "pillar"), ("proxy", "mine")]
+    assert [str(a) for a in config.peers[0].addresses] == ["10.0.0.12/32", "2001:db8::12/128"]
+
+
+def test_empty_mine_is_an_error_not_an_empty_cluster():
+    with pytest.raises(cfg.ConfigInvalid, match=r"the mine has no zimbra_fw\.identity data"):
+        cfg.parse_config(
+            {"roles": ["mta"], "cluster": {"mine": True, "networks": ["10.0.0.0/8"]}},
+            cfg.Facts(mine_data={}, minion_id="mta"),
+        )
+
+
+@pytest.mark.parametrize(
+    "peers, fragment",
+    [
+        ("ldap", "cluster:peers: 'ldap' must be a list"),
+        ([{"name": "x", "addresses": ["10.0.0.300"], "roles": ["ldap"]}], "cluster:peers[0]:addresses[0]"),
+        ([{"name": "x", "addresses": [], "roles": ["ldap"]}], "must list at least one address"),
+        ([{"name": "x", "addresses": ["10.0.0.1"], "roles": ["ldapp"]}], "cluster:peers[0]:roles[0]: 'ldapp'"),
+        ([{"name": "x", "addresses": ["10.0.0.1"], "roles": ["ldap"], "role": 1}], "did you mean 'roles'"),
+        ([CLUSTER_PEERS[0], CLUSTER_PEERS[0]], "cluster:peers: 'ldap' is listed twice"),
+        ([{"name": "x", "addresses": ["0.0.0.0/0"], "roles": ["ldap"]}], "whole internet"),
+    ],
+)
+def test_bad_peers_are_named(peers, fragment):
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        cfg.parse_config({"roles": ["mta"], "cluster": {"peers": peers}})
+    assert any(fragment in problem for problem in info.value.problems), info.value.problems
+
+
+def test_the_default_mail_mode_is_https():
+    assert cfg.parse_config({"roles": ["mta"]}).mail_mode == "https"
+
+
+@pytest.mark.parametrize(
+    "pillar, problem",
+    [
+        (
+            {"only_from": {"389": ["10.0.0.0/8"]}},
+            "zimbra_fw:only_from:389/tcp: '389/tcp' is not a public port of this server (its public ports: "
+            "25/tcp, 465/tcp, 587/tcp)",
+        ),
+        (
+            {"only_from": {"x": ["10.0.0.0/8"]}},
+            "zimbra_fw:only_from:x: 'x' is not a port (1-65535) or a range such as '6000:6010/tcp'",
+        ),
+        (
+            {"only_from": ["25"]},
+            "zimbra_fw:only_from: ['25'] must be a mapping of port to networks, such as {'25': [198.51.100.0/24]}",
+        ),
+        (
+            {"only_from": {"25": ["any"]}},
+            "zimbra_fw:only_from:25[0]: 'any' would give the whole internet access (LDAP, memcached, MySQL)",
+        ),
+        (
+            {"only_from": {"25": ["0.0.0.0/0"]}},
+            "zimbra_fw:only_from:25[0]: '0.0.0.0/0' is the whole internet: it would give everyone access "
+            "(LDAP, memcached, MySQL)",
+        ),
+        (
+            {"only_from": {"25": ["198.51.100.7/24"]}},
+            "zimbra_fw:only_from:25[0]: '198.51.100.7/24' is not a valid subnet: 198.51.100.7/24 has host bits set "
+            "(did you mean '198.51.100.0/24'?)",
+        ),
+        (
+            {"only_from": {"25": []}},
+            "zimbra_fw:only_from:25: [] is empty: list the networks that may reach the port, or leave the port out",
+        ),
+        (
+            {"only_from": {"25": ["10.0.0.0/8"], "25/tcp": ["10.1.0.0/16"]}},
+            "zimbra_fw:only_from: '25/tcp' names 25/tcp twice",
+        ),
+        (
+            {"mail_mode": "ftp"},
+            "zimbra_fw:mail_mode: 'ftp' is not a Zimbra mail mode (zimbraMailMode): one of https, http, both, mixed, "
+            "redirect",
+        ),
+        ({"ssh": {"limit": "yes"}}, "zimbra_fw:ssh:limit: 'yes' must be true or false"),
+        (
+            {"cluster": {"networks": ["any"]}},
+            "zimbra_fw:cluster:networks[0]: 'any' would give the whole internet access (LDAP, memcached, MySQL)",
+        ),
+    ],
+)
+def test_bad_values_of_the_new_keys_are_named(pillar, problem):
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        policy_of({"roles": ["mta"], **pillar})
+    assert info.value.problems == [problem]
+
+
+def test_the_admin_console_cannot_be_both_admin_only_and_only_from():
+    with pytest.raises(cfg.ConfigInvalid, match=r"only_from:7071/tcp: '7071/tcp' is not a public port of this server"):
+        policy_of({"roles": ["mailbox"], "admin_subnets": ["10.8.0.0/24"], "only_from": {"7071": ["10.9.0.0/16"]}})
+
+
+def test_the_mine_may_only_publish_host_addresses():
+    mine = {"evil": {"roles": ["proxy", "mta", "mailbox"], "addresses": ["0.0.0.0/1", "128.0.0.0/1"]}}
+    policy = policy_of({"roles": ["mailbox"], "cluster": LAN_MINE}, cfg.Facts(mine_data=mine, minion_id="mb"))
+    assert policy.config.peers == () and "443/tcp" in [str(s) for s in policy.public]
+    assert policies.open_ports(policy)["left_out"] == {
+        "evil": [
+            "zimbra_fw:cluster:mine[evil]:addresses[0]: '0.0.0.0/1' is not a host address: a minion publishes its "
+            "own addresses (/32, /128), never networks",
+            "zimbra_fw:cluster:mine[evil]:addresses[1]: '128.0.0.0/1' is not a host address: a minion publishes its "
+            "own addresses (/32, /128), never networks",
+        ]
+    }
+
+
+def test_mine_addresses_outside_the_cluster_networks_are_left_out_and_said():
+    mine = {
+        "mta1": {"roles": ["mta"], "addresses": ["10.0.0.12", "203.0.113.12", "2001:db8::12"]},
+        "far": {"roles": ["proxy"], "addresses": ["198.51.100.9"]},
+    }
+    pillar = {"roles": ["mailbox"], "cluster": {"mine": True, "networks": ["10.0.0.0/24", "2001:db8::/64"]}}
+    policy = policy_of(pillar, cfg.Facts(mine_data=mine, minion_id="mb"))
+    assert [(p.name, [str(a) for a in p.addresses]) for p in policy.config.peers] == [
+        ("mta1", ["10.0.0.12/32", "2001:db8::12/128"])
+    ]
+    assert policies.open_ports(policy)["left_out"] == {
+        "far": ["198.51.100.9 is outside cluster:networks"],
+        "mta1": ["203.0.113.12 is outside cluster:networks"],
+    }
+    assert "Zimbra-proxy" not in policy.groups
+    # Pillar peers are the admins' own word: not filtered.
+    pillar["cluster"]["peers"] = [{"name": "p", "addresses": ["198.51.100.5"], "roles": ["proxy"]}]
+    policy = policy_of(pillar, cfg.Facts(mine_data=mine, minion_id="mb"))
+    assert "Zimbra-proxy" in policy.groups
+
+
+def test_a_bad_mine_address_does_not_hide_the_next():
+    mine = {"m": {"roles": ["mta"], "addresses": ["bad", "10.0.0.0/24", "10.0.0.5"]}}
+    policy = policy_of({"roles": ["mailbox"], "cluster": LAN_MINE}, cfg.Facts(mine_data=mine))
+    assert [p.split(":")[3] for p in policy.config.left_out["m"]] == ["addresses[0]", "addresses[1]"]
+    assert policy.config.peers == ()

@@ -1096,3 +1096,63 @@ def test_batch_outcome_edges():
     # a line that is not JSON does not hide the lines after it
     report = 'ufw says hello\n{"done": 0}\n{"done": 1}\n{"done": 2}\n'
     assert ufw.batch_outcome(COMMANDS, report, 0) == (3, None)
+
+
+CLUSTER_PEERS = [
+    {"name": "ldap", "addresses": ["10.0.0.11"], "roles": ["ldap"]},
+    {"name": "mta", "addresses": ["10.0.0.12", "2001:db8::12"], "roles": ["mta"]},
+    {"name": "mailbox", "addresses": ["10.0.0.13"], "roles": ["mailbox", "memcached"]},
+    {"name": "proxy", "addresses": ["10.0.0.14"], "roles": ["proxy"]},
+]
+
+
+def cluster_node(name, **pillar):
+    """The policy of one node of a 4-node cluster (ldap, mta, mailbox + memcached, proxy)."""
+    roles = next(p["roles"] for p in CLUSTER_PEERS if p["name"] == name)
+    peers = [p for p in CLUSTER_PEERS if p["name"] != name]
+    return policy_of(dict({"roles": roles, "cluster": {"peers": peers}}, **pillar))
+
+
+def test_one_rule_per_peer_address_and_profile():
+    rules = ufw.desired_rules(cluster_node("ldap"))
+    peer_rules = [r for r in rules if "app" in r]
+    assert peer_rules == [
+        ("allow", "from", "10.0.0.13", "to", "any", "app", "Zimbra-all"),
+        ("allow", "from", "10.0.0.13", "to", "any", "app", "Zimbra-mailbox"),
+        ("allow", "from", "10.0.0.12", "to", "any", "app", "Zimbra-all"),
+        ("allow", "from", "2001:db8::12", "to", "any", "app", "Zimbra-all"),
+        ("allow", "from", "10.0.0.14", "to", "any", "app", "Zimbra-all"),
+    ]
+    assert ("allow", "Zimbra") not in rules  # LDAP has nothing public
+
+
+def test_profile_text_has_a_section_per_profile():
+    text = ufw.profile_text(cluster_node("mailbox"))
+    assert list(ufw_files.profile_file_ports(text)) == ["Zimbra", "Zimbra-mta", "Zimbra-proxy"]
+    assert ufw_files.profile_file_ports(text)["Zimbra-mta"] == "7025,7073,8443/tcp"
+
+
+def test_only_from_takes_a_range_and_udp():
+    policy = policy_of(
+        {
+            "roles": ["snmp"],
+            "extra_ports": ["6000:6010/tcp", "1194/udp"],
+            "only_from": {"6000:6010/tcp": ["10.1.0.0/16"], "1194/udp": ["10.2.0.0/16"]},
+        }
+    )
+    assert ufw.desired_rules(policy)[1:] == [
+        ("allow", "from", "10.2.0.0/16", "to", "any", "port", "1194", "proto", "udp"),
+        ("allow", "from", "10.1.0.0/16", "to", "any", "port", "6000:6010", "proto", "tcp"),
+    ]
+    assert "Zimbra" not in policy.groups  # nothing left for anyone
+
+
+def test_ssh_limit_rate_limits_the_management_rules_and_the_check_expects_them():
+    policy = policy_of({"roles": ["mta"], "ssh": {"limit": True, "from": ["any", "10.0.0.0/8"]}})
+    assert ufw.desired_rules(policy)[0] == ("limit", "22/tcp")
+    policy = policy_of({"roles": ["mta"], "ssh": {"limit": True, "from": ["10.0.0.0/8"]}})
+    rule = ("limit", "from", "10.0.0.0/8", "to", "any", "port", "22", "proto", "tcp")
+    assert ufw.desired_rules(policy)[0] == rule
+    plan = ufw.plan_firewall(policy, ufw.Snapshot([], None, {}, False, "deny"))
+    assert plan.steps[0].args == (rule,)
+    assert cfg.parse_config({"roles": ["mta"]}).ssh_limit is False

@@ -218,6 +218,8 @@ def test_groups_respect_the_multiport_limit():
 
 
 ZF = "7a696d6272615f6677"  # "zimbra_fw", hex as ufw stores comments
+
+
 EVERY_FORM_RULES = f"""*filter
 :ufw-user-input - [0:0]
 ### RULES ###
@@ -262,3 +264,10 @@ def test_rules_from_files_as_ufw_show_added_lists_them():
 
 def test_no_rules_files():
     assert ufw_files.rules_from_files([None, ""]) == []
+
+
+def test_rule_profile_of_app_and_plain_rules():
+    assert ufw_files.rule_profile(("allow", "Zimbra")) == "Zimbra"
+    assert ufw_files.rule_profile(("allow", "from", "10.0.0.1", "to", "any", "app", "Zimbra-mta")) == "Zimbra-mta"
+    assert ufw_files.rule_profile(("allow", "22/tcp")) is None
+    assert ufw_files.rule_profile(("allow", "from", "10.0.0.0/8")) is None
