@@ -143,7 +143,8 @@ def _service_running(ret, service, program):
     if program is None:
         ret.update(result=False, comment=f"{ret['comment']}; {service}'s program is not found: reinstall it")
         return ret
-    if not _state_of(program)[0]:
+    was_running = _state_of(program)[0]
+    if not was_running:
         if "zimbra_fw.prepare" not in __salt__:
             ret.update(
                 result=False,
@@ -165,8 +166,8 @@ def _service_running(ret, service, program):
     running = __states__["service.running"](name=service, enable=True)
     changes = {**ret["changes"], **({service: running["changes"]} if running["changes"] else {})}
     ret.update(result=running["result"], changes=changes, comment=f"{ret['comment']}; {running['comment']}")
-    if running["result"] is not True or test:
-        return ret
+    if running["result"] is not True or test or (was_running and not running["changes"]):
+        return ret  # a daemon that ran and was left alone needs no second look
     runs, said = _state_of(program)
     for _ in range(START_CHECKS):
         if runs:

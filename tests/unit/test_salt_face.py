@@ -227,7 +227,7 @@ def test_pillar_state_summarises_and_warns_about_the_open_admin_console():
     )
 
 
-# ---------------------------------------------------------------- issue 18
+# ---------------------------------------------------------------- test mode and the Salt master rule
 
 
 class FakeBackend:
