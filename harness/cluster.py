@@ -6,7 +6,8 @@
 * a master namespace (10.77.0.1) running ``salt-master`` with this
   repository's formula as file_roots and a pillar per minion;
 * per minion a ``Minion`` sandbox (own netns, private /etc/ufw and
-  /etc/default/ufw through the guard) running ``salt-minion``, which
+  /etc/default/ufw through the guard, or a private firewalld or nftables
+  files) running ``salt-minion``, which
   publishes ``zimbra_fw.identity`` to the Salt Mine;
 * an "internet" namespace (10.77.0.200) that is on the LAN but no peer.
 
@@ -94,14 +95,17 @@ class Cluster(Topology):
         self.pillars[name] = pillar
         self._write_pillar_top()
 
-    def add_minion(self, name, host, pillar, extra_config=None, firewalld=False):
+    def add_minion(self, name, host, pillar, extra_config=None, *, firewalld=False, nftables=False):
         """Start a sandboxed salt-minion ``name`` at 10.77.0.``host`` with ``pillar``
-        (``extra_config``: more minion settings; ``firewalld``: run a private firewalld)."""
+        (``extra_config``: more minion settings; ``firewalld``: run a private firewalld;
+        ``nftables``: private nftables files)."""
         minion = self._add(
             Minion(f"{self.prefix}-{name}", self.workdir, minion_id=name, master=self.MASTER, extra_config=extra_config)
         )
         if firewalld:
             minion.start_firewalld()
+        if nftables:
+            minion.use_nftables()
         address = SUBNET_PREFIX + str(host)
         self._plug(minion, address)
         self.minions[name] = minion

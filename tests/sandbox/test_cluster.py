@@ -1,10 +1,11 @@
 """A 4-node Zimbra cluster under a real salt-master, each minion sandboxed.
 
 One bridge joins the master, the minions (each its own network namespace
-with a private ufw, or a private firewalld) and an "internet" host that is
-on the LAN but no peer. The cluster is mixed: the mailbox and the proxy run
-firewalld (pillar ``backend: firewalld``), the LDAP server and the MTA ufw,
-from one formula. Peers come from the Salt Mine (zimbra_fw.identity). TCP
+with a private ufw, a private firewalld or private nftables files) and an
+"internet" host that is on the LAN but no peer. The cluster is mixed: the
+mailbox and the proxy run firewalld (pillar ``backend: firewalld``), the MTA
+plain nftables (``backend: nftables``), the LDAP server ufw, from one
+formula. Peers come from the Salt Mine (zimbra_fw.identity). TCP
 probes prove the least-privilege matrix; a fifth node joins and leaves.
 """
 
@@ -26,9 +27,11 @@ NODES = {
 EXTRA_PILLAR = {
     "mailbox": {"admin_subnets": ["192.0.2.0/24"], "backend": "firewalld"},
     "proxy": {"backend": "firewalld"},
+    "mta": {"backend": "nftables"},
     "ldap": {"ssh": {"port": 2222, "from": ["192.0.2.0/24"]}},
 }
 FIREWALLD = ("mailbox", "proxy")
+NFTABLES = ("mta",)
 NETWORK = SUBNET_PREFIX + "0/24"  # cluster:networks: the mine is trusted inside it only
 LISTEN = {
     "ldap": [22, 389, 636, 2222],
@@ -62,7 +65,9 @@ def assert_all_succeeded(results, nodes):
 def cluster():
     with Cluster() as new_cluster:
         for name, (host, roles) in NODES.items():
-            new_cluster.add_minion(name, host, pillar(roles, name), firewalld=name in FIREWALLD)
+            new_cluster.add_minion(
+                name, host, pillar(roles, name), firewalld=name in FIREWALLD, nftables=name in NFTABLES
+            )
         new_cluster.wait_for_minions()
         started = time.monotonic()
         new_cluster.first_results = new_cluster.apply()
@@ -84,6 +89,7 @@ def test_first_apply_succeeds_everywhere(cluster):
     assert "10.77.0.12 in ipset zimbra-mta-v4" in mailbox and "10.77.0.14 in ipset zimbra-proxy-v4" in mailbox
     ldap = cluster.first_results["ldap"]["zimbra_fw-rules"]["changes"]["added"]
     assert "allow from 10.77.0.13 to any app Zimbra-mailbox" in ldap
+    assert cluster.first_results["mta"]["zimbra_fw-rules"]["comment"].startswith("Created table inet zimbra_fw")
     print(f"4-node first apply (sync_all, mine.update, state.apply): {cluster.first_apply_seconds:.1f} s")
 
 
