@@ -639,8 +639,10 @@ def _rule_access(exprs, sets):
                 unjudged = True
             continue
         left = files.left_text(inner.get("left"))
-        if left in ("iif", "ct state", "icmp type", "icmpv6 type"):
+        if left in ("ct state", "icmp type", "icmpv6 type"):
             return []
+        if left in ("iif", "iifname") and inner.get("right") == "lo":
+            return []  # loopback: the audit judges listeners on it apart
         if left in ("ip saddr", "ip6 saddr"):
             sources = _source_texts(inner.get("right"), sets)
         elif left in ("tcp dport", "udp dport"):
