@@ -356,6 +356,12 @@ def test_the_audit_counts_a_rule_it_cannot_read_as_from_anyone():
 
     assert nft.access_rules(listed(edit=odd))[-1] == Rule("allow", "any", [PortSpec(5060, 5060, "udp")])
 
+    def not_loopback(items):
+        rule = next(r for r in rules_of(items) if "iif" in json.dumps(r))
+        rule["expr"][0]["match"]["right"] = "eth0"
+
+    assert Rule("allow", "any", None) in nft.access_rules(listed(edit=not_loopback))
+
 
 def test_findings_when_the_table_would_not_survive_a_reboot():
     assert nft.audit_findings(listed(persisted="x", included=True, boot=True)) == []
