@@ -33,8 +33,8 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/pip install -q -r requirements.txt
 	touch $@
 
-# make demo BACKEND=ufw or BACKEND=firewalld for one of them.
-BACKEND ?= both
+# make demo BACKEND=ufw, BACKEND=firewalld or BACKEND=nftables for one of them.
+BACKEND ?= all
 demo: setup
 	$(PY) -m harness.demo --backend $(BACKEND)
 

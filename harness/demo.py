@@ -1,7 +1,7 @@
 """Demo: apply pillar.example to a sandboxed minion and show what it did.
 
-Run with ``make demo`` (both backends, one after the other) or ``make demo
-BACKEND=ufw`` / ``BACKEND=firewalld``. Prints the state result,
+Run with ``make demo`` (every backend, one after the other) or ``make demo
+BACKEND=ufw`` / ``BACKEND=firewalld`` / ``BACKEND=nftables``. Prints the state result,
 ``zimbra_fw.open_ports``, the firewall's own view (``ufw status verbose``,
 or ``firewall-cmd --list-all`` and the ``zimbra`` service) and a
 reachability table measured with real TCP connections from a trusted-LAN
@@ -56,7 +56,21 @@ def reachability_table(lab, open_ports):
     return failures
 
 
+VIEWS = {
+    "ufw": "ufw status verbose",
+    "firewalld": "firewall-cmd --list-all; --info-service zimbra",
+    "nftables": "nft list table inet zimbra_fw",
+}
+PRIVATE = {
+    "ufw": "/etc/ufw",
+    "firewalld": "/etc/firewalld and its own firewalld and system bus",
+    "nftables": "/etc (nftables.conf, nftables.d) and the namespace's own ruleset",
+}
+
+
 def firewall_view(minion, backend):
+    if backend == "nftables":
+        return minion.nft("list", "table", "inet", "zimbra_fw").stdout
     if backend == "ufw":
         return minion.ufw("status", "verbose").stdout
     zone = minion.guarded(["firewall-cmd", "--list-all"]).stdout
@@ -64,10 +78,10 @@ def firewall_view(minion, backend):
 
 
 def demo(pillar, backend):
-    with Lab(firewalld=backend == "firewalld") as lab:
+    with Lab(firewalld=backend == "firewalld", nftables=backend == "nftables") as lab:
         minion = lab.minion
         minion.set_pillar(dict(pillar, backend=backend))
-        private = "/etc/ufw" if backend == "ufw" else "/etc/firewalld and its own firewalld and system bus"
+        private = PRIVATE[backend]
         print(f"Sandboxed minion: network namespace {minion.name} with a private {private}")
         print(f"Trusted LAN client {lab.lan.name} (192.168.1.10), internet client {lab.internet.name} (203.0.113.10)")
         minion.sync()
@@ -76,26 +90,32 @@ def demo(pillar, backend):
         section("salt-call zimbra_fw.open_ports")
         open_ports = minion.salt("zimbra_fw.open_ports")
         print(yaml.safe_dump(open_ports, default_flow_style=None, sort_keys=False))
-        section("ufw status verbose" if backend == "ufw" else "firewall-cmd --list-all; --info-service zimbra")
+        section(VIEWS[backend])
         print(firewall_view(minion, backend))
         section("reachability, measured with TCP connections")
         failures = reachability_table(lab, open_ports)
         section("second state.apply")
         minion.reset_ufw_counts()
+        if backend == "nftables":
+            minion.reset_nft_counts()
         results = minion.apply()
         changed = [state for state, result in results.items() if result["changes"]]
-        counted = f"; ufw processes started: {len(minion.ufw_processes())}" if backend == "ufw" else ""
+        counted = {
+            "ufw": f"; ufw processes started: {len(minion.ufw_processes())}",
+            "nftables": f"; nft processes started: {len(minion.nft_commands())}",
+        }.get(backend, "")
         print(f"states with changes: {changed or 'none'}{counted}")
     return failures or changed
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="apply pillar.example in a sandbox and show the result")
-    parser.add_argument("--backend", choices=["ufw", "firewalld", "both"], default="both")
+    parser.add_argument("--backend", choices=["ufw", "firewalld", "nftables", "both", "all"], default="all")
     args = parser.parse_args(argv)
     with open(os.path.join(REPO, "pillar.example"), encoding="utf-8") as handle:
         pillar = yaml.safe_load(handle)["zimbra_fw"]
-    backends = ["ufw", "firewalld"] if args.backend == "both" else [args.backend]
+    every = {"both": ["ufw", "firewalld"], "all": ["ufw", "firewalld", "nftables"]}
+    backends = every.get(args.backend, [args.backend])
     failed = [backend for backend in backends if demo(pillar, backend)]
     if failed:
         print(f"\nUNEXPECTED results with: {', '.join(failed)}")
