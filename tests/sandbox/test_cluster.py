@@ -147,7 +147,8 @@ def test_the_fleet_report_agrees_with_the_probes(cluster):
     header, *rows = result["report"]
     assert header.split() == ["minion", "backend", "drifted", "critical", "high", "medium", "roles", "note"]
     assert [row.split() for row in rows] == [
-        [name, "firewalld" if name in FIREWALLD else "ufw", "no" if with_drift else "unknown", "0", "0",
+        [name, "firewalld" if name in FIREWALLD else "nftables" if name in NFTABLES else "ufw",
+         "no" if with_drift else "unknown", "0", "0",
          "1" if name == "proxy" else "0",  # 9071, the proxy's admin console: open to anyone
          ",".join(roles), *([] if with_drift else ["drift:", "'zimbra_fw.drift'", "is", "not", "available."])]
         for name, (_, roles) in sorted(NODES.items())
