@@ -12,6 +12,12 @@ Every tool builds exactly the rules zimbra_fw computes for the policy:
 * ansible ufw              -- ``community.general.ufw`` tasks, ``ansible-playbook -c local``;
 * cmd.run + unless         -- the naive way: ``ufw ...`` guarded by ``ufw show added | grep``.
 
+With ``--nftables``: zimbra_fw (backend nftables, one table replaced in one
+transaction) and Salt's core nftables states (table_present, chain_present,
+one append per rule and source, delete for peers that left, set_policy),
+each judged by what its tables let in (every input-hook chain dropping by
+default, the allowed (source, port) pairs those of the policy).
+
 For each tool and policy, rounds alternate the tools' order; each sample is
 a fresh sandbox: a first converge, then a no-op converge. The running
 firewall rows (``--running N...``): a mailbox with 2 peers, converged and
@@ -35,13 +41,15 @@ import time
 
 import yaml
 
-from bench.tools import FIREWALLD_TOOLS, LIMIT, TOOLS, DidNotFinish
+from bench.tools import FIREWALLD_TOOLS, LIMIT, NFTABLES_TOOLS, TOOLS, DidNotFinish
 from harness.sandbox import REPO, SALT_CALL, Lab
 
 sys.path.insert(0, os.path.join(REPO, "_utils"))  # the core, as on a minion after saltutil.sync_all
 import zimbra_fw_config
 import zimbra_fw_firewalld
 import zimbra_fw_firewalld_files
+import zimbra_fw_nftables
+import zimbra_fw_nftables_files
 import zimbra_fw_policy
 import zimbra_fw_ufw
 import zimbra_fw_ufw_files
@@ -62,6 +70,7 @@ class Policy:
         self.fw = zimbra_fw_firewalld.desired(policy)
         self.fw_services, self.fw_rules = self.fw.services, per_source_rules(self.fw)
         self.fw_definitions = zimbra_fw_firewalld.service_definitions(policy)
+        self.core, self.nft_absent = policy, []  # nft_absent: accesses of peers that left
 
 
 def per_source_rules(wanted):
@@ -119,7 +128,9 @@ def running_change(peers):
     before, joined = cluster_policy(RUNNING_BASE), cluster_policy(RUNNING_BASE + peers)
     absent = [rule for rule in joined.rules if rule not in before.rules]
     fw_absent = [rule for rule in joined.fw_rules if rule not in before.fw_rules]
-    return before, joined, cluster_policy(RUNNING_BASE, absent, fw_absent)
+    left = cluster_policy(RUNNING_BASE, absent, fw_absent)
+    left.nft_absent = [access for access in joined.core.accesses if access not in before.core.accesses]
+    return before, joined, left
 
 
 def matches(minion, policy):
@@ -156,12 +167,62 @@ def matches_firewalld(minion, policy, ipsets):
     return True
 
 
-def checker(tool, firewalld):
+def _port_keys(specs):
+    """PortSpecs as (port, proto) keys, a long range as one key: rules that
+    merge or split ports compare alike."""
+    if specs is None:
+        return {None}
+    keys = set()
+    for spec in specs:
+        if spec.last - spec.first > 100:
+            keys.add((spec.first, spec.last, spec.proto))
+        else:
+            keys.update((port, spec.proto) for port in range(spec.first, spec.last + 1))
+    return keys
+
+
+def nft_allowed(minion):
+    """(every chain on the input hook drops by default, {(source, port key)}
+    its rules accept), from ``nft -j list ruleset``."""
+    items = json.loads(minion.nft("-j", "list", "ruleset").stdout)["nftables"]
+    sets, policies, rules = {}, {}, []
+    for item in items:
+        kind, found = next(iter(item.items()))
+        table = (found.get("family"), found.get("table"))
+        if kind == "set":
+            elements = tuple(zimbra_fw_nftables_files.value_text(e) for e in found.get("elem") or ())
+            sets.setdefault(table, {})[found["name"]] = zimbra_fw_nftables_files.NftSet(found["type"], (), elements)
+        elif kind == "chain" and found.get("hook") == "input":
+            policies[(*table, found["name"])] = found.get("policy")
+        elif kind == "rule":
+            rules.append(((*table, found["chain"]), found["expr"]))
+    allowed = set()
+    for chain, exprs in rules:
+        for rule in zimbra_fw_nftables._rule_access(exprs, sets.get(chain[:2], {})) if chain in policies else ():
+            if rule.action == "allow":
+                allowed |= {(rule.source, key) for key in _port_keys(rule.ports)}
+    return bool(policies) and set(policies.values()) == {"drop"}, allowed
+
+
+def matches_nftables(minion, policy):
+    """Does the sandbox's nftables let in exactly what the policy allows, and drop the rest?"""
+    drops, allowed = nft_allowed(minion)
+    wanted = {
+        (zimbra_fw_config.source_text(access.source) if access.source else "any", key)
+        for access in policy.core.accesses
+        for key in _port_keys(access.ports)
+    }
+    return drops and allowed == wanted
+
+
+def checker(tool, backend):
     """The ``matches`` for this tool: (minion, policy) -> bool."""
 
     def check(minion, policy):
-        if firewalld:
+        if backend == "firewalld":
             return matches_firewalld(minion, policy, ipsets=tool.name == "zimbra_fw")
+        if backend == "nftables":
+            return matches_nftables(minion, policy)
         return matches(minion, policy)
 
     return check
@@ -185,35 +246,45 @@ def baselines(minion):
     return times
 
 
-def sample(tool, policy, firewalld=False):
+def reset_counts(minion):
+    minion.reset_ufw_counts()
+    minion.reset_nft_counts()
+
+
+def firewall_processes(minion, backend):
+    """ufw processes, or with nftables nft processes, since the last reset."""
+    return len(minion.nft_commands() if backend == "nftables" else minion.ufw_processes())
+
+
+def sample(tool, policy, backend="ufw"):
     """One fresh sandbox: the baselines, a first converge, then a no-op converge."""
-    check = checker(tool, firewalld)
-    with Lab(firewalld=firewalld) as lab:
+    check = checker(tool, backend)
+    with Lab(firewalld=backend == "firewalld", nftables=backend == "nftables") as lab:
         minion = lab.minion
         tool.prepare(minion, policy)
         measured = baselines(minion)
-        minion.reset_ufw_counts()
+        reset_counts(minion)
         try:
             first, _ = tool.converge(minion, policy)
         except DidNotFinish:
             return {**measured, "dnf": True}
-        first_calls = len(minion.ufw_processes())
+        first_calls = firewall_processes(minion, backend)
         correct = check(minion, policy)
-        minion.reset_ufw_counts()
+        reset_counts(minion)
         noop, noop_changed = tool.converge(minion, policy)
         return {
             **measured, "first": first, "first_ufw": first_calls, "noop": noop,
-            "noop_ufw": len(minion.ufw_processes()), "noop_changed": noop_changed,
+            "noop_ufw": firewall_processes(minion, backend), "noop_changed": noop_changed,
             "correct": correct and check(minion, policy),
         }  # fmt: skip
 
 
-def sample_running(tool, peers, firewalld=False):
+def sample_running(tool, peers, backend="ufw"):
     """One fresh sandbox with the firewall running: the baselines, then N peers
     joining and leaving, each timed."""
     before, joined, left = running_change(peers)
-    check = checker(tool, firewalld)
-    with Lab(firewalld=firewalld) as lab:
+    check = checker(tool, backend)
+    with Lab(firewalld=backend == "firewalld", nftables=backend == "nftables") as lab:
         minion = lab.minion
         tool.prepare(minion, before)
         tool.converge(minion, before)
@@ -384,6 +455,16 @@ def converged_firewalld_snapshot(policy):
     return zimbra_fw_firewalld.Snapshot(True, "public", "public", services, services, ipsets, ipsets, zone, zone)
 
 
+def converged_nftables_snapshot(policy):
+    """Our table converged to the core's ``policy``, persisted, as zimbra_fw reads it."""
+    wanted = zimbra_fw_nftables.desired(policy)
+    chain = zimbra_fw_nftables_files.Chain("filter", "input", 0, "drop")
+    persisted = zimbra_fw_nftables.persisted_text(policy, "drop")
+    return zimbra_fw_nftables.Snapshot(
+        True, chain, wanted.rules, (), ("input",), wanted.sets, persisted, True, True, zimbra_fw_nftables.DEBIAN
+    )
+
+
 def plan_timing(addresses, repeats=5):
     """Seconds the pure core takes for a mailbox with ``addresses`` peer
     addresses (one per peer): the pillar to the policy, and each backend's
@@ -404,6 +485,7 @@ def plan_timing(addresses, repeats=5):
     for backend, snapshot in (
         (zimbra_fw_ufw, converged_ufw_snapshot(policy)),
         (zimbra_fw_firewalld, converged_firewalld_snapshot(built)),
+        (zimbra_fw_nftables, converged_nftables_snapshot(built)),
     ):
         seconds, plans = timed(lambda b=backend, s=snapshot: [b.plan(part, built, s) for part in b.PARTS])
         timings[f"{backend.NAME}_plan_s"] = seconds
@@ -415,10 +497,11 @@ def print_plan_timing(timing):
     print(f"pure core, {timing['addresses']} peer addresses, converged (medians): pillar to policy "
           f"{timing['policy_s']:.3f} s; plan of every part: ufw {timing['ufw_plan_s']:.3f} s "
           f"(nothing to do: {timing['ufw_converged']}), firewalld {timing['firewalld_plan_s']:.3f} s "
-          f"(nothing to do: {timing['firewalld_converged']})")  # fmt: skip
+          f"(nothing to do: {timing['firewalld_converged']}), nftables {timing['nftables_plan_s']:.3f} s "
+          f"(nothing to do: {timing['nftables_converged']})")  # fmt: skip
 
 
-RESULT_FILES = (("latest.json", "ufw"), ("firewalld.json", "firewalld"))
+RESULT_FILES = (("latest.json", "ufw"), ("firewalld.json", "firewalld"), ("nftables.json", "nftables"))
 
 
 def plot(path, result_files=RESULT_FILES):
@@ -468,16 +551,18 @@ def main(argv=None):
     parser.add_argument("--tools", nargs="*", default=None, help="names (default: all); zimbra_fw always runs")
     parser.add_argument("--plot", default=None, help="write a PNG of both runs' last results here")
     parser.add_argument("--firewalld", action="store_true", help="the firewalld tools")
+    parser.add_argument("--nftables", action="store_true", help="the nftables tools")
     parser.add_argument("--plan-addresses", type=int, default=8000, help="the pure plan's timing: peer addresses")
     args = parser.parse_args(argv)
-    every = FIREWALLD_TOOLS if args.firewalld else TOOLS
+    backend = "firewalld" if args.firewalld else "nftables" if args.nftables else "ufw"
+    every = {"firewalld": FIREWALLD_TOOLS, "nftables": NFTABLES_TOOLS}.get(backend, TOOLS)
     tools = [t for t in every if args.tools is None or t.name in args.tools or t is every[0]]
     policies = ([] if args.no_seed else [seed_policy()]) + [cluster_policy(n) for n in sorted(args.peers)]
     by_name = {policy.name: policy for policy in policies}
-    results = alternated(list(by_name), tools, args.rounds, lambda t, n: sample(t, by_name[n], args.firewalld))
+    results = alternated(list(by_name), tools, args.rounds, lambda t, n: sample(t, by_name[n], backend))
     rows = summarise(policies, tools, results)
     running_sizes = sorted(args.running)
-    running = alternated(running_sizes, tools, args.rounds, lambda t, n: sample_running(t, n, args.firewalld))
+    running = alternated(running_sizes, tools, args.rounds, lambda t, n: sample_running(t, n, backend))
     running_rows = summarise_running(running_sizes, tools, running)
     timing = plan_timing(args.plan_addresses)
     print_table(rows, args.rounds)
@@ -488,7 +573,7 @@ def main(argv=None):
     os.makedirs(RESULTS, exist_ok=True)
     every_ping = [s["ping"] for group in (*results.values(), *running.values()) for s in group if "ping" in s]
     with open(
-        os.path.join(RESULTS, "firewalld.json" if args.firewalld else "latest.json"), "w", encoding="utf-8"
+        os.path.join(RESULTS, {"ufw": "latest.json"}.get(backend, f"{backend}.json")), "w", encoding="utf-8"
     ) as handle:
         json.dump(
             {

@@ -16,11 +16,16 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 
 import yaml
 
-from harness.sandbox import SALT_CALL
+from harness.sandbox import REPO, SALT_CALL
+
+sys.path.insert(0, os.path.join(REPO, "_utils"))  # the core, as on a minion after saltutil.sync_all
+import zimbra_fw_config
+import zimbra_fw_policy
 
 BIN = os.path.dirname(SALT_CALL)
 COMMENT = "zimbra_fw"
@@ -320,3 +325,88 @@ class AnsibleFirewalld(AnsibleUfw):
 
 
 FIREWALLD_TOOLS = [ZimbraFwFirewalld(), SaltFirewalld(), AnsibleFirewalld()]
+
+
+# ---------------------------------------------------------------- nftables
+
+
+class ZimbraFwNftables(ZimbraFw):
+    def prepare(self, minion, policy):
+        minion.set_pillar(dict(policy.pillar, backend="nftables"))
+        minion.sync()
+
+
+SALT_NFT_TABLE = "zimbra_salt"
+SALT_NFT_BASE = [  # loopback, conntrack and ICMP, as zimbra_fw's table has them (state kwargs of build_rule)
+    ({"if": "lo", "jump": "accept"}, ("ipv4", "ipv6")),
+    ({"connstate": "established,related", "jump": "accept"}, ("ipv4", "ipv6")),
+    ({"connstate": "invalid", "jump": "drop"}, ("ipv4", "ipv6")),
+    ({"icmp-type": "destination-unreachable, echo-request, parameter-problem, time-exceeded", "jump": "accept"},
+     ("ipv4",)),
+    ({"icmpv6-type": "destination-unreachable, echo-request, mld-listener-query, nd-neighbor-advert, "
+                     "nd-neighbor-solicit, nd-router-advert, packet-too-big, parameter-problem, time-exceeded",
+      "jump": "accept"}, ("ipv6",)),
+]  # fmt: skip
+
+
+def salt_nft_rules(access):
+    """One policy access as Salt nftables rule kwargs: [(family, kwargs)], one rule a source."""
+    families = ("ipv4", "ipv6") if access.source is None else (f"ipv{access.source.version}",)
+    head = {} if access.source is None else {"source": zimbra_fw_config.source_text(access.source)}
+    if access.ports is None:
+        return [(family, {**head, "jump": "accept"}) for family in families]
+    rules = []
+    for proto in sorted({spec.proto for spec in access.ports}):
+        specs = [spec for spec in access.ports if spec.proto == proto]
+        if len(specs) == 1:
+            spec = specs[0]
+            ports = {"dport": str(spec.first) if spec.first == spec.last else f"{spec.first}:{spec.last}"}
+        else:  # build_rule's dports takes numbers only
+            ports = {"dports": ",".join(str(p) for s in specs for p in range(s.first, s.last + 1))}
+        rules += [(family, {**head, "proto": proto, **ports, "jump": "accept"}) for family in families]
+    return rules
+
+
+class SaltNftables(_SaltSls):
+    """Salt's core nftables states: table_present, chain_present, one append per
+    rule (a rule a source: they make no sets) in an ip and an ip6 table, set_policy
+    drop; peers that left are delete states."""
+
+    name = "salt nftables"
+    sls_name = "bench_salt_nftables"
+
+    def sls(self, policy):
+        states, index = {}, 0
+        for family in ("ipv4", "ipv6"):
+            where = {"table": SALT_NFT_TABLE, "family": family}
+            states[f"bench-table-{family}"] = {"nftables.table_present": [{"name": SALT_NFT_TABLE}, {"family": family}]}
+            states[f"bench-chain-{family}"] = {
+                "nftables.chain_present": [{"name": "input"}, *({k: v} for k, v in where.items()),
+                                           {"table_type": "filter"}, {"hook": "input"}, {"priority": 0}]
+            }  # fmt: skip
+        accesses = list(policy.core.accesses)
+        management = [a for a in accesses if a.kind in zimbra_fw_policy.MANAGEMENT_KINDS]
+        rules = [rule for access in management for rule in salt_nft_rules(access)]
+        rules += [(family, kwargs) for kwargs, families in SALT_NFT_BASE for family in families]
+        rules += [rule for access in accesses if access not in management for rule in salt_nft_rules(access)]
+        for family, kwargs in rules:
+            index += 1
+            args = {"table": SALT_NFT_TABLE, "chain": "input", "family": family, **kwargs}
+            states[f"bench-rule-{index}"] = {
+                "nftables.append": [{"name": f"rule{index}"}, *({k: v} for k, v in args.items())]
+            }
+        for family, kwargs in (rule for access in policy.nft_absent for rule in salt_nft_rules(access)):
+            index += 1
+            args = {"table": SALT_NFT_TABLE, "chain": "input", "family": family, **kwargs}
+            states[f"bench-gone-{index}"] = {
+                "nftables.delete": [{"name": f"gone{index}"}, *({k: v} for k, v in args.items())]
+            }
+        for family in ("ipv4", "ipv6"):
+            states[f"bench-policy-{family}"] = {
+                "nftables.set_policy": [{"name": f"policy-{family}"}, {"table": SALT_NFT_TABLE}, {"chain": "input"},
+                                        {"family": family}, {"policy": "drop"}]
+            }  # fmt: skip
+        return states
+
+
+NFTABLES_TOOLS = [ZimbraFwNftables(), SaltNftables()]

@@ -6,10 +6,19 @@ distribution's boot would load it, bad input changes nothing."""
 
 import copy
 import os
+import sys
 
 import pytest
+import zimbra_fw_config as cfg
+import zimbra_fw_nftables as nft
+import zimbra_fw_policy as policies
+from hypothesis import given, settings
+from salt.exceptions import CommandExecutionError
 
-from harness.sandbox import Lab
+from harness.sandbox import REPO, Lab
+
+sys.path.insert(0, os.path.join(REPO, "tests", "unit"))  # the hostile pillars of the unit tests
+from test_hostile_inputs import KNOWN_ATTACKS, SETTINGS, pillars_and_facts
 
 PUBLIC = [25, 80, 110, 143, 443, 465, 587, 993, 995, 3443, 5222, 5223, 7071, 9071]
 INTERNAL = [389, 636, 3310, 7025, 7072, 7171, 7306, 8080, 8443, 10024, 11211, 23232]
@@ -208,3 +217,46 @@ def test_the_persisted_file_loads_as_the_distribution_boots_it(lab):
     minion.nft("-f", "/etc/nftables.conf")  # what nftables.service does at boot (Debian's flushes the ruleset first)
     assert our_table(minion) == before
     assert changes(minion.apply()) == {}
+
+
+def hostile_tables(count):
+    """Tables rendered from the known attacks and ``count`` generated hostile
+    pillars that the config accepts: {table text: its policy}."""
+    tables = {}
+
+    def render(pillar, facts):
+        try:
+            policy = policies.build(cfg.parse_config(pillar, facts))
+            tables.setdefault(nft.table_text(policy, "drop"), policy)
+        except (cfg.ConfigInvalid, CommandExecutionError):
+            pass
+
+    for attack in KNOWN_ATTACKS:
+        pillar, mine = attack if isinstance(attack, tuple) else (attack, None)
+        render(dict(pillar, backend="nftables"), cfg.Facts(mine_data=mine, minion_id="me"))
+
+    @settings(max_examples=count, **SETTINGS)
+    @given(pillars_and_facts("nftables", "Debian"))
+    def generated(case):
+        render(*case)
+
+    generated()
+    return tables
+
+
+def test_tables_rendered_from_hostile_pillars_are_what_nft_reads(lab):
+    """nft itself is the oracle: every table checks (nft -c) as one batch, and
+    the largest ones load and read back as converged."""
+    minion = lab.minion
+    tables = hostile_tables(150)
+    assert len(tables) >= 10
+    batch = "".join(f"table inet zimbra_fw {{}}\ndelete table inet zimbra_fw\n{text}" for text in tables)
+    checked = minion.nft("-c", "-f", "-", stdin=batch, check=False)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    try:
+        for text in sorted(tables, key=len)[-3:]:
+            minion.nft("-f", "-", stdin=f"table inet zimbra_fw {{}}\ndelete table inet zimbra_fw\n{text}")
+            listed = nft.snapshot_of(nft.files.parse_table(minion.nft("-j", "list", "table", *OURS).stdout))
+            assert nft.plan("rules", tables[text], listed).changes == {}, text
+    finally:
+        minion.nft("delete", "table", *OURS)
