@@ -38,6 +38,7 @@ from zimbra_fw_audit import Rule
 from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, said, sentence
 from zimbra_fw_catalogue import PortSpec
 from zimbra_fw_commands import ApplyFailed, checked
+from zimbra_fw_config import source_text
 from zimbra_fw_nftables_files import CHAIN, FAMILY, TABLE, NftSet
 
 
@@ -266,8 +267,17 @@ def _set_rules(group, version):
 Desired = namedtuple("Desired", "sets rules")
 
 
+_LAST = [None, None]  # (policy, Desired): the three parts of a run plan from one policy
+
+
 def desired(policy):
     """The sets ({name: NftSet}) and the input chain's rules (texts, in order)."""
+    if _LAST[0] is not policy:
+        _LAST[:] = [policy, _desired(policy)]
+    return _LAST[1]
+
+
+def _desired(policy):
     rules = [rule for access in policies.management(policy) for rule in _rules_of(access)]
     rules += [rule for rule in BASE_RULES if rule not in rules]
     sources = {}
@@ -296,7 +306,7 @@ def _elements(networks):
     the wider one admits it."""
     wider = [net for net in networks if net.prefixlen < net.max_prefixlen]  # only these can hold others
     kept = [net for net in networks if not any(net != other and net.subnet_of(other) for other in wider)]
-    return tuple(files.value_text(files.address(net)) for net in sorted(kept))
+    return tuple(source_text(net) for net in sorted(kept))  # as value_text prints files.address(net)
 
 
 def management_rules(policy):
@@ -402,8 +412,15 @@ def plan_firewall(policy, snapshot):
     return Plan({"policy": {"old": old, "new": "drop"}}, steps, None)
 
 
+DIFF_LINES = 100  # a longer diff is summed up: thousands of set elements would fill the state output
+
+
 def _file_diff(old, new, path):
-    lines = difflib.unified_diff((old or "").splitlines(), new.splitlines(), path, path, lineterm="", n=0)
+    lines = list(difflib.unified_diff((old or "").splitlines(), new.splitlines(), path, path, lineterm="", n=0))
+    changed = [line for line in lines[2:] if line[:1] in "+-"]
+    if len(changed) > DIFF_LINES:
+        added = sum(line.startswith("+") for line in changed)
+        return f"{added} lines added, {len(changed) - added} removed"
     return "\n".join(lines)
 
 
@@ -581,7 +598,7 @@ def status(snapshot):
         "table": TABLE_NAME if snapshot.table else None,
         "managed_rules": list(snapshot.rules),
         "other_rules": [],  # other tables are not ours to read on a run
-        "sets": {name: list(found.elements) for name, found in sorted(snapshot.sets.items())},
+        "sets": {name: sorted(found.elements, key=files.sort_key) for name, found in sorted(snapshot.sets.items())},
         "persisted": path if snapshot.persisted is not None else None,
         "included": snapshot.included,
         "boot": snapshot.boot,

@@ -61,7 +61,7 @@ def ports_value(specs):
     return values[0] if len(values) == 1 else {"set": values}
 
 
-def _sort_key(text):
+def sort_key(text):
     head = text.split("-")[0].split("/")[0]
     if head.isdigit():
         return (0, int(head), text)
@@ -106,7 +106,7 @@ def _composite_text(kind, inner, quoted):
         if intervals is not None:  # merged as nft merges them in a set with a range
             items = [str(first) if first == last else f"{first}-{last}" for first, last in intervals]
         else:
-            items = sorted((value_text(item, quoted) for item in inner), key=_sort_key)
+            items = sorted((value_text(item, quoted) for item in inner), key=sort_key)
         return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
     if kind == "elem" and isinstance(inner, dict):  # an element with options (timeout, ...)
         return value_text(inner.get("val"), quoted)
@@ -213,7 +213,9 @@ def policy_text(policy):
 
 
 def _elements(found):
-    return tuple(sorted((value_text(element) for element in found.get("elem") or ()), key=_sort_key))
+    """A set's elements as nft lists them (an address as nft prints it: no
+    parse per element; the planner compares them as sets)."""
+    return tuple(element if isinstance(element, str) else value_text(element) for element in found.get("elem") or ())
 
 
 def _flags(found):
