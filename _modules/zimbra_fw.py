@@ -10,6 +10,10 @@ hands it to the firewall backend the pillar's ``backend`` names
 """
 
 import ipaddress
+import logging
+import time
+
+import salt.utils.systemd
 
 try:
     import zimbra_fw_audit
@@ -17,6 +21,8 @@ try:
     import zimbra_fw_config
     import zimbra_fw_firewalld
     import zimbra_fw_policy
+    import zimbra_fw_rollback
+    import zimbra_fw_sessions
     import zimbra_fw_ufw
 
     BACKENDS = {"ufw": zimbra_fw_ufw, "firewalld": zimbra_fw_firewalld}
@@ -27,7 +33,19 @@ except ImportError as exc:  # _utils not synced
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "zimbra_fw"
-__load__ = ["audit", "catalogue", "converge", "identity", "open_ports", "plan", "prepare", "profile", "status"]
+__load__ = [
+    "audit",
+    "catalogue",
+    "confirm",
+    "converge",
+    "identity",
+    "open_ports",
+    "plan",
+    "prepare",
+    "profile",
+    "status",
+]
+log = logging.getLogger(__name__)
 
 MINE_FUNCTION = "zimbra_fw.identity"
 # Where the minion's connections (to its Salt master too) take their source port.
@@ -155,19 +173,102 @@ def _plan_view(plan_):
     return view
 
 
-def _plans(policy, parts):
-    """``{part: Plan}`` from one read of the firewall. Within a state run the
-    read is shared by the states until one of them changes something."""
+def _snapshot(policy, parts):
+    """One read of the firewall. Within a state run the read is shared by the
+    states until one of them changes something."""
     backend = _backend(policy.config)
     cache = __context__.get(RUN_CACHE)
     if cache is not None and "snapshot" in cache:
-        snapshot = cache["snapshot"]
-    else:
-        live = cache is not None or any(p in backend.LIVE_PARTS for p in parts)
-        snapshot = backend.read_snapshot(_run, live=live, config=policy.config)
-        if cache is not None:
-            cache["snapshot"] = snapshot
+        return cache["snapshot"]
+    live = cache is not None or any(p in backend.LIVE_PARTS for p in parts)
+    snapshot = backend.read_snapshot(_run, live=live, config=policy.config)
+    if cache is not None:
+        cache["snapshot"] = snapshot
+    return snapshot
+
+
+def _plans(policy, parts):
+    """``{part: Plan}`` from one read of the firewall (see _snapshot)."""
+    backend = _backend(policy.config)
+    snapshot = _snapshot(policy, parts)
     return {name: backend.plan(name, policy, snapshot) for name in parts}
+
+
+def _sessions():
+    """The established TCP sessions of this host, IPv4 and IPv6 (a fact)."""
+    return [session for name in ("tcp", "tcp6") for session in zimbra_fw_sessions.established(_read_proc(name))]
+
+
+def _refused(problems):
+    return CommandExecutionError("Refused, nothing was changed:\n- " + "\n- ".join(problems))
+
+
+def _session_notes(policy, snapshot, test):
+    """Notes on the live sessions the policy would cut, or a refusal. Only
+    while the firewall filters, or will: it is enabled by the pillar, or runs
+    denying what no rule allows."""
+    config = policy.config
+    filtering = config.enabled or (snapshot.active and snapshot.incoming == "deny")
+    cuts = zimbra_fw_sessions.cut_sessions(policy, _sessions()) if filtering else []
+    if cuts and not config.allow_cut_sessions:
+        raise _refused(
+            [cut.text for cut in cuts]
+            + ["set zimbra_fw:allow_cut_sessions: true to apply anyway (with zimbra_fw:confirm to be safe)"]
+        )
+    verb = "would cut" if test else "cuts"
+    return [f"{cut.text.replace('would cut', verb, 1)}, allowed by zimbra_fw:allow_cut_sessions" for cut in cuts]
+
+
+def _rollback_notes(policy, backend, test):
+    """Refuse while a rollback is pending, unless this run carries confirm;
+    with confirm, save the firewall (a pending rollback keeps its older copy)
+    and arm the rollback. Notes saying when it rolls back."""
+    seconds = policy.config.confirm
+    record = zimbra_fw_rollback.pending()
+    if record is not None and seconds is None:
+        raise _refused(
+            [
+                f"a rollback is pending, due {zimbra_fw_rollback.due_text(record['due'], time.time())}: confirm the "
+                "last change first (zimbra_fw.confirm), or run with zimbra_fw:confirm, which keeps that rollback's "
+                "saved firewall and sets a new delay"
+            ]
+        )
+    if seconds is None:
+        return []
+    if test:
+        return [f"would be rolled back {seconds} s after it is applied unless zimbra_fw.confirm is called"]
+    saved = backend.save(_run, policy.config) if record is None else None
+    try:
+        armed = zimbra_fw_rollback.arm(
+            _run,
+            backend.NAME,
+            saved,
+            seconds,
+            systemd=salt.utils.systemd.booted(__context__),
+            log_file=__opts__.get("log_file"),
+        )
+    except (OSError, RuntimeError) as exc:
+        raise _refused([f"zimbra_fw:confirm: the rollback could not be armed: {exc}"]) from exc
+    due = zimbra_fw_rollback.due_text(armed["due"], time.time())
+    log.warning("zimbra_fw: the firewall change is rolled back at %s unless zimbra_fw.confirm is called", due)
+    kept = "" if record is None else " (to the firewall saved before the earlier unconfirmed change)"
+    return [f"rolled back at {due}{kept} unless zimbra_fw.confirm is called"]
+
+
+def _before_changes(policy, backend, test):
+    """Once per run, before anything changes: the checks and the rollback of
+    a run that changes something (see _session_notes, _rollback_notes).
+    Returns the notes for the comment of the first part that changes."""
+    cache = __context__.get(RUN_CACHE)
+    if cache is not None and "notes" in cache:
+        return cache["notes"]
+    notes = []
+    if any(plan_.steps for plan_ in _plans(policy, backend.PARTS).values()):
+        notes = _session_notes(policy, _snapshot(policy, backend.PARTS), test)
+        notes += _rollback_notes(policy, backend, test)
+    if cache is not None:
+        cache["notes"] = notes
+    return notes
 
 
 def catalogue():
@@ -295,7 +396,9 @@ def converge(part=None, test=False):
     test = bool(test or __opts__.get("test"))  # the minion's own test: True wins
     policy, results = _policy(), {}
     backend = _backend(policy.config)
-    for name in _parts(part, backend):
+    parts = _parts(part, backend)
+    notes = _before_changes(policy, backend, test)
+    for name in parts:
         plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
         if plan_.steps and not test:
             __context__.get(RUN_CACHE, {}).pop("snapshot", None)  # the next part reads the firewall anew
@@ -303,6 +406,9 @@ def converge(part=None, test=False):
         results[name] = {"changes": plan_.changes, "applied": applied}
         if plan_.comment:
             results[name]["comment"] = plan_.comment
+        if plan_.steps and notes:  # told once, by the first part that changes
+            results[name]["notes"], notes = notes, []
+            __context__.get(RUN_CACHE, {})["notes"] = []
     return results
 
 
@@ -382,4 +488,42 @@ def status():
     """
     policy = _policy()
     backend = _backend(policy.config)
-    return backend.status(backend.read_snapshot(_run, config=policy.config))
+    result = backend.status(backend.read_snapshot(_run, config=policy.config))
+    result["rollback"] = _rollback_status()
+    return result
+
+
+def _rollback_status():
+    """The pending rollback (when it is due, how it is armed), or None; and
+    the last one that failed, if any."""
+    record, failed = zimbra_fw_rollback.pending(), zimbra_fw_rollback.failed()
+    status_ = None
+    if record is not None:
+        status_ = {
+            "due": zimbra_fw_rollback.due_text(record["due"], time.time()),
+            "armed_by": f"systemd timer {record['unit']}.timer" if record["unit"] else "a detached process",
+            "confirm_with": "zimbra_fw.confirm",
+        }
+    if failed is not None:
+        status_ = {**(status_ or {}), "last_failed": failed}
+    return status_
+
+
+def confirm():
+    """
+    Keep the firewall as the last run with ``zimbra_fw:confirm`` left it:
+    the pending rollback is cancelled and its saved copy of the firewall
+    dropped. With no rollback pending it says so and changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.confirm
+    """
+    record = zimbra_fw_rollback.confirm(_run)
+    if record is None:
+        return {"confirmed": False, "comment": "No rollback is pending: nothing to confirm"}
+    due = zimbra_fw_rollback.due_text(record["due"], time.time())
+    log.warning("zimbra_fw: the firewall change was confirmed; the rollback due %s is cancelled", due)
+    return {"confirmed": True, "comment": f"Confirmed: the rollback due {due} is cancelled; the firewall stays"}

@@ -106,7 +106,8 @@ def _converge(name, part):
     if not changes:
         ret["comment"] = outcome.get("comment", _DONE[part])
         return ret
-    ret.update(changes=changes, comment=_describe(changes, test), result=None if test else True)
+    comment = "; ".join([_describe(changes, test), *outcome.get("notes", [])])
+    ret.update(changes=changes, comment=comment, result=None if test else True)
     return ret
 
 

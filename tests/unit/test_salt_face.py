@@ -57,6 +57,7 @@ def test_only_user_functions_are_published():
     assert sorted(module.__load__) == [
         "audit",
         "catalogue",
+        "confirm",
         "converge",
         "identity",
         "open_ports",
@@ -256,6 +257,8 @@ def converging(opts):
     plan = types.SimpleNamespace(steps=["allow x"], changes={"added": ["allow x"]}, comment=None)
     module._backend = lambda config=None, settings=None: backend
     module._plans = lambda policy, parts: {part: plan for part in parts}
+    module._snapshot = lambda policy, parts: types.SimpleNamespace(active=True, incoming="deny")
+    module._sessions = lambda: []  # no session: nothing to cut
     return module, backend
 
 
