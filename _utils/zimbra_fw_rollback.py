@@ -131,13 +131,18 @@ def parse_record(text):
         return None
     if not isinstance(record, dict) or any(key not in record for key in RECORD_KEYS):
         return None
-    if not isinstance(record["token"], str) or not record["token"].isalnum():
-        return None
-    if not isinstance(record["due"], (int, float)) or isinstance(record["due"], bool):
-        return None
-    if record["backend"] not in BACKEND_MODULES:
-        return None
-    return record
+    token, due = record["token"], record["due"]
+    valid = (
+        isinstance(token, str)
+        and token.isalnum()
+        and isinstance(due, (int, float))
+        and not isinstance(due, bool)
+        and isinstance(record["backend"], str)
+        and record["backend"] in BACKEND_MODULES
+        and record["unit"] in (None, f"{UNIT_PREFIX}{token}")  # handed to systemctl
+        and isinstance(record["log_file"], (str, type(None)))
+    )
+    return record if valid else None
 
 
 def due_text(due, now):

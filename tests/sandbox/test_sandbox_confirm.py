@@ -28,6 +28,9 @@ def lab(request):
     with Lab(firewalld=firewalld) as new_lab:
         minion = new_lab.minion
         minion.sync()
+        if firewalld:  # its default zone lets anyone reach ssh: only the pillar's rules may here
+            for scope in (["--permanent"], []):
+                minion.guarded(["firewall-cmd", *scope, "--remove-service=ssh"])
         minion.set_pillar({**PILLAR, "backend": request.param})
         assert all(r["result"] for r in minion.apply().values())
         minion.listen([22], hold=True)
