@@ -233,6 +233,14 @@ def _rollback_notes(policy, backend, test):
                 "saved firewall and sets a new delay"
             ]
         )
+    if record is not None and record["backend"] != backend.NAME:
+        raise _refused(
+            [
+                f"a rollback of {record['backend']} is pending, due "
+                f"{zimbra_fw_rollback.due_text(record['due'], time.time())}, and this run is for {backend.NAME}: "
+                "confirm the last change first (zimbra_fw.confirm)"
+            ]
+        )
     if seconds is None:
         return []
     if test:

@@ -91,6 +91,10 @@ def test_confirm_arms_a_rollback_that_refuses_other_runs_until_confirmed(directo
     with pytest.raises(CommandExecutionError, match=r"a rollback is pending, due .*: confirm the last change first"):
         plain.converge()
     assert other.applied == []
+    other_backend, _, _ = gated({**SINGLE, "confirm": 30})
+    other_backend._backend().NAME = "firewalld"
+    with pytest.raises(CommandExecutionError, match=r"a rollback of ufw is pending, .* this run is for firewalld"):
+        other_backend.converge()
     again, _, _ = gated({**SINGLE, "confirm": 30})
     assert "saved before the earlier unconfirmed change" in again.converge()["profile"]["notes"][0]
 
