@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := ufw iptables iproute2 util-linux mount firewalld dbus nftable
 # yamllint only picks *.yaml/*.yml from a directory: every SLS is named.
 SLS := $(wildcard zimbra_fw/*.sls)
 
-.PHONY: setup system-packages demo test lint unit mutation bench clean
+.PHONY: setup system-packages demo test lint unit mutation bench ports clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -54,6 +54,10 @@ unit: setup
 test: lint
 	$(PY) -m pytest -n 2 --dist loadfile --ignore=tests/sandbox/test_cluster.py
 	$(PY) -m pytest tests/sandbox/test_cluster.py
+
+# docs/zimbra-ports.yaml from the catalogue (a unit test fails when it is stale).
+ports: setup
+	$(PY) tools/ports_yaml.py
 
 # Mutation testing of the core with the unit tests (not part of make test).
 mutation: setup

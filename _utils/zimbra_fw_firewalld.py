@@ -35,6 +35,7 @@ import zimbra_fw_firewalld_files as files
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
+from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, group_changes, said, sentence
 from zimbra_fw_catalogue import ROLES
 from zimbra_fw_commands import ApplyFailed, checked, checked_output, helper_outcome, json_lines, program_python
 from zimbra_fw_config import source_text
@@ -49,7 +50,6 @@ def __virtual__():
 NAME = "firewalld"
 PACKAGE = SERVICE = "firewalld"
 PROGRAM = "firewall-cmd"
-PARTS = ("profile", "rules", "firewall")
 LIVE_PARTS = PARTS  # every part reads firewalld over D-Bus
 PRIORITY = 32000
 IPSET_TYPE = "hash:net"
@@ -79,10 +79,6 @@ class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=(None, None))):
     def incoming(self):
         """What the zone does with what no rule allows, in ufw's words (the audit's)."""
         return "allow" if self.runtime.target.upper() == "ACCEPT" else "deny"
-
-
-Plan = namedtuple("Plan", "changes steps comment")
-Step = namedtuple("Step", "action args describe")
 
 
 def unavailable():
@@ -518,11 +514,52 @@ def plan_firewall(policy, snapshot):
     return Plan({"target": {"old": target, "new": "default"}}, steps, None)
 
 
-PLANNERS = {"profile": plan_profile, "rules": plan_rules, "firewall": plan_firewall}
+PLANNERS = dict(zip(PARTS, (plan_profile, plan_rules, plan_firewall), strict=True))
 
 
 def plan(part, policy, snapshot):
-    return PLANNERS[part](policy, snapshot)
+    return dispatch(PLANNERS, part, policy, snapshot)
+
+
+DONE = {
+    "profile": "The firewalld services and ipsets are as configured",
+    "rules": "The zimbra_fw rich rules and ipset entries are as configured",
+    "firewall": "The zone denies incoming by default (target default)",
+}
+
+
+def _count_rules(items):
+    """'3 rules', or with ipset entries among them '3 rules and 200 ipset entries'."""
+    entries = [item for item in items if " in ipset " in item]
+    rules = [item for item in items if " in ipset " not in item]
+    counts = ([count(rules, "rule")] if rules or not entries else []) + (
+        [count(entries, "ipset entry", "ipset entries")] if entries else []
+    )
+    return " and ".join(counts)
+
+
+def describe(changes, test):
+    """A plan's changes in words: 'Added 3 rules and 200 ipset entries; reloaded firewalld for zimbra'."""
+    words = group_changes(changes, "ports", "service", test) + group_changes(changes, "ipsets", "ipset", test)
+    if "rules removed" in changes:
+        counted = count(changes["rules removed"], "rule of a retired service")
+        words.append(said(test, f"removed {counted}", f"{counted} would be removed"))
+    # Both scopes alike give added/removed; else each scope has its own.
+    for scope, scoped in (
+        ("", changes),
+        (" (runtime)", changes.get("runtime", {})),
+        (" (permanent)", changes.get("permanent", {})),
+    ):
+        for verb in ("added", "removed"):
+            if verb in scoped:
+                counted = _count_rules(scoped[verb])
+                words.append(said(test, f"{verb} {counted}{scope}", f"{counted} would be {verb}{scope}"))
+    if "reloaded" in changes.get("runtime", {}):
+        loaded = ", ".join(changes["runtime"]["reloaded"])
+        words.append(said(test, f"reloaded firewalld for {loaded}", f"firewalld would be reloaded for {loaded}"))
+    if "target" in changes:
+        words.append(said(test, "set the zone's target to default", "the zone's target would be set to default"))
+    return sentence(words)
 
 
 # ---------------------------------------------------------------- applying

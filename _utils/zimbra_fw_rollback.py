@@ -24,7 +24,6 @@ where it is and why.
 
 import base64
 import fcntl
-import importlib
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ import time
 if __name__ == "__main__":  # run as a script: the core's other modules are beside this one
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import zimbra_fw_backend
 from zimbra_fw_firewalld_client import _lock_dir  # the same root-only directory
 
 
@@ -50,8 +50,6 @@ FAILED = os.path.join(DIRECTORY, "failed.json")
 LOCK = os.path.join(DIRECTORY, "rollback.lock")
 SCRIPT = os.path.abspath(__file__)
 UNIT_PREFIX = "zimbra_fw-rollback-"
-# The backends a rollback can put back: name -> module (the record names one).
-BACKEND_MODULES = {"ufw": "zimbra_fw_ufw", "firewalld": "zimbra_fw_firewalld"}
 RECORD_KEYS = ("token", "due", "seconds", "backend", "unit", "log_file")
 # The minion's log format (Salt's log_fmt_logfile).
 LOG_FORMAT = "%(asctime)s [%(name)-17s:%(lineno)-4d][%(levelname)-8s][%(process)d] %(message)s"
@@ -138,7 +136,7 @@ def parse_record(text):
         and isinstance(due, (int, float))
         and not isinstance(due, bool)
         and isinstance(record["backend"], str)
-        and record["backend"] in BACKEND_MODULES
+        and record["backend"] in zimbra_fw_backend.REGISTRY
         and record["unit"] in (None, f"{UNIT_PREFIX}{token}")  # handed to systemctl
         and isinstance(record["log_file"], (str, type(None)))
     )
@@ -288,7 +286,7 @@ def roll_back(token, run=_command):
             saved = json.loads(text) if text else None
             if saved is None or saved.get("backend") != record["backend"]:
                 raise ValueError(f"{SAVED} is missing or not the {record['backend']} firewall")
-            backend = importlib.import_module(BACKEND_MODULES[record["backend"]])
+            backend = zimbra_fw_backend.load(record["backend"])
             backend.restore(saved["firewall"], run)
         except Exception as exc:  # pylint: disable=broad-except  # whatever failed, keep the copy and say so
             kept = os.path.join(DIRECTORY, f"saved-failed-{token}.json")

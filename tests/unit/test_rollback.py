@@ -11,6 +11,7 @@ import sys
 import types
 
 import pytest
+import zimbra_fw_backend
 import zimbra_fw_rollback as rollback
 
 
@@ -51,7 +52,7 @@ def backend(monkeypatch):
 
     module.restore = restore
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(rollback.BACKEND_MODULES, "ufw", module.__name__)
+    monkeypatch.setitem(zimbra_fw_backend.REGISTRY, "ufw", module.__name__)
     return module
 
 

@@ -10,7 +10,7 @@ import types
 import pytest
 import zimbra_fw_rollback as rollback
 from salt.exceptions import CommandExecutionError
-from test_salt_face import SINGLE, FakeBackend, face, states
+from test_salt_face import SINGLE, FakeBackend, face
 from zimbra_fw_sessions import Session
 
 ADMIN = Session(ipaddress.ip_address("192.168.1.1"), 22, ipaddress.ip_address("10.9.4.2"), 51000)
@@ -73,7 +73,9 @@ def test_allow_cut_sessions_applies_and_the_first_part_that_changes_names_the_cu
 
 def test_a_run_that_changes_nothing_or_a_firewall_that_filters_nothing_is_not_refused():
     module, _, _ = gated(AWAY, steps=())
-    assert module.converge() == {part: {"changes": {}, "applied": []} for part in ("profile", "rules")}
+    assert module.converge() == {
+        part: {"changes": {}, "applied": [], "comment": "done"} for part in ("profile", "rules")
+    }
     module, backend, _ = gated({**AWAY, "enabled": False}, active=False)  # stays off: nothing is cut
     module.converge()
     assert len(backend.applied) == 2
@@ -112,7 +114,7 @@ def test_test_mode_with_confirm_arms_nothing_and_says_what_would_happen():
 
 
 def test_the_state_comment_carries_the_notes():
-    changes = {"added": ["allow 22/tcp"]}
-    notes = ["rolled back at 2026-12-06 10:00:00 UTC (in 60 s) unless zimbra_fw.confirm is called"]
-    module, _, _ = states({"rules": {"changes": changes, "applied": [], "notes": notes}})
-    assert module.rules_managed()["comment"] == f"Added 1 rule; {notes[0]}"
+    module, _, _ = gated({**SINGLE, "confirm": 60})
+    comment = module.converge()["profile"]["comment"]
+    assert comment.startswith("described ['added'] test=False; rolled back at ")
+    assert comment.endswith(" unless zimbra_fw.confirm is called")
