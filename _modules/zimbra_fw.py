@@ -186,10 +186,10 @@ def _snapshot(policy, parts):
     return snapshot
 
 
-def _plans(policy, parts):
-    """``{part: Plan}`` from one read of the firewall (see _snapshot)."""
+def _plans(policy, parts, snapshot=None):
+    """``{part: Plan}`` from one read of the firewall (see _snapshot), or from ``snapshot``."""
     backend = _backend(policy.config)
-    snapshot = _snapshot(policy, parts)
+    snapshot = snapshot or _snapshot(policy, parts)
     return {name: backend.plan(name, policy, snapshot) for name in parts}
 
 
@@ -270,8 +270,9 @@ def _before_changes(policy, backend, test):
     if cache is not None and "notes" in cache:
         return cache["notes"]
     notes = []
-    if any(plan_.steps for plan_ in _plans(policy, backend.PARTS).values()):
-        notes = _session_notes(policy, _snapshot(policy, backend.PARTS), test)
+    snapshot = _snapshot(policy, backend.PARTS)
+    if any(plan_.steps for plan_ in _plans(policy, backend.PARTS, snapshot).values()):
+        notes = _session_notes(policy, snapshot, test)
         notes += _rollback_notes(policy, backend, test)
     if cache is not None:
         cache["notes"] = notes

@@ -260,7 +260,7 @@ def converging(opts):
     backend = FakeBackend()
     plan = types.SimpleNamespace(steps=["allow x"], changes={"added": ["allow x"]}, comment=None)
     module._backend = lambda config=None, settings=None: backend
-    module._plans = lambda policy, parts: {part: plan for part in parts}
+    module._plans = lambda policy, parts, snapshot=None: {part: plan for part in parts}
     module._snapshot = lambda policy, parts: types.SimpleNamespace(active=True, incoming="deny")
     module._sessions = lambda: []  # no session: nothing to cut
     return module, backend

@@ -43,7 +43,7 @@ def gated(pillar, sessions=(ADMIN,), steps=("allow x",), active=True):
     backend.save = lambda run, config: {"saved": "before"}
     plan = types.SimpleNamespace(steps=list(steps), changes={"added": list(steps)} if steps else {}, comment=None)
     module._backend = lambda config=None, settings=None: backend
-    module._plans = lambda policy, parts: {part: plan for part in parts}
+    module._plans = lambda policy, parts, snapshot=None: {part: plan for part in parts}
     module._snapshot = lambda policy, parts: types.SimpleNamespace(active=active, incoming="deny")
     module._sessions = lambda: list(sessions)
     return module, backend, commands
