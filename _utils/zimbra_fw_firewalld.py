@@ -38,7 +38,7 @@ from zimbra_fw_audit import Rule
 from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, group_changes, said, sentence
 from zimbra_fw_catalogue import ROLES
 from zimbra_fw_commands import ApplyFailed, checked, checked_output, helper_outcome, json_lines, program_python
-from zimbra_fw_config import source_text
+from zimbra_fw_config import ZONE_NAME_RE, source_text
 from zimbra_fw_firewalld_files import MARK, IPSet
 from zimbra_fw_rollback import restore_files, save_files
 
@@ -754,6 +754,8 @@ def restore(saved, run):
     one ``reload`` that loads them, then the runtime state firewalld held
     beyond its permanent configuration (rules added at runtime only)."""
     zone = saved["zone"]
+    if not isinstance(zone, str) or not ZONE_NAME_RE.fullmatch(zone):  # it names a file
+        raise CommandExecutionError(f"the saved firewall names no firewalld zone: {zone!r}")
     services = set(files.own_services()) | _names_in(saved["files"], files.SERVICE_DIRS[-1])
     ipsets = set(files.own_ipsets()) | _names_in(saved["files"], files.IPSET_DIRS[-1])
     restore_files({path: saved["files"].get(path) for path in saved_paths(zone, services, ipsets)})
