@@ -385,6 +385,21 @@ def plan(part=None):
     return {name: _plan_view(plan_) for name, plan_ in plans.items()}
 
 
+def _apply(backend, steps):
+    """``backend.apply``; a failure says when a pending rollback puts the saved firewall back."""
+    try:
+        return backend.apply(steps, _run)
+    except CommandExecutionError as exc:
+        record = zimbra_fw_rollback.pending()
+        if record is None:
+            raise
+        due = zimbra_fw_rollback.due_text(record["due"], time.time())
+        raise type(exc)(
+            f"{exc.error}; the saved firewall is put back at {due} unless zimbra_fw.confirm is called",
+            info=getattr(exc, "info", None),
+        ) from exc
+
+
 def converge(part=None, test=False):
     """
     Make the firewall match this minion's pillar now, as ``state.apply
@@ -411,7 +426,7 @@ def converge(part=None, test=False):
         plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
         if plan_.steps and not test:
             __context__.get(RUN_CACHE, {}).pop("snapshot", None)  # the next part reads the firewall anew
-        applied = [] if test else backend.apply(plan_.steps, _run)
+        applied = [] if test else _apply(backend, plan_.steps)
         comment = backend.describe(plan_.changes, test) if plan_.changes else plan_.comment or backend.DONE[name]
         results[name] = {"changes": plan_.changes, "applied": applied, "comment": comment}
         if plan_.steps and notes:  # told once, by the first part that changes

@@ -11,6 +11,7 @@ import pytest
 import zimbra_fw_rollback as rollback
 from salt.exceptions import CommandExecutionError
 from test_salt_face import SINGLE, FakeBackend, face
+from zimbra_fw_commands import ApplyFailed
 from zimbra_fw_sessions import Session
 
 ADMIN = Session(ipaddress.ip_address("192.168.1.1"), 22, ipaddress.ip_address("10.9.4.2"), 51000)
@@ -118,3 +119,17 @@ def test_the_state_comment_carries_the_notes():
     comment = module.converge()["profile"]["comment"]
     assert comment.startswith("described ['added'] test=False; rolled back at ")
     assert comment.endswith(" unless zimbra_fw.confirm is called")
+
+
+def test_a_run_that_fails_half_way_says_when_the_rollback_puts_the_firewall_back():
+    module, backend, _ = gated({**SINGLE, "confirm": 60})
+
+    def fail(steps, run):
+        raise ApplyFailed.at("ufw allow x", "exit 1", [])
+
+    backend.apply = fail
+    with pytest.raises(ApplyFailed) as info:
+        module.converge()
+    assert str(info.value).startswith("step 'ufw allow x' failed: exit 1. Already applied: nothing; ")
+    assert "the saved firewall is put back at " in str(info.value) and "(in 60 s)" in str(info.value)
+    assert info.value.info == {"applied": [], "failed": "ufw allow x"}
