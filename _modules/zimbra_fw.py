@@ -262,16 +262,19 @@ def _rollback_notes(policy, backend, test):
     return [f"rolled back at {due}{kept} unless zimbra_fw.confirm is called"]
 
 
-def _before_changes(policy, backend, test):
+def _before_changes(policy, backend, parts, test):
     """Once per run, before anything changes: the checks and the rollback of
-    a run that changes something (see _session_notes, _rollback_notes).
-    Returns the notes for the comment of the first part that changes."""
+    a run that changes something in ``parts`` (in a state run: in any part,
+    as the first state runs before the others; see _session_notes,
+    _rollback_notes). Returns the notes for the comment of the first part
+    that changes."""
     cache = __context__.get(RUN_CACHE)
     if cache is not None and "notes" in cache:
         return cache["notes"]
     notes = []
-    snapshot = _snapshot(policy, backend.PARTS)
-    if any(plan_.steps for plan_ in _plans(policy, backend.PARTS, snapshot).values()):
+    parts = backend.PARTS if cache is not None else parts
+    snapshot = _snapshot(policy, parts)
+    if any(plan_.steps for plan_ in _plans(policy, parts, snapshot).values()):
         notes = _session_notes(policy, snapshot, test)
         notes += _rollback_notes(policy, backend, test)
     if cache is not None:
@@ -421,7 +424,7 @@ def converge(part=None, test=False):
     policy, results = _policy(), {}
     backend = _backend(policy.config)
     parts = _parts(part, backend)
-    notes = _before_changes(policy, backend, test)
+    notes = _before_changes(policy, backend, parts, test)
     for name in parts:
         plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
         if plan_.steps and not test:

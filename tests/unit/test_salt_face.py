@@ -506,3 +506,14 @@ def test_a_run_that_fails_half_way_says_when_the_rollback_puts_the_firewall_back
     assert str(info.value).startswith("step 'ufw allow x' failed: exit 1. Already applied: nothing; ")
     assert "the saved firewall is put back at " in str(info.value) and "(in 60 s)" in str(info.value)
     assert info.value.info == {"applied": [], "failed": "ufw allow x"}
+
+
+def test_a_direct_converge_of_one_part_is_checked_for_that_part_only(rollback_directory):
+    module, backend, _ = gated(AWAY)
+    changing = types.SimpleNamespace(steps=["allow x"], changes={"added": ["allow x"]}, comment=None)
+    still = types.SimpleNamespace(steps=[], changes={}, comment=None)
+    module._plans = lambda policy, parts, snapshot=None: {p: changing if p == "profile" else still for p in parts}
+    assert module.converge(part="rules")["rules"]["applied"] == []  # nothing to change there: not refused
+    with pytest.raises(CommandExecutionError, match=r"would cut the ssh session from 10\.9\.4\.2"):
+        module.converge(part="profile")
+    assert backend.applied == []
