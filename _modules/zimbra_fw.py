@@ -24,6 +24,10 @@ try:
     import zimbra_fw_rollback
     import zimbra_fw_sessions
 
+    # Now, while the loader has _utils on sys.path: a salt-minion daemon
+    # calls the functions later, when it no longer has (load finds them then).
+    for _name in zimbra_fw_backend.NAMES:
+        zimbra_fw_backend.load(_name)
     CORE_MISSING = None
 except ImportError as exc:  # _utils not synced
     CORE_MISSING = str(exc)
@@ -324,7 +328,8 @@ def open_ports():
     Return this minion's whitelist from its ``zimbra_fw`` pillar, by exposure:
     ``public`` is opened to anyone, ``cluster`` to trusted subnets and to the
     peers whose roles use each port (``peers``), ``localhost`` is never
-    opened. ``roles`` says where the roles came from (pillar or packages);
+    opened. ``trusted`` lists the trusted subnets (they reach every port).
+    ``roles`` says where the roles came from (pillar or packages);
     ``admin`` lists the admin console ports when ``admin_subnets`` is set;
     ``admin_console_open`` says whether one of them is open to anyone.
     ``left_out`` lists, per minion, why mine data was left out (malformed,
