@@ -40,6 +40,7 @@ from zimbra_fw_catalogue import PortSpec
 from zimbra_fw_commands import ApplyFailed, checked
 from zimbra_fw_config import source_text
 from zimbra_fw_nftables_files import CHAIN, FAMILY, TABLE, NftSet
+from zimbra_fw_rollback import restore_files, save_files
 
 
 def __virtual__():
@@ -699,3 +700,28 @@ def audit_findings(snapshot):
 def prepare_stopped(policy, run, test=False):  # pylint: disable=unused-argument
     """Nothing to prepare: nftables is no daemon, the policy drops only once its rules are in."""
     return []
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def saved_paths(where=None):
+    """The files a rollback puts back: the persisted table and the main configuration."""
+    where = where or layout()
+    return (persisted_path(where), where.main)
+
+
+def save(run, config=None):  # pylint: disable=unused-argument
+    """Our table as nft lists it (None: absent) and the files a run writes, byte for byte."""
+    retcode, stdout, stderr = run([PROGRAM, "list", "table", FAMILY, TABLE])
+    if retcode != 0 and "No such file or directory" not in stderr:
+        raise CommandExecutionError(f"'nft list table {TABLE_NAME}' failed (exit {retcode}): {stderr.strip()}")
+    return {"files": save_files(saved_paths()), "table": stdout if retcode == 0 else None}
+
+
+def restore(saved, run):
+    """Put back what ``save`` returned: the files (each replaced atomically),
+    then the table, replaced whole or deleted in one transaction."""
+    restore_files({path: saved["files"][path] for path in saved_paths() if path in saved["files"]})
+    table = saved.get("table")
+    _load(run, files.replacing(table) if table else f"table {FAMILY} {TABLE} {{}}\ndelete table {FAMILY} {TABLE}\n")
