@@ -465,6 +465,13 @@ def converged_nftables_snapshot(policy):
     )
 
 
+def plan_afresh(backend, policy, snapshot):
+    """Every part's plan, as a run makes them (nftables' parts share one Desired a run: made anew here)."""
+    if backend is zimbra_fw_nftables:
+        zimbra_fw_nftables._LAST[:] = [None, None]
+    return [backend.plan(part, policy, snapshot) for part in backend.PARTS]
+
+
 def plan_timing(addresses, repeats=5):
     """Seconds the pure core takes for a mailbox with ``addresses`` peer
     addresses (one per peer): the pillar to the policy, and each backend's
@@ -487,7 +494,7 @@ def plan_timing(addresses, repeats=5):
         (zimbra_fw_firewalld, converged_firewalld_snapshot(built)),
         (zimbra_fw_nftables, converged_nftables_snapshot(built)),
     ):
-        seconds, plans = timed(lambda b=backend, s=snapshot: [b.plan(part, built, s) for part in b.PARTS])
+        seconds, plans = timed(lambda b=backend, s=snapshot: plan_afresh(b, built, s))
         timings[f"{backend.NAME}_plan_s"] = seconds
         timings[f"{backend.NAME}_converged"] = not any(plan.steps for plan in plans)
     return timings
