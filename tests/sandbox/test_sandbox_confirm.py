@@ -1,4 +1,4 @@
-"""Live sessions and commit-confirmed changes, on ufw and on firewalld.
+"""Live sessions and commit-confirmed changes, on ufw, firewalld and nftables.
 
 The LAN client holds ssh sessions (IPv4 and IPv6) to the minion's port 22,
 whose listener keeps them open. A pillar that moves ssh:from away from the
@@ -22,10 +22,10 @@ AWAY = {**PILLAR, "ssh": {"from": ["203.0.113.0/24"]}, "allow_cut_sessions": Tru
 WINDOW = 5  # seconds: the shortest confirm allowed
 
 
-@pytest.fixture(scope="module", params=["ufw", "firewalld"])
+@pytest.fixture(scope="module", params=["ufw", "firewalld", "nftables"])
 def lab(request):
     firewalld = request.param == "firewalld"
-    with Lab(firewalld=firewalld) as new_lab:
+    with Lab(firewalld=firewalld, nftables=request.param == "nftables") as new_lab:
         minion = new_lab.minion
         minion.sync()
         if firewalld:  # its default zone lets anyone reach ssh: only the pillar's rules may here
@@ -69,6 +69,12 @@ def firewall(lab):
     return state
 
 
+def comments(results):
+    """Every state's comment: the run's notes join the first state that changes
+    something (the rules; with nftables the persisted table, the profile part)."""
+    return " ".join(result["comment"] for result in results.values())
+
+
 def pending_record(lab):
     """The pending rollback's record, in the minion's private /run."""
     return os.path.join(lab.minion.state, "run", "zimbra_fw", "pending.json")
@@ -107,7 +113,7 @@ def test_an_unconfirmed_change_is_rolled_back_to_the_firewall_before_it(lab):
     set_pillar(lab, AWAY)
     results = apply(lab, with_confirm(WINDOW))
     assert not failures(results), results
-    comment = results["zimbra_fw-rules"]["comment"]
+    comment = comments(results)
     assert "cuts the ssh session from 192.168.1.10 to port 22 (zimbra_fw:ssh:from)" in comment
     assert "unless zimbra_fw.confirm is called" in comment
     stop(session)
@@ -135,7 +141,7 @@ def test_a_confirmed_change_stays_and_a_second_run_with_confirm_extends_the_firs
     extended = apply(lab, with_confirm(WINDOW))
     armed_before = time.monotonic()  # both rollbacks were due WINDOW s after they were armed, or sooner
     assert not failures(extended)
-    assert "saved before the earlier unconfirmed change" in extended["zimbra_fw-rules"]["comment"]
+    assert "saved before the earlier unconfirmed change" in comments(extended)
     confirmed = lab.minion.salt("zimbra_fw.confirm")
     assert confirmed["confirmed"] is True and confirmed["comment"].startswith("Confirmed: the rollback due ")
     time.sleep(max(0.0, armed_before + WINDOW + 1 - time.monotonic()))  # past both rollbacks' times
