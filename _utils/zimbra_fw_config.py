@@ -26,7 +26,7 @@ Config = namedtuple(
     "Config",
     "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from ssh_limit "
     "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
-    "salt_masters mail_mode only_from left_out backend zone allow_wide_networks wide_networks",
+    "salt_masters mail_mode only_from left_out backend zone allow_wide_networks wide_networks close_foreign",
 )
 # address: an ip_network (a host). ports: the master's ports (4505, 4506),
 # which its packets come from. local_ports: a PortSpec, the minion's
@@ -68,6 +68,7 @@ DEFAULTS = {
     "mail_mode": "https",
     "backend": None,  # ufw, or firewalld on the RedHat os_family
     "firewalld": {"zone": None},
+    "close_foreign": False,
 }
 BACKENDS = ("ufw", "firewalld")
 ZONE_NAME_RE = re.compile(r"[A-Za-z0-9_+-]{1,17}")  # firewalld's limit: 17 characters
@@ -790,6 +791,7 @@ def parse_config(pillar, facts=NO_FACTS):
         zone=_parse_firewalld(problems, merged["firewalld"]),
         allow_wide_networks=allow_wide,
         wide_networks=tuple(wide),
+        close_foreign=_check_bool(problems, "close_foreign", merged["close_foreign"]),
     )
     if facts.ipv6_off:
         for key, network in _ipv6_networks(config):

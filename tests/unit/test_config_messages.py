@@ -6,7 +6,7 @@ import zimbra_fw_config as cfg
 MTA = {"roles": ["mta"]}
 INTERNET = "would give the whole internet access (LDAP, memcached, MySQL)"
 KNOWN = "roles, trusted_subnets, admin_subnets, extra_ports, exclude_ports, only_from, ssh, profile, enabled, "
-KNOWN += "allow_no_management, allow_wide_networks, allow_salt_master, cluster, mail_mode, backend, firewalld"
+KNOWN += "allow_no_management, allow_wide_networks, allow_salt_master, cluster, mail_mode, backend, firewalld, close_foreign"
 
 CASES = [
     (
