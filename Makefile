@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := ufw iptables iproute2 util-linux mount firewalld dbus nftables
 # yamllint only picks *.yaml/*.yml from a directory: every SLS is named.
-SLS := $(wildcard zimbra_fw/*.sls)
+SLS := $(wildcard zimbra_fw/*.sls zimbra_fw/reactor/*.sls)
 
 .PHONY: setup system-packages demo test lint unit mutation bench clean
 

@@ -34,7 +34,15 @@ import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
 from zimbra_fw_catalogue import ROLES
-from zimbra_fw_commands import ApplyFailed, checked, checked_output, helper_outcome, json_lines, program_python
+from zimbra_fw_commands import (
+    ApplyFailed,
+    FirewallStopped,
+    checked,
+    checked_output,
+    helper_outcome,
+    json_lines,
+    program_python,
+)
 from zimbra_fw_config import source_text
 from zimbra_fw_firewalld_files import MARK, IPSet
 
@@ -155,7 +163,7 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         raise CommandExecutionError(f"reading firewalld failed (exit {retcode}): {stderr.strip()}")
     state = lines[-1]
     if not state.get("running"):
-        raise CommandExecutionError(
+        raise FirewallStopped(
             "firewalld is not running: start it (systemctl enable --now firewalld); "
             "'firewall-cmd --state' must say running"
         )

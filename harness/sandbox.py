@@ -43,7 +43,7 @@ def _run(argv, check=True, timeout=120, **kwargs):
     return subprocess.run(argv, check=check, timeout=timeout, capture_output=True, text=True, **kwargs)
 
 
-FORMULA_PARTS = ("_modules", "_states", "_utils", "zimbra_fw")
+FORMULA_PARTS = ("_beacons", "_modules", "_states", "_utils", "zimbra_fw")
 
 
 def formula_root(directory):

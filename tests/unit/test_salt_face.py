@@ -58,6 +58,7 @@ def test_only_user_functions_are_published():
         "audit",
         "catalogue",
         "converge",
+        "drift",
         "identity",
         "open_ports",
         "plan",
