@@ -4,8 +4,8 @@ Least-privilege firewall for Zimbra Collaboration servers: the Salt face.
 It gathers what the core needs once (the ``zimbra_fw`` pillar, installed
 packages, the Salt Mine, the minion's Salt master and addresses), computes
 the policy with the core in ``_utils/`` (catalogue -> config -> policy) and
-hands it to the firewall backend the pillar's ``backend`` names
-(``zimbra_fw_ufw`` or ``zimbra_fw_firewalld``). Only the functions in
+hands it to the firewall backend the pillar's ``backend`` names (the
+registry and the contract are in ``zimbra_fw_backend``). Only the functions in
 ``__load__`` are published; none takes a plan, a path or a command.
 """
 
@@ -13,14 +13,12 @@ import ipaddress
 
 try:
     import zimbra_fw_audit
+    import zimbra_fw_backend
     import zimbra_fw_catalogue
     import zimbra_fw_commands
     import zimbra_fw_config
-    import zimbra_fw_firewalld
     import zimbra_fw_policy
-    import zimbra_fw_ufw
 
-    BACKENDS = {"ufw": zimbra_fw_ufw, "firewalld": zimbra_fw_firewalld}
     CORE_MISSING = None
 except ImportError as exc:  # _utils not synced
     CORE_MISSING = str(exc)
@@ -48,9 +46,10 @@ def _backend(config=None, settings=None):
     its raw ``settings`` name (ufw when that is not valid: the pillar check
     reports it)."""
     if config is not None:
-        return BACKENDS[config.backend]
+        return zimbra_fw_backend.load(config.backend)
     value = (settings or {}).get("backend")
-    return BACKENDS.get(zimbra_fw_config.backend_name(value, __grains__.get("os_family")), zimbra_fw_ufw)
+    name = zimbra_fw_config.backend_name(value, __grains__.get("os_family"))
+    return zimbra_fw_backend.load(name or zimbra_fw_backend.NAMES[0])
 
 
 def _run(argv, stdin=None):
@@ -284,7 +283,8 @@ def converge(part=None, test=False):
     zimbra_fw`` does (the states call this, one part each): ``profile``,
     ``rules`` and ``firewall``, in that order, or only ``part``. With
     ``test=True``, or the minion's own ``test: True`` option, it changes
-    nothing and returns the pending changes. Returns ``{part: {changes, applied}}``; on failure the error names the
+    nothing and returns the pending changes. Returns ``{part: {changes,
+    applied, comment}}`` (the comment says the changes in words); on failure the error names the
     failed step and the steps already applied, and later parts do not run.
 
     CLI Example:
@@ -302,9 +302,8 @@ def converge(part=None, test=False):
         if plan_.steps and not test:
             __context__.get(RUN_CACHE, {}).pop("snapshot", None)  # the next part reads the firewall anew
         applied = [] if test else backend.apply(plan_.steps, _run)
-        results[name] = {"changes": plan_.changes, "applied": applied}
-        if plan_.comment:
-            results[name]["comment"] = plan_.comment
+        comment = backend.describe(plan_.changes, test) if plan_.changes else plan_.comment or backend.DONE[name]
+        results[name] = {"changes": plan_.changes, "applied": applied, "comment": comment}
     return results
 
 
@@ -421,16 +420,9 @@ def _drift_comment(backend, parts, findings):
     """The drift in words: what a run would change, per part, and the findings."""
     if not parts and not findings:
         return f"{backend.NAME} matches the zimbra_fw policy and nothing reaches further than it allows"
-    words = [f"{name}: {_describe(backend, changes)}" for name, changes in parts.items()]
+    words = [f"{name}: {backend.describe(changes, True)}" for name, changes in parts.items()]
     words += [f"{f['severity']} {f['port'] or backend.NAME}: {f['message']}" for f in findings]
     return f"{backend.NAME} drifted from the zimbra_fw policy: " + "; ".join(words)
-
-
-def _describe(backend, changes):
-    describe = getattr(backend, "describe", None)
-    if describe is not None:
-        return describe(changes, True)
-    return ", ".join(sorted(changes))
 
 
 def _read_proc(name):

@@ -10,7 +10,7 @@ each requiring the one before:
     zimbra_fw-pillar:
       zimbra_fw.pillar_valid: []
     zimbra_fw-installed:
-      zimbra_fw.firewall_installed: []   # ufw, or firewalld (running)
+      zimbra_fw.firewall_installed: []   # its daemon running, if it has one
     zimbra_fw-profile:
       zimbra_fw.profile_managed: []
     zimbra_fw-rules:
@@ -30,11 +30,6 @@ from salt.exceptions import CommandExecutionError
 __virtualname__ = "zimbra_fw"
 
 RUN_CACHE = "zimbra_fw.state_run"  # shared with the execution module, see _policy()
-_DONE = {
-    "profile": "The port groups (ufw application profiles, or firewalld services and ipsets) are as configured",
-    "rules": "The zimbra_fw allow rules are as configured",
-    "firewall": "The firewall is active and denies incoming by default",
-}
 
 
 def __virtual__():
@@ -52,48 +47,6 @@ def _count(items, noun, plural=None):
     return f"{len(items)} {noun if len(items) == 1 else plural or noun + 's'}"
 
 
-def _count_rules(items):
-    """'3 rules' or, with firewalld's ipset entries among them, '3 rules and 200 ipset entries'."""
-    entries = [item for item in items if " in ipset " in item]
-    rules = [item for item in items if " in ipset " not in item]
-    counts = ([_count(rules, "rule")] if rules or not entries else []) + (
-        [_count(entries, "ipset entry", "ipset entries")] if entries else []
-    )
-    return " and ".join(counts)
-
-
-def _describe(changes, test):
-    """What the changes are, in words: 'added 3 rules; enabled the firewall'."""
-    words = []
-    for key, noun in (("ports", "profile"), ("ipsets", "ipset")):
-        for name, values in changes.get(key, {}).items():
-            state = "added" if values["old"] is None else "removed" if values["new"] is None else "updated"
-            words.append(f"{state} {noun} {name}" if not test else f"{noun} {name} would be {state}")
-    if "file" in changes:
-        words.append("rewrote the profile file" if not test else "the profile file would be rewritten")
-    for key, noun in (("rules removed", "rule of a retired profile"), ("added", "rule"), ("removed", "rule")):
-        if key in changes:
-            verb = "added" if key == "added" else "removed"
-            count = _count(changes[key], noun) if key == "rules removed" else _count_rules(changes[key])
-            words.append(f"{verb} {count}" if not test else f"{count} would be {verb}")
-    for scope in ("runtime", "permanent"):  # firewalld: one scope differed from the other
-        for key in ("added", "removed"):
-            if key in changes.get(scope, {}):
-                count = _count_rules(changes[scope][key])
-                words.append(f"{key} {count} ({scope})" if not test else f"{count} would be {key} ({scope})")
-    if "reloaded" in changes.get("runtime", {}):
-        loaded = ", ".join(changes["runtime"]["reloaded"])
-        words.append(f"reloaded firewalld for {loaded}" if not test else f"firewalld would be reloaded for {loaded}")
-    if "target" in changes:
-        words.append("set the zone's target to default" if not test else "the zone's target would be set to default")
-    if "default incoming" in changes:
-        words.append("set default incoming to deny" if not test else "default incoming would be set to deny")
-    if "active" in changes:
-        words.append("enabled the firewall" if not test else "the firewall would be enabled")
-    text = "; ".join(words)
-    return text[:1].upper() + text[1:]
-
-
 def _converge(name, part):
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     test = bool(__opts__["test"])
@@ -103,10 +56,7 @@ def _converge(name, part):
         ret.update(result=False, comment=str(exc))
         return ret
     changes = outcome["changes"]
-    if not changes:
-        ret["comment"] = outcome.get("comment", _DONE[part])
-        return ret
-    ret.update(changes=changes, comment=_describe(changes, test), result=None if test else True)
+    ret.update(changes=changes, comment=outcome["comment"], result=None if test and changes else True)
     return ret
 
 
@@ -137,14 +87,13 @@ def pillar_valid(name="zimbra_fw-pillar"):
 
 def firewall_installed(name="zimbra_fw-installed"):
     """
-    Install the firewall the pillar's ``backend`` names (``ufw``, or
-    ``firewalld``, the default on the RedHat os_family) and, for firewalld,
-    make its daemon run and start at boot (systemd). A stopped firewalld is
+    Install the firewall the pillar's ``backend`` names and, for a firewall
+    with a daemon, make it run and start at boot (systemd). A stopped daemon is
     prepared before it starts (its default deny applies at once): the zone
     is checked and the management rules (ssh, the Salt master) are put into
     its permanent configuration; the state fails, starting nothing, if that
-    fails, and fails if firewalld does not run once started. Where there is
-    no init system (a container), firewalld must already run: the next state
+    fails, and fails if the daemon does not run once started. Where there is
+    no init system (a container), the daemon must already run: the next state
     reads it and fails, saying so, if it does not.
     """
     try:
@@ -173,12 +122,13 @@ def firewall_installed(name="zimbra_fw-installed"):
     return _service_running(ret, service, program or salt.utils.path.which(firewall["program"]))
 
 
-START_CHECKS = 20  # a started firewalld has 20 times 0.5 s to say it runs
+START_CHECKS = 20  # a started daemon has 20 times 0.5 s to say it runs
 
 
 def _state_of(program):
     """(runs, what ``PROGRAM --state`` said): firewall-cmd exits 0 and says
-    'running' only when firewalld runs with its configuration loaded."""
+    'running' only when the daemon runs with its configuration loaded
+    (a backend with a daemon answers ``--state`` so)."""
     result = __salt__["cmd.run_all"](
         [program, "--state"], python_shell=False, ignore_retcode=True, output_loglevel="debug"
     )
@@ -193,7 +143,8 @@ def _service_running(ret, service, program):
     if program is None:
         ret.update(result=False, comment=f"{ret['comment']}; {service}'s program is not found: reinstall it")
         return ret
-    if not _state_of(program)[0]:
+    was_running = _state_of(program)[0]
+    if not was_running:
         if "zimbra_fw.prepare" not in __salt__:
             ret.update(
                 result=False,
@@ -215,8 +166,8 @@ def _service_running(ret, service, program):
     running = __states__["service.running"](name=service, enable=True)
     changes = {**ret["changes"], **({service: running["changes"]} if running["changes"] else {})}
     ret.update(result=running["result"], changes=changes, comment=f"{ret['comment']}; {running['comment']}")
-    if running["result"] is not True or test:
-        return ret
+    if running["result"] is not True or test or (was_running and not running["changes"]):
+        return ret  # a daemon that ran and was left alone needs no second look
     runs, said = _state_of(program)
     for _ in range(START_CHECKS):
         if runs:
@@ -234,30 +185,27 @@ def _service_running(ret, service, program):
 
 def profile_managed(name="zimbra_fw-profile"):
     """
-    Write the port groups: ufw application profiles (``[Zimbra]`` with this
-    server's public ports, one per peer role) atomically, and update ufw's
-    rules that use a profile whose ports changed; or firewalld services
-    (``zimbra``, ``zimbra-mta``, ...), reloading firewalld only when one
-    changed.
+    Write the port groups as the firewall holds them (the public one with
+    this server's public ports, one per peer role and for admin_subnets),
+    and bring the rules that use a group whose ports changed up to date.
     """
     return _converge(name, "profile")
 
 
 def rules_managed(name="zimbra_fw-rules"):
     """
-    Make the allow rules marked ``zimbra_fw`` match the pillar: management
+    Make the firewall's zimbra_fw allow rules match the pillar: management
     access first, then trusted subnets, admin subnets, peers and the public
-    profile. Stale marked rules go after the new ones are in place; rules
-    without the mark are never touched.
+    group. Stale rules of ours go after the new ones are in place; rules
+    that are not ours are never touched.
     """
     return _converge(name, "rules")
 
 
 def firewall_enabled(name="zimbra_fw-firewall"):
     """
-    Set the default incoming policy to deny and enable the firewall (ufw),
-    or set the zone's target back to default from ACCEPT (firewalld), each
-    only when it differs. Refuses while management access is not allowed.
-    With ``zimbra_fw:enabled: false`` the firewall's state is left alone.
+    Make the firewall deny what no rule allows, and run, each only when it
+    differs. Refuses while management access is not allowed. With
+    ``zimbra_fw:enabled: false`` the firewall's state is left alone.
     """
     return _converge(name, "firewall")

@@ -14,6 +14,7 @@ from collections import namedtuple
 
 import zimbra_fw_catalogue as catalogue
 from salt.exceptions import CommandExecutionError
+from zimbra_fw_backend import NAMES as BACKENDS
 
 
 def __virtual__():
@@ -70,7 +71,6 @@ DEFAULTS = {
     "firewalld": {"zone": None},
     "close_foreign": False,
 }
-BACKENDS = ("ufw", "firewalld")
 ZONE_NAME_RE = re.compile(r"[A-Za-z0-9_+-]{1,17}")  # firewalld's limit: 17 characters
 
 # Room is left for the "-<role>" suffix of the per-role groups (ufw allows 64).
@@ -309,8 +309,10 @@ def special_reason(network):
     are allow_wide_networks' to accept or refuse)."""
     if network.prefixlen == 0:
         return "is the whole internet: it would give everyone access (LDAP, memcached, MySQL)"
-    first, last = int(network.network_address), int(network.broadcast_address)
-    same = SPECIAL_BOUNDS[network.version]  # as integers: every peer address passes here
+    # As integers, without ipaddress's broadcast_address: every peer address passes here.
+    first = int(network.network_address)
+    last = first | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)
+    same = SPECIAL_BOUNDS[network.version]
     for low, high, _, _, reason in same:
         if low <= first and last <= high:  # network inside the special range
             return reason

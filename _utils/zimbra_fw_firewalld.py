@@ -25,6 +25,7 @@ rules in one zone, permanent and runtime alike.
 import ipaddress
 import json
 import os
+import re
 from collections import namedtuple
 
 import salt.utils.path
@@ -33,6 +34,7 @@ import zimbra_fw_firewalld_files as files
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
+from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, group_changes, said, sentence
 from zimbra_fw_catalogue import ROLES
 from zimbra_fw_commands import (
     ApplyFailed,
@@ -54,7 +56,6 @@ def __virtual__():
 NAME = "firewalld"
 PACKAGE = SERVICE = "firewalld"
 PROGRAM = "firewall-cmd"
-PARTS = ("profile", "rules", "firewall")
 LIVE_PARTS = PARTS  # every part reads firewalld over D-Bus
 PRIORITY = 32000
 IPSET_TYPE = "hash:net"
@@ -62,7 +63,8 @@ IPSET_NAME_MAX = 32  # firewalld's limit
 FAMILIES = {4: "inet", 6: "inet6"}
 CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_firewalld_client.py")
 RULE_PREFIX = f'rule priority="{PRIORITY}" '
-OFFLINE_PROGRAM = "firewall-offline-cmd"  # firewalld's permanent configuration while it does not run
+OFFLINE_PROGRAM = "firewall-offline-cmd"
+SERVICE_NAMED = re.compile(r'service name="([^"]+)"')  # firewalld's permanent configuration while it does not run
 
 Zone = namedtuple("Zone", "services rules target ports")
 
@@ -72,22 +74,22 @@ Zone = namedtuple("Zone", "services rules target ports")
 # permanent ipsets, {name: IPSet}; runtime_ipsets: every ipset firewalld runs with.
 # active_zones: {zone: (interfaces, sources)} of the zones holding any (runtime);
 # interfaces: this host's interfaces but lo. Both None when not read.
+# other_services: {name: (PortSpec, ...)} of the services that are not ours
+# which the zone holds or its rich rules name (either scope), from their
+# files; None when not read.
 _FIELDS = (
     "active zone default_zone services runtime_services ipsets runtime_ipsets permanent runtime active_zones interfaces"
+    " other_services"
 )
 
 
-class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=(None, None))):
+class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=(None, None, None))):
     __slots__ = ()
 
     @property
     def incoming(self):
         """What the zone does with what no rule allows, in ufw's words (the audit's)."""
         return "allow" if self.runtime.target.upper() == "ACCEPT" else "deny"
-
-
-Plan = namedtuple("Plan", "changes steps comment")
-Step = namedtuple("Step", "action args describe")
 
 
 def unavailable():
@@ -175,6 +177,11 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         name: IPSet(found["type"], found["family"], tuple(sorted(found["entries"])))
         for name, found in state["ipsets"].items()
     }
+    others = set()
+    for scope in ("permanent", "runtime"):
+        others.update(state[scope]["services"])
+        others.update(name for rule in state[scope]["rich_rules"] for name in SERVICE_NAMED.findall(rule))
+    others -= set(services)
     return Snapshot(
         True,
         state["zone"],
@@ -187,6 +194,7 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         _zone(state["runtime"]),
         {name: (tuple(held["interfaces"]), tuple(held["sources"])) for name, held in state["active_zones"].items()},
         tuple(state["interfaces"]),
+        {name: tuple(files.service_ports(name)) for name in sorted(others)},
     )
 
 
@@ -359,14 +367,18 @@ def foreign_openings(policy, snapshot, zone):
     def widens(ports):
         return audit.widens(Rule("allow", "any", ports), policy)
 
+    others = snapshot.other_services or {}
     return {
-        "services": sorted(n for n in zone.services - set(snapshot.services) if widens(files.service_ports(n))),
-        "ports": [list(p) for p in zone.ports if widens([files.port_spec(*p)])],
+        "services": sorted(name for name in zone.services if name in others and widens(others[name])),
+        "ports": [list(port) for port in zone.ports if widens([files.port_spec(*port)])],
         "rules": [
             rule
             for rule in zone.rules
             if not rule.startswith(RULE_PREFIX)
-            and any(audit.widens(found, policy) for _, found in files.rich_rule_access(rule, snapshot.runtime_ipsets))
+            and any(
+                audit.widens(found, policy)
+                for _, found in files.rich_rule_access(rule, snapshot.runtime_ipsets, others)
+            )
         ],
     }
 
@@ -555,11 +567,52 @@ def plan_firewall(policy, snapshot):
     return Plan({"target": {"old": target, "new": "default"}}, steps, None)
 
 
-PLANNERS = {"profile": plan_profile, "rules": plan_rules, "firewall": plan_firewall}
+PLANNERS = dict(zip(PARTS, (plan_profile, plan_rules, plan_firewall), strict=True))
 
 
 def plan(part, policy, snapshot):
-    return PLANNERS[part](policy, snapshot)
+    return dispatch(PLANNERS, part, policy, snapshot)
+
+
+DONE = {
+    "profile": "The firewalld services and ipsets are as configured",
+    "rules": "The zimbra_fw rich rules and ipset entries are as configured",
+    "firewall": "The zone denies incoming by default (target default)",
+}
+
+
+def _count_rules(items):
+    """'3 rules', or with ipset entries among them '3 rules and 200 ipset entries'."""
+    entries = [item for item in items if " in ipset " in item]
+    rules = [item for item in items if " in ipset " not in item]
+    counts = ([count(rules, "rule")] if rules or not entries else []) + (
+        [count(entries, "ipset entry", "ipset entries")] if entries else []
+    )
+    return " and ".join(counts)
+
+
+def describe(changes, test):
+    """A plan's changes in words: 'Added 3 rules and 200 ipset entries; reloaded firewalld for zimbra'."""
+    words = group_changes(changes, "ports", "service", test) + group_changes(changes, "ipsets", "ipset", test)
+    if "rules removed" in changes:
+        counted = count(changes["rules removed"], "rule of a retired service")
+        words.append(said(test, f"removed {counted}", f"{counted} would be removed"))
+    # Both scopes alike give added/removed; else each scope has its own.
+    for scope, scoped in (
+        ("", changes),
+        (" (runtime)", changes.get("runtime", {})),
+        (" (permanent)", changes.get("permanent", {})),
+    ):
+        for verb in ("added", "removed"):
+            if verb in scoped:
+                counted = _count_rules(scoped[verb])
+                words.append(said(test, f"{verb} {counted}{scope}", f"{counted} would be {verb}{scope}"))
+    if "reloaded" in changes.get("runtime", {}):
+        loaded = ", ".join(changes["runtime"]["reloaded"])
+        words.append(said(test, f"reloaded firewalld for {loaded}", f"firewalld would be reloaded for {loaded}"))
+    if "target" in changes:
+        words.append(said(test, "set the zone's target to default", "the zone's target would be set to default"))
+    return sentence(words)
 
 
 # ---------------------------------------------------------------- applying

@@ -81,9 +81,9 @@ def _by_consumer(rows, anyone, config):
     return groups
 
 
-def _consumers_of(peer, by_consumer):
-    """The consumer groups whose ports ``peer`` may reach, given its roles."""
-    return sorted(c for c in by_consumer if c == ALL_PEERS or c in peer.roles)
+def _consumers_of(roles, by_consumer):
+    """The consumer groups whose ports a peer with ``roles`` may reach."""
+    return sorted(c for c in by_consumer if c == ALL_PEERS or c in roles)
 
 
 def _group_name(config, suffix):
@@ -121,7 +121,9 @@ def build(config):
         groups[config.profile_name] = Group(
             config.profile_name, config.profile_title, config.profile_description, anyone
         )
-    used = sorted({c for peer in config.peers for c in _consumers_of(peer, by_consumer)})
+    # Per distinct set of roles, not per peer: thousands of peers share a few.
+    consumers = {roles: _consumers_of(roles, by_consumer) for roles in {peer.roles for peer in config.peers}}
+    used = sorted({c for found in consumers.values() for c in found})
     for suffix in used + ([ADMIN_SUFFIX] if admin else []):
         who = {ADMIN_SUFFIX: "admin_subnets", ALL_PEERS: "all peers"}.get(suffix, f"{suffix} peers")
         ports = admin if suffix == ADMIN_SUFFIX else by_consumer[suffix]
@@ -139,7 +141,7 @@ def build(config):
         accesses += [Access(ONLY_FROM, network, (spec,), None, ()) for network in networks]
     peers_by_port = {}
     for peer in config.peers:
-        for consumer in _consumers_of(peer, by_consumer):
+        for consumer in consumers[peer.roles]:
             group = groups[_group_name(config, consumer)]
             accesses += [Access(PEER, address, group.ports, group.name, ()) for address in peer.addresses]
             for spec in group.ports:

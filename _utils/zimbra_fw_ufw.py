@@ -27,6 +27,7 @@ import zimbra_fw_audit as audit
 import zimbra_fw_policy as policies
 import zimbra_fw_ufw_files as files
 from salt.exceptions import CommandExecutionError
+from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, group_changes, said, sentence
 from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines
 from zimbra_fw_commands import checked as _checked
 from zimbra_fw_commands import program_python as ufw_python
@@ -47,7 +48,6 @@ PROFILE_PATH = os.path.join(APPS_DIR, "zimbra")
 DEFAULTS_PATH = "/etc/default/ufw"
 RULES_FILES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
 PROFILE_HEADER = "# Managed by Salt (zimbra_fw formula). Local changes are overwritten.\n"
-PARTS = ("profile", "rules", "firewall")
 BATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_ufw_batch.py")
 
 # rules: (words, comment) in ufw's order, each once. active: None unless read
@@ -58,8 +58,7 @@ BATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_
 # ipv6: whether ufw handles IPv6 (user6.rules was read).
 Snapshot = namedtuple("Snapshot", "rules profile_text app_profiles active incoming copies ipv6")
 Snapshot.__new__.__defaults__ = (None, True)
-Plan = namedtuple("Plan", "changes steps comment")
-Step = namedtuple("Step", "action args describe")  # action: ufw, write, remove or check
+# Step actions: ufw (a command), write or remove (the profile file), check (management access).
 
 
 # ---------------------------------------------------------------- facts and reading
@@ -389,12 +388,39 @@ def plan_firewall(policy, snapshot):
     return Plan(changes, steps, None)
 
 
-PLANNERS = {"profile": plan_profile, "rules": plan_rules, "firewall": plan_firewall}
+PLANNERS = dict(zip(PARTS, (plan_profile, plan_rules, plan_firewall), strict=True))
 LIVE_PARTS = ("firewall",)  # the parts whose plan needs ufw's live state
 
 
 def plan(part, policy, snapshot):
-    return PLANNERS[part](policy, snapshot)
+    return dispatch(PLANNERS, part, policy, snapshot)
+
+
+DONE = {
+    "profile": "The ufw application profiles are as configured",
+    "rules": "The zimbra_fw allow rules are as configured",
+    "firewall": "ufw is active and denies incoming by default",
+}
+
+
+def describe(changes, test):
+    """A plan's changes in words: 'Added 3 rules; enabled the firewall'."""
+    words = group_changes(changes, "ports", "profile", test)
+    if "file" in changes:
+        words.append(said(test, "rewrote the profile file", "the profile file would be rewritten"))
+    if "rules updated" in changes:
+        updated = count(changes["rules updated"], "rule")
+        words.append(said(test, f"updated {updated} to their profile's ports", f"{updated} would be updated"))
+    for key, noun in (("rules removed", "rule of a retired profile"), ("added", "rule"), ("removed", "rule")):
+        if key in changes:
+            verb = "added" if key == "added" else "removed"
+            counted = count(changes[key], noun)
+            words.append(said(test, f"{verb} {counted}", f"{counted} would be {verb}"))
+    if "default incoming" in changes:
+        words.append(said(test, "set default incoming to deny", "default incoming would be set to deny"))
+    if "active" in changes:
+        words.append(said(test, "enabled the firewall", "the firewall would be enabled"))
+    return sentence(words)
 
 
 # ---------------------------------------------------------------- applying

@@ -10,17 +10,17 @@ stage=$repo/.mutation
 # The helpers run as scripts with ufw's or firewalld's Python are mutated too:
 # their unit tests drive them with fake ufw and firewall packages.
 core=(zimbra_fw_catalogue zimbra_fw_config zimbra_fw_policy zimbra_fw_audit zimbra_fw_ufw zimbra_fw_ufw_files
-    zimbra_fw_ufw_batch zimbra_fw_firewalld zimbra_fw_firewalld_files zimbra_fw_firewalld_client zimbra_fw_commands)
+    zimbra_fw_ufw_batch zimbra_fw_firewalld zimbra_fw_firewalld_files zimbra_fw_firewalld_client zimbra_fw_commands zimbra_fw_backend)
 rm -rf "$stage"
 mkdir -p "$stage"
 for module in "${core[@]}"; do cp "_utils/$module.py" "$stage/"; done
-cp -r tests harness _modules _states docs pillar.example "$stage/"
+cp -r tests harness tools _modules _states docs pillar.example "$stage/"
 {
     printf '[tool:pytest]\ntestpaths = tests\naddopts = -p no:cacheprovider\n'
     printf 'markers =\n    sandbox: real ufw in network namespaces (not run here)\n\n'
     printf '[mutmut]\nsource_paths =\n'
     for module in "${core[@]}"; do printf '    %s.py\n' "$module"; done
-    printf 'also_copy =\n    harness/\n    _modules/\n    _states/\n    docs/\n    pillar.example\n'
+    printf 'also_copy =\n    harness/\n    tools/\n    _modules/\n    _states/\n    docs/\n    pillar.example\n'
     # The property-based tests run ~1,200 pillars (and the hostile ones ask
     # firewalld's and ufw's parsers in a process of their own): too slow to
     # repeat per mutant.

@@ -15,13 +15,19 @@ PROC_TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when
    1: 0100007F:1C03 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4568967 1 0 100 0 0 10 0
    2: 0101A8C0:0050 0A01A8C0:D431 01 00000000:00000000 00:00000000 00000000     0        0 4568999 1 0 100 0 0 10 0
 """
+
+
 PROC_TCP6 = """  sl  local_address                         remote_address                        st tx_queue
    0: 00000000000000000000000001000000:1C8A 00000000000000000000000000000000:0000 0A 00000000:00000000
    1: 00000000000000000000000000000000:2BCB 00000000000000000000000000000000:0000 0A 00000000:00000000
 """
+
+
 PROC_UDP = """   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref
  6971: 00000000:0202 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4568970 2 0 0
 """
+
+
 PROFILE = "[Zimbra]\ntitle=Z\ndescription=Z\nports=25,80,443/tcp|514/udp\n"
 
 
@@ -280,9 +286,6 @@ def test_only_the_public_udp_range_is_read():
     assert [lst.port for lst in audit.listeners({"udp": udp}, policy)] == [6002]
 
 
-# ---------------------------------------------------------------- management against ssh:from
-
-
 def ssh_audit(pillar, rules, facts=cfg.NO_FACTS, found=None, **kwargs):
     policy = policies.build(cfg.parse_config({"roles": ["mta"], **pillar}, facts))
     found = [listener("0.0.0.0", 22), listener("::", 22)] if found is None else found
@@ -439,9 +442,6 @@ def test_a_source_beyond_ssh_from_is_named_even_when_the_policy_opens_the_ssh_po
     ]
 
 
-# ---------------------------------------------------------------- findings from the backend
-
-
 def test_extra_findings_from_the_backend_are_sorted_with_the_rest():
     policy = policies.build(cfg.parse_config({"roles": ["mta"]}))
     extra = [
@@ -507,3 +507,31 @@ def test_a_narrow_source_is_listed_not_anyone():
     policy = policies.build(cfg.parse_config({"roles": ["ldap", "mta", "proxy", "mailbox"]}))
     found = audit.audit(policy, listeners(policy), [rule], active=True, incoming="deny", firewall="ufw")
     assert by_port(found)["11211/tcp"]["reachable_from"] == ["10.0.0.0/8"]
+
+
+def policy_of(pillar, facts=cfg.NO_FACTS):
+    return policies.build(cfg.parse_config(pillar, facts))
+
+
+def test_the_open_admin_console_is_a_finding():
+    policy = policy_of({"roles": ["mailbox", "proxy"]})
+    found = [audit.Listener(ipaddress.ip_address("0.0.0.0"), port, "tcp") for port in (7071, 9071)]
+    rules = [audit.Rule("allow", "any", policy.public)]
+    result = audit.audit(policy, found, rules, active=True, incoming="deny", firewall="ufw")
+    assert [(f["severity"], f["port"], f["message"]) for f in result["findings"]] == [
+        (
+            "medium",
+            "7071/tcp",
+            "admin console and admin SOAP is reachable from anyone; set zimbra_fw:admin_subnets (or only_from) "
+            "for admins",
+        ),
+        (
+            "medium",
+            "9071/tcp",
+            "nginx admin console proxy (to mailbox 7071) is reachable from anyone; set zimbra_fw:admin_subnets "
+            "(or only_from) for admins",
+        ),
+    ]
+    narrowed = policy_of({"roles": ["mailbox", "proxy"], "admin_subnets": ["10.8.0.0/24"]})
+    rules = [audit.Rule("allow", "10.8.0.0/24", narrowed.admin)]
+    assert audit.audit(narrowed, found, rules, active=True, incoming="deny", firewall="ufw")["findings"] == []

@@ -230,6 +230,24 @@ def test_firewalld_close_foreign_removes_a_zone_port_and_rich_rule_in_their_scop
     assert fwd.plan_rules(off, snapshot).changes == {}
 
 
+def test_firewalld_close_foreign_removes_a_zone_service_someone_added_from_the_runtime():
+    policy = policy_of(dict(SINGLE, backend="firewalld", close_foreign=True))
+    snapshot = firewalld_snapshot(policy)
+    by_service = 'rule family="ipv4" service name="memcache" accept'
+    runtime = snapshot.runtime._replace(
+        services=snapshot.runtime.services | {"memcache", "dhcpv6-client"}, rules=(*snapshot.runtime.rules, by_service)
+    )
+    others = {
+        "memcache": (PortSpec(11211, 11211, "tcp"),),
+        "dhcpv6-client": (PortSpec(546, 546, "udp"),),
+        "ssh": (PortSpec(22, 22, "tcp"),),
+    }
+    snapshot = snapshot._replace(runtime=runtime, other_services=others)
+    plan = fwd.plan_rules(policy, snapshot)
+    assert plan.changes == {"runtime": {"removed": ["service memcache", by_service]}}  # ssh and dhcpv6 stay
+    assert fwd.describe(plan.changes, True) == "2 rules would be removed (runtime)"
+
+
 # ---------------------------------------------------------------- the beacon
 
 

@@ -1,4 +1,4 @@
-"""Hostile pillars (issue 18, items 1-3): whatever a pillar or the Salt Mine
+"""Hostile pillars: whatever a pillar or the Salt Mine
 says, an accepted config never widens a rule, and what the backends render
 is read back by the firewalls' own parsers exactly as written.
 

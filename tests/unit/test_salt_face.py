@@ -6,6 +6,8 @@ import os
 import types
 
 import pytest
+import zimbra_fw_firewalld as fwd
+import zimbra_fw_ufw as ufw
 from salt.exceptions import CommandExecutionError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -143,17 +145,24 @@ def states(outcomes, test=False):
     return load("_states/zimbra_fw.py", salt=salt, opts={"test": test}, context=context), salt, context
 
 
-def test_state_reports_changes_in_words_and_salt_style():
+def test_state_reports_the_changes_and_the_comment_converge_gives():
     changes = {"added": ["allow 22/tcp", "allow Zimbra"], "removed": ["allow from 10.0.0.0/8"]}
-    module, _, context = states({"rules": {"changes": changes, "applied": []}})
+    comment = "Added 2 rules; removed 1 rule"
+    module, _, context = states({"rules": {"changes": changes, "applied": [], "comment": comment}})
     ret = module.rules_managed()
-    assert ret == {
-        "name": "zimbra_fw-rules",
-        "changes": changes,
-        "result": True,
-        "comment": "Added 2 rules; removed 1 rule",
-    }
+    assert ret == {"name": "zimbra_fw-rules", "changes": changes, "result": True, "comment": comment}
     assert context == {"zimbra_fw.state_run": {}}
+    pending, _, _ = states({"rules": {"changes": changes, "applied": [], "comment": comment}}, test=True)
+    assert pending.rules_managed()["result"] is None
+
+
+def test_ufw_says_its_changes_in_words():
+    changes = {"added": ["allow 22/tcp", "allow Zimbra"], "removed": ["allow from 10.0.0.0/8"]}
+    assert ufw.describe(changes, test=False) == "Added 2 rules; removed 1 rule"
+    assert ufw.describe(changes, test=True) == "2 rules would be added; 1 rule would be removed"
+    assert ufw.describe({"active": {"old": False, "new": True}}, test=True) == "The firewall would be enabled"
+    profile = {"ports": {"Zimbra-mta": {"old": None, "new": "7025/tcp"}}, "rules updated": {"allow Zimbra": "x"}}
+    assert ufw.describe(profile, test=False) == "Added profile Zimbra-mta; updated 1 rule to their profile's ports"
 
 
 def test_firewalld_changes_in_words_count_ipsets_and_their_entries_apart():
@@ -163,30 +172,20 @@ def test_firewalld_changes_in_words_count_ipsets_and_their_entries_apart():
     }
     entries = ["10.1.0.1 in ipset zimbra-mta-v4", "10.1.0.2 in ipset zimbra-mta-v4"]
     rules = {"runtime": {"added": ['rule priority="32000" accept', *entries]}, "permanent": {"removed": entries[:1]}}
-    outcomes = {"profile": {"changes": profile, "applied": []}, "rules": {"changes": rules, "applied": []}}
-    module, _, _ = states(dict(outcomes, firewall={"changes": {"runtime": {"reloaded": ["zimbra"]}}, "applied": []}))
-    assert module.profile_managed()["comment"] == "Added profile zimbra-mta; added ipset zimbra-mta-v4"
-    assert module.rules_managed()["comment"] == (
+    assert fwd.describe(profile, test=False) == "Added service zimbra-mta; added ipset zimbra-mta-v4"
+    assert fwd.describe(rules, test=False) == (
         "Added 1 rule and 2 ipset entries (runtime); removed 1 ipset entry (permanent)"
     )
-    assert module.firewall_enabled()["comment"] == "Reloaded firewalld for zimbra"
-    pending, _, _ = states(outcomes, test=True)
-    pending_text = "Profile zimbra-mta would be added; ipset zimbra-mta-v4 would be added"
-    assert pending.profile_managed()["comment"] == pending_text
-
-
-def test_state_in_test_mode_returns_none_and_the_pending_changes():
-    changes = {"active": {"old": False, "new": True}}
-    module, _, _ = states({"firewall": {"changes": changes, "applied": []}}, test=True)
-    ret = module.firewall_enabled()
-    assert ret["result"] is None and ret["changes"] == changes
-    assert ret["comment"] == "The firewall would be enabled"
+    assert fwd.describe({"runtime": {"reloaded": ["zimbra"]}}, test=False) == "Reloaded firewalld for zimbra"
+    assert fwd.describe({"added": entries}, test=True) == "2 ipset entries would be added"
+    pending_text = "Service zimbra-mta would be added; ipset zimbra-mta-v4 would be added"
+    assert fwd.describe(profile, test=True) == pending_text
 
 
 def test_state_without_changes_and_with_a_failure():
     module, _, _ = states(
         {
-            "profile": {"changes": {}, "applied": []},
+            "profile": {"changes": {}, "applied": [], "comment": "The ufw application profiles are as configured"},
             "firewall": CommandExecutionError("step 'ufw --force enable' failed: boom. Already applied: nothing"),
         }
     )
@@ -194,7 +193,7 @@ def test_state_without_changes_and_with_a_failure():
         "name": "zimbra_fw-profile",
         "changes": {},
         "result": True,
-        "comment": "The port groups (ufw application profiles, or firewalld services and ipsets) are as configured",
+        "comment": "The ufw application profiles are as configured",
     }
     failed = module.firewall_enabled()
     assert failed["result"] is False and failed["changes"] == {}
@@ -229,11 +228,16 @@ def test_pillar_state_summarises_and_warns_about_the_open_admin_console():
     )
 
 
-# ---------------------------------------------------------------- issue 18
+# ---------------------------------------------------------------- test mode and the Salt master rule
 
 
 class FakeBackend:
     PARTS = ("profile", "rules")
+    DONE = types.MappingProxyType({"profile": "done", "rules": "done"})
+
+    @staticmethod
+    def describe(changes, test):
+        return f"described {sorted(changes)} test={test}"
 
     def __init__(self):
         self.applied = []
@@ -264,13 +268,15 @@ def converging(opts):
 def test_converge_changes_nothing_when_the_minion_or_the_caller_says_test(opts_test, arg_test):
     module, backend = converging({"id": "mail1", "file_client": "local", "test": opts_test})
     result = module.converge(test=arg_test)
-    assert result == {part: {"changes": {"added": ["allow x"]}, "applied": []} for part in ("profile", "rules")}
+    done = {"changes": {"added": ["allow x"]}, "applied": [], "comment": "described ['added'] test=True"}
+    assert result == {part: done for part in ("profile", "rules")}
     assert backend.applied == []
 
 
 def test_converge_applies_without_test_anywhere():
     module, backend = converging({"id": "mail1", "file_client": "local", "test": False})
-    assert module.converge(part="rules") == {"rules": {"changes": {"added": ["allow x"]}, "applied": ["allow x"]}}
+    done = {"changes": {"added": ["allow x"]}, "applied": ["allow x"], "comment": "described ['added'] test=False"}
+    assert module.converge(part="rules") == {"rules": done}
     assert backend.applied == [["allow x"]]
 
 

@@ -53,6 +53,8 @@ class Minion:
 
     def service_running(self, name, enable):
         self.log.append(("service.running", name, enable))
+        if self.started == "as it was":
+            return {"name": name, "result": True, "changes": {}, "comment": "The service firewalld is already running"}
         if self.started is None:
             return {"name": name, "result": None, "changes": {}, "comment": "Service firewalld is set to start"}
         if not self.started:
@@ -105,6 +107,13 @@ def test_a_running_firewalld_is_not_prepared(monkeypatch):
     ret = installed(minion, monkeypatch)
     assert minion.log == [("open_ports",), STATE, ("service.running", "firewalld", True), STATE]
     assert ret["result"] is True and ret["comment"] == f"firewalld is installed ({CMD}); Started service firewalld"
+
+
+def test_a_firewalld_that_runs_and_is_left_alone_is_asked_once(monkeypatch):
+    minion = Minion(runs=(True,), started="as it was")
+    ret = installed(minion, monkeypatch)
+    assert minion.log == [("open_ports",), STATE, ("service.running", "firewalld", True)]
+    assert ret["result"] is True and ret["changes"] == {}
 
 
 def test_a_bad_zone_starts_nothing(monkeypatch):

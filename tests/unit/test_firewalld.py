@@ -1,8 +1,17 @@
-"""The firewalld backend's pure parts: the policy in firewalld's words, the
-planners (functions of policy and snapshot), the helper's report, the audit's
-reading of rich rules, and the backend and zone pillar keys. No firewalld here."""
+"""The firewalld backend (zimbra_fw_firewalld): the policy in firewalld's words,
+the planners (functions of policy and snapshot), applying through its helper
+and the helper's report, reading, status, the backend and zone pillar keys;
+its audit findings (a zone whose rules apply to nothing, an interface in the
+trusted zone) and its preparation of a stopped firewalld (the zone checked and
+the management rules put in its permanent configuration with
+firewall-offline-cmd before it starts); and the rich rules it writes, read back
+by firewalld's own parser (firewall.core.rich.Rich_Rule, run with the Python
+that has it): each one unchanged, never a ``NOT``, never pillar text. No
+firewalld runs here."""
 
+import ipaddress
 import json
+import subprocess
 
 import pytest
 import zimbra_fw_config as cfg
@@ -13,9 +22,17 @@ from zimbra_fw_audit import Rule
 from zimbra_fw_catalogue import PortSpec
 
 SINGLE = {"roles": ["ldap", "mta", "proxy", "mailbox"], "trusted_subnets": ["192.168.1.0/24"], "backend": "firewalld"}
+
+
 P = 'rule priority="32000" '
+
+
 SSH = P + 'port port="22" protocol="tcp" accept'
+
+
 TRUSTED = P + 'family="ipv4" source address="192.168.1.0/24" accept'
+
+
 PEERS = [{"name": f"mta{i}", "addresses": [f"10.1.0.{i}"], "roles": ["mta"]} for i in (1, 2)]
 
 
@@ -59,9 +76,6 @@ def converged(pillar=SINGLE):
     sets = ipsets_of(wanted.entries)
     loaded = {"runtime_services": dict(defs), "runtime_ipsets": dict(sets)}
     return policy, snapshot(state, state, services=defs, ipsets=sets, **loaded)
-
-
-# ---------------------------------------------------------------- the policy in firewalld's words
 
 
 def test_each_access_kind_as_rich_rules():
@@ -134,9 +148,6 @@ def test_services_carry_the_groups_ports_and_the_mark():
     shown = fwd.profiles(policy_of(pillar))
     assert shown["path"] == "/etc/firewalld/services" and shown["text"] is None
     assert shown["profiles"]["zimbra"].startswith("25/tcp,80/tcp,143/tcp")
-
-
-# ---------------------------------------------------------------- planning
 
 
 def test_fresh_firewalld_gets_the_services_a_reload_and_then_the_rules_in_both_scopes():
@@ -360,9 +371,6 @@ def test_enabled_false_leaves_the_zone_target_alone():
     assert plan == fwd.Plan({}, [], "zimbra_fw:enabled is false: firewalld's zone target is left alone")
 
 
-# ---------------------------------------------------------------- applying and reading
-
-
 class Helper:
     """A command runner that answers as the D-Bus helper would."""
 
@@ -406,7 +414,10 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
     services = {"zimbra-mta": (("7025", "tcp"),), "zimbra": (("25", "tcp"),)}
     monkeypatch.setattr(fwd_files, "own_services", lambda: services)
     monkeypatch.setattr(fwd_files, "own_ipsets", lambda: {"zimbra-mta-v4": fwd.IPSet("hash:net", "inet", ())})
-    view = {"services": ["ssh", "zimbra"], "rich_rules": [SSH], "target": "default", "ports": [["5", "udp"]]}
+    # The ports of the services that are not ours, from their files
+    monkeypatch.setattr(fwd_files, "service_ports", lambda name: {"ssh": [PortSpec(22, 22, "tcp")]}.get(name, []))
+    theirs = 'rule family="ipv4" source address="10.9.0.1" service name="http" accept'
+    view = {"services": ["ssh", "zimbra"], "rich_rules": [SSH, theirs], "target": "default", "ports": [["5", "udp"]]}
     answer = {
         "running": True,
         "zone": "public",
@@ -423,7 +434,7 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
     read = fwd.read_snapshot(run)
     request = {"read": None, "services": ["zimbra", "zimbra-mta"]}
     assert run.requests == [(["/usr/bin/python3", "-I", fwd.CLIENT_SCRIPT], request)]
-    zone_read = fwd.Zone(frozenset({"ssh", "zimbra"}), (SSH,), "default", (("5", "udp"),))
+    zone_read = fwd.Zone(frozenset({"ssh", "zimbra"}), (SSH, theirs), "default", (("5", "udp"),))
     assert read == fwd.Snapshot(
         True,
         "public",
@@ -436,6 +447,7 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
         zone_read._replace(target="ACCEPT"),
         {"public": (("eth0",), ("10.9.0.0/16",))},
         ("eth0", "eth1"),
+        {"http": (), "ssh": (PortSpec(22, 22, "tcp"),)},
     )
     with pytest.raises(fwd.CommandExecutionError) as info:
         fwd.read_snapshot(Helper(retcode=1))
@@ -484,47 +496,6 @@ def test_reading_an_unknown_zone_names_the_pillar_key(firewall_cmd, monkeypatch)
     assert read.runtime_ipsets == {"blocked": fwd.IPSet("hash:ip", "inet", ("10.0.0.1", "10.0.0.2"))}
 
 
-def test_own_services_are_the_marked_files(tmp_path, monkeypatch):
-    (tmp_path / "zimbra.xml").write_text(
-        f'<service><short>Z</short><description>x {fwd.MARK}</description><port port="25" protocol="tcp"/></service>'
-    )
-    (tmp_path / "http.xml").write_text("<service><short>H</short><description>web</description></service>")
-    (tmp_path / "broken.xml").write_text("<service>")
-    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path / "none"), str(tmp_path)))
-    monkeypatch.setattr(fwd_files, "IPSET_DIRS", (str(tmp_path / "none"),))
-    assert fwd_files.own_services() == {"zimbra": (("25", "tcp"),)}
-    assert fwd.name_taken("Http").startswith("is a firewalld service already (http")
-    assert fwd.name_taken("Zimbra") is None and fwd.name_taken("Other") is None
-
-
-def test_own_ipsets_are_the_marked_files_and_a_clash_or_a_long_name_is_refused(tmp_path, monkeypatch):
-    ours = f'<ipset type="hash:net"><description>{fwd.MARK}</description><option name="family" value="inet6"/>'
-    (tmp_path / "zimbra-mta-v6.xml").write_text(ours + "<entry>2001:db8::2</entry><entry>2001:db8::1</entry></ipset>")
-    (tmp_path / "mail-mta-v4.xml").write_text('<ipset type="hash:ip"><entry>10.0.0.1</entry></ipset>')
-    monkeypatch.setattr(fwd_files, "IPSET_DIRS", (str(tmp_path),))
-    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path / "none"),))
-    assert fwd_files.own_ipsets() == {"zimbra-mta-v6": fwd.IPSet("hash:net", "inet6", ("2001:db8::1", "2001:db8::2"))}
-    assert fwd.name_taken("Mail").startswith("names a firewalld ipset already (mail-mta-v4")
-    assert fwd.name_taken("Zimbra") is None
-    assert fwd.name_taken("Zimbra-Collaboration") == (
-        "is too long for firewalld's ipset names (zimbra-collaboration-onlyoffice-v4, over 32): 18 characters at most"
-    )
-    assert fwd.name_taken("Zimbra-Collaborati") is None  # 18 characters: zimbra-collaborati-onlyoffice-v4 is 32
-
-
-def test_bare_service_and_ipset_files_read_with_defaults(tmp_path, monkeypatch):
-    (tmp_path / "bare.xml").write_text('<service><port/><port port="7" protocol="sctp"/><port port="9"/></service>')
-    (tmp_path / "full.xml").write_text("<service><short>Mail</short><description>SMTP</description></service>")
-    assert fwd_files.read_service(str(tmp_path / "full.xml")) == ("Mail", "SMTP", ())
-    (tmp_path / "udp.xml").write_text('<service><port port="5140" protocol="udp"/><port protocol="tcp"/></service>')
-    (tmp_path / "set.xml").write_text("<ipset><entry> 10.0.0.1 </entry><entry/></ipset>")
-    assert fwd_files.read_service(str(tmp_path / "bare.xml")) == ("", "", (("", ""), ("7", "sctp"), ("9", "")))
-    assert fwd_files.read_ipset(str(tmp_path / "set.xml")) == ("", fwd.IPSet("", "inet", ("10.0.0.1",)))
-    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
-    assert fwd_files.service_ports("bare") == []  # neither tcp nor udp, or no port: not the audit's
-    assert fwd_files.service_ports("udp") == [PortSpec(5140, 5140, "udp")]
-
-
 def test_status_shows_ours_apart_from_the_rest_and_our_ipsets_entries():
     _, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
     theirs = 'rule family="ipv4" source address="198.51.100.7" accept'
@@ -545,53 +516,6 @@ def test_status_shows_ours_apart_from_the_rest_and_our_ipsets_entries():
             "zimbra-mta-v6": [],
         },
     }
-
-
-# ---------------------------------------------------------------- the audit's reading
-
-
-def test_rich_rules_as_the_audit_reads_them(tmp_path, monkeypatch):
-    (tmp_path / "ldap.xml").write_text('<service><port port="389" protocol="tcp"/></service>')
-    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
-    read = fwd_files.rich_rule_access
-    assert read(P + 'family="ipv4" source address="10.1.0.1" service name="ldap" accept') == [
-        (32000, Rule("allow", "10.1.0.1", [PortSpec(389, 389, "tcp")]))
-    ]
-    assert read('rule family="ipv4" source address="1.2.3.4" reject') == [(0, Rule("reject", "1.2.3.4", None))]
-    assert read('rule priority="-5" port port="7000-7010" protocol="udp" drop') == [
-        (-5, Rule("deny", "any", [PortSpec(7000, 7010, "udp")]))
-    ]
-    assert read('rule source address="10.0.0.5" source-port port="4505" protocol="tcp" accept')[0][1].ports == [
-        PortSpec(1, 65535, "tcp")
-    ]
-    # A source the audit cannot judge: an accept counts as from anyone, a reject keeps no one out.
-    assert read('rule family="ipv4" source NOT address="1.2.3.4" accept') == [(0, Rule("allow", "any", None))]
-    not_memcached = 'rule family="ipv4" source NOT address="10.0.0.0/8" port port="11211" protocol="tcp" accept'
-    assert read(not_memcached) == [(0, Rule("allow", "any", [PortSpec(11211, 11211, "tcp")]))]
-    assert read('rule source mac="00:11:22:33:44:55" accept') == [(0, Rule("allow", "any", None))]
-    # A NOT anywhere in the rule is not told apart: the audit says too much rather than too little.
-    not_to = 'rule family="ipv4" source address="10.0.0.0/8" destination NOT address="10.0.0.1" accept'
-    assert read(not_to) == [(0, Rule("allow", "any", None))]
-    assert read('rule family="ipv4" source NOT address="1.2.3.4" reject') == []
-    assert read('rule family="ipv4" source address="1.2.3.4" log prefix="x"') == []
-
-
-def test_an_ipset_rule_is_read_as_one_rule_per_entry(tmp_path, monkeypatch):
-    (tmp_path / "ldap.xml").write_text('<service><port port="389" protocol="tcp"/></service>')
-    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
-    ipsets = {
-        "peers": fwd.IPSet("hash:net", "inet", ("10.1.0.1", "10.2.0.0/16", "10.3.0.0-10.3.0.3", "bad")),
-        "macs": fwd.IPSet("hash:mac", "inet", ("00:11:22:33:44:55",)),
-        "hosts": fwd.IPSet("hash:ip", "inet", ("10.4.0.9/24",)),  # firewalld keeps what it was given
-    }
-    read = fwd_files.rich_rule_access
-    found = read('rule source ipset="peers" service name="ldap" accept', ipsets)
-    assert [rule.source for _, rule in found] == ["10.1.0.1", "10.2.0.0/16", "10.3.0.0/30"]
-    assert all(rule == Rule("allow", rule.source, [PortSpec(389, 389, "tcp")]) for _, rule in found)
-    assert read('rule source ipset="macs" accept', ipsets) == []
-    assert read('rule source ipset="hosts" accept', ipsets) == [(0, Rule("allow", "10.4.0.9/24", None))]
-    assert read('rule protocol value="gre" accept') == [(0, Rule("allow", "any", [PortSpec(1, 65535, "gre")]))]
-    assert read('rule source ipset="unknown" accept', ipsets) == []
 
 
 def test_access_rules_follow_firewalds_order(tmp_path, monkeypatch):
@@ -630,9 +554,6 @@ def test_access_rules_follow_firewalds_order(tmp_path, monkeypatch):
     assert state._replace(runtime=zone(target="ACCEPT")).incoming == "allow"
 
 
-# ---------------------------------------------------------------- the pillar keys
-
-
 @pytest.mark.parametrize(
     "value, os_family, chosen", [(None, "RedHat", "firewalld"), (None, "Debian", "ufw"), ("ufw", "RedHat", "ufw")]
 )
@@ -653,3 +574,308 @@ def test_bad_backend_and_zone_are_named():
     with pytest.raises(cfg.ConfigInvalid) as info:
         cfg.parse_config(dict(SINGLE, firewalld="public"))
     assert info.value.problems == ["zimbra_fw:firewalld: 'public' must be a mapping with zone"]
+
+
+SSH_FROM_ONE = P + 'family="ipv4" source address="10.9.0.1" port port="22" protocol="tcp" accept'
+
+
+SSH6 = P + 'family="ipv6" source address="2001:db8::1" port port="22" protocol="tcp" accept'
+
+
+def zones_snapshot(zone="public", default="public", active=None, interfaces=("eth0",)):
+    empty = fwd.Zone(frozenset(), (), "default", ())
+    return fwd.Snapshot(True, zone, default, {}, {}, {}, {}, empty, empty, active or {}, tuple(interfaces))
+
+
+def nothing(zone, where):
+    return (
+        "high",
+        f"firewalld zone {zone} holds no interface or source: its rules apply to nothing ({where}); "
+        f"add the interface to it (firewall-cmd --permanent --zone={zone} --change-interface=NAME) "
+        "or set zimbra_fw:firewalld:zone",
+    )
+
+
+def trusted(interface, how=""):
+    return (
+        "high",
+        f"interface {interface} is in firewalld's trusted zone{how}: everything arriving on it is accepted, "
+        "whatever zimbra_fw's rules say",
+    )
+
+
+DEFAULT = " (the default zone, which holds every interface no zone holds)"
+
+
+def test_the_default_zone_gets_the_interfaces_no_zone_holds():
+    assert fwd.audit_findings(zones_snapshot()) == []
+    assert fwd.audit_findings(zones_snapshot(active={"public": (("eth0",), ())})) == []
+    assert fwd.audit_findings(zones_snapshot(active={"internal": (("eth1",), ())}, interfaces=["eth0", "eth1"])) == []
+
+
+def test_a_zone_that_holds_no_interface_or_source_is_reported():
+    assert fwd.audit_findings(zones_snapshot(zone="mail")) == [nothing("mail", "eth0 in public")]
+    moved = zones_snapshot(active={"internal": (("eth0",), ()), "dmz": (("eth1",), ())}, interfaces=["eth1", "eth0"])
+    assert fwd.audit_findings(moved) == [nothing("public", "eth0 in internal, eth1 in dmz")]
+    assert fwd.audit_findings(zones_snapshot(zone="mail", interfaces=[])) == [nothing("mail", "no interface")]
+
+
+def test_a_zone_with_a_source_or_an_interface_of_its_own_is_not_reported():
+    assert fwd.audit_findings(zones_snapshot(zone="mail", active={"mail": ((), ("10.0.0.0/8",))})) == []
+    assert fwd.audit_findings(zones_snapshot(zone="mail", active={"mail": (("eth0",), ())})) == []
+    assert (
+        fwd.audit_findings(zones_snapshot(zone="mail", active={"mail": (("wg0",), ())})) == []
+    )  # not seen, still held
+
+
+def test_an_interface_in_the_trusted_zone_is_reported():
+    active = {"trusted": (("eth1",), ("10.9.0.0/16",)), "public": (("eth0",), ())}
+    assert fwd.audit_findings(zones_snapshot(active=active, interfaces=["eth0", "eth1"])) == [
+        trusted("eth1"),
+        (
+            "high",
+            "source 10.9.0.0/16 is in firewalld's trusted zone: everything it sends is accepted on every "
+            "interface, whatever zimbra_fw's rules say",
+        ),
+    ]
+    by_default = zones_snapshot(default="trusted", active={"public": (("eth0",), ())}, interfaces=["eth0", "eth2"])
+    assert fwd.audit_findings(by_default) == [trusted("eth2", DEFAULT)]
+    everything = zones_snapshot(default="trusted", interfaces=["eth0"])
+    assert fwd.audit_findings(everything) == [nothing("public", "eth0 in trusted"), trusted("eth0", DEFAULT)]
+
+
+def test_no_findings_when_the_zones_were_not_read():
+    assert fwd.audit_findings(zones_snapshot()._replace(active_zones=None)) == []
+    assert fwd.audit_findings(zones_snapshot()._replace(interfaces=None)) == []
+
+
+OFFLINE = "/usr/bin/firewall-offline-cmd"
+
+
+class Offline:
+    """A command runner that answers as firewall-offline-cmd would."""
+
+    def __init__(self, zones="block dmz public trusted", default="public\n", present=(), fail=None):
+        self.zones, self.default, self.present, self.fail, self.calls = zones, default, present, fail, []
+
+    def __call__(self, argv, stdin=None):
+        self.calls.append(argv)
+        assert argv[0] == OFFLINE and stdin is None
+        if self.fail and self.fail in argv:
+            return 2, "", "Error: INVALID_ZONE"
+        if argv[1:] == ["--get-zones"]:
+            return 0, self.zones + "\n", ""
+        if argv[1:] == ["--get-default-zone"]:
+            return 0, self.default, ""
+        if argv[2].startswith("--query-rich-rule="):
+            return (0, "yes", "") if argv[2].split("=", 1)[1] in self.present else (1, "no", "")
+        return 0, "success", ""
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setattr(fwd.salt.utils.path, "which", {"firewall-offline-cmd": OFFLINE}.get)
+
+
+def policy_with(**pillar):
+    ssh = {"from": ["10.9.0.1", "2001:db8::1"]}
+    return policies.build(cfg.parse_config({"roles": ["mta"], "backend": "firewalld", "ssh": ssh, **pillar}))
+
+
+def test_a_stopped_firewalld_gets_the_management_rules_it_lacks_in_its_default_zone(offline):
+    run = Offline(present=[SSH_FROM_ONE])
+    assert fwd.prepare_stopped(policy_with(), run) == [SSH6]
+    assert run.calls == [
+        [OFFLINE, "--get-zones"],
+        [OFFLINE, "--get-default-zone"],
+        [OFFLINE, "--zone=public", f"--query-rich-rule={SSH_FROM_ONE}"],
+        [OFFLINE, "--zone=public", f"--query-rich-rule={SSH6}"],
+        [OFFLINE, "--zone=public", f"--add-rich-rule={SSH6}"],
+    ]
+
+
+def test_the_zone_of_the_pillar_and_test_mode_change_nothing(offline):
+    run = Offline()
+    assert fwd.prepare_stopped(policy_with(firewalld={"zone": "dmz"}), run, test=True) == [SSH_FROM_ONE, SSH6]
+    assert run.calls == [
+        [OFFLINE, "--get-zones"],
+        [OFFLINE, "--zone=dmz", f"--query-rich-rule={SSH_FROM_ONE}"],
+        [OFFLINE, "--zone=dmz", f"--query-rich-rule={SSH6}"],
+    ]
+
+
+def test_an_unknown_zone_is_refused_before_anything_changes(offline):
+    run = Offline()
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.prepare_stopped(policy_with(firewalld={"zone": "mail"}), run)
+    assert (
+        str(info.value)
+        == "zimbra_fw:firewalld:zone: 'mail' is not a firewalld zone (zones: block, dmz, public, trusted)"
+    )
+    assert run.calls == [[OFFLINE, "--get-zones"]]
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.prepare_stopped(policy_with(), Offline(default="work\n"))
+    assert (
+        str(info.value)
+        == "zimbra_fw:firewalld:zone: 'work' is not a firewalld zone (zones: block, dmz, public, trusted)"
+    )
+
+
+def test_a_failing_offline_command_is_named(offline):
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.prepare_stopped(policy_with(), Offline(fail="--get-zones"))
+    assert str(info.value) == f"'{OFFLINE} --get-zones' failed (exit 2): Error: INVALID_ZONE"
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.prepare_stopped(policy_with(), Offline(fail=f"--add-rich-rule={SSH_FROM_ONE}"))
+    assert (
+        str(info.value)
+        == f"'{OFFLINE} --zone=public --add-rich-rule={SSH_FROM_ONE}' failed (exit 2): Error: INVALID_ZONE"
+    )
+
+
+def test_without_firewall_offline_cmd_nothing_is_prepared(monkeypatch):
+    monkeypatch.setattr(fwd.salt.utils.path, "which", {}.get)
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.prepare_stopped(policy_with(), Offline())
+    assert str(info.value) == "firewall-offline-cmd is not available on this minion: install 'firewalld'"
+
+
+FIREWALLD_PYTHON = "/usr/bin/python3"
+
+
+PARSE = """
+import json, sys
+from firewall.core.rich import Rich_Rule
+found = []
+for rule in json.load(sys.stdin):
+    try:
+        found.append(str(Rich_Rule(rule_str=rule)))
+    except Exception as exc:
+        found.append("refused: " + str(exc))
+print(json.dumps(found))
+"""
+
+
+def firewalld_reads(rules):
+    """Each rule as firewalld's parser writes it back (or why it refused it)."""
+    try:
+        done = subprocess.run(
+            [FIREWALLD_PYTHON, "-I", "-c", PARSE], input=json.dumps(rules), capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        pytest.skip(f"no {FIREWALLD_PYTHON}")
+    if "No module named 'firewall'" in done.stderr:
+        pytest.skip("firewalld's Python library (python3-firewall) is not installed")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def network(text):
+    return ipaddress.ip_network(text, strict=False)
+
+
+def master(address, ports=None, source_ports=(4505, 4506)):
+    return policies.Access(policies.SALT_MASTER, network(address), ports, None, source_ports)
+
+
+EPHEMERAL = (PortSpec(32768, 60999, "tcp"),)
+
+
+def test_ssh_limit_is_refused_with_firewalld():
+    access = policies.Access(policies.MANAGEMENT, None, (PortSpec(22, 22, "tcp"),), None, (), True)
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.rich_rules(access)
+    assert str(info.value) == (
+        "zimbra_fw:ssh:limit cannot be applied with firewalld: a rich rule's limit is one rate "
+        "shared by every source; set ssh:limit to false"
+    )
+    assert fwd.rich_rules(access._replace(limit=False)) == [P + 'port port="22" protocol="tcp" accept']
+
+
+def test_the_salt_master_reaching_the_minions_ports_is_one_destination_port_rule():
+    assert fwd.rich_rules(master("10.0.0.5", EPHEMERAL)) == [
+        P + 'family="ipv4" source address="10.0.0.5" port port="32768-60999" protocol="tcp" accept'
+    ]
+    assert fwd.rich_rules(master("2001:db8::5", (*EPHEMERAL, PortSpec(5000, 5000, "tcp")))) == [
+        P + 'family="ipv6" source address="2001:db8::5" port port="32768-60999" protocol="tcp" accept',
+        P + 'family="ipv6" source address="2001:db8::5" port port="5000" protocol="tcp" accept',
+    ]
+    assert fwd.rich_rules(master("10.0.0.5")) == [  # without the minion's ports: the master's source ports
+        P + 'family="ipv4" source address="10.0.0.5" source-port port="4505-4506" protocol="tcp" accept'
+    ]
+
+
+# Pillar text for addresses, as an admin may write them: long IPv6 forms,
+# upper case, host bits, IPv4-mapped and NAT64 forms, the widest subnets.
+TRICKY = [
+    "2001:0DB8:0000:0000:0000:0000:0000:0001",
+    "2001:db8:0:0:1::/80",
+    "2001:0db8:0001::/48",
+    "2001:db8::1:0:0:1/128",
+    "::ffff:10.0.0.1",
+    "::ffff:0a00:0001",
+    "64:ff9b::10.0.0.1",
+    "fe80::1",
+    "10.0.0.0/8",
+    "10.1.2.3/32",
+    "0.0.0.0/1",
+]
+
+
+def accepted(text):
+    """``text`` as an ip_network, if the config accepts it as a trusted subnet."""
+    try:
+        cfg.parse_config({"roles": ["mta"], "backend": "firewalld", "trusted_subnets": [text]})
+    except cfg.ConfigInvalid:
+        return None
+    return network(text)
+
+
+def rendered(net):
+    """Every kind of rich rule with an address, for ``net``."""
+    port = (PortSpec(25, 25, "tcp"),)
+    return [
+        *fwd.rich_rules(policies.Access(policies.TRUSTED, net, None, None, ())),
+        *fwd.rich_rules(policies.Access(policies.ONLY_FROM, net, port, None, ())),
+        *fwd.rich_rules(policies.Access(policies.MANAGEMENT, net, (PortSpec(22, 22, "tcp"),), None, ())),
+        *fwd.rich_rules(policies.Access(policies.SALT_MASTER, net, EPHEMERAL, None, (4505, 4506))),
+        *fwd.rich_rules(policies.Access(policies.SALT_MASTER, net, None, None, (4505, 4506))),
+        *fwd._cover_rules(f"zimbra-mta-v{net.version}", [cfg.source_text(net)]),
+    ]
+
+
+def test_rich_rules_with_tricky_addresses_are_read_back_unchanged_and_never_carry_pillar_text():
+    networks = {text: accepted(text) for text in TRICKY}
+    assert any(networks.values())
+    rules = [rule for net in filter(None, networks.values()) for rule in rendered(net)]
+    assert firewalld_reads(rules) == rules
+    for text, net in networks.items():
+        if net is None:
+            continue
+        address = net.compressed if net.prefixlen < net.max_prefixlen else net.network_address.compressed
+        for rule in rendered(net):
+            assert f'source address="{address}" ' in rule, (text, rule)
+            assert " NOT " not in rule, rule
+            if text != address:
+                assert text not in rule, (text, rule)
+
+
+def test_every_rule_of_a_full_policy_is_read_back_unchanged():
+    pillar = {
+        "roles": ["ldap", "mta", "proxy", "mailbox"],
+        "backend": "firewalld",
+        "trusted_subnets": ["192.168.1.0/24", "2001:db8:1::/64"],
+        "admin_subnets": ["203.0.113.0/24"],
+        "ssh": {"port": 2222, "from": ["10.9.0.1", "2001:db8:9::1"]},
+        "only_from": {"25/tcp": ["198.51.100.0/24"]},
+        "cluster": {"peers": [{"name": "mta9", "addresses": ["10.1.0.9", "2001:db8:9::9"], "roles": ["mta"]}]},
+    }
+    policy = policies.build(cfg.parse_config(pillar, cfg.Facts(salt_master=("10.0.0.5", (4505, 4506)))))
+    rules = list(fwd.desired(policy).rules) + fwd.rich_rules(master("10.0.0.5", EPHEMERAL))
+    assert firewalld_reads(rules) == rules
+    assert firewalld_reads(
+        [
+            P + 'family="ipv4" source address="10.0.0.5" source-port port="4505" protocol="tcp" '
+            'port port="1" protocol="tcp" accept'
+        ]
+    )[0].startswith("refused: ")  # one element only

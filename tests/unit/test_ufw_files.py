@@ -1,7 +1,10 @@
-"""ufw's formats, case by case: rules-file tuples in every form ufw writes,
-rules as the audit reads them, ufw's status output and port syntax."""
+"""ufw's formats (zimbra_fw_ufw_files), case by case: rules-file tuples in every
+form ufw writes, read as ufw show added prints them; rules as the audit reads
+them; profile files and multiport groups; ufw's status output, its defaults
+file and its port syntax."""
 
 import pytest
+import zimbra_fw_catalogue as catalogue
 import zimbra_fw_ufw_files as ufw_files
 from zimbra_fw_catalogue import PortSpec
 
@@ -56,7 +59,11 @@ def test_only_tuple_lines_count_and_each_rule_once():
 
 
 PROFILES = {"Zimbra-mta": ufw_files.parse_ufw_ports("7025,7073/tcp")}
+
+
 TCP_UDP_22 = [PortSpec(22, 22, "tcp"), PortSpec(22, 22, "udp")]
+
+
 ACCESS = [
     (("allow", "log", "22/tcp"), ("allow", "any", [PortSpec(22, 22, "tcp")])),
     (("allow", "log-all", "from", "10.0.0.0/8"), ("allow", "10.0.0.0/8", None)),
@@ -97,6 +104,11 @@ def test_rules_the_audit_ignores(words):
     "text, state",
     [
         ("Status: active\n", (True, None)),
+        (
+            "Status: active\nLogging: off\nDefault: deny (incoming), allow (outgoing), disabled (routed)\n",
+            (True, "deny"),
+        ),
+        ("Status: inactive\n", (False, None)),
         ("Status: inactive\nDefault: allow (incoming), allow (outgoing)\n", (False, "allow")),
         ("Status: activeX\n", (False, None)),
         ("Default:   reject (incoming), deny (outgoing)\n", (False, "reject")),
@@ -121,6 +133,9 @@ def test_profile_file_with_a_section_without_ports_and_bad_ports():
 
 
 def test_defaults_file_policies():
+    assert ufw_files.parse_defaults_file('IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\n') == "deny"
+    assert ufw_files.parse_defaults_file('DEFAULT_INPUT_POLICY="ACCEPT"\n') == "allow"
+    assert ufw_files.parse_defaults_file("") is None
     assert ufw_files.parse_defaults_file('DEFAULT_INPUT_POLICY="REJECT"\n') == "reject"
     assert ufw_files.parse_defaults_file("DEFAULT_INPUT_POLICY=drop\n") == "deny"
     assert ufw_files.parse_defaults_file("DEFAULT_INPUT_POLICY=WEIRD\n") == "weird"
@@ -187,3 +202,72 @@ def test_more_rule_forms_as_the_audit_reads_them(words, rule):
 
 def test_a_port_is_not_a_profile():
     assert ufw_files.rule_profile(("allow", "8/tcp")) is None
+
+
+def test_groups_respect_the_multiport_limit():
+    specs = [catalogue.PortSpec(p, p, "tcp") for p in range(1000, 1020)]
+    specs += [catalogue.PortSpec(2000 + 10 * i, 2005 + 10 * i, "tcp") for i in range(3)]
+    specs += [catalogue.PortSpec(514, 514, "udp")]
+    groups = ufw_files.port_groups(specs)
+    assert groups[-1] == "514/udp"
+    for group in groups:
+        entries = group.split("/")[0].split(",")
+        assert sum(2 if ":" in e else 1 for e in entries) <= 15
+    listed = [e for g in groups for e in g.split("/")[0].split(",")]
+    assert len(listed) == len(specs)
+
+
+ZF = "7a696d6272615f6677"  # "zimbra_fw", hex as ufw stores comments
+
+
+EVERY_FORM_RULES = f"""*filter
+:ufw-user-input - [0:0]
+### RULES ###
+
+### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment={ZF}
+-A ufw-user-input -p tcp --dport 22 -j ACCEPT
+
+### tuple ### allow any any 0.0.0.0/0 any 192.168.1.0/24 in comment={ZF}
+### tuple ### allow tcp 25,80,443 0.0.0.0/0 any 0.0.0.0/0 Zimbra - in comment={ZF}
+### tuple ### allow tcp 25,389 0.0.0.0/0 any 10.1.0.5 Zimbra-mta - in comment={ZF}
+### tuple ### allow udp 7026 0.0.0.0/0 any 10.1.0.5 Zimbra-mta - in comment={ZF}
+### tuple ### allow any 8000 0.0.0.0/0 any 0.0.0.0/0 in
+### tuple ### deny_log tcp 23 0.0.0.0/0 any 10.9.0.0/16 in_eth0 comment=736f6d656f6e6520656c7365
+### tuple ### allow tcp 389 0.0.0.0/0 any 0.0.0.0/0 out
+### tuple ### route:allow any any 10.0.0.0/8 any 0.0.0.0/0 in_eth0!out_eth1
+### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 My%20App - in
+### tuple ### bad tuple
+### END RULES ###
+"""
+
+
+EVERY_FORM_RULES6 = f"""### tuple ### allow tcp 22 ::/0 any ::/0 in comment={ZF}
+### tuple ### allow any any ::/0 any 2001:db8::1 in comment={ZF}
+"""
+
+
+def test_rules_from_files_as_ufw_show_added_lists_them():
+    assert ufw_files.rules_from_files([EVERY_FORM_RULES, EVERY_FORM_RULES6]) == [
+        (("allow", "22/tcp"), "zimbra_fw"),
+        (("allow", "from", "192.168.1.0/24"), "zimbra_fw"),
+        (("allow", "Zimbra"), "zimbra_fw"),
+        (("allow", "from", "10.1.0.5", "to", "any", "app", "Zimbra-mta"), "zimbra_fw"),
+        (("allow", "8000"), None),
+        (("deny", "in", "on", "eth0", "log", "from", "10.9.0.0/16", "to", "any", "port", "23", "proto", "tcp"),
+         "someone else"),
+        (("allow", "out", "389/tcp"), None),
+        (("route", "allow", "in", "on", "eth0", "out", "on", "eth1", "to", "10.0.0.0/8"), None),
+        (("limit", "My App"), None),
+        (("allow", "from", "2001:db8::1"), "zimbra_fw"),
+    ]  # fmt: skip
+
+
+def test_no_rules_files():
+    assert ufw_files.rules_from_files([None, ""]) == []
+
+
+def test_rule_profile_of_app_and_plain_rules():
+    assert ufw_files.rule_profile(("allow", "Zimbra")) == "Zimbra"
+    assert ufw_files.rule_profile(("allow", "from", "10.0.0.1", "to", "any", "app", "Zimbra-mta")) == "Zimbra-mta"
+    assert ufw_files.rule_profile(("allow", "22/tcp")) is None
+    assert ufw_files.rule_profile(("allow", "from", "10.0.0.0/8")) is None
