@@ -9,6 +9,7 @@ registry and the contract are in ``zimbra_fw_backend``). Only the functions in
 ``__load__`` are published; none takes a plan, a path or a command.
 """
 
+import importlib
 import ipaddress
 
 try:
@@ -19,6 +20,11 @@ try:
     import zimbra_fw_config
     import zimbra_fw_policy
 
+    # Salt puts _utils on sys.path only while it loads this module (a job in
+    # the salt-minion daemon then finds no backend to import): every backend
+    # zimbra_fw_backend.load() hands out is imported now.
+    for _backend_module in zimbra_fw_backend.REGISTRY.values():
+        importlib.import_module(_backend_module)
     CORE_MISSING = None
 except ImportError as exc:  # _utils not synced
     CORE_MISSING = str(exc)
