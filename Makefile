@@ -1,6 +1,7 @@
 # zimbra_fw: make demo (apply pillar.example to a sandboxed minion, ufw and firewalld), make test.
 # Both set up everything first: Debian packages (ufw, iptables, iproute2,
-# firewalld, dbus, nftables: the tests read the nft ruleset) and a virtual environment in .venv with requirements.txt.
+# firewalld, dbus, nftables: the tests read the nft ruleset; chromium: a test
+# renders the fleet report headless) and a virtual environment in .venv with requirements.txt.
 # Needs root: the sandbox makes network and mount namespaces. While apt
 # installs, policy-rc.d says no daemon may start: firewalld runs only in the
 # sandbox, never in the host's network namespace.
@@ -8,7 +9,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := ufw iptables iproute2 util-linux mount firewalld dbus nftables
+DEBIAN_PACKAGES := ufw iptables iproute2 util-linux mount firewalld dbus nftables chromium
 # yamllint only picks *.yaml/*.yml from a directory: every SLS is named.
 SLS := $(wildcard zimbra_fw/*.sls zimbra_fw/reactor/*.sls)
 

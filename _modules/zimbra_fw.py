@@ -9,8 +9,11 @@ registry and the contract are in ``zimbra_fw_backend``). Only the functions in
 ``__load__`` are published; none takes a plan, a path or a command.
 """
 
-import importlib
 import ipaddress
+import logging
+import time
+
+import salt.utils.systemd
 
 try:
     import zimbra_fw_audit
@@ -19,12 +22,13 @@ try:
     import zimbra_fw_commands
     import zimbra_fw_config
     import zimbra_fw_policy
+    import zimbra_fw_rollback
+    import zimbra_fw_sessions
 
-    # Salt puts _utils on sys.path only while it loads this module (a job in
-    # the salt-minion daemon then finds no backend to import): every backend
-    # zimbra_fw_backend.load() hands out is imported now.
-    for _backend_module in zimbra_fw_backend.REGISTRY.values():
-        importlib.import_module(_backend_module)
+    # Now, while the loader has _utils on sys.path: a salt-minion daemon
+    # calls the functions later, when it no longer has (load finds them then).
+    for _name in zimbra_fw_backend.NAMES:
+        zimbra_fw_backend.load(_name)
     CORE_MISSING = None
 except ImportError as exc:  # _utils not synced
     CORE_MISSING = str(exc)
@@ -32,7 +36,20 @@ except ImportError as exc:  # _utils not synced
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "zimbra_fw"
-__load__ = ["audit", "catalogue", "converge", "drift", "identity", "open_ports", "plan", "prepare", "profile", "status"]
+__load__ = [
+    "audit",
+    "catalogue",
+    "confirm",
+    "converge",
+    "drift",
+    "identity",
+    "open_ports",
+    "plan",
+    "prepare",
+    "profile",
+    "status",
+]
+log = logging.getLogger(__name__)
 
 MINE_FUNCTION = "zimbra_fw.identity"
 # Where the minion's connections (to its Salt master too) take their source port.
@@ -161,20 +178,114 @@ def _plan_view(plan_):
     return view
 
 
-def _plans(policy, parts, snapshot=None):
-    """``{part: Plan}`` from one read of the firewall (``snapshot`` when given).
-    Within a state run the read is shared by the states until one of them
-    changes something."""
+def _snapshot(policy, parts):
+    """One read of the firewall. Within a state run the read is shared by the
+    states until one of them changes something."""
     backend = _backend(policy.config)
     cache = __context__.get(RUN_CACHE)
-    if snapshot is None and cache is not None:
-        snapshot = cache.get("snapshot")
-    if snapshot is None:
-        live = cache is not None or any(p in backend.LIVE_PARTS for p in parts)
-        snapshot = backend.read_snapshot(_run, live=live, config=policy.config)
-        if cache is not None:
-            cache["snapshot"] = snapshot
+    if cache is not None and "snapshot" in cache:
+        return cache["snapshot"]
+    live = cache is not None or any(p in backend.LIVE_PARTS for p in parts)
+    snapshot = backend.read_snapshot(_run, live=live, config=policy.config)
+    if cache is not None:
+        cache["snapshot"] = snapshot
+    return snapshot
+
+
+def _plans(policy, parts, snapshot=None):
+    """``{part: Plan}`` from one read of the firewall (see _snapshot), or from ``snapshot``."""
+    backend = _backend(policy.config)
+    snapshot = snapshot or _snapshot(policy, parts)
     return {name: backend.plan(name, policy, snapshot) for name in parts}
+
+
+def _sessions():
+    """The established TCP sessions of this host, IPv4 and IPv6 (a fact)."""
+    return [session for name in ("tcp", "tcp6") for session in zimbra_fw_sessions.established(_read_proc(name))]
+
+
+def _refused(problems):
+    return CommandExecutionError("Refused, nothing was changed:\n- " + "\n- ".join(problems))
+
+
+def _session_notes(policy, snapshot, test):
+    """Notes on the live sessions the policy would cut, or a refusal. Only
+    while the firewall filters, or will: it is enabled by the pillar, or runs
+    denying what no rule allows."""
+    config = policy.config
+    filtering = config.enabled or (snapshot.active and snapshot.incoming == "deny")
+    cuts = zimbra_fw_sessions.cut_sessions(policy, _sessions()) if filtering else []
+    if cuts and not config.allow_cut_sessions:
+        raise _refused(
+            [cut.text for cut in cuts]
+            + ["set zimbra_fw:allow_cut_sessions: true to apply anyway (with zimbra_fw:confirm to be safe)"]
+        )
+    verb = "would cut" if test else "cuts"
+    return [f"{cut.text.replace('would cut', verb, 1)}, allowed by zimbra_fw:allow_cut_sessions" for cut in cuts]
+
+
+def _rollback_notes(policy, backend, test):
+    """Refuse while a rollback is pending, unless this run carries confirm;
+    with confirm, save the firewall (a pending rollback keeps its older copy)
+    and arm the rollback. Notes saying when it rolls back."""
+    seconds = policy.config.confirm
+    record = zimbra_fw_rollback.pending()
+    if record is not None and seconds is None:
+        raise _refused(
+            [
+                f"a rollback is pending, due {zimbra_fw_rollback.due_text(record['due'], time.time())}: confirm the "
+                "last change first (zimbra_fw.confirm), or run with zimbra_fw:confirm, which keeps that rollback's "
+                "saved firewall and sets a new delay"
+            ]
+        )
+    if record is not None and record["backend"] != backend.NAME:
+        raise _refused(
+            [
+                f"a rollback of {record['backend']} is pending, due "
+                f"{zimbra_fw_rollback.due_text(record['due'], time.time())}, and this run is for {backend.NAME}: "
+                "confirm the last change first (zimbra_fw.confirm)"
+            ]
+        )
+    if seconds is None:
+        return []
+    if test:
+        return [f"would be rolled back {seconds} s after it is applied unless zimbra_fw.confirm is called"]
+    saved = backend.save(_run, policy.config) if record is None else None
+    try:
+        armed = zimbra_fw_rollback.arm(
+            _run,
+            backend.NAME,
+            saved,
+            seconds,
+            systemd=salt.utils.systemd.booted(__context__),
+            log_file=__opts__.get("log_file"),
+        )
+    except (OSError, RuntimeError) as exc:
+        raise _refused([f"zimbra_fw:confirm: the rollback could not be armed: {exc}"]) from exc
+    due = zimbra_fw_rollback.due_text(armed["due"], time.time())
+    log.warning("zimbra_fw: the firewall change is rolled back at %s unless zimbra_fw.confirm is called", due)
+    kept = "" if record is None else " (to the firewall saved before the earlier unconfirmed change)"
+    return [f"rolled back at {due}{kept} unless zimbra_fw.confirm is called"]
+
+
+def _before_changes(policy, backend, parts, test):
+    """Once per run, before anything changes: the checks and the rollback of
+    a run that changes something in ``parts`` (in a state run: in any part,
+    as the first state runs before the others; see _session_notes,
+    _rollback_notes). Returns the notes for the comment of the first part
+    that changes."""
+    cache = __context__.get(RUN_CACHE)
+    if cache is not None and "notes" in cache:
+        return cache["notes"]
+    notes = []
+    parts = backend.PARTS if cache is not None else parts
+    snapshot = _snapshot(policy, parts)
+    if any(plan_.steps for plan_ in _plans(policy, parts, snapshot).values()):
+        notes = _session_notes(policy, snapshot, test)
+        notes += _rollback_notes(policy, backend, test)
+    if cache is not None:
+        cache["notes"] = notes
+    return notes
 
 
 def catalogue():
@@ -219,7 +330,8 @@ def open_ports():
     Return this minion's whitelist from its ``zimbra_fw`` pillar, by exposure:
     ``public`` is opened to anyone, ``cluster`` to trusted subnets and to the
     peers whose roles use each port (``peers``), ``localhost`` is never
-    opened. ``roles`` says where the roles came from (pillar or packages);
+    opened. ``trusted`` lists the trusted subnets (they reach every port).
+    ``roles`` says where the roles came from (pillar or packages);
     ``admin`` lists the admin console ports when ``admin_subnets`` is set;
     ``admin_console_open`` says whether one of them is open to anyone.
     ``left_out`` lists, per minion, why mine data was left out (malformed,
@@ -283,6 +395,21 @@ def plan(part=None):
     return {name: _plan_view(plan_) for name, plan_ in plans.items()}
 
 
+def _apply(backend, steps):
+    """``backend.apply``; a failure says when a pending rollback puts the saved firewall back."""
+    try:
+        return backend.apply(steps, _run)
+    except CommandExecutionError as exc:
+        record = zimbra_fw_rollback.pending()
+        if record is None:
+            raise
+        due = zimbra_fw_rollback.due_text(record["due"], time.time())
+        raise type(exc)(
+            f"{exc.error}; the saved firewall is put back at {due} unless zimbra_fw.confirm is called",
+            info=getattr(exc, "info", None),
+        ) from exc
+
+
 def converge(part=None, test=False):
     """
     Make the firewall match this minion's pillar now, as ``state.apply
@@ -303,13 +430,18 @@ def converge(part=None, test=False):
     test = bool(test or __opts__.get("test"))  # the minion's own test: True wins
     policy, results = _policy(), {}
     backend = _backend(policy.config)
-    for name in _parts(part, backend):
+    parts = _parts(part, backend)
+    notes = _before_changes(policy, backend, parts, test)
+    for name in parts:
         plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
         if plan_.steps and not test:
             __context__.get(RUN_CACHE, {}).pop("snapshot", None)  # the next part reads the firewall anew
-        applied = [] if test else backend.apply(plan_.steps, _run)
+        applied = [] if test else _apply(backend, plan_.steps)
         comment = backend.describe(plan_.changes, test) if plan_.changes else plan_.comment or backend.DONE[name]
         results[name] = {"changes": plan_.changes, "applied": applied, "comment": comment}
+        if plan_.steps and notes:  # told once, by the first part that changes
+            results[name].update(notes=notes, comment="; ".join([comment, *notes]))
+            notes = __context__.get(RUN_CACHE, {})["notes"] = []
     return results
 
 
@@ -452,4 +584,42 @@ def status():
     """
     policy = _policy()
     backend = _backend(policy.config)
-    return backend.status(backend.read_snapshot(_run, config=policy.config))
+    result = backend.status(backend.read_snapshot(_run, config=policy.config))
+    result["rollback"] = _rollback_status()
+    return result
+
+
+def _rollback_status():
+    """The pending rollback (when it is due, how it is armed), or None; and
+    the last one that failed, if any."""
+    record, failed = zimbra_fw_rollback.pending(), zimbra_fw_rollback.failed()
+    status_ = None
+    if record is not None:
+        status_ = {
+            "due": zimbra_fw_rollback.due_text(record["due"], time.time()),
+            "armed_by": f"systemd timer {record['unit']}.timer" if record["unit"] else "a detached process",
+            "confirm_with": "zimbra_fw.confirm",
+        }
+    if failed is not None:
+        status_ = {**(status_ or {}), "last_failed": failed}
+    return status_
+
+
+def confirm():
+    """
+    Keep the firewall as the last run with ``zimbra_fw:confirm`` left it:
+    the pending rollback is cancelled and its saved copy of the firewall
+    dropped. With no rollback pending it says so and changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.confirm
+    """
+    record = zimbra_fw_rollback.confirm(_run)
+    if record is None:
+        return {"confirmed": False, "comment": "No rollback is pending: nothing to confirm"}
+    due = zimbra_fw_rollback.due_text(record["due"], time.time())
+    log.warning("zimbra_fw: the firewall change was confirmed; the rollback due %s is cancelled", due)
+    return {"confirmed": True, "comment": f"Confirmed: the rollback due {due} is cancelled; the firewall stays"}

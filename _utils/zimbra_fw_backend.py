@@ -50,6 +50,16 @@ Applying and reporting:
   in evaluation order; ``audit_findings(snapshot)``: findings only this
   firewall can see (zone settings and such).
 
+Commit-confirmed changes (zimbra_fw_rollback keeps the bookkeeping):
+
+* ``save(run, config)``: everything a run can change in this firewall, as
+  JSON-able data (files byte for byte: ``zimbra_fw_rollback.save_files``),
+  read before the first change.
+* ``restore(saved, run)``: put back what ``save`` returned, as one swap as
+  far as the firewall allows; raises on failure (the rollback then keeps
+  the saved copy). It runs in a process of its own (a systemd timer, or a
+  detached process), not in the minion: it may import only the core.
+
 ``run(argv, stdin=None)`` is always the caller's command runner, returning
 ``(retcode, stdout, stderr)``: backends never spawn processes themselves.
 """
@@ -71,7 +81,7 @@ NAMES = tuple(REGISTRY)
 PARTS = ("profile", "rules", "firewall")  # converged in this order
 CONTRACT = (
     "NAME PACKAGE PROGRAM SERVICE PARTS LIVE_PARTS DONE unavailable ipv6_off name_taken read_snapshot plan "
-    "describe profiles apply prepare_stopped status access_rules audit_findings"
+    "describe profiles apply prepare_stopped status access_rules audit_findings save restore"
 ).split()
 
 Plan = namedtuple("Plan", "changes steps comment")

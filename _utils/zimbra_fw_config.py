@@ -27,7 +27,8 @@ Config = namedtuple(
     "Config",
     "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from ssh_limit "
     "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
-    "salt_masters mail_mode only_from left_out backend zone allow_wide_networks wide_networks close_foreign",
+    "salt_masters mail_mode only_from left_out backend zone allow_wide_networks wide_networks confirm "
+    "allow_cut_sessions close_foreign",
 )
 # address: an ip_network (a host). ports: the master's ports (4505, 4506),
 # which its packets come from. local_ports: a PortSpec, the minion's
@@ -69,8 +70,12 @@ DEFAULTS = {
     "mail_mode": "https",
     "backend": None,  # ufw, or firewalld on the RedHat os_family
     "firewalld": {"zone": None},
+    "confirm": None,  # seconds: roll back unless zimbra_fw.confirm comes first
+    "allow_cut_sessions": False,
     "close_foreign": False,
 }
+# The rollback's delay: 5 s is for tests; a person needs 30 s or more.
+CONFIRM_SECONDS = (5, 86400)
 ZONE_NAME_RE = re.compile(r"[A-Za-z0-9_+-]{1,17}")  # firewalld's limit: 17 characters
 
 # Room is left for the "-<role>" suffix of the per-role groups (ufw allows 64).
@@ -708,6 +713,22 @@ def _parse_firewalld(problems, value):
     return zone
 
 
+def _parse_confirm(problems, value):
+    """The rollback's delay in seconds, or None (no rollback)."""
+    low, high = CONFIRM_SECONDS
+    if value is None:
+        return None
+    if not _is_int(value) or not low <= value <= high:
+        problems.add(
+            "confirm",
+            value,
+            f"must be a number of seconds from {low} to {high}: how long the change may stand before it is "
+            "rolled back unless zimbra_fw.confirm is called",
+        )
+        return None
+    return value
+
+
 def source_text(network):
     """An address or subnet as firewalls print it: a host without its prefix
     length. Made from the parsed address alone (its bytes), never from text
@@ -793,6 +814,8 @@ def parse_config(pillar, facts=NO_FACTS):
         zone=_parse_firewalld(problems, merged["firewalld"]),
         allow_wide_networks=allow_wide,
         wide_networks=tuple(wide),
+        confirm=_parse_confirm(problems, merged["confirm"]),
+        allow_cut_sessions=_check_bool(problems, "allow_cut_sessions", merged["allow_cut_sessions"]),
         close_foreign=_check_bool(problems, "close_foreign", merged["close_foreign"]),
     )
     if facts.ipv6_off:

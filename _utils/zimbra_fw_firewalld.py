@@ -20,6 +20,9 @@ rules in one zone, permanent and runtime alike.
   steps in one helper process. Services and ipsets are defined permanently
   only: firewalld loads new or changed ones on ``reload``, which the profile
   part does only then. Ipset entries change in both scopes without a reload.
+* ``save(run, config)`` and ``restore(saved, run)``: firewalld as a rollback
+  puts it back (zimbra_fw_rollback): the files of our services and ipsets
+  and of the zone (permanent), and the zone's and our ipsets' runtime state.
 """
 
 import ipaddress
@@ -45,8 +48,9 @@ from zimbra_fw_commands import (
     json_lines,
     program_python,
 )
-from zimbra_fw_config import source_text
+from zimbra_fw_config import ZONE_NAME_RE, source_text
 from zimbra_fw_firewalld_files import MARK, IPSet
+from zimbra_fw_rollback import restore_files, save_files
 
 
 def __virtual__():
@@ -749,3 +753,87 @@ def prepare_stopped(policy, run, test=False):
             checked(run, [program, f"--zone={zone}", f"--add-rich-rule={rule}"])
         added.append(rule)
     return added
+
+
+# ---------------------------------------------------------------- rollback
+
+ZONE_DIR = "/etc/firewalld/zones"
+ZoneOf = namedtuple("ZoneOf", "zone")  # what read_snapshot needs of a Config
+
+
+def saved_paths(zone, services, ipsets):
+    """The permanent files a rollback puts back: the zone's and those of the
+    services and ipsets named, each with the ``.old`` copy firewalld keeps
+    when it rewrites one."""
+    found = [os.path.join(ZONE_DIR, f"{zone}.xml")]
+    found += [os.path.join(files.SERVICE_DIRS[-1], f"{name}.xml") for name in sorted(services)]
+    found += [os.path.join(files.IPSET_DIRS[-1], f"{name}.xml") for name in sorted(ipsets)]
+    return [variant for path in found for variant in (path, path + ".old")]
+
+
+def _runtime_view(snapshot):
+    zone = snapshot.runtime
+    entries = {name: list(snapshot.runtime_ipsets[name].entries) for name in snapshot.ipsets}
+    return {
+        "services": sorted(zone.services),
+        "rules": list(zone.rules),
+        "ports": [list(port) for port in zone.ports],
+        "entries": {name: found for name, found in entries.items() if name in snapshot.runtime_ipsets},
+    }
+
+
+def save(run, config=None):
+    """firewalld as it is now, for ``restore``: the zone's file and those of
+    our services and ipsets byte for byte, and the zone's runtime services,
+    rich rules and ports and our ipsets' runtime entries."""
+    snapshot = read_snapshot(run, config=config)
+    paths = saved_paths(snapshot.zone, snapshot.services, snapshot.ipsets)
+    return {"zone": snapshot.zone, "files": save_files(paths), "runtime": _runtime_view(snapshot)}
+
+
+def _runtime_change(zone, saved):
+    """What takes the runtime ``zone`` back to the ``saved`` view: a zone change, or None."""
+    services, ports = set(saved["services"]), [tuple(port) for port in saved["ports"]]
+    change = {
+        "add_services": sorted(services - zone.services),
+        "remove_services": sorted(zone.services - services),
+        "add_rules": [rule for rule in saved["rules"] if rule not in zone.rules],
+        "remove_rules": [rule for rule in zone.rules if rule not in saved["rules"]],
+        "add_ports": [list(port) for port in ports if port not in zone.ports],
+        "remove_ports": [list(port) for port in zone.ports if port not in ports],
+    }
+    return change if any(change.values()) else None
+
+
+def restore(saved, run):
+    """Put back what ``save`` returned: the permanent files (each replaced
+    atomically; files of our services and ipsets made since are removed),
+    one ``reload`` that loads them, then the runtime state firewalld held
+    beyond its permanent configuration (rules added at runtime only)."""
+    zone = saved["zone"]
+    if not isinstance(zone, str) or not ZONE_NAME_RE.fullmatch(zone):  # it names a file
+        raise CommandExecutionError(f"the saved firewall names no firewalld zone: {zone!r}")
+    services = set(files.own_services()) | _names_in(saved["files"], files.SERVICE_DIRS[-1])
+    ipsets = set(files.own_ipsets()) | _names_in(saved["files"], files.IPSET_DIRS[-1])
+    restore_files({path: saved["files"].get(path) for path in saved_paths(zone, services, ipsets)})
+    apply([Step("reload", (), "firewall-cmd --reload")], run)
+    snapshot = read_snapshot(run, config=ZoneOf(zone))
+    steps = []
+    wanted = {name: tuple(found) for name, found in saved["runtime"]["entries"].items()}
+    loaded = {name: found for name, found in wanted.items() if name in snapshot.runtime_ipsets}
+    entries = _entries_change(snapshot.runtime_ipsets, loaded)
+    if entries:
+        steps.append(Step("entries", ("runtime", entries), "runtime ipset entries as saved"))
+    change = _runtime_change(snapshot.runtime, saved["runtime"])
+    if change:
+        steps.append(_zone_step(snapshot, "runtime", change))
+    apply(steps, run)
+
+
+def _names_in(saved_files, directory):
+    """The service or ipset names whose files in ``directory`` were saved."""
+    return {
+        os.path.basename(path)[: -len(".xml")]
+        for path in saved_files
+        if os.path.dirname(path) == directory and path.endswith(".xml")
+    }

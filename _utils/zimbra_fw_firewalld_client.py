@@ -29,8 +29,9 @@ entries stay, or which has ``refill``, is refilled in one call; ``cover``,
 runtime only and optional: rich rules held while new entries replace
 overlapping ones, or while the set is refilled), ``["zone",
 ZONE, "permanent" | "runtime", CHANGE]`` with CHANGE ``{"add_services",
-"remove_services", "add_rules", "remove_rules", "remove_ports", "target"}``
-applied as one settings update.
+"remove_services", "add_rules", "remove_rules", "add_ports", "remove_ports",
+"target"}`` (ports: ``[PORT, PROTO]``) applied as one
+settings update.
 
 Any other output means firewalld's Python library could not be used: ``{"unavailable": why}``.
 """
@@ -149,12 +150,19 @@ def change_zone(settings, change):
     for rule in change.get("remove_rules", []):
         if rule in settings.getRichRules():
             settings.removeRichRule(rule)
-    for port, proto in change.get("remove_ports", []):
-        if settings.queryPort(port, proto):
-            settings.removePort(port, proto)
+    _change_ports(settings, change)
     if change.get("target"):
         settings.setTarget(change["target"])
     return settings
+
+
+def _change_ports(settings, change):
+    for port, proto in change.get("add_ports", []):
+        if not settings.queryPort(port, proto):
+            settings.addPort(port, proto)
+    for port, proto in change.get("remove_ports", []):
+        if settings.queryPort(port, proto):
+            settings.removePort(port, proto)
 
 
 def _cover(firewall, cover):

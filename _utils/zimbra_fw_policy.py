@@ -218,6 +218,7 @@ def open_ports(policy):
         LOCALHOST: [str(s) for s in policy.localhost],
         "roles": {"roles": list(config.roles), "source": config.roles_source},
         "peers": {str(spec): policy.peers_by_port[spec] for spec in sorted(policy.peers_by_port)},
+        "trusted": [str(network) for network in config.trusted_subnets],
     }
     if policy.restricted:
         result["only_from"] = {str(spec): [str(n) for n in nets] for spec, nets in policy.restricted.items()}

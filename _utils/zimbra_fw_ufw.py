@@ -10,6 +10,9 @@ The ufw backend: the policy as ufw application profiles and allow rules.
 * ``apply(steps, run)`` is the only code that changes anything; runs of
   consecutive ufw commands go to one ufw process (zimbra_fw_ufw_batch).
 * ``access_rules(snapshot)`` gives the audit ufw's rules in ufw's order.
+* ``save(run, config)`` and ``restore(saved, run)``: ufw as a rollback puts
+  it back (zimbra_fw_rollback): the rules files, our application profile,
+  /etc/default/ufw, ufw.conf and whether ufw runs.
 
 ``run(argv, stdin=None)`` is the caller's command runner, returning
 ``(retcode, stdout, stderr)``. Every rule this backend adds carries the
@@ -32,6 +35,7 @@ from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines
 from zimbra_fw_commands import checked as _checked
 from zimbra_fw_commands import program_python as ufw_python
 from zimbra_fw_config import source_text
+from zimbra_fw_rollback import restore_files, save_files
 
 
 def __virtual__():
@@ -47,6 +51,7 @@ APPS_SKIPPED = (".dpkg-new", ".dpkg-old", ".dpkg-dist", ".rpmnew", ".rpmsave", "
 PROFILE_PATH = os.path.join(APPS_DIR, "zimbra")
 DEFAULTS_PATH = "/etc/default/ufw"
 RULES_FILES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
+CONF_PATH = "/etc/ufw/ufw.conf"  # ENABLED=yes|no
 PROFILE_HEADER = "# Managed by Salt (zimbra_fw formula). Local changes are overwritten.\n"
 BATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_ufw_batch.py")
 
@@ -551,3 +556,39 @@ def audit_findings(snapshot):  # pylint: disable=unused-argument
 def prepare_stopped(policy, run, test=False):  # pylint: disable=unused-argument
     """Nothing to prepare: ufw is enabled only after its rules are in (the firewall part)."""
     return []
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def saved_paths():
+    """The files a rollback puts back: everything a run can change in ufw."""
+    return (*RULES_FILES, PROFILE_PATH, DEFAULTS_PATH, CONF_PATH)
+
+
+def save(run, config=None):  # pylint: disable=unused-argument
+    """ufw as it is now, for ``restore``: its files byte for byte and whether it runs."""
+    return {"files": save_files(saved_paths()), "active": _active(run)}
+
+
+def restore(saved, run):
+    """Put back what ``save`` returned: the files first (each replaced
+    atomically), then the running ufw. When only rules changed, ufw's rule
+    chains are reloaded from the rules files in one ``iptables-restore
+    --noflush`` per family, as ufw loads them when it starts (one atomic swap:
+    ``ufw reload`` stops the firewall first); else ufw is reloaded, enabled or
+    disabled as it was, and ufw.conf, which that rewrites, is put back after.
+    Only the paths of ``saved_paths`` are written."""
+    kept = {path: saved["files"][path] for path in saved_paths() if path in saved["files"]}
+    changed = restore_files(kept)
+    active = _active(run)
+    if saved["active"] and active and not {DEFAULTS_PATH, CONF_PATH} & set(changed):
+        families = (("iptables-restore", RULES_FILES[0]), ("ip6tables-restore", RULES_FILES[1]))
+        for program, path in families[: 2 if _ipv6_read() else 1]:
+            _checked(run, [program, "--noflush", path])
+        return
+    if saved["active"]:
+        _checked(run, ["ufw", "reload"] if active else ["ufw", "--force", "enable"])
+    elif active:
+        _checked(run, ["ufw", "--force", "disable"])
+    restore_files(kept)

@@ -10,7 +10,8 @@
   publishes ``zimbra_fw.identity`` to the Salt Mine;
 * an "internet" namespace (10.77.0.200) that is on the LAN but no peer.
 
-Commands run from the master: ``cluster.salt('*', 'state.apply', 'zimbra_fw')``.
+Commands run from the master: ``cluster.salt('*', 'state.apply', 'zimbra_fw')``,
+runners with ``cluster.run('zimbra_fw.report')``.
 ``close()`` stops every daemon and deletes every namespace it made.
 """
 
@@ -150,6 +151,11 @@ class Cluster(Topology):
                     raise RuntimeError(f"salt {target} {args}: {exc}\n{out.stderr[-2000:]}") from exc
             time.sleep(2)
         raise AssertionError("not reached")
+
+    def run(self, *args, timeout=120):
+        """Run ``salt-run ARGS`` on the master; returns what the runner returned."""
+        command = [os.path.join(BIN, "salt-run"), "-c", self.master_dir, "--out", "json", "--no-color", *args]
+        return json.loads(self.master.exec(command, timeout=timeout).stdout)
 
     def wait_for_minions(self, timeout=300):
         """Wait until every running minion answers test.ping (bounded)."""

@@ -6,6 +6,12 @@ A PORT is ``25`` (TCP) or ``514/udp``.
 prints ``ready``, accepts (and closes) TCP connections and echoes UDP
 datagrams until killed.
 
+``python probe.py listen --hold PORT...`` does the same but keeps each TCP
+connection open (an ssh server's sessions) until killed.
+
+``python probe.py session ADDRESS PORT`` opens one TCP connection, prints
+``connected`` and holds it until stdin closes (an admin's ssh session).
+
 ``python probe.py connect ADDRESS TIMEOUT PORT...`` tries each port once, all
 at once, each bounded by TIMEOUT seconds (TCP: a connection; UDP: one
 datagram and its echo), and prints a JSON object ``{port: true|false}``.
@@ -36,7 +42,8 @@ def _port(text):
     return int(number), proto == "udp"
 
 
-def listen(ports):
+def listen(ports, hold=False):
+    held = []
     selector = selectors.DefaultSelector()
     for port, udp in map(_port, ports):
         for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
@@ -58,7 +65,10 @@ def listen(ports):
                     key.fileobj.sendto(data, peer)
                 else:
                     conn, _ = key.fileobj.accept()
-                    conn.close()
+                    if hold and len(held) < 64:
+                        held.append(conn)
+                    else:
+                        conn.close()
             except OSError:
                 pass
 
@@ -107,9 +117,18 @@ def watch(address, timeout, port, seconds):
     print(json.dumps(outcomes), flush=True)
 
 
+def session(address, port):
+    with socket.create_connection((address, port), timeout=5):
+        print("connected", flush=True)
+        sys.stdin.read()
+
+
 def main(argv):
     if argv[0] == "listen":
-        listen(argv[1:])
+        hold = argv[1:2] == ["--hold"]
+        listen(argv[2:] if hold else argv[1:], hold)
+    elif argv[0] == "session":
+        session(argv[1], int(argv[2]))
     elif argv[0] == "repeat":
         address, timeout, port, count = argv[1], float(argv[2]), int(argv[3]), min(int(argv[4]), 20)
         print(json.dumps([asyncio.run(_try(address, port, timeout)) for _ in range(count)]))

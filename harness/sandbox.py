@@ -43,7 +43,7 @@ def _run(argv, check=True, timeout=120, **kwargs):
     return subprocess.run(argv, check=check, timeout=timeout, capture_output=True, text=True, **kwargs)
 
 
-FORMULA_PARTS = ("_beacons", "_modules", "_states", "_utils", "zimbra_fw")
+FORMULA_PARTS = ("_beacons", "_modules", "_runners", "_states", "_utils", "zimbra_fw")
 
 
 def formula_root(directory):
@@ -118,6 +118,15 @@ class Namespace:
         a connection, UDP ports (``"514/udp"``) echo a datagram."""
         out = self.exec([sys.executable, PROBE, "connect", address, str(timeout), *map(str, ports)]).stdout
         return {int(port) if port.isdigit() else port: is_open for port, is_open in json.loads(out).items()}
+
+    def session(self, address, port):
+        """Open a TCP session to ``address``:``port`` and hold it (an admin's
+        ssh session); ``stop(process)`` ends it."""
+        argv = [sys.executable, PROBE, "session", address, str(port)]
+        process = self.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if process.stdout.readline().strip() != "connected":
+            raise RuntimeError(f"no session to {address}:{port}")
+        return process
 
     def probe_repeatedly(self, address, port, count, timeout=0.8):
         """``count`` TCP connections to ``port``, one after another: which got in."""
@@ -391,8 +400,10 @@ class Minion(Namespace):
         log = open(os.path.join(self.state, "daemon.log"), "ab")  # closed when the process ends
         return self._track(subprocess.Popen(self.guarded_argv(argv), stdout=log, stderr=subprocess.STDOUT))
 
-    def listen(self, ports):
-        process = self.spawn([sys.executable, PROBE, "listen", *map(str, ports)], stdout=subprocess.PIPE, text=True)
+    def listen(self, ports, hold=False):
+        """Listen on ``ports``; with ``hold``, keep the TCP connections open (sessions)."""
+        argv = [sys.executable, PROBE, "listen", *(["--hold"] if hold else []), *map(str, ports)]
+        process = self.spawn(argv, stdout=subprocess.PIPE, text=True)
         if process.stdout.readline().strip() != "ready":
             raise RuntimeError("listener did not start")
         return process

@@ -10,6 +10,7 @@ probes prove the least-privilege matrix; a fifth node joins and leaves.
 
 import time
 
+import fleet
 import pytest
 
 from harness.cluster import SUBNET_PREFIX, Cluster
@@ -127,6 +128,34 @@ def test_open_ports_names_the_peers(cluster):
     assert ports["peers"]["7071/tcp"] == ["mta", "proxy"]
     ldap = cluster.salt("ldap", "zimbra_fw.open_ports")["ldap"]
     assert ldap["peers"]["389/tcp"] == ["mailbox", "mta", "proxy"]
+
+
+def test_the_fleet_report_agrees_with_the_probes(cluster):
+    cluster.run("saltutil.sync_all")  # the runner and its core, to the master
+    started = time.monotonic()
+    result = cluster.run("zimbra_fw.report")
+    seconds = time.monotonic() - started
+    with_drift = "zimbra_fw.drift" in cluster.salt("ldap", "sys.list_functions", "zimbra_fw")["ldap"]
+    with open(result["html"], encoding="utf-8") as handle:
+        tables = fleet.Tables(handle.read())
+    header, *rows = result["report"]
+    assert header.split() == ["minion", "backend", "drifted", "critical", "high", "medium", "roles", "note"]
+    assert [row.split() for row in rows] == [
+        [name, "firewalld" if name in FIREWALLD else "ufw", "no" if with_drift else "unknown", "0", "0",
+         "1" if name == "proxy" else "0",  # 9071, the proxy's admin console: open to anyone
+         ",".join(roles), *([] if with_drift else ["drift:", "'zimbra_fw.drift'", "is", "not", "available."])]
+        for name, (_, roles) in sorted(NODES.items())
+    ]  # fmt: skip
+    grid = {key: cell["text"].split() for key, cell in tables.grid(1).items()}
+    assert not any(cell["class"] == "drift" for cell in tables.grid(1).values())  # nothing closed or extra
+    # the matrix says what test_internet_reaches_only_public_ports and the peers' probes saw
+    assert grid["internet", "mta"] == ["22/tcp", "25/tcp", "465/tcp", "587/tcp"]
+    assert grid["internet", "ldap"] == ["\u2013"]  # sshd moved to 2222, open to an admin network only
+    assert {"389/tcp", "2222/tcp"} <= set(grid["mailbox + memcached", "ldap"])
+    assert "2222/tcp" not in grid["mta", "ldap"] and "11211/tcp" not in grid["mta", "mailbox"]
+    assert {"7025/tcp", "7071/tcp", "7073/tcp", "8443/tcp"} <= set(grid["mta", "mailbox"])
+    assert {"7072/tcp", "8080/tcp", "11211/tcp"} <= set(grid["proxy", "mailbox"])
+    print(f"salt-run zimbra_fw.report, 4 minions: {seconds:.1f} s")
 
 
 def test_second_apply_changes_nothing(cluster):

@@ -49,7 +49,7 @@ def test_converged_minions_have_no_drift(cluster):
         else {s: r["comment"] for s, r in states.items() if not r["result"]}
         for name, states in cluster.first_results.items()
     }
-    assert failed == dict.fromkeys(NODES, {}), json.dumps(failed, indent=1)
+    assert failed == {name: {} for name in NODES}, json.dumps(failed, indent=1)
     assert {name: added["result"] for name, added in cluster.beacons.items()} == dict.fromkeys(NODES, True)
     drift = cluster.salt("*", "zimbra_fw.drift")
     assert {name: (d["drifted"], d["backend"], d["active"]) for name, d in drift.items()} == {

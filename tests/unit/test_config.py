@@ -794,7 +794,7 @@ KNOWN = "roles, trusted_subnets, admin_subnets, extra_ports, exclude_ports, only
 
 
 KNOWN += "allow_no_management, allow_wide_networks, allow_salt_master, cluster, mail_mode, backend, firewalld, "
-KNOWN += "close_foreign"
+KNOWN += "confirm, allow_cut_sessions, close_foreign"
 
 
 CASES = [
@@ -1243,3 +1243,37 @@ def test_at_most_5000_pillar_peers():
         cfg.parse_config({**MAILBOX, "cluster": {"peers": peers}})
     assert info.value.problems == ["zimbra_fw:cluster:peers: '5001 peers' are more than 5000"]
     assert len(cfg.parse_config({**MAILBOX, "cluster": {"peers": peers[:5000]}}).peers) == 5000
+
+
+# ---------------------------------------------------------------- commit-confirmed changes
+
+
+def confirm_problems(pillar):
+    with pytest.raises(cfg.ConfigInvalid) as info:
+        cfg.parse_config({"roles": ["mta"], **pillar})
+    return info.value.problems
+
+
+def test_confirm_and_allow_cut_sessions_default_to_off():
+    config = cfg.parse_config({"roles": ["mta"]})
+    assert (config.confirm, config.allow_cut_sessions) == (None, False)
+
+
+@pytest.mark.parametrize("seconds", [5, 120, 86400])
+def test_confirm_takes_seconds_from_5_to_a_day(seconds):
+    assert cfg.parse_config({"roles": ["mta"], "confirm": seconds}).confirm == seconds
+
+
+@pytest.mark.parametrize("value", [4, 0, -1, 86401, True, "120", 12.5, [120], {"seconds": 120}])
+def test_confirm_out_of_range_or_not_a_number_is_refused_by_name_and_value(value):
+    assert confirm_problems({"confirm": value}) == [
+        f"zimbra_fw:confirm: {value!r} must be a number of seconds from 5 to 86400: how long the change may "
+        "stand before it is rolled back unless zimbra_fw.confirm is called"
+    ]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, []])
+def test_allow_cut_sessions_must_be_true_or_false(value):
+    assert confirm_problems({"allow_cut_sessions": value}) == [
+        f"zimbra_fw:allow_cut_sessions: {value!r} must be true or false"
+    ]
