@@ -504,9 +504,6 @@ def _audit_report(policy, backend, snapshot):
     )
 
 
-# The audit's severities that say access is wider than the policy (the lower
-# ones say a port is closed, or listens where it should not but is not reachable).
-WIDENING = ("critical", "high", "medium")
 DRIFT_RETCODE = 2
 
 
@@ -541,7 +538,7 @@ def drift():
         plans = _plans(policy, backend.PARTS, snapshot)
         parts = {name: plan_.changes for name, plan_ in plans.items() if plan_.changes}
         audit_report = _audit_report(policy, backend, snapshot)
-        findings = [finding for finding in audit_report["findings"] if finding["severity"] in WIDENING]
+        findings = zimbra_fw_audit.beyond_policy(audit_report["findings"], policy)
         report.update(
             drifted=bool(parts or findings),
             active=bool(snapshot.active),

@@ -125,6 +125,25 @@ def test_a_hand_made_allow_11211_is_a_critical_finding_and_retcode_2(ufw_minion)
     assert ufw_minion.context["retcode"] == 2
 
 
+ADMIN_CONSOLE = MEMCACHED.replace("00000000:2BCB", "00000000:1B9F")  # 0.0.0.0:7071
+
+
+def test_what_the_policy_itself_opens_to_anyone_is_a_finding_not_drift(ufw_minion):
+    ufw_minion.tcp = ADMIN_CONSOLE  # public: no admin_subnets in this pillar
+    audit_report = ufw_minion.face.audit()
+    assert [(f["severity"], f["port"]) for f in audit_report["findings"]] == [("medium", "7071/tcp")]
+    assert ufw_minion.drift()["drifted"] is False
+
+
+def test_a_hand_opened_admin_console_is_drift_once_admin_subnets_close_it(monkeypatch):
+    minion = Minion(monkeypatch, dict(SINGLE, admin_subnets=["198.51.100.0/24"]))
+    minion.firewall = ufw_snapshot(minion.policy, other=[("allow", "7071/tcp")])
+    minion.tcp = ADMIN_CONSOLE
+    report = minion.drift()
+    assert [(f["severity"], f["port"]) for f in report["findings"]] == [("medium", "7071/tcp")]
+    assert report["drifted"] is True and report["parts"] == {}  # not a cluster port: close_foreign keeps it
+
+
 def test_with_close_foreign_the_rules_part_would_remove_it(monkeypatch):
     minion = Minion(monkeypatch, dict(SINGLE, close_foreign=True))
     minion.firewall = ufw_snapshot(minion.policy, other=[("allow", "11211/tcp"), ("allow", "8448/tcp")])
