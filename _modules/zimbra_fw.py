@@ -515,8 +515,9 @@ def drift():
     would change, the changes ``test=True`` reports: rules missing or extra
     per family, profile, service and ipset differences, firewalld's runtime
     against permanent, the default policy, enabling), ``findings`` (the
-    audit's findings that widen access: a hand-made ``ufw allow 11211``, a
-    zone service someone added), ``roles`` and ``comment`` in words. Sets
+    audit's critical, high and medium findings beyond what the policy opens:
+    a hand-made ``ufw allow 11211``, a zone service someone added),
+    ``roles`` and ``comment`` in words. Sets
     the return code to 2 on drift, for cron and monitoring
     (``salt-call --retcode-passthrough zimbra_fw.drift``). A stopped firewall
     is drift (``active: false``). The zimbra_fw beacon calls it.
