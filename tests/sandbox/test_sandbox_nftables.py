@@ -1,8 +1,9 @@
 """The formula with ``backend: nftables`` against the kernel's nftables in the
 sandbox: one lab for the module, its tests run in order on it. Probes over
 IPv4 and IPv6, a second run reads nft once, test=True, a foreign table
-survives every run, drift is repaired, the persisted file loads as the
-distribution's boot would load it, bad input changes nothing."""
+survives every run, drift is reported (zimbra_fw.drift) and repaired, the
+persisted file loads as the distribution's boot would load it, bad input
+changes nothing, tables rendered from hostile pillars are what nft reads."""
 
 import copy
 import os
@@ -142,6 +143,8 @@ def test_a_second_run_reads_nft_once_and_changes_nothing(lab):
     assert changes(results) == {}
     assert results["zimbra_fw-rules"]["comment"] == "Table inet zimbra_fw is as configured"
     assert minion.nft_commands() == ["-j list table inet zimbra_fw"]
+    report = minion.salt("zimbra_fw.drift")
+    assert report["drifted"] is False and report["active"] is True, report
 
 
 def test_status_and_audit(lab):
@@ -179,6 +182,8 @@ def test_a_rule_removed_by_hand_and_the_table_deleted_are_repaired(lab):
     listed = minion.nft("-a", "list", "chain", "inet", "zimbra_fw", "input").stdout
     handle = next(line.split("# handle ")[1] for line in listed.splitlines() if "@zimbra-mta-v4" in line)
     minion.nft("delete", "rule", "inet", "zimbra_fw", "input", "handle", handle)
+    report = minion.salt("zimbra_fw.drift")
+    assert report["drifted"] is True and list(report["parts"]) == ["rules"], report
     results = minion.apply()
     assert changes(results) == {
         "zimbra_fw-rules": {"added": ["ip saddr @zimbra-mta-v4 tcp dport { 7025, 7073, 8443 } accept"]}
