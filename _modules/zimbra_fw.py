@@ -202,22 +202,34 @@ def _sessions():
     return [session for name in ("tcp", "tcp6") for session in zimbra_fw_sessions.established(_read_proc(name))]
 
 
+ALLOW_CUT_HINT = "set zimbra_fw:allow_cut_sessions: true to apply anyway (with zimbra_fw:confirm to be safe)"
+
+
 def _refused(problems):
     return CommandExecutionError("Refused, nothing was changed:\n- " + "\n- ".join(problems))
 
 
-def _session_notes(policy, snapshot, test):
+def _own_addresses():
+    """This host's addresses: a session from one of them is this host's own."""
+    found = __salt__["network.ip_addrs"]() + __salt__["network.ip_addrs6"]()
+    return {ipaddress.ip_address(address.split("%")[0]) for address in found}
+
+
+def _session_notes(policy, backend, snapshot, test):
     """Notes on the live sessions the policy would cut, or a refusal. Only
     while the firewall filters, or will: it is enabled by the pillar, or runs
-    denying what no rule allows."""
+    not allowing what no rule allows."""
     config = policy.config
-    filtering = config.enabled or (snapshot.active and snapshot.incoming == "deny")
-    cuts = zimbra_fw_sessions.cut_sessions(policy, _sessions()) if filtering else []
+    if not (config.enabled or (snapshot.active and snapshot.incoming != "allow")):
+        return []
+    try:
+        cuts = zimbra_fw_sessions.cut_sessions(policy, _sessions(), backend.own_rules(snapshot), _own_addresses())
+    except zimbra_fw_sessions.TooManySessions as exc:
+        if not config.allow_cut_sessions:
+            raise _refused([f"{exc}: cannot tell which this run would cut", ALLOW_CUT_HINT]) from exc
+        return [f"{exc}: not checked, allowed by zimbra_fw:allow_cut_sessions"]
     if cuts and not config.allow_cut_sessions:
-        raise _refused(
-            [cut.text for cut in cuts]
-            + ["set zimbra_fw:allow_cut_sessions: true to apply anyway (with zimbra_fw:confirm to be safe)"]
-        )
+        raise _refused([cut.text for cut in cuts] + [ALLOW_CUT_HINT])
     verb = "would cut" if test else "cuts"
     return [f"{cut.text.replace('would cut', verb, 1)}, allowed by zimbra_fw:allow_cut_sessions" for cut in cuts]
 
@@ -279,7 +291,7 @@ def _before_changes(policy, backend, parts, test):
     parts = backend.PARTS if cache is not None else parts
     snapshot = _snapshot(policy, parts)
     if any(plan_.steps for plan_ in _plans(policy, parts, snapshot).values()):
-        notes = _session_notes(policy, snapshot, test)
+        notes = _session_notes(policy, backend, snapshot, test)
         notes += _rollback_notes(policy, backend, test)
     if cache is not None:
         cache["notes"] = notes

@@ -617,6 +617,15 @@ def access_rules(snapshot):
     return first + denied + allowed + last
 
 
+def own_rules(snapshot):
+    """The zone's rich rules this formula made (with its priority), as the
+    audit reads them; none when the zone was not read live."""
+    if snapshot.runtime is None:
+        return []
+    rules = (rule for rule in snapshot.runtime.rules if rule.startswith(RULE_PREFIX))
+    return [found for rule in rules for _, found in files.rich_rule_access(rule, snapshot.runtime_ipsets)]
+
+
 def _zone_of_interfaces(snapshot):
     """``{interface: zone}``: where traffic arriving on each interface of this
     host goes. An interface no zone holds goes to the default zone (firewalld

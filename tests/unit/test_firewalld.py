@@ -936,3 +936,12 @@ def test_a_saved_copy_naming_no_zone_is_refused_before_anything_is_touched(name)
     with pytest.raises(CommandExecutionError, match="the saved firewall names no firewalld zone"):
         fwd.restore({"zone": name, "files": {}, "runtime": {}}, lambda argv, stdin=None: commands.append(argv))
     assert commands == []
+
+
+def test_own_rules_are_the_zones_rich_rules_of_ours_as_the_audit_reads_them():
+    policy = policy_of({"roles": ["mta"], "ssh": {"port": 2222, "from": ["10.9.0.0/16"]}})
+    ours = fwd.desired(policy).rules
+    other = 'rule family="ipv4" source address="10.7.0.0/16" port port="2223" protocol="tcp" accept'
+    found = fwd.own_rules(snapshot(runtime=zone(rules=[*ours, other])))
+    assert Rule("allow", "10.9.0.0/16", [PortSpec(2222, 2222, "tcp")]) in found
+    assert all(rule.source != "10.7.0.0/16" for rule in found)

@@ -4,13 +4,17 @@ dunders (__salt__, __opts__, __pillar__, __grains__, __context__) given by the t
 import importlib.util
 import ipaddress
 import os
+import re
 import types
 
 import pytest
 import zimbra_fw_firewalld as fwd
 import zimbra_fw_rollback as rollback
+import zimbra_fw_sessions as sessions
 import zimbra_fw_ufw as ufw
 from salt.exceptions import CommandExecutionError
+from zimbra_fw_audit import Rule
+from zimbra_fw_catalogue import PortSpec
 from zimbra_fw_commands import ApplyFailed
 from zimbra_fw_sessions import Session
 
@@ -245,6 +249,10 @@ class FakeBackend:
 
     def __init__(self):
         self.applied = []
+        self.held = []  # the live rules of ours (own_rules)
+
+    def own_rules(self, snapshot):
+        return list(self.held)
 
     @staticmethod
     def ipv6_off():
@@ -259,8 +267,11 @@ class FakeBackend:
         return list(steps)
 
 
+HOST = {"network__ip_addrs": lambda: ["192.168.1.1"], "network__ip_addrs6": lambda: ["fe80::1%eth0"]}
+
+
 def converging(opts):
-    module, _ = face(SINGLE, opts=opts)
+    module, _ = face(SINGLE, opts=opts, **HOST)
     backend = FakeBackend()
     plan = types.SimpleNamespace(steps=["allow x"], changes={"added": ["allow x"]}, comment=None)
     module._backend = lambda config=None, settings=None: backend
@@ -390,6 +401,7 @@ def test_mine_data_nested_deeper_than_any_identity_is_cut_before_anyone_reads_it
 ADMIN = Session(ipaddress.ip_address("192.168.1.1"), 22, ipaddress.ip_address("10.9.4.2"), 51000)
 AWAY = {**SINGLE, "ssh": {"from": ["10.8.0.0/16"]}}
 CUT = "would cut the ssh session from 10.9.4.2 to port 22 (zimbra_fw:ssh:from)"
+HEADER_AND_ONE_SESSION = "  sl  local_address rem_address   st\n   0: 0101A8C0:0016 0204090A:C738 01\n"
 
 
 @pytest.fixture
@@ -403,7 +415,7 @@ def rollback_directory(tmp_path, monkeypatch):
     return where
 
 
-def gated(pillar, sessions=(ADMIN,), steps=("allow x",), active=True):
+def gated(pillar, sessions=(ADMIN,), steps=("allow x",), *, active=True, incoming="deny", host=None):
     """The face over a recording backend whose plans have ``steps``, on a host with ``sessions``."""
     commands = []
 
@@ -411,14 +423,14 @@ def gated(pillar, sessions=(ADMIN,), steps=("allow x",), active=True):
         commands.append(argv)
         return {"retcode": 0, "stdout": "", "stderr": ""}
 
-    module, _ = face(pillar, cmd__run_all=run_all)
+    module, _ = face(pillar, cmd__run_all=run_all, **(host or HOST))
     backend = FakeBackend()
     backend.NAME = "ufw"
     backend.save = lambda run, config: {"saved": "before"}
     plan = types.SimpleNamespace(steps=list(steps), changes={"added": list(steps)} if steps else {}, comment=None)
     module._backend = lambda config=None, settings=None: backend
     module._plans = lambda policy, parts, snapshot=None: {part: plan for part in parts}
-    module._snapshot = lambda policy, parts: types.SimpleNamespace(active=active, incoming="deny")
+    module._snapshot = lambda policy, parts: types.SimpleNamespace(active=active, incoming=incoming)
     module._sessions = lambda: list(sessions)
     return module, backend, commands
 
@@ -453,6 +465,39 @@ def test_a_run_that_changes_nothing_or_a_firewall_that_filters_nothing_is_not_re
     module, backend, _ = gated({**AWAY, "enabled": False}, active=False)  # stays off: nothing is cut
     module.converge()
     assert len(backend.applied) == 2
+
+
+def test_a_firewall_that_rejects_what_no_rule_allows_filters_too(rollback_directory):
+    # enabled: false leaves the firewall as it is: one that rejects (ufw's REJECT) still filters
+    module, backend, _ = gated({**AWAY, "enabled": False}, incoming="reject")
+    with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+        module.converge()
+    assert backend.applied == []
+
+
+def test_the_session_check_reads_our_rules_in_the_firewall_and_this_hosts_addresses(rollback_directory):
+    elsewhere = Session(ipaddress.ip_address("192.168.1.1"), 2222, ipaddress.ip_address("10.9.4.2"), 51000)
+    module, backend, _ = gated({**SINGLE, "ssh": {"port": 2223}}, sessions=[elsewhere])
+    backend.held = [Rule("allow", "any", [PortSpec(2222, 2222, "tcp")])]  # ssh:port was 2222
+    with pytest.raises(CommandExecutionError, match=r"would cut the session from 10\.9\.4\.2 to port 2222"):
+        module.converge()
+    own = {"network__ip_addrs": lambda: ["192.168.1.1", "10.9.4.2"], "network__ip_addrs6": lambda: []}
+    module, backend, _ = gated(AWAY, host=own)  # the "admin" is this host's other address
+    module.converge()
+    assert len(backend.applied) == 2
+
+
+def test_more_sessions_than_the_check_reads_refuse_unless_cutting_is_allowed(rollback_directory, monkeypatch):
+    monkeypatch.setattr(sessions, "MAX_SESSIONS", 0)
+    module, _, _ = gated(SINGLE)
+    module._sessions = lambda: sessions.established(HEADER_AND_ONE_SESSION, "little")
+    with pytest.raises(CommandExecutionError, match="more than 0 established TCP sessions: cannot tell"):
+        module.converge()
+    module, _, _ = gated({**SINGLE, "allow_cut_sessions": True})
+    module._sessions = lambda: sessions.established(HEADER_AND_ONE_SESSION, "little")
+    assert module.converge()["profile"]["notes"] == [
+        "more than 0 established TCP sessions: not checked, allowed by zimbra_fw:allow_cut_sessions"
+    ]
 
 
 def test_confirm_arms_a_rollback_that_refuses_other_runs_until_confirmed(rollback_directory):
