@@ -725,12 +725,12 @@ def saved_paths(zone, services, ipsets):
 
 def _runtime_view(snapshot):
     zone = snapshot.runtime
-    entries = {name: list(snapshot.runtime_ipsets[name].entries) for name in snapshot.ipsets}
+    loaded = [name for name in snapshot.ipsets if name in snapshot.runtime_ipsets]  # a half-done run may not have
     return {
         "services": sorted(zone.services),
         "rules": list(zone.rules),
         "ports": [list(port) for port in zone.ports],
-        "entries": {name: found for name, found in entries.items() if name in snapshot.runtime_ipsets},
+        "entries": {name: list(snapshot.runtime_ipsets[name].entries) for name in loaded},
     }
 
 

@@ -930,6 +930,14 @@ def test_the_runtime_zone_goes_back_to_the_saved_services_rules_and_ports():
     assert fwd._runtime_change(same, saved) is None
 
 
+def test_an_ipset_of_ours_not_loaded_at_runtime_is_saved_without_runtime_entries():
+    # a run that failed between writing the ipset and the reload
+    ipsets = ipsets_of({"zimbra-mta-v4": (), "zimbra-mta-v6": ()})
+    loaded = {"zimbra-mta-v6": fwd.IPSet("hash:net", "inet6", ("2001:db8::/64",))}
+    view = fwd._runtime_view(snapshot(ipsets=ipsets, runtime_ipsets=loaded))
+    assert view["entries"] == {"zimbra-mta-v6": ["2001:db8::/64"]}
+
+
 @pytest.mark.parametrize("name", ["../../etc/passwd", "", None, "a" * 18, ["public"]])
 def test_a_saved_copy_naming_no_zone_is_refused_before_anything_is_touched(name):
     commands = []
