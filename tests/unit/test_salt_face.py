@@ -3,11 +3,16 @@ dunders (__salt__, __opts__, __pillar__, __grains__, __context__) given by the t
 
 import importlib.util
 import ipaddress
+import json
 import os
 import re
+import sys
+import threading
+import time
 import types
 
 import pytest
+import zimbra_fw_backend
 import zimbra_fw_firewalld as fwd
 import zimbra_fw_rollback as rollback
 import zimbra_fw_sessions as sessions
@@ -415,7 +420,7 @@ def rollback_directory(tmp_path, monkeypatch):
     return where
 
 
-def gated(pillar, sessions=(ADMIN,), steps=("allow x",), *, active=True, incoming="deny", host=None):
+def gated(pillar, sessions=(ADMIN,), steps=("allow x",), *, active=True, incoming="deny", host=None, zone=None):
     """The face over a recording backend whose plans have ``steps``, on a host with ``sessions``."""
     commands = []
 
@@ -430,7 +435,8 @@ def gated(pillar, sessions=(ADMIN,), steps=("allow x",), *, active=True, incomin
     plan = types.SimpleNamespace(steps=list(steps), changes={"added": list(steps)} if steps else {}, comment=None)
     module._backend = lambda config=None, settings=None: backend
     module._plans = lambda policy, parts, snapshot=None: {part: plan for part in parts}
-    module._snapshot = lambda policy, parts: types.SimpleNamespace(active=active, incoming=incoming)
+    found = types.SimpleNamespace(active=active, incoming=incoming, **({"zone": zone} if zone else {}))
+    module._snapshot = lambda policy, parts: found
     module._sessions = lambda: list(sessions)
     return module, backend, commands
 
@@ -562,3 +568,89 @@ def test_a_direct_converge_of_one_part_is_checked_for_that_part_only(rollback_di
     with pytest.raises(CommandExecutionError, match=r"would cut the ssh session from 10\.9\.4\.2"):
         module.converge(part="profile")
     assert [steps for steps in backend.applied if steps] == []  # the rules part applied no step
+
+
+@pytest.fixture
+def slow_restore(monkeypatch):
+    """The ufw backend's restore, as the rollback loads it: it records what it
+    was given, and is slow, so that a run can start while it puts the firewall back."""
+    module = types.ModuleType("zimbra_fw_slow_backend")
+    module.restoring, module.restored = threading.Event(), []
+
+    def restore(saved, run):
+        module.restoring.set()
+        time.sleep(0.5)
+        module.restored.append(saved)
+
+    module.restore = restore
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(zimbra_fw_backend.REGISTRY, "ufw", module.__name__)
+    return module
+
+
+def test_a_run_that_arms_while_the_pending_rollback_ends_saves_the_firewall_itself(rollback_directory, slow_restore):
+    first, _, _ = gated({**SINGLE, "confirm": 120})
+    first.converge()
+    token = rollback.pending()["token"]
+    rolling = threading.Thread(target=rollback.roll_back, args=(token, lambda argv, stdin=None: (0, "", "")))
+    rolling.start()
+    slow_restore.restoring.wait(5)  # the first rollback holds the lock: the second run finds it pending
+    second, backend, _ = gated({**SINGLE, "confirm": 60})
+    second.converge()
+    rolling.join(5)
+    assert slow_restore.restored == [{"saved": "before"}] and len(backend.applied) == 2
+    saved = json.loads(open(rollback.SAVED, encoding="utf-8").read())
+    assert saved["firewall"] == {"saved": "before"}  # its own copy, not nothing
+
+
+def test_a_rollback_due_while_the_run_applies_waits_for_it(rollback_directory, slow_restore):
+    module, backend, _ = gated({**SINGLE, "confirm": 5})
+    events = []
+
+    def apply(steps, run):
+        events.append("applied")
+        if len(events) == 1:  # the rollback comes due while the first part is applied
+            token = rollback.pending()["token"]
+            rolling = threading.Thread(target=lambda: events.append(rollback.roll_back(token)))
+            rolling.start()
+            rolling.join(0.3)
+        return list(steps)
+
+    backend.apply = apply
+    module.converge()
+    for _ in range(50):
+        if len(events) == 3:
+            break
+        time.sleep(0.1)
+    assert events[:2] == ["applied", "applied"] and "was put back" in events[2]
+
+
+def test_a_state_run_stops_when_its_rollback_came_due_between_two_parts(rollback_directory):
+    module, backend, _ = gated({**SINGLE, "confirm": 5})
+    module.__context__[module.RUN_CACHE] = {}
+    module.converge(part="profile")
+    rollback.confirm(lambda argv, stdin=None: (0, "", ""))  # or came due: no longer pending
+    with pytest.raises(CommandExecutionError, match="the rollback this run armed is no longer pending"):
+        module.converge(part="rules")
+    assert len(backend.applied) == 1
+
+
+def test_a_run_for_another_firewalld_zone_is_refused_while_a_rollback_is_pending(rollback_directory):
+    first, _, _ = gated({**SINGLE, "confirm": 60}, zone="public")
+    first.converge()
+    second, backend, _ = gated({**SINGLE, "confirm": 60}, zone="internal")
+    with pytest.raises(CommandExecutionError, match="a rollback of ufw zone 'public' is pending, and this run is for"):
+        second.converge()
+    assert backend.applied == []
+
+
+def test_a_firewall_that_cannot_be_saved_refuses_the_run(rollback_directory):
+    module, backend, _ = gated({**SINGLE, "confirm": 60})
+
+    def save(run, config):
+        raise CommandExecutionError("reading firewalld failed (exit 1): no D-Bus")
+
+    backend.save = save
+    with pytest.raises(CommandExecutionError, match="the rollback could not be armed: reading firewalld failed"):
+        module.converge()
+    assert backend.applied == [] and rollback.pending() is None
