@@ -739,6 +739,8 @@ def save(run, config=None):
     our services and ipsets byte for byte, and the zone's runtime services,
     rich rules and ports and our ipsets' runtime entries."""
     snapshot = read_snapshot(run, config=config)
+    if not ZONE_NAME_RE.fullmatch(snapshot.zone):  # it names a file, here and when restored
+        raise CommandExecutionError(f"firewalld's zone {snapshot.zone!r} cannot be saved: not a plain zone name")
     paths = saved_paths(snapshot.zone, snapshot.services, snapshot.ipsets)
     return {"zone": snapshot.zone, "files": save_files(paths), "runtime": _runtime_view(snapshot)}
 

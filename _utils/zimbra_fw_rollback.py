@@ -29,6 +29,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 import sys
@@ -52,6 +53,7 @@ FAILED = os.path.join(DIRECTORY, "failed.json")
 LOCK = os.path.join(DIRECTORY, "rollback.lock")
 SCRIPT = os.path.abspath(__file__)
 UNIT_PREFIX = "zimbra_fw-rollback-"
+TOKEN_RE = re.compile(r"[0-9a-f]{16}")  # secrets.token_hex(8): it names a systemd unit
 RECORD_KEYS = ("token", "due", "seconds", "backend", "unit", "log_file")
 # The minion's log format (Salt's log_fmt_logfile).
 LOG_FORMAT = "%(asctime)s [%(name)-17s:%(lineno)-4d][%(levelname)-8s][%(process)d] %(message)s"
@@ -134,7 +136,7 @@ def parse_record(text):
     token, due = record["token"], record["due"]
     valid = (
         isinstance(token, str)
-        and token.isalnum()
+        and TOKEN_RE.fullmatch(token)
         and isinstance(due, (int, float))
         and not isinstance(due, bool)
         and isinstance(record["backend"], str)
@@ -207,17 +209,24 @@ class _Locked:
         self.handle.close()
 
 
+def _present():
+    """Is there bookkeeping? Only in the root-only directory: a symlink or
+    another owner's directory in its place is refused (RuntimeError)."""
+    if not os.path.lexists(DIRECTORY):
+        return False
+    _directory()
+    return True
+
+
 def pending():
     """The pending rollback's record, or None."""
-    if not os.path.isdir(DIRECTORY):
-        return None
-    text = _read(PENDING)
+    text = _read(PENDING) if _present() else None
     return None if text is None else parse_record(text)
 
 
 def failed():
     """What the last rollback that failed left (``{"error", "saved", "due"}``), or None."""
-    text = _read(FAILED) if os.path.isdir(DIRECTORY) else None
+    text = _read(FAILED) if _present() else None
     try:
         return json.loads(text) if text else None
     except ValueError:

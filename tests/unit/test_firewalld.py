@@ -946,6 +946,13 @@ def test_a_saved_copy_naming_no_zone_is_refused_before_anything_is_touched(name)
     assert commands == []
 
 
+def test_a_zone_that_is_not_a_plain_name_is_not_saved(monkeypatch):
+    odd = snapshot()._replace(zone="../../etc/x")  # what a hostile D-Bus answer could say
+    monkeypatch.setattr(fwd, "read_snapshot", lambda run, config=None: odd)
+    with pytest.raises(CommandExecutionError, match="cannot be saved: not a plain zone name"):
+        fwd.save(lambda argv, stdin=None: (0, "", ""))
+
+
 def test_own_rules_are_the_zones_rich_rules_of_ours_as_the_audit_reads_them():
     policy = policy_of({"roles": ["mta"], "ssh": {"port": 2222, "from": ["10.9.0.0/16"]}})
     ours = fwd.desired(policy).rules

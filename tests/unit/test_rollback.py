@@ -58,7 +58,7 @@ def backend(monkeypatch):
     return module
 
 
-GOOD = {"token": "ab12", "due": 1.5, "seconds": 10, "backend": "ufw", "unit": None, "log_file": None}
+GOOD = {"token": "0123456789abcdef", "due": 1.5, "seconds": 10, "backend": "ufw", "unit": None, "log_file": None}
 
 
 def test_a_record_is_read_only_when_it_is_one():
@@ -74,6 +74,8 @@ def test_a_record_is_read_only_when_it_is_one():
         json.dumps({**GOOD, "token": "../../etc/passwd"}),
         json.dumps({**GOOD, "token": 7}),
         json.dumps({**GOOD, "token": ""}),
+        json.dumps({**GOOD, "token": "\u0663\u0664" * 8}),  # digits, but not ASCII ones
+        json.dumps({**GOOD, "token": "0123456789ABCDEF"}),
         json.dumps({**GOOD, "due": True}),
         json.dumps({**GOOD, "due": "soon"}),
         json.dumps({**GOOD, "backend": "iptables"}),
@@ -194,6 +196,16 @@ def test_a_rollback_that_fails_keeps_the_saved_copy_and_says_where(directory, ba
     assert json.loads(open(kept, encoding="utf-8").read())["firewall"] == {"saved": 1}
     assert rollback.failed() == {"error": "ufw reload failed", "saved": kept, "due": record["due"]}
     assert rollback.pending() is None  # new runs are not held up by it
+
+
+def test_a_symlink_in_place_of_the_directory_is_refused(directory, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (elsewhere / "pending.json").write_text(json.dumps(GOOD))
+    directory.symlink_to(elsewhere)
+    for read in (rollback.pending, rollback.failed):
+        with pytest.raises(RuntimeError, match="is not a directory owned by uid"):
+            read()
 
 
 def test_no_directory_means_nothing_pending(directory):
