@@ -19,6 +19,7 @@ try:
     import zimbra_fw_audit
     import zimbra_fw_backend
     import zimbra_fw_catalogue
+    import zimbra_fw_commands
     import zimbra_fw_config
     import zimbra_fw_policy
     import zimbra_fw_rollback
@@ -40,6 +41,7 @@ __load__ = [
     "catalogue",
     "confirm",
     "converge",
+    "drift",
     "identity",
     "open_ports",
     "plan",
@@ -498,9 +500,16 @@ def audit():
     """
     policy = _policy()
     backend = _backend(policy.config)
-    snapshot = backend.read_snapshot(_run, config=policy.config)
+    report = _audit_report(policy, backend, backend.read_snapshot(_run, config=policy.config))
+    if report["summary"]["critical"]:
+        __context__["retcode"] = 2
+    return report
+
+
+def _audit_report(policy, backend, snapshot):
+    """The audit of ``snapshot`` against what listens on this minion now."""
     proc = {name: _read_proc(name) for name, _ in zimbra_fw_audit.PROC_NET_FILES}
-    report = zimbra_fw_audit.audit(
+    return zimbra_fw_audit.audit(
         policy,
         zimbra_fw_audit.listeners(proc, policy),
         backend.access_rules(snapshot),
@@ -509,9 +518,63 @@ def audit():
         firewall=backend.NAME,
         extra_findings=backend.audit_findings(snapshot),
     )
-    if report["summary"]["critical"]:
-        __context__["retcode"] = 2
+
+
+DRIFT_RETCODE = 2
+
+
+def drift():
+    """
+    Compare the running firewall with this minion's policy, changing nothing:
+    ``drifted`` (something would change, or a finding widens access),
+    ``backend``, ``active`` (the firewall runs), ``parts`` (per part that
+    would change, the changes ``test=True`` reports: rules missing or extra
+    per family, profile, service and ipset differences, firewalld's runtime
+    against permanent, the default policy, enabling), ``findings`` (the
+    audit's critical, high and medium findings beyond what the policy opens:
+    a hand-made ``ufw allow 11211``, a zone service someone added),
+    ``roles`` and ``comment`` in words. Sets
+    the return code to 2 on drift, for cron and monitoring
+    (``salt-call --retcode-passthrough zimbra_fw.drift``). A stopped firewall
+    is drift (``active: false``). The zimbra_fw beacon calls it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' zimbra_fw.drift
+    """
+    policy = _policy()
+    backend = _backend(policy.config)
+    report = {"backend": backend.NAME, "roles": list(policy.config.roles)}
+    try:
+        snapshot = backend.read_snapshot(_run, live=True, config=policy.config)
+    except zimbra_fw_commands.FirewallStopped as exc:
+        report.update(drifted=True, active=False, parts={}, findings=[], comment=str(exc))
+    else:
+        plans = _plans(policy, backend.PARTS, snapshot)
+        parts = {name: plan_.changes for name, plan_ in plans.items() if plan_.changes}
+        audit_report = _audit_report(policy, backend, snapshot)
+        findings = zimbra_fw_audit.beyond_policy(audit_report["findings"], policy)
+        report.update(
+            drifted=bool(parts or findings),
+            active=bool(snapshot.active),
+            parts=parts,
+            findings=findings,
+            comment=_drift_comment(backend, parts, findings),
+        )
+    if report["drifted"]:
+        __context__["retcode"] = DRIFT_RETCODE
     return report
+
+
+def _drift_comment(backend, parts, findings):
+    """The drift in words: what a run would change, per part, and the findings."""
+    if not parts and not findings:
+        return f"{backend.NAME} matches the zimbra_fw policy and nothing reaches further than it allows"
+    words = [f"{name}: {backend.describe(changes, True)}" for name, changes in parts.items()]
+    words += [f"{f['severity']} {f['port'] or backend.NAME}: {f['message']}" for f in findings]
+    return f"{backend.NAME} drifted from the zimbra_fw policy: " + "; ".join(words)
 
 
 def _read_proc(name):

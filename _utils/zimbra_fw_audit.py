@@ -85,6 +85,55 @@ def reachability(listener, rules, active, incoming):
     return sorted(set(sources)) or "nobody"
 
 
+# Port numbers the catalogue keeps to the cluster or localhost whatever the
+# protocol: the ports the pillar may never open to anyone.
+INTERNAL_PORTS = tuple(sorted({row.port for row in catalogue.internal_rows()}))
+
+
+def opened_to_anyone(policy):
+    """The PortSpecs the policy itself opens to anyone."""
+    return [spec for access in policy.accesses if access.source is None for spec in access.ports or ()]
+
+
+# The severities that say someone reaches more than they should (the lower
+# ones say a port is closed, or listens where it should not but is not reachable).
+WIDENING = ("critical", "high", "medium")
+
+
+def beyond_policy(findings, policy):
+    """The findings of an audit that say the firewall lets in more than the
+    policy does: critical, high and medium ones, but not those about a port
+    the policy itself opens to anyone (the admin console without
+    admin_subnets is a finding, not drift)."""
+    opened = opened_to_anyone(policy)
+    kept = []
+    for finding in findings:
+        if finding["severity"] not in WIDENING:
+            continue
+        if finding["port"] is not None:
+            port, proto = finding["port"].split("/")
+            if any(own.covers(PortSpec(int(port), int(port), proto)) for own in opened):
+                continue
+        kept.append(finding)
+    return kept
+
+
+def widens(rule, policy):
+    """Does ``rule`` (one the formula did not make) let anyone, or a large part
+    of the internet, reach a port the catalogue keeps to the cluster or
+    localhost that the policy does not open to anyone? These are the rules
+    ``zimbra_fw:close_foreign`` removes (a hand-made ``ufw allow 11211``)."""
+    if rule.action not in ("allow", "limit") or (rule.source != "any" and not _wide(rule.source)):
+        return False
+    opened = opened_to_anyone(policy)
+    for port in INTERNAL_PORTS:
+        for proto in ("tcp", "udp"):
+            spec = PortSpec(port, port, proto)
+            if _matches(rule, spec) and not any(own.covers(spec) for own in opened):
+                return True
+    return False
+
+
 def _wide(source):
     """Is a rule's source a large part of the internet (wider than the config
     lets any key be: 0.0.0.0/0 written out, 0.0.0.0/1, 2002::/16, ...)?"""

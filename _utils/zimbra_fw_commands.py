@@ -28,6 +28,10 @@ class ApplyFailed(CommandExecutionError):
         )
 
 
+class FirewallStopped(CommandExecutionError):
+    """The firewall's daemon does not run: there is nothing to read from it."""
+
+
 def checked(run, argv, succeeded=(0,)):
     """Run ``argv``; its exit code, or an error naming the command and what it said."""
     return _checked_run(run, argv, succeeded)[0]

@@ -28,7 +28,7 @@ Config = namedtuple(
     "roles roles_source trusted_subnets admin_subnets extra_ports exclude_ports ssh_port ssh_from ssh_limit "
     "profile_name profile_title profile_description enabled allow_no_management peers mine mine_target "
     "salt_masters mail_mode only_from left_out backend zone allow_wide_networks wide_networks confirm "
-    "allow_cut_sessions",
+    "allow_cut_sessions close_foreign",
 )
 # address: an ip_network (a host). ports: the master's ports (4505, 4506),
 # which its packets come from. local_ports: a PortSpec, the minion's
@@ -72,6 +72,7 @@ DEFAULTS = {
     "firewalld": {"zone": None},
     "confirm": None,  # seconds: roll back unless zimbra_fw.confirm comes first
     "allow_cut_sessions": False,
+    "close_foreign": False,
 }
 # The rollback's delay: 5 s is for tests; a person needs 30 s or more.
 CONFIRM_SECONDS = (5, 86400)
@@ -815,6 +816,7 @@ def parse_config(pillar, facts=NO_FACTS):
         wide_networks=tuple(wide),
         confirm=_parse_confirm(problems, merged["confirm"]),
         allow_cut_sessions=_check_bool(problems, "allow_cut_sessions", merged["allow_cut_sessions"]),
+        close_foreign=_check_bool(problems, "close_foreign", merged["close_foreign"]),
     )
     if facts.ipv6_off:
         for key, network in _ipv6_networks(config):

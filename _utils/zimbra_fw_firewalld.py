@@ -28,16 +28,26 @@ rules in one zone, permanent and runtime alike.
 import ipaddress
 import json
 import os
+import re
 from collections import namedtuple
 
 import salt.utils.path
+import zimbra_fw_audit as audit
 import zimbra_fw_firewalld_files as files
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
 from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, group_changes, said, sentence
 from zimbra_fw_catalogue import ROLES
-from zimbra_fw_commands import ApplyFailed, checked, checked_output, helper_outcome, json_lines, program_python
+from zimbra_fw_commands import (
+    ApplyFailed,
+    FirewallStopped,
+    checked,
+    checked_output,
+    helper_outcome,
+    json_lines,
+    program_python,
+)
 from zimbra_fw_config import ZONE_NAME_RE, source_text
 from zimbra_fw_firewalld_files import MARK, IPSet
 from zimbra_fw_rollback import restore_files, save_files
@@ -57,7 +67,8 @@ IPSET_NAME_MAX = 32  # firewalld's limit
 FAMILIES = {4: "inet", 6: "inet6"}
 CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_firewalld_client.py")
 RULE_PREFIX = f'rule priority="{PRIORITY}" '
-OFFLINE_PROGRAM = "firewall-offline-cmd"  # firewalld's permanent configuration while it does not run
+OFFLINE_PROGRAM = "firewall-offline-cmd"
+SERVICE_NAMED = re.compile(r'service name="([^"]+)"')  # firewalld's permanent configuration while it does not run
 
 Zone = namedtuple("Zone", "services rules target ports")
 
@@ -67,12 +78,16 @@ Zone = namedtuple("Zone", "services rules target ports")
 # permanent ipsets, {name: IPSet}; runtime_ipsets: every ipset firewalld runs with.
 # active_zones: {zone: (interfaces, sources)} of the zones holding any (runtime);
 # interfaces: this host's interfaces but lo. Both None when not read.
+# other_services: {name: (PortSpec, ...)} of the services that are not ours
+# which the zone holds or its rich rules name (either scope), from their
+# files; None when not read.
 _FIELDS = (
     "active zone default_zone services runtime_services ipsets runtime_ipsets permanent runtime active_zones interfaces"
+    " other_services"
 )
 
 
-class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=(None, None))):
+class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=(None, None, None))):
     __slots__ = ()
 
     @property
@@ -154,7 +169,7 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         raise CommandExecutionError(f"reading firewalld failed (exit {retcode}): {stderr.strip()}")
     state = lines[-1]
     if not state.get("running"):
-        raise CommandExecutionError(
+        raise FirewallStopped(
             "firewalld is not running: start it (systemctl enable --now firewalld); "
             "'firewall-cmd --state' must say running"
         )
@@ -166,6 +181,11 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         name: IPSet(found["type"], found["family"], tuple(sorted(found["entries"])))
         for name, found in state["ipsets"].items()
     }
+    others = set()
+    for scope in ("permanent", "runtime"):
+        others.update(state[scope]["services"])
+        others.update(name for rule in state[scope]["rich_rules"] for name in SERVICE_NAMED.findall(rule))
+    others -= set(services)
     return Snapshot(
         True,
         state["zone"],
@@ -178,6 +198,7 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         _zone(state["runtime"]),
         {name: (tuple(held["interfaces"]), tuple(held["sources"])) for name, held in state["active_zones"].items()},
         tuple(state["interfaces"]),
+        {name: tuple(files.service_ports(name)) for name in sorted(others)},
     )
 
 
@@ -325,16 +346,45 @@ def _ours(zone, own_names):
     return zone.services & own_names, tuple(r for r in zone.rules if r.startswith(RULE_PREFIX))
 
 
-def _zone_change(zone, own_names, services, rules):
-    """What makes ``zone`` hold ``services`` and ``rules`` of ours: the change, or None."""
+def _zone_change(zone, own_names, services, rules, foreign=None):
+    """What makes ``zone`` hold ``services`` and ``rules`` of ours, and lose
+    ``foreign`` (foreign_openings): the change, or None."""
     our_services, our_rules = _ours(zone, own_names)
+    foreign = foreign or {}
     change = {
         "add_services": sorted(services - zone.services),
         "add_rules": [r for r in rules if r not in zone.rules],
-        "remove_services": sorted(our_services - services),
-        "remove_rules": sorted(r for r in our_rules if r not in rules),  # firewalld's order varies
+        "remove_services": sorted((our_services - services) | set(foreign.get("services", ()))),
+        # firewalld's order varies
+        "remove_rules": sorted({r for r in our_rules if r not in rules} | set(foreign.get("rules", ()))),
     }
+    if foreign.get("ports"):
+        change["remove_ports"] = foreign["ports"]
     return change if any(change.values()) else None
+
+
+def foreign_openings(policy, snapshot, zone):
+    """What ``zone`` (runtime or permanent) holds that is not this formula's
+    and widens access (zimbra_fw_audit.widens): ``{"services", "ports",
+    "rules"}`` (a zone service someone added, ``--add-port=11211/tcp``)."""
+
+    def widens(ports):
+        return audit.widens(Rule("allow", "any", ports), policy)
+
+    others = snapshot.other_services or {}
+    return {
+        "services": sorted(name for name in zone.services if name in others and widens(others[name])),
+        "ports": [list(port) for port in zone.ports if widens([files.port_spec(*port)])],
+        "rules": [
+            rule
+            for rule in zone.rules
+            if not rule.startswith(RULE_PREFIX)
+            and any(
+                audit.widens(found, policy)
+                for _, found in files.rich_rule_access(rule, snapshot.runtime_ipsets, others)
+            )
+        ],
+    }
 
 
 # A runtime ipset whose entries change this many times more than stay is
@@ -395,9 +445,12 @@ def _cover_rules(name, entries):
 
 def _describe(change, entries_change):
     texts = {"added": [], "removed": []}
-    for key, verb in (("services", "service"), ("rules", None)):
+    for key, verb in (("services", "service"), ("ports", "port"), ("rules", None)):
         for direction, label in (("add", "added"), ("remove", "removed")):
-            texts[label] += [f"{verb} {item}" if verb else item for item in change.get(f"{direction}_{key}", [])]
+            items = change.get(f"{direction}_{key}", [])
+            if key == "ports":
+                items = ["/".join(port) for port in items]
+            texts[label] += [f"{verb} {item}" if verb else item for item in items]
     for name, items in entries_change.items():
         texts["added"] += [f"{entry} in ipset {name}" for entry in items["add"]]
         texts["removed"] += [f"{entry} in ipset {name}" for entry in items["remove"]]
@@ -413,11 +466,14 @@ def _zone_step(snapshot, scope, change):
     return Step("zone", (snapshot.zone, scope, change), f"{scope} zone {snapshot.zone}: {_summary(change)}")
 
 
-def _scope_steps(snapshot, own_names, wanted):
+def _scope_steps(snapshot, own_names, wanted, policy=None):
     """Steps and changes that make both scopes hold ``wanted`` (a Desired):
-    ipset entries, then the zone's services and rules."""
+    ipset entries, then the zone's services and rules; with ``policy``, the
+    foreign openings go too (zimbra_fw:close_foreign)."""
     steps, described = [], {}
     for scope in ("runtime", "permanent"):
+        zone = getattr(snapshot, scope)
+        foreign = foreign_openings(policy, snapshot, zone) if policy is not None else None
         ipsets = snapshot.runtime_ipsets if scope == "runtime" else snapshot.ipsets
         entries_change = _entries_change(ipsets, wanted.entries, snapshot.zone if scope == "runtime" else None)
         if entries_change:
@@ -425,7 +481,7 @@ def _scope_steps(snapshot, own_names, wanted):
             removed = sum(len(c["remove"]) for c in entries_change.values())
             text = f"{scope} ipset entries: {added} added, {removed} removed"
             steps.append(Step("entries", (scope, entries_change), text))
-        change = _zone_change(getattr(snapshot, scope), own_names, wanted.services, wanted.rules)
+        change = _zone_change(zone, own_names, wanted.services, wanted.rules, foreign)
         if change:
             steps.append(_zone_step(snapshot, scope, change))
         if change or entries_change:
@@ -494,7 +550,8 @@ def _names_any(rule, names):
 
 def plan_rules(policy, snapshot):
     own_names = set(snapshot.services) | set(service_definitions(policy))
-    steps, changes = _scope_steps(snapshot, own_names, desired(policy))
+    closing = policy if policy.config.close_foreign else None
+    steps, changes = _scope_steps(snapshot, own_names, desired(policy), closing)
     return Plan(changes, steps, None)
 
 

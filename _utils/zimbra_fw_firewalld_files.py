@@ -111,9 +111,11 @@ def _rule_sources(fields, ipsets):
     return [source for entry in found.entries for source in _entry_sources(entry)]
 
 
-def rich_rule_access(rule, ipsets=None):
+def rich_rule_access(rule, ipsets=None, services=None):
     """[(priority, Rule)]: what a rich rule lets in or keeps out, as the audit
-    reads it, one Rule per source (an ipset's entries, from ``ipsets``); []
+    reads it, one Rule per source (an ipset's entries, from ``ipsets``), a
+    service's ports from ``services`` (``{name: ports}``) when given, else
+    from its file; []
     for rules it ignores. A rule on source ports reaches every port of that
     protocol from its source. An accept rule whose source the audit cannot
     judge (RICH_ANY_SOURCE) counts as from anyone; such a reject or drop
@@ -128,7 +130,8 @@ def rich_rule_access(rule, ipsets=None):
     priority = int(fields.get("rule priority", 0))
     ports = None
     if "service name" in fields:
-        ports = service_ports(fields["service name"])
+        name = fields["service name"]
+        ports = service_ports(name) if services is None else list(services.get(name, ()))
     elif "port port" in fields:
         ports = [port_spec(fields["port port"], re.search(r'port port="[^"]*" protocol="(\w+)"', rule).group(1))]
     elif "source-port port" in fields or "protocol value" in fields:

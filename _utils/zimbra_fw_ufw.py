@@ -26,6 +26,7 @@ import tempfile
 from collections import namedtuple
 
 import salt.utils.path
+import zimbra_fw_audit as audit
 import zimbra_fw_policy as policies
 import zimbra_fw_ufw_files as files
 from salt.exceptions import CommandExecutionError
@@ -351,11 +352,25 @@ def plan_profile(policy, snapshot):
     return Plan(changes, steps, None)
 
 
+def foreign_openings(policy, snapshot):
+    """The rules without the ``zimbra_fw`` mark that widen access
+    (zimbra_fw_audit.widens), in ufw's order."""
+    found = []
+    for rule in snapshot.rules:
+        if rule[1] != RULE_COMMENT:
+            access = files.access_rule(rule[0], snapshot.app_profiles, _live_ports(snapshot, rule))
+            if access is not None and audit.widens(access, policy):
+                found.append(rule[0])
+    return found
+
+
 def plan_rules(policy, snapshot):
     desired = dict.fromkeys(desired_rules(policy))  # a dict: planning stays linear in the rules
     present = managed_copies(snapshot)
     add = missing_copies(desired, present, snapshot.ipv6)
     remove = [words for words in present if words not in desired]
+    if policy.config.close_foreign:
+        remove += foreign_openings(policy, snapshot)
     # ufw adds a rule's missing family copy and skips the one it has.
     steps = [_ufw_step([*words, "comment", RULE_COMMENT], "ufw " + rule_text(words)) for words, _ in add]
     # Stale rules go only after the new ones are in place.

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import yaml
@@ -34,8 +35,9 @@ class Cluster(Topology):
     INTERNET = SUBNET_PREFIX + "200"
     kind = "c"
 
-    def __init__(self):
+    def __init__(self, master_config=None):
         super().__init__()
+        self.master_config = master_config or {}
         self.minions = {}
         self.addresses = {}
         self.pillars = {}
@@ -73,6 +75,7 @@ class Cluster(Topology):
             "enable_fqdns_grains": False,
             "log_level_logfile": "warning",
             "worker_threads": 3,
+            **self.master_config,
         }
         with open(os.path.join(self.master_dir, "master"), "w", encoding="utf-8") as handle:
             yaml.safe_dump(config, handle)
@@ -121,6 +124,17 @@ class Cluster(Topology):
         self._write_pillar_top()
         self.master.exec([os.path.join(BIN, "salt-key"), "-c", self.master_dir, "-y", "-d", name])
 
+    def watch_events(self, tagmatch):
+        """Start ``salt-run state.event TAGMATCH`` on the master: its events
+        arrive in the returned EventWatch as they are fired."""
+        command = [os.path.join(BIN, "salt-run"), "-c", self.master_dir, "state.event", tagmatch]
+        return EventWatch(self.master.spawn(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+
+    @property
+    def master_log(self):
+        with open(os.path.join(self.master_dir, "root", "var", "log", "salt", "master"), encoding="utf-8") as handle:
+            return handle.read()
+
     def salt(self, target, *args, timeout=300, attempts=5):
         """Run ``salt TARGET ARGS`` on the master; returns {minion: return}.
 
@@ -164,6 +178,36 @@ class Cluster(Topology):
             name: {key.split("_|-")[1]: value for key, value in states.items()} if isinstance(states, dict) else states
             for name, states in results.items()
         }
+
+
+class EventWatch:
+    """The events a ``salt-run state.event`` prints, each as (time.monotonic()
+    when read, tag, data), read by a thread while the test goes on."""
+
+    def __init__(self, process):
+        self.seen = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, args=(process.stdout,), daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            tag, _, data = line.rstrip("\n").partition("\t")
+            if data:
+                with self._changed:
+                    self.seen.append((time.monotonic(), tag, json.loads(data)))
+                    self._changed.notify_all()
+
+    def wait_for(self, tag, seconds, since=0.0):
+        """The first event with ``tag`` read at or after ``since`` (a
+        time.monotonic()), waiting up to ``seconds``; TimeoutError when none came."""
+
+        def found():
+            return next((event for event in self.seen if event[1] == tag and event[0] >= since), None)
+
+        with self._changed:
+            if not self._changed.wait_for(found, timeout=seconds):
+                raise TimeoutError(f"no event {tag} in {seconds} s; seen: {[event[1] for event in self.seen]}")
+            return found()
 
 
 def _json_stream(text):

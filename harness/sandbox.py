@@ -43,7 +43,7 @@ def _run(argv, check=True, timeout=120, **kwargs):
     return subprocess.run(argv, check=check, timeout=timeout, capture_output=True, text=True, **kwargs)
 
 
-FORMULA_PARTS = ("_modules", "_runners", "_states", "_utils", "zimbra_fw")
+FORMULA_PARTS = ("_beacons", "_modules", "_runners", "_states", "_utils", "zimbra_fw")
 
 
 def formula_root(directory):
@@ -444,6 +444,12 @@ class Topology:
         return namespace
 
     def close(self):
+        # Every daemon is told to stop first: they stop side by side (a
+        # salt-minion takes ~10 s), then each namespace waits for its own.
+        for namespace in self.namespaces:
+            for process in namespace.processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
         for namespace in reversed(self.namespaces):
             namespace.close()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -310,7 +310,7 @@ def test_pillar_peer_and_admin_subnet(lab):
     assert lab.internet.probe(lab.MINION_INTERNET, ports) == {443: True, 7025: False, 7071: True, 8080: False}
 
 
-EXPOSED = ["audit", "catalogue", "confirm", "converge", "identity", "open_ports", "plan", "prepare", "profile"]
+EXPOSED = ["audit", "catalogue", "confirm", "converge", "drift", "identity", "open_ports", "plan", "prepare", "profile"]
 EXPOSED += ["status"]
 
 

@@ -794,7 +794,7 @@ KNOWN = "roles, trusted_subnets, admin_subnets, extra_ports, exclude_ports, only
 
 
 KNOWN += "allow_no_management, allow_wide_networks, allow_salt_master, cluster, mail_mode, backend, firewalld, "
-KNOWN += "confirm, allow_cut_sessions"
+KNOWN += "confirm, allow_cut_sessions, close_foreign"
 
 
 CASES = [

@@ -415,7 +415,10 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
     services = {"zimbra-mta": (("7025", "tcp"),), "zimbra": (("25", "tcp"),)}
     monkeypatch.setattr(fwd_files, "own_services", lambda: services)
     monkeypatch.setattr(fwd_files, "own_ipsets", lambda: {"zimbra-mta-v4": fwd.IPSet("hash:net", "inet", ())})
-    view = {"services": ["ssh", "zimbra"], "rich_rules": [SSH], "target": "default", "ports": [["5", "udp"]]}
+    # The ports of the services that are not ours, from their files
+    monkeypatch.setattr(fwd_files, "service_ports", lambda name: {"ssh": [PortSpec(22, 22, "tcp")]}.get(name, []))
+    theirs = 'rule family="ipv4" source address="10.9.0.1" service name="http" accept'
+    view = {"services": ["ssh", "zimbra"], "rich_rules": [SSH, theirs], "target": "default", "ports": [["5", "udp"]]}
     answer = {
         "running": True,
         "zone": "public",
@@ -432,7 +435,7 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
     read = fwd.read_snapshot(run)
     request = {"read": None, "services": ["zimbra", "zimbra-mta"]}
     assert run.requests == [(["/usr/bin/python3", "-I", fwd.CLIENT_SCRIPT], request)]
-    zone_read = fwd.Zone(frozenset({"ssh", "zimbra"}), (SSH,), "default", (("5", "udp"),))
+    zone_read = fwd.Zone(frozenset({"ssh", "zimbra"}), (SSH, theirs), "default", (("5", "udp"),))
     assert read == fwd.Snapshot(
         True,
         "public",
@@ -445,6 +448,7 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
         zone_read._replace(target="ACCEPT"),
         {"public": (("eth0",), ("10.9.0.0/16",))},
         ("eth0", "eth1"),
+        {"http": (), "ssh": (PortSpec(22, 22, "tcp"),)},
     )
     with pytest.raises(fwd.CommandExecutionError) as info:
         fwd.read_snapshot(Helper(retcode=1))

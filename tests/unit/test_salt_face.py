@@ -74,6 +74,7 @@ def test_only_user_functions_are_published():
         "catalogue",
         "confirm",
         "converge",
+        "drift",
         "identity",
         "open_ports",
         "plan",
