@@ -217,15 +217,13 @@ def _own_addresses():
     return {ipaddress.ip_address(address.split("%")[0]) for address in found}
 
 
-def _session_notes(policy, backend, snapshot, test):
-    """Notes on the live sessions the policy would cut, or a refusal. Only
-    while the firewall filters, or will: it is enabled by the pillar, or runs
-    not allowing what no rule allows."""
+def _session_notes(policy, test, held=(), kept=()):
+    """Notes on the live sessions a firewall admitting what ``policy`` does
+    (and the live rules ``kept``) would cut, or a refusal. ``held``: the live
+    rules of ours, as zimbra_fw_sessions.cut_sessions reads them."""
     config = policy.config
-    if not (config.enabled or (snapshot.active and snapshot.incoming != "allow")):
-        return []
     try:
-        cuts = zimbra_fw_sessions.cut_sessions(policy, _sessions(), backend.own_rules(snapshot), _own_addresses())
+        cuts = zimbra_fw_sessions.cut_sessions(policy, _sessions(), held, _own_addresses(), kept)
     except zimbra_fw_sessions.TooManySessions as exc:
         if not config.allow_cut_sessions:
             raise _refused([f"{exc}: cannot tell which this run would cut", ALLOW_CUT_HINT]) from exc
@@ -234,6 +232,25 @@ def _session_notes(policy, backend, snapshot, test):
         raise _refused([cut.text for cut in cuts] + [ALLOW_CUT_HINT])
     verb = "would cut" if test else "cuts"
     return [f"{cut.text.replace('would cut', verb, 1)}, allowed by zimbra_fw:allow_cut_sessions" for cut in cuts]
+
+
+def _run_session_notes(policy, backend, parts, snapshot, test):
+    """The session check of a run of ``parts``; only while the firewall
+    filters, or will: it is enabled by the pillar, or runs not allowing what
+    no rule allows. A run without the ``rules`` part leaves the rules in the
+    firewall as they are: what admits then is those of ours and the
+    management accesses the other parts make sure of."""
+    config = policy.config
+    if not (config.enabled or (snapshot.active and snapshot.incoming != "allow")):
+        return []
+    held = backend.own_rules(snapshot)
+    if "rules" in parts:
+        return _session_notes(policy, test, held)
+    return _session_notes(_management_only(policy), test, held, kept=held)
+
+
+def _management_only(policy):
+    return policy._replace(accesses=tuple(zimbra_fw_policy.management(policy)))
 
 
 def _rollback_notes(policy, backend, snapshot, test):
@@ -289,7 +306,7 @@ def _before_changes(policy, backend, parts, test):
     parts = backend.PARTS if cache is not None else parts
     snapshot = _snapshot(policy, parts)
     if any(plan_.steps for plan_ in _plans(policy, parts, snapshot).values()):
-        notes = _session_notes(policy, backend, snapshot, test)
+        notes = _run_session_notes(policy, backend, parts, snapshot, test)
         rollback_notes, armed = _rollback_notes(policy, backend, snapshot, test)
         notes += rollback_notes
     if cache is not None:
@@ -479,7 +496,10 @@ def prepare(test=False):
         salt '*' zimbra_fw.prepare test=True
     """
     policy = _policy()
-    return _backend(policy.config).prepare_stopped(policy, _run, test=bool(test or __opts__.get("test")))
+    test = bool(test or __opts__.get("test"))
+    # Once started, the firewall admits for sure only the management rules put in here.
+    _session_notes(_management_only(policy), test)
+    return _backend(policy.config).prepare_stopped(policy, _run, test=test)
 
 
 def audit():

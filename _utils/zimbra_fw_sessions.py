@@ -154,11 +154,19 @@ def _cut(policy, session):
     return Cut(session, key, f"would cut the ssh session from {address} to port {port} ({key})")
 
 
-def cut_sessions(policy, sessions, held=(), own=()):
+def _kept_admits(kept, address, port):
+    """Does a rule in ``kept`` (audit Rules that stay in the firewall) admit ``address`` to ``port``?"""
+    return any(
+        rule.action in ("allow", "limit") and _rule_admits(rule, address) and _covers(rule.ports, port) for rule in kept
+    )
+
+
+def cut_sessions(policy, sessions, held=(), own=(), kept=()):
     """``[Cut]``: the established ``sessions`` from elsewhere (see _remote)
-    that ``policy`` would no longer admit, once per address and port: those
-    into the ssh port (ssh:port, and 22) and those a port rule of ours now
-    in the firewall admits (``held``: audit Rules, see port_rule)."""
+    that ``policy`` (and the rules ``kept``) would no longer admit, once per
+    address and port: those into the ssh port (ssh:port, and 22) and those a
+    port rule of ours now in the firewall admits (``held``: audit Rules, see
+    port_rule)."""
     ssh = {policy.config.ssh_port, SSH_PORT}
     own = frozenset(own)
     cuts, seen = [], set()
@@ -168,6 +176,7 @@ def cut_sessions(policy, sessions, held=(), own=()):
             continue
         if session.local_port in ssh or _held(session, held):
             seen.add(where)
-            if not admits(policy, session.remote_address, session.local_port):
+            address, port = session.remote_address, session.local_port
+            if not (admits(policy, address, port) or _kept_admits(kept, address, port)):
                 cuts.append(_cut(policy, session))
     return cuts

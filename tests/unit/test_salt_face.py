@@ -357,8 +357,9 @@ def test_identity_publishes_only_addresses_peers_accept():
 def test_prepare_hands_the_policy_to_the_backend_and_honours_test(opts_test, arg_test, expected):
     calls = []
     module, _ = face(
-        {**SINGLE, "backend": "firewalld"}, opts={"id": "mail1", "file_client": "local", "test": opts_test}
+        {**SINGLE, "backend": "firewalld"}, opts={"id": "mail1", "file_client": "local", "test": opts_test}, **HOST
     )
+    module._sessions = lambda: []
     backend = FakeBackend()
     backend.prepare_stopped = lambda policy, run, test: calls.append((policy, run, test)) or ["r"]
     module._backend = lambda config=None, settings=None: backend
@@ -655,3 +656,30 @@ def test_a_firewall_that_cannot_be_saved_refuses_the_run(rollback_directory):
     with pytest.raises(CommandExecutionError, match="the rollback could not be armed: reading firewalld failed"):
         module.converge()
     assert backend.applied == [] and rollback.pending() is None
+
+
+def test_a_stopped_firewall_is_not_started_over_a_session_its_management_rules_would_cut():
+    # trusted_subnets would let the admin in, but only once the rules are in: the
+    # started firewall admits the management rules put in before the start
+    pillar = {**SINGLE, "backend": "firewalld", "trusted_subnets": ["10.9.0.0/16"], "ssh": {"from": ["10.8.0.0/16"]}}
+    module, _ = face(pillar, **HOST)
+    module._sessions = lambda: [ADMIN]
+    backend = FakeBackend()
+    backend.prepare_stopped = lambda policy, run, test: pytest.fail("prepared")
+    module._backend = lambda config=None, settings=None: backend
+    with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+        module.prepare()
+
+
+def test_a_converge_of_one_part_but_the_rules_is_checked_against_the_rules_it_leaves_live(rollback_directory):
+    # trusted_subnets admits the admin once the rules part has run; a converge of
+    # another part alone leaves the firewall's rules as they are
+    pillar = {**SINGLE, "trusted_subnets": ["10.9.0.0/16"], "ssh": {"from": ["10.8.0.0/16"]}}
+    module, backend, _ = gated(pillar)
+    with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+        module.converge(part="profile")
+    assert backend.applied == []
+    module.converge(part="rules")
+    backend.held = [Rule("allow", "10.9.0.0/16", None)]  # the trusted subnet's rule is live now
+    module.converge(part="profile")
+    assert len(backend.applied) == 2
