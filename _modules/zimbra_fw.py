@@ -260,7 +260,10 @@ def _rollback_notes(policy, backend, snapshot, test):
     armed rollback's token or None)."""
     seconds = policy.config.confirm
     scope = getattr(snapshot, "zone", None)  # firewalld's zone: a rollback puts back that one
-    record = zimbra_fw_rollback.pending()
+    try:
+        record = zimbra_fw_rollback.pending()
+    except RuntimeError as exc:  # its directory is not ours
+        raise _refused([str(exc)]) from exc
     if record is not None and seconds is None:
         raise _refused(
             [

@@ -683,3 +683,11 @@ def test_a_converge_of_one_part_but_the_rules_is_checked_against_the_rules_it_le
     backend.held = [Rule("allow", "10.9.0.0/16", None)]  # the trusted subnet's rule is live now
     module.converge(part="profile")
     assert len(backend.applied) == 2
+
+
+def test_a_rollback_directory_that_is_not_ours_refuses_the_run(rollback_directory, tmp_path):
+    rollback_directory.symlink_to(tmp_path)
+    module, backend, _ = gated(SINGLE)
+    with pytest.raises(CommandExecutionError, match=r"Refused, nothing was changed:\n- .* is not a directory owned"):
+        module.converge()
+    assert backend.applied == []
