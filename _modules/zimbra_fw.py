@@ -217,13 +217,16 @@ def _own_addresses():
     return {ipaddress.ip_address(address.split("%")[0]) for address in found}
 
 
-def _session_notes(policy, test, held=(), kept=()):
+def _session_notes(policy, test, held=(), kept=(), starts=False):
     """Notes on the live sessions a firewall admitting what ``policy`` does
     (and the live rules ``kept``) would cut, or a refusal. ``held``: the live
-    rules of ours, as zimbra_fw_sessions.cut_sessions reads them."""
+    rules of ours, as zimbra_fw_sessions.cut_sessions reads them; ``starts``:
+    the firewall does not run now (the Salt master connection is checked)."""
     config = policy.config
     try:
-        cuts = zimbra_fw_sessions.cut_sessions(policy, _sessions(), held, _own_addresses(), kept)
+        found = _sessions()
+        cuts = zimbra_fw_sessions.cut_sessions(policy, found, held, _own_addresses(), kept)
+        cuts += zimbra_fw_sessions.master_cuts(policy, found) if starts else []
     except zimbra_fw_sessions.TooManySessions as exc:
         if not config.allow_cut_sessions:
             raise _refused([f"{exc}: cannot tell which this run would cut", ALLOW_CUT_HINT]) from exc
@@ -243,10 +246,10 @@ def _run_session_notes(policy, backend, parts, snapshot, test):
     config = policy.config
     if not (config.enabled or (snapshot.active and snapshot.incoming != "allow")):
         return []
-    held = backend.own_rules(snapshot)
+    held, starts = backend.own_rules(snapshot), not snapshot.active
     if "rules" in parts:
-        return _session_notes(policy, test, held)
-    return _session_notes(_management_only(policy), test, held, kept=held)
+        return _session_notes(policy, test, held, starts=starts)
+    return _session_notes(_management_only(policy), test, held, kept=held, starts=starts)
 
 
 def _management_only(policy):
@@ -501,7 +504,7 @@ def prepare(test=False):
     policy = _policy()
     test = bool(test or __opts__.get("test"))
     # Once started, the firewall admits for sure only the management rules put in here.
-    _session_notes(_management_only(policy), test)
+    _session_notes(_management_only(policy), test, starts=True)
     return _backend(policy.config).prepare_stopped(policy, _run, test=test)
 
 

@@ -18,9 +18,11 @@ ephemeral port range) and hands their text here.
   into the ssh port (ssh:port, and 22) and those a port rule of ours in the
   firewall admits now (``held``: the ssh rule of an earlier ssh:port).
 
-The minion's own connections (to its Salt master) are not checked: both
-firewalls accept the replies of a connection this host opened, whatever the
-rules say.
+* ``master_cuts(policy, sessions)``: the minion's connections to its Salt
+  master whose replies the policy would not admit. Only for a firewall that
+  is about to start filtering: a running one tracks the connection, and
+  accepts its replies as ESTABLISHED whatever the rules say; one that starts
+  meets the connection mid-stream and judges its replies by the rules.
 """
 
 import ipaddress
@@ -128,6 +130,37 @@ def _rule_admits(rule, address):
     except ValueError:
         return False
     return network.version == address.version and address in network
+
+
+def admits_reply(policy, address, source_port, port):
+    """Does ``policy`` let in what ``address`` sends from ``source_port`` to
+    this host's ``port`` (a reply on a connection this host opened)?"""
+    return any(
+        _from(access, address)
+        and _covers(access.ports, port)
+        and (not access.source_ports or source_port in access.source_ports)
+        for access in policy.accesses
+    )
+
+
+def master_cuts(policy, sessions):
+    """``[Cut]``: the minion's connections to its Salt masters (the policy's
+    SaltMasters: address, ports) whose replies ``policy`` would not admit.
+    None when the policy has no master (allow_salt_master false, a master on
+    this host, no master): that is deliberate."""
+    cuts = []
+    for session in sessions:
+        for master in policy.config.salt_masters:
+            address, port = session.remote_address, session.remote_port
+            if address.version != master.address.version or address not in master.address or port not in master.ports:
+                continue
+            if not admits_reply(policy, address, port, session.local_port):
+                text = (
+                    f"would cut the Salt master connection from {address} port {port} to port "
+                    f"{session.local_port} (zimbra_fw:allow_salt_master)"
+                )
+                cuts.append(Cut(session, "zimbra_fw:allow_salt_master", text))
+    return cuts
 
 
 def _held(session, held):

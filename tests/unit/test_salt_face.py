@@ -422,7 +422,9 @@ def rollback_directory(tmp_path, monkeypatch):
     return where
 
 
-def gated(pillar, sessions=(ADMIN,), steps=("allow x",), *, active=True, incoming="deny", host=None, zone=None):
+def gated(
+    pillar, sessions=(ADMIN,), steps=("allow x",), *, active=True, incoming="deny", host=None, zone=None, opts=None
+):
     """The face over a recording backend whose plans have ``steps``, on a host with ``sessions``."""
     commands = []
 
@@ -430,7 +432,7 @@ def gated(pillar, sessions=(ADMIN,), steps=("allow x",), *, active=True, incomin
         commands.append(argv)
         return {"retcode": 0, "stdout": "", "stderr": ""}
 
-    module, _ = face(pillar, cmd__run_all=run_all, **(host or HOST))
+    module, _ = face(pillar, opts=opts, cmd__run_all=run_all, **(host or HOST))
     backend = FakeBackend()
     backend.NAME = "ufw"
     backend.save = lambda run, config: {"saved": "before"}
@@ -689,5 +691,18 @@ def test_a_rollback_directory_that_is_not_ours_refuses_the_run(rollback_director
     rollback_directory.symlink_to(tmp_path)
     module, backend, _ = gated(SINGLE)
     with pytest.raises(CommandExecutionError, match=r"Refused, nothing was changed:\n- .* is not a directory owned"):
+        module.converge()
+    assert backend.applied == []
+
+
+def test_the_salt_master_connection_is_checked_only_when_the_firewall_starts_filtering(rollback_directory):
+    # the minion's connection from a port outside the range the master's rule opens (source_ret_port)
+    opts = {"id": "mail1", "master_ip": "10.77.0.1", "publish_port": 4505, "master_port": 4506}
+    master = Session(ipaddress.ip_address("192.168.1.1"), 1000, ipaddress.ip_address("10.77.0.1"), 4506)
+    module, backend, _ = gated(SINGLE, sessions=[master], opts=opts)  # it runs: the replies are ESTABLISHED
+    module.converge()
+    assert len(backend.applied) == 2
+    module, backend, _ = gated(SINGLE, sessions=[master], opts=opts, active=False)  # it starts: they are judged
+    with pytest.raises(CommandExecutionError, match=r"cut the Salt master connection from 10\.77\.0\.1 port 4506"):
         module.converge()
     assert backend.applied == []

@@ -194,8 +194,31 @@ def test_a_session_from_another_of_this_hosts_own_addresses_is_not_an_admins():
     assert len(cut_texts(policy, found, own={ip("192.0.2.10")})) == 1
 
 
-def test_the_salt_master_connection_is_not_checked_its_replies_are_established():
-    # the minion's connection started below the range the policy opens: both
-    # firewalls accept the replies of a connection this host opened anyway
+def test_admits_reply_needs_the_masters_port_and_the_ephemeral_range():
+    policy = policy_of({}, cfg.Facts(salt_master=MASTER))
+    assert sessions.admits_reply(policy, ip("10.77.0.1"), 4506, 40000)
+    assert not sessions.admits_reply(policy, ip("10.77.0.1"), 4506, 20000)  # outside the range
+    assert not sessions.admits_reply(policy, ip("10.77.0.2"), 4506, 40000)
+    assert not sessions.admits_reply(policy, ip("10.77.0.1"), 8080, 40000)
+
+
+def test_the_salt_master_connection_is_its_own_check_and_cut_when_its_replies_are_not_admitted():
+    # the minion's connection started below the range the policy opens (source_ret_port, a narrowed range)
     policy = policy_of({}, cfg.Facts(salt_master=("10.77.0.1", (4505, 4506), (40000, 60999))))
-    assert cut_texts(policy, [Session(ip("192.168.1.1"), 35000, ip("10.77.0.1"), 4506)]) == []
+    found = [
+        Session(ip("192.168.1.1"), 35000, ip("10.77.0.1"), 4506),
+        Session(ip("192.168.1.1"), 45000, ip("10.77.0.1"), 4505),
+        Session(ip("192.168.1.1"), 35001, ip("10.77.0.9"), 4506),  # another host
+    ]
+    assert [(cut.key, cut.text) for cut in sessions.master_cuts(policy, found)] == [
+        (
+            "zimbra_fw:allow_salt_master",
+            "would cut the Salt master connection from 10.77.0.1 port 4506 to port 35000 (zimbra_fw:allow_salt_master)",
+        )
+    ]
+    assert cut_texts(policy, found) == []  # not an admin's session
+
+
+def test_allow_salt_master_false_is_deliberate_no_master_connection_counts():
+    policy = policy_of({"allow_salt_master": False}, cfg.Facts(salt_master=MASTER))
+    assert sessions.master_cuts(policy, [Session(ip("192.168.1.1"), 20000, ip("10.77.0.1"), 4506)]) == []
