@@ -246,7 +246,7 @@ def _run_session_notes(policy, backend, parts, snapshot, test):
     config = policy.config
     if not (config.enabled or (snapshot.active and snapshot.incoming != "allow")):
         return []
-    held, starts = backend.own_rules(snapshot), not snapshot.active
+    held, starts = backend.own_rules(snapshot), snapshot.active is False  # None: not read, not turned on here
     if "rules" in parts:
         return _session_notes(policy, test, held, starts=starts)
     return _session_notes(_management_only(policy), test, held, kept=held, starts=starts)
