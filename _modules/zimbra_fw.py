@@ -204,32 +204,69 @@ def _sessions():
     return [session for name in ("tcp", "tcp6") for session in zimbra_fw_sessions.established(_read_proc(name))]
 
 
+ALLOW_CUT_HINT = "set zimbra_fw:allow_cut_sessions: true to apply anyway (with zimbra_fw:confirm to be safe)"
+
+
 def _refused(problems):
     return CommandExecutionError("Refused, nothing was changed:\n- " + "\n- ".join(problems))
 
 
-def _session_notes(policy, snapshot, test):
-    """Notes on the live sessions the policy would cut, or a refusal. Only
-    while the firewall filters, or will: it is enabled by the pillar, or runs
-    denying what no rule allows."""
+def _own_addresses():
+    """This host's addresses: a session from one of them is this host's own."""
+    found = __salt__["network.ip_addrs"]() + __salt__["network.ip_addrs6"]()
+    return {ipaddress.ip_address(address.split("%")[0]) for address in found}
+
+
+def _session_notes(policy, test, held=(), kept=(), starts=False):
+    """Notes on the live sessions a firewall admitting what ``policy`` does
+    (and the live rules ``kept``) would cut, or a refusal. ``held``: the live
+    rules of ours, as zimbra_fw_sessions.cut_sessions reads them; ``starts``:
+    the firewall does not run now (the Salt master connection is checked)."""
     config = policy.config
-    filtering = config.enabled or (snapshot.active and snapshot.incoming == "deny")
-    cuts = zimbra_fw_sessions.cut_sessions(policy, _sessions()) if filtering else []
+    try:
+        found = _sessions()
+        cuts = zimbra_fw_sessions.cut_sessions(policy, found, held, _own_addresses(), kept)
+        cuts += zimbra_fw_sessions.master_cuts(policy, found) if starts else []
+    except zimbra_fw_sessions.TooManySessions as exc:
+        if not config.allow_cut_sessions:
+            raise _refused([f"{exc}: cannot tell which this run would cut", ALLOW_CUT_HINT]) from exc
+        return [f"{exc}: not checked, allowed by zimbra_fw:allow_cut_sessions"]
     if cuts and not config.allow_cut_sessions:
-        raise _refused(
-            [cut.text for cut in cuts]
-            + ["set zimbra_fw:allow_cut_sessions: true to apply anyway (with zimbra_fw:confirm to be safe)"]
-        )
+        raise _refused([cut.text for cut in cuts] + [ALLOW_CUT_HINT])
     verb = "would cut" if test else "cuts"
     return [f"{cut.text.replace('would cut', verb, 1)}, allowed by zimbra_fw:allow_cut_sessions" for cut in cuts]
 
 
-def _rollback_notes(policy, backend, test):
+def _run_session_notes(policy, backend, parts, snapshot, test):
+    """The session check of a run of ``parts``; only while the firewall
+    filters, or will: it is enabled by the pillar, or runs not allowing what
+    no rule allows. A run without the ``rules`` part leaves the rules in the
+    firewall as they are: what admits then is those of ours and the
+    management accesses the other parts make sure of."""
+    config = policy.config
+    if not (config.enabled or (snapshot.active and snapshot.incoming != "allow")):
+        return []
+    held, starts = backend.own_rules(snapshot), snapshot.active is False  # None: not read, not turned on here
+    if "rules" in parts:
+        return _session_notes(policy, test, held, starts=starts)
+    return _session_notes(_management_only(policy), test, held, kept=held, starts=starts)
+
+
+def _management_only(policy):
+    return policy._replace(accesses=tuple(zimbra_fw_policy.management(policy)))
+
+
+def _rollback_notes(policy, backend, snapshot, test):
     """Refuse while a rollback is pending, unless this run carries confirm;
-    with confirm, save the firewall (a pending rollback keeps its older copy)
-    and arm the rollback. Notes saying when it rolls back."""
+    with confirm, arm the rollback (it saves the firewall, or keeps the copy
+    a pending rollback holds). Returns (notes saying when it rolls back, the
+    armed rollback's token or None)."""
     seconds = policy.config.confirm
-    record = zimbra_fw_rollback.pending()
+    scope = getattr(snapshot, "zone", None)  # firewalld's zone: a rollback puts back that one
+    try:
+        record = zimbra_fw_rollback.pending()
+    except RuntimeError as exc:  # its directory is not ours
+        raise _refused([str(exc)]) from exc
     if record is not None and seconds is None:
         raise _refused(
             [
@@ -238,54 +275,49 @@ def _rollback_notes(policy, backend, test):
                 "saved firewall and sets a new delay"
             ]
         )
-    if record is not None and record["backend"] != backend.NAME:
-        raise _refused(
-            [
-                f"a rollback of {record['backend']} is pending, due "
-                f"{zimbra_fw_rollback.due_text(record['due'], time.time())}, and this run is for {backend.NAME}: "
-                "confirm the last change first (zimbra_fw.confirm)"
-            ]
-        )
     if seconds is None:
-        return []
+        return [], None
     if test:
-        return [f"would be rolled back {seconds} s after it is applied unless zimbra_fw.confirm is called"]
-    saved = backend.save(_run, policy.config) if record is None else None
+        return [f"would be rolled back {seconds} s after it is applied unless zimbra_fw.confirm is called"], None
     try:
         armed = zimbra_fw_rollback.arm(
             _run,
             backend.NAME,
-            saved,
+            lambda: backend.save(_run, policy.config),
             seconds,
             systemd=salt.utils.systemd.booted(__context__),
             log_file=__opts__.get("log_file"),
+            scope=scope,
         )
-    except (OSError, RuntimeError) as exc:
+    except zimbra_fw_rollback.Refused as exc:
+        raise _refused([str(exc)]) from exc
+    except (OSError, RuntimeError, ValueError, CommandExecutionError) as exc:
         raise _refused([f"zimbra_fw:confirm: the rollback could not be armed: {exc}"]) from exc
     due = zimbra_fw_rollback.due_text(armed["due"], time.time())
     log.warning("zimbra_fw: the firewall change is rolled back at %s unless zimbra_fw.confirm is called", due)
     kept = "" if record is None else " (to the firewall saved before the earlier unconfirmed change)"
-    return [f"rolled back at {due}{kept} unless zimbra_fw.confirm is called"]
+    return [f"rolled back at {due}{kept} unless zimbra_fw.confirm is called"], armed["token"]
 
 
 def _before_changes(policy, backend, parts, test):
     """Once per run, before anything changes: the checks and the rollback of
     a run that changes something in ``parts`` (in a state run: in any part,
     as the first state runs before the others; see _session_notes,
-    _rollback_notes). Returns the notes for the comment of the first part
-    that changes."""
+    _rollback_notes). Returns (the notes for the comment of the first part
+    that changes, the token of the rollback armed or None)."""
     cache = __context__.get(RUN_CACHE)
     if cache is not None and "notes" in cache:
-        return cache["notes"]
-    notes = []
+        return cache["notes"], cache["armed"]
+    notes, armed = [], None
     parts = backend.PARTS if cache is not None else parts
     snapshot = _snapshot(policy, parts)
     if any(plan_.steps for plan_ in _plans(policy, parts, snapshot).values()):
-        notes = _session_notes(policy, snapshot, test)
-        notes += _rollback_notes(policy, backend, test)
+        notes = _run_session_notes(policy, backend, parts, snapshot, test)
+        rollback_notes, armed = _rollback_notes(policy, backend, snapshot, test)
+        notes += rollback_notes
     if cache is not None:
-        cache["notes"] = notes
-    return notes
+        cache["notes"], cache["armed"] = notes, armed
+    return notes, armed
 
 
 def catalogue():
@@ -431,17 +463,24 @@ def converge(part=None, test=False):
     policy, results = _policy(), {}
     backend = _backend(policy.config)
     parts = _parts(part, backend)
-    notes = _before_changes(policy, backend, parts, test)
-    for name in parts:
-        plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
-        if plan_.steps and not test:
-            __context__.get(RUN_CACHE, {}).pop("snapshot", None)  # the next part reads the firewall anew
-        applied = [] if test else _apply(backend, plan_.steps)
-        comment = backend.describe(plan_.changes, test) if plan_.changes else plan_.comment or backend.DONE[name]
-        results[name] = {"changes": plan_.changes, "applied": applied, "comment": comment}
-        if plan_.steps and notes:  # told once, by the first part that changes
-            results[name].update(notes=notes, comment="; ".join([comment, *notes]))
-            notes = __context__.get(RUN_CACHE, {})["notes"] = []
+    notes, armed = _before_changes(policy, backend, parts, test)
+    try:
+        # The rollback armed waits until this call has applied its changes.
+        with zimbra_fw_rollback.held(armed):
+            for name in parts:
+                plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
+                if plan_.steps and not test:
+                    __context__.get(RUN_CACHE, {}).pop("snapshot", None)  # the next part reads the firewall anew
+                applied = [] if test else _apply(backend, plan_.steps)
+                comment = (
+                    backend.describe(plan_.changes, test) if plan_.changes else plan_.comment or backend.DONE[name]
+                )
+                results[name] = {"changes": plan_.changes, "applied": applied, "comment": comment}
+                if plan_.steps and notes:  # told once, by the first part that changes
+                    results[name].update(notes=notes, comment="; ".join([comment, *notes]))
+                    notes = __context__.get(RUN_CACHE, {})["notes"] = []
+    except zimbra_fw_rollback.NoLongerPending as exc:
+        raise CommandExecutionError(str(exc)) from exc
     return results
 
 
@@ -463,7 +502,10 @@ def prepare(test=False):
         salt '*' zimbra_fw.prepare test=True
     """
     policy = _policy()
-    return _backend(policy.config).prepare_stopped(policy, _run, test=bool(test or __opts__.get("test")))
+    test = bool(test or __opts__.get("test"))
+    # Once started, the firewall admits for sure only the management rules put in here.
+    _session_notes(_management_only(policy), test, starts=True)
+    return _backend(policy.config).prepare_stopped(policy, _run, test=test)
 
 
 def audit():

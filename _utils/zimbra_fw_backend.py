@@ -48,7 +48,9 @@ Applying and reporting:
 * ``status(snapshot)``: the firewall as it is, as plain data.
 * ``access_rules(snapshot)``: the live rules as ``zimbra_fw_audit.Rule``
   in evaluation order; ``audit_findings(snapshot)``: findings only this
-  firewall can see (zone settings and such).
+  firewall can see (zone settings and such); ``own_rules(snapshot)``: the
+  live rules this formula made, as ``Rule`` (the session check reads
+  which ports its rules admit admins to now).
 
 Commit-confirmed changes (zimbra_fw_rollback keeps the bookkeeping):
 
@@ -82,7 +84,7 @@ NAMES = tuple(REGISTRY)
 PARTS = ("profile", "rules", "firewall")  # converged in this order
 CONTRACT = (
     "NAME PACKAGE PROGRAM SERVICE PARTS LIVE_PARTS DONE unavailable ipv6_off name_taken read_snapshot plan "
-    "describe profiles apply prepare_stopped status access_rules audit_findings save restore"
+    "describe profiles apply prepare_stopped status access_rules own_rules audit_findings save restore"
 ).split()
 
 Plan = namedtuple("Plan", "changes steps comment")

@@ -674,6 +674,15 @@ def access_rules(snapshot):
     return first + denied + allowed + last
 
 
+def own_rules(snapshot):
+    """The zone's rich rules this formula made (with its priority), as the
+    audit reads them; none when the zone was not read live."""
+    if snapshot.runtime is None:
+        return []
+    rules = (rule for rule in snapshot.runtime.rules if rule.startswith(RULE_PREFIX))
+    return [found for rule in rules for _, found in files.rich_rule_access(rule, snapshot.runtime_ipsets)]
+
+
 def _zone_of_interfaces(snapshot):
     """``{interface: zone}``: where traffic arriving on each interface of this
     host goes. An interface no zone holds goes to the default zone (firewalld
@@ -773,12 +782,12 @@ def saved_paths(zone, services, ipsets):
 
 def _runtime_view(snapshot):
     zone = snapshot.runtime
-    entries = {name: list(snapshot.runtime_ipsets[name].entries) for name in snapshot.ipsets}
+    loaded = [name for name in snapshot.ipsets if name in snapshot.runtime_ipsets]  # a half-done run may not have
     return {
         "services": sorted(zone.services),
         "rules": list(zone.rules),
         "ports": [list(port) for port in zone.ports],
-        "entries": {name: found for name, found in entries.items() if name in snapshot.runtime_ipsets},
+        "entries": {name: list(snapshot.runtime_ipsets[name].entries) for name in loaded},
     }
 
 
@@ -787,6 +796,8 @@ def save(run, config=None):
     our services and ipsets byte for byte, and the zone's runtime services,
     rich rules and ports and our ipsets' runtime entries."""
     snapshot = read_snapshot(run, config=config)
+    if not ZONE_NAME_RE.fullmatch(snapshot.zone):  # it names a file, here and when restored
+        raise CommandExecutionError(f"firewalld's zone {snapshot.zone!r} cannot be saved: not a plain zone name")
     paths = saved_paths(snapshot.zone, snapshot.services, snapshot.ipsets)
     return {"zone": snapshot.zone, "files": save_files(paths), "runtime": _runtime_view(snapshot)}
 

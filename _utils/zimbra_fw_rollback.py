@@ -7,8 +7,9 @@ What is saved and how it is put back is each backend's (``save(run,
 config)`` and ``restore(saved, run)``); this module keeps the bookkeeping, in
 ``DIRECTORY``, which only root can enter (0700; files 0600, opened without
 following links): ``pending.json`` (the pending rollback: its token, due
-time, backend, how it is armed), ``saved.json`` (the saved firewall) and
-``rollback.lock`` (held by whoever reads or ends a pending rollback).
+time, backend and zone, how it is armed), ``saved.json`` (the saved
+firewall) and ``rollback.lock`` (held by whoever arms, reads or ends a
+pending rollback, and by a run applying the changes it armed one for).
 
 The rollback itself is this file run as a script::
 
@@ -23,10 +24,12 @@ where it is and why.
 """
 
 import base64
+import contextlib
 import fcntl
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 import sys
@@ -50,6 +53,7 @@ FAILED = os.path.join(DIRECTORY, "failed.json")
 LOCK = os.path.join(DIRECTORY, "rollback.lock")
 SCRIPT = os.path.abspath(__file__)
 UNIT_PREFIX = "zimbra_fw-rollback-"
+TOKEN_RE = re.compile(r"[0-9a-f]{16}")  # secrets.token_hex(8): it names a systemd unit
 RECORD_KEYS = ("token", "due", "seconds", "backend", "unit", "log_file")
 # The minion's log format (Salt's log_fmt_logfile).
 LOG_FORMAT = "%(asctime)s [%(name)-17s:%(lineno)-4d][%(levelname)-8s][%(process)d] %(message)s"
@@ -132,13 +136,14 @@ def parse_record(text):
     token, due = record["token"], record["due"]
     valid = (
         isinstance(token, str)
-        and token.isalnum()
+        and TOKEN_RE.fullmatch(token)
         and isinstance(due, (int, float))
         and not isinstance(due, bool)
         and isinstance(record["backend"], str)
         and record["backend"] in zimbra_fw_backend.REGISTRY
         and record["unit"] in (None, f"{UNIT_PREFIX}{token}")  # handed to systemctl
         and isinstance(record["log_file"], (str, type(None)))
+        and isinstance(record.get("scope"), (str, type(None)))
     )
     return record if valid else None
 
@@ -204,26 +209,44 @@ class _Locked:
         self.handle.close()
 
 
+def _present():
+    """Is there bookkeeping? Only in the root-only directory: a symlink or
+    another owner's directory in its place is refused (RuntimeError)."""
+    if not os.path.lexists(DIRECTORY):
+        return False
+    _directory()
+    return True
+
+
 def pending():
     """The pending rollback's record, or None."""
-    if not os.path.isdir(DIRECTORY):
-        return None
-    text = _read(PENDING)
+    text = _read(PENDING) if _present() else None
     return None if text is None else parse_record(text)
 
 
 def failed():
     """What the last rollback that failed left (``{"error", "saved", "due"}``), or None."""
-    text = _read(FAILED) if os.path.isdir(DIRECTORY) else None
+    text = _read(FAILED) if _present() else None
     try:
         return json.loads(text) if text else None
     except ValueError:
         return None
 
 
-def arm(run, backend, saved, seconds, *, systemd, log_file=None):
-    """Keep ``saved`` (the backend's ``save``; None: keep the copy a pending
-    rollback holds) and arm a rollback due in ``seconds``. Returns the record."""
+class Refused(RuntimeError):
+    """The rollback cannot be armed as asked: nothing was written."""
+
+
+class NoLongerPending(RuntimeError):
+    """The rollback a run armed is not pending any more."""
+
+
+def arm(run, backend, save, seconds, *, systemd, log_file=None, scope=None):
+    """Arm a rollback due in ``seconds``, under the lock: with no rollback
+    pending, keep what ``save()`` returns (the backend's ``save``); with one
+    pending, keep its older copy, which must be of the same ``backend`` and
+    ``scope`` (firewalld's zone). Returns the record. If the rollback cannot
+    be armed, the files are as they were: a pending rollback stays pending."""
     token = secrets.token_hex(8)
     record = {
         "token": token,
@@ -232,19 +255,57 @@ def arm(run, backend, saved, seconds, *, systemd, log_file=None):
         "backend": backend,
         "unit": f"{UNIT_PREFIX}{token}" if systemd else None,
         "log_file": log_file if isinstance(log_file, str) and log_file.startswith("/") else None,
+        "scope": scope,
     }
     with _Locked():
-        previous = pending()
-        if saved is not None or previous is None:
-            _write_json(SAVED, {"backend": backend, "firewall": saved})
+        previous_text = _read(PENDING)
+        previous = None if previous_text is None else parse_record(previous_text)
+        if previous is not None and (previous["backend"], previous.get("scope")) != (backend, scope):
+            raise Refused(
+                f"a rollback of {_what(previous['backend'], previous.get('scope'))} is pending, and this run is "
+                f"for {_what(backend, scope)}: confirm the last change first (zimbra_fw.confirm)"
+            )
+        if previous is None:
+            saved = save()
+            if saved is None:
+                raise Refused(f"the {backend} firewall could not be saved")
+            _write_json(SAVED, {"backend": backend, "scope": scope, "firewall": saved})
         _write_json(PENDING, record)
         retcode, stdout, stderr = run(arm_argv(sys.executable, token, seconds, systemd))
-        if retcode != 0:
-            os.unlink(PENDING)  # no rollback will come: the record must not say one will
+        if retcode != 0:  # no rollback will come: the files must say what is pending as before
+            if previous is None:
+                os.unlink(PENDING)
+                os.unlink(SAVED)
+            else:
+                write_atomic(PENDING, previous_text.encode("utf-8"))
             raise RuntimeError(f"arming the rollback failed (exit {retcode}): {(stderr or stdout).strip()}")
         if previous is not None and previous.get("unit"):
             run(["systemctl", "stop", f"{previous['unit']}.timer"])  # the new timer replaces it
     return record
+
+
+def _what(backend, scope):
+    return backend if scope is None else f"{backend} zone {scope!r}"
+
+
+@contextlib.contextmanager
+def held(token):
+    """Hold the lock while a run that armed the rollback ``token`` applies
+    its changes: the rollback waits for them to end rather than put the
+    firewall back in between. Raises RuntimeError when ``token`` is no longer
+    the pending rollback (it came due, or was confirmed, between two parts of
+    the run). ``token`` None: nothing is held."""
+    if token is None:
+        yield
+        return
+    with _Locked():
+        record = pending()
+        if record is None or record["token"] != token:
+            raise NoLongerPending(
+                "the rollback this run armed is no longer pending (it came due and put the saved firewall back, "
+                "or zimbra_fw.confirm was called): the rest of this run is not applied"
+            )
+        yield
 
 
 def confirm(run):
@@ -280,12 +341,18 @@ def roll_back(token, run=_command):
         record = pending()
         if record is None or record["token"] != token:
             return "nothing to roll back: confirmed, or re-armed by a later run"
-        time.sleep(max(0.0, record["due"] - time.time()))
         text = _read(SAVED)
         try:
             saved = json.loads(text) if text else None
-            if saved is None or saved.get("backend") != record["backend"]:
-                raise ValueError(f"{SAVED} is missing or not the {record['backend']} firewall")
+            if (
+                not isinstance(saved, dict)
+                or saved.get("backend") != record["backend"]
+                or saved.get("scope") != record.get("scope")
+                or not isinstance(saved.get("firewall"), dict)
+            ):
+                raise ValueError(
+                    f"{SAVED} is missing or not the {_what(record['backend'], record.get('scope'))} firewall"
+                )
             backend = zimbra_fw_backend.load(record["backend"])
             backend.restore(saved["firewall"], run)
         except Exception as exc:  # pylint: disable=broad-except  # whatever failed, keep the copy and say so

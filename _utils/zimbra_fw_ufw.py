@@ -214,6 +214,12 @@ def access_rules(snapshot):
     return [rule for rule in rules if rule is not None]
 
 
+def own_rules(snapshot):
+    """The rules marked ``zimbra_fw``, as the audit reads them."""
+    rules = (files.access_rule(words, snapshot.app_profiles) for words in managed_rules(snapshot))
+    return [rule for rule in rules if rule is not None]
+
+
 def _live_ports(snapshot, rule):
     """The ports an application rule's tuples open, in every family (sorted
     PortSpecs), or None for another rule or when the copies were not read."""

@@ -934,9 +934,33 @@ def test_the_runtime_zone_goes_back_to_the_saved_services_rules_and_ports():
     assert fwd._runtime_change(same, saved) is None
 
 
+def test_an_ipset_of_ours_not_loaded_at_runtime_is_saved_without_runtime_entries():
+    # a run that failed between writing the ipset and the reload
+    ipsets = ipsets_of({"zimbra-mta-v4": (), "zimbra-mta-v6": ()})
+    loaded = {"zimbra-mta-v6": fwd.IPSet("hash:net", "inet6", ("2001:db8::/64",))}
+    view = fwd._runtime_view(snapshot(ipsets=ipsets, runtime_ipsets=loaded))
+    assert view["entries"] == {"zimbra-mta-v6": ["2001:db8::/64"]}
+
+
 @pytest.mark.parametrize("name", ["../../etc/passwd", "", None, "a" * 18, ["public"]])
 def test_a_saved_copy_naming_no_zone_is_refused_before_anything_is_touched(name):
     commands = []
     with pytest.raises(CommandExecutionError, match="the saved firewall names no firewalld zone"):
         fwd.restore({"zone": name, "files": {}, "runtime": {}}, lambda argv, stdin=None: commands.append(argv))
     assert commands == []
+
+
+def test_a_zone_that_is_not_a_plain_name_is_not_saved(monkeypatch):
+    odd = snapshot()._replace(zone="../../etc/x")  # what a hostile D-Bus answer could say
+    monkeypatch.setattr(fwd, "read_snapshot", lambda run, config=None: odd)
+    with pytest.raises(CommandExecutionError, match="cannot be saved: not a plain zone name"):
+        fwd.save(lambda argv, stdin=None: (0, "", ""))
+
+
+def test_own_rules_are_the_zones_rich_rules_of_ours_as_the_audit_reads_them():
+    policy = policy_of({"roles": ["mta"], "ssh": {"port": 2222, "from": ["10.9.0.0/16"]}})
+    ours = fwd.desired(policy).rules
+    other = 'rule family="ipv4" source address="10.7.0.0/16" port port="2223" protocol="tcp" accept'
+    found = fwd.own_rules(snapshot(runtime=zone(rules=[*ours, other])))
+    assert Rule("allow", "10.9.0.0/16", [PortSpec(2222, 2222, "tcp")]) in found
+    assert all(rule.source != "10.7.0.0/16" for rule in found)

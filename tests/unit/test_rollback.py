@@ -8,6 +8,8 @@ import json
 import os
 import stat
 import sys
+import threading
+import time
 import types
 
 import pytest
@@ -56,7 +58,7 @@ def backend(monkeypatch):
     return module
 
 
-GOOD = {"token": "ab12", "due": 1.5, "seconds": 10, "backend": "ufw", "unit": None, "log_file": None}
+GOOD = {"token": "0123456789abcdef", "due": 1.5, "seconds": 10, "backend": "ufw", "unit": None, "log_file": None}
 
 
 def test_a_record_is_read_only_when_it_is_one():
@@ -72,6 +74,8 @@ def test_a_record_is_read_only_when_it_is_one():
         json.dumps({**GOOD, "token": "../../etc/passwd"}),
         json.dumps({**GOOD, "token": 7}),
         json.dumps({**GOOD, "token": ""}),
+        json.dumps({**GOOD, "token": "\u0663\u0664" * 8}),  # digits, but not ASCII ones
+        json.dumps({**GOOD, "token": "0123456789ABCDEF"}),
         json.dumps({**GOOD, "due": True}),
         json.dumps({**GOOD, "due": "soon"}),
         json.dumps({**GOOD, "backend": "iptables"}),
@@ -132,19 +136,23 @@ def test_files_are_put_back_byte_for_byte_with_their_mode_and_new_ones_removed(t
 
 def test_arming_keeps_the_saved_firewall_root_only_and_starts_the_rollback(directory):
     run = Commands()
-    record = rollback.arm(run, "ufw", {"files": {}}, 30, systemd=False)
+    record = rollback.arm(run, "ufw", lambda: {"files": {}}, 30, systemd=False)
     assert rollback.pending() == record
     assert run == [rollback.arm_argv(sys.executable, record["token"], 30, systemd=False)]
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     for name in ("pending.json", "saved.json"):
         assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600
-    assert json.loads((directory / "saved.json").read_text()) == {"backend": "ufw", "firewall": {"files": {}}}
+    assert json.loads((directory / "saved.json").read_text()) == {
+        "backend": "ufw",
+        "scope": None,
+        "firewall": {"files": {}},
+    }
 
 
 def test_a_second_arming_keeps_the_oldest_saved_firewall_and_replaces_the_timer(directory):
     run = Commands()
-    first = rollback.arm(run, "ufw", {"first": True}, 30, systemd=True)
-    second = rollback.arm(run, "ufw", None, 60, systemd=True)
+    first = rollback.arm(run, "ufw", lambda: {"first": True}, 30, systemd=True)
+    second = rollback.arm(run, "ufw", lambda: pytest.fail("saved again"), 60, systemd=True)
     assert second["token"] != first["token"] and rollback.pending() == second
     assert json.loads((directory / "saved.json").read_text())["firewall"] == {"first": True}
     assert run[-1] == ["systemctl", "stop", f"zimbra_fw-rollback-{first['token']}.timer"]
@@ -152,13 +160,13 @@ def test_a_second_arming_keeps_the_oldest_saved_firewall_and_replaces_the_timer(
 
 def test_a_rollback_that_cannot_be_armed_leaves_no_record(directory):
     with pytest.raises(RuntimeError, match=r"arming the rollback failed \(exit 1\): it failed"):
-        rollback.arm(Commands(retcode=1), "ufw", {}, 30, systemd=False)
-    assert rollback.pending() is None
+        rollback.arm(Commands(retcode=1), "ufw", dict, 30, systemd=False)
+    assert rollback.pending() is None and not (directory / "saved.json").exists()
 
 
 def test_confirm_ends_the_pending_rollback_and_then_has_nothing_to_confirm(directory, backend):
     run = Commands()
-    record = rollback.arm(run, "ufw", {"saved": 1}, 0, systemd=True)
+    record = rollback.arm(run, "ufw", lambda: {"saved": 1}, 0, systemd=True)
     assert rollback.confirm(run) == record
     assert run[-1] == ["systemctl", "stop", f"zimbra_fw-rollback-{record['token']}.timer"]
     assert rollback.pending() is None and not (directory / "saved.json").exists()
@@ -168,7 +176,7 @@ def test_confirm_ends_the_pending_rollback_and_then_has_nothing_to_confirm(direc
 
 
 def test_the_rollback_puts_the_saved_firewall_back_once(directory, backend):
-    record = rollback.arm(Commands(), "ufw", {"saved": 1}, 0, systemd=False)
+    record = rollback.arm(Commands(), "ufw", lambda: {"saved": 1}, 0, systemd=False)
     assert "nothing to roll back" in rollback.roll_back("0000", Commands())  # another token: re-armed
     assert "was put back as it was before the change" in rollback.roll_back(record["token"], Commands())
     assert backend.restored == [{"saved": 1}]
@@ -178,7 +186,7 @@ def test_the_rollback_puts_the_saved_firewall_back_once(directory, backend):
 
 def test_a_rollback_that_fails_keeps_the_saved_copy_and_says_where(directory, backend):
     backend.error = RuntimeError("ufw reload failed")
-    record = rollback.arm(Commands(), "ufw", {"saved": 1}, 0, systemd=False)
+    record = rollback.arm(Commands(), "ufw", lambda: {"saved": 1}, 0, systemd=False)
     kept = str(directory / f"saved-failed-{record['token']}.json")
     message = rollback.roll_back(record["token"], Commands())
     assert (
@@ -190,6 +198,72 @@ def test_a_rollback_that_fails_keeps_the_saved_copy_and_says_where(directory, ba
     assert rollback.pending() is None  # new runs are not held up by it
 
 
+def test_a_symlink_in_place_of_the_directory_is_refused(directory, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (elsewhere / "pending.json").write_text(json.dumps(GOOD))
+    directory.symlink_to(elsewhere)
+    for read in (rollback.pending, rollback.failed):
+        with pytest.raises(RuntimeError, match="is not a directory owned by uid"):
+            read()
+
+
 def test_no_directory_means_nothing_pending(directory):
     assert rollback.pending() is None and rollback.failed() is None
     assert not directory.exists()
+
+
+def test_a_failed_re_arming_leaves_the_earlier_rollback_pending(directory):
+    first = rollback.arm(Commands(), "ufw", lambda: {"first": True}, 30, systemd=True)
+    with pytest.raises(RuntimeError, match="arming the rollback failed"):
+        rollback.arm(Commands(retcode=1), "ufw", lambda: {"second": True}, 60, systemd=True)
+    assert rollback.pending() == first
+    assert json.loads((directory / "saved.json").read_text())["firewall"] == {"first": True}
+
+
+def test_a_firewall_that_cannot_be_saved_arms_nothing(directory):
+    with pytest.raises(rollback.Refused, match="the ufw firewall could not be saved"):
+        rollback.arm(Commands(), "ufw", lambda: None, 30, systemd=False)
+    assert rollback.pending() is None and not (directory / "saved.json").exists()
+
+
+def test_a_re_arming_for_another_zone_is_refused_and_keeps_the_pending_one(directory):
+    first = rollback.arm(Commands(), "firewalld", lambda: {"zone": "public"}, 30, systemd=False, scope="public")
+    with pytest.raises(
+        rollback.Refused,
+        match="a rollback of firewalld zone 'public' is pending, and this run is for firewalld zone 'internal'",
+    ):
+        rollback.arm(Commands(), "firewalld", dict, 30, systemd=False, scope="internal")
+    assert rollback.pending() == first
+
+
+def test_a_saved_copy_that_holds_no_firewall_is_refused_before_restore(directory, backend):
+    record = rollback.arm(Commands(), "ufw", lambda: {"saved": 1}, 30, systemd=False)
+    rollback.write_atomic(rollback.SAVED, json.dumps({"backend": "ufw", "scope": None, "firewall": None}).encode())
+    assert "is missing or not the ufw firewall" in rollback.roll_back(record["token"], Commands())
+    assert backend.restored == []
+
+
+def test_the_rollback_does_not_wait_for_the_wall_clock_under_the_lock(directory, backend):
+    # the timer fired (its clock is monotonic) while the wall clock says it is not due yet
+    record = rollback.arm(Commands(), "ufw", lambda: {"saved": 1}, 3600, systemd=True)
+    started = time.monotonic()
+    assert "was put back" in rollback.roll_back(record["token"], Commands())
+    assert time.monotonic() - started < 5 and backend.restored == [{"saved": 1}]
+
+
+def test_a_run_holds_the_rollback_off_while_it_applies_and_stops_if_it_came_due(directory, backend):
+    record = rollback.arm(Commands(), "ufw", lambda: {"saved": 1}, 5, systemd=False)
+    done = []
+    with rollback.held(record["token"]):
+        rolling = threading.Thread(target=lambda: done.append(rollback.roll_back(record["token"], Commands())))
+        rolling.start()
+        rolling.join(0.3)
+        assert rolling.is_alive() and backend.restored == []  # it waits for the run
+    rolling.join(5)
+    assert "was put back" in done[0] and backend.restored == [{"saved": 1}]
+    with pytest.raises(rollback.NoLongerPending, match="the rest of this run is not applied"):
+        with rollback.held(record["token"]):
+            pytest.fail("applied after the rollback")
+    with rollback.held(None):  # a run without confirm holds nothing
+        pass

@@ -3,14 +3,23 @@ dunders (__salt__, __opts__, __pillar__, __grains__, __context__) given by the t
 
 import importlib.util
 import ipaddress
+import json
 import os
+import re
+import sys
+import threading
+import time
 import types
 
 import pytest
+import zimbra_fw_backend
 import zimbra_fw_firewalld as fwd
 import zimbra_fw_rollback as rollback
+import zimbra_fw_sessions as sessions
 import zimbra_fw_ufw as ufw
 from salt.exceptions import CommandExecutionError
+from zimbra_fw_audit import Rule
+from zimbra_fw_catalogue import PortSpec
 from zimbra_fw_commands import ApplyFailed
 from zimbra_fw_sessions import Session
 
@@ -246,6 +255,10 @@ class FakeBackend:
 
     def __init__(self):
         self.applied = []
+        self.held = []  # the live rules of ours (own_rules)
+
+    def own_rules(self, snapshot):
+        return list(self.held)
 
     @staticmethod
     def ipv6_off():
@@ -260,8 +273,11 @@ class FakeBackend:
         return list(steps)
 
 
+HOST = {"network__ip_addrs": lambda: ["192.168.1.1"], "network__ip_addrs6": lambda: ["fe80::1%eth0"]}
+
+
 def converging(opts):
-    module, _ = face(SINGLE, opts=opts)
+    module, _ = face(SINGLE, opts=opts, **HOST)
     backend = FakeBackend()
     plan = types.SimpleNamespace(steps=["allow x"], changes={"added": ["allow x"]}, comment=None)
     module._backend = lambda config=None, settings=None: backend
@@ -341,8 +357,9 @@ def test_identity_publishes_only_addresses_peers_accept():
 def test_prepare_hands_the_policy_to_the_backend_and_honours_test(opts_test, arg_test, expected):
     calls = []
     module, _ = face(
-        {**SINGLE, "backend": "firewalld"}, opts={"id": "mail1", "file_client": "local", "test": opts_test}
+        {**SINGLE, "backend": "firewalld"}, opts={"id": "mail1", "file_client": "local", "test": opts_test}, **HOST
     )
+    module._sessions = lambda: []
     backend = FakeBackend()
     backend.prepare_stopped = lambda policy, run, test: calls.append((policy, run, test)) or ["r"]
     module._backend = lambda config=None, settings=None: backend
@@ -391,6 +408,7 @@ def test_mine_data_nested_deeper_than_any_identity_is_cut_before_anyone_reads_it
 ADMIN = Session(ipaddress.ip_address("192.168.1.1"), 22, ipaddress.ip_address("10.9.4.2"), 51000)
 AWAY = {**SINGLE, "ssh": {"from": ["10.8.0.0/16"]}}
 CUT = "would cut the ssh session from 10.9.4.2 to port 22 (zimbra_fw:ssh:from)"
+HEADER_AND_ONE_SESSION = "  sl  local_address rem_address   st\n   0: 0101A8C0:0016 0204090A:C738 01\n"
 
 
 @pytest.fixture
@@ -404,7 +422,9 @@ def rollback_directory(tmp_path, monkeypatch):
     return where
 
 
-def gated(pillar, sessions=(ADMIN,), steps=("allow x",), active=True):
+def gated(
+    pillar, sessions=(ADMIN,), steps=("allow x",), *, active=True, incoming="deny", host=None, zone=None, opts=None
+):
     """The face over a recording backend whose plans have ``steps``, on a host with ``sessions``."""
     commands = []
 
@@ -412,14 +432,15 @@ def gated(pillar, sessions=(ADMIN,), steps=("allow x",), active=True):
         commands.append(argv)
         return {"retcode": 0, "stdout": "", "stderr": ""}
 
-    module, _ = face(pillar, cmd__run_all=run_all)
+    module, _ = face(pillar, opts=opts, cmd__run_all=run_all, **(host or HOST))
     backend = FakeBackend()
     backend.NAME = "ufw"
     backend.save = lambda run, config: {"saved": "before"}
     plan = types.SimpleNamespace(steps=list(steps), changes={"added": list(steps)} if steps else {}, comment=None)
     module._backend = lambda config=None, settings=None: backend
     module._plans = lambda policy, parts, snapshot=None: {part: plan for part in parts}
-    module._snapshot = lambda policy, parts: types.SimpleNamespace(active=active, incoming="deny")
+    found = types.SimpleNamespace(active=active, incoming=incoming, **({"zone": zone} if zone else {}))
+    module._snapshot = lambda policy, parts: found
     module._sessions = lambda: list(sessions)
     return module, backend, commands
 
@@ -454,6 +475,39 @@ def test_a_run_that_changes_nothing_or_a_firewall_that_filters_nothing_is_not_re
     module, backend, _ = gated({**AWAY, "enabled": False}, active=False)  # stays off: nothing is cut
     module.converge()
     assert len(backend.applied) == 2
+
+
+def test_a_firewall_that_rejects_what_no_rule_allows_filters_too(rollback_directory):
+    # enabled: false leaves the firewall as it is: one that rejects (ufw's REJECT) still filters
+    module, backend, _ = gated({**AWAY, "enabled": False}, incoming="reject")
+    with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+        module.converge()
+    assert backend.applied == []
+
+
+def test_the_session_check_reads_our_rules_in_the_firewall_and_this_hosts_addresses(rollback_directory):
+    elsewhere = Session(ipaddress.ip_address("192.168.1.1"), 2222, ipaddress.ip_address("10.9.4.2"), 51000)
+    module, backend, _ = gated({**SINGLE, "ssh": {"port": 2223}}, sessions=[elsewhere])
+    backend.held = [Rule("allow", "any", [PortSpec(2222, 2222, "tcp")])]  # ssh:port was 2222
+    with pytest.raises(CommandExecutionError, match=r"would cut the session from 10\.9\.4\.2 to port 2222"):
+        module.converge()
+    own = {"network__ip_addrs": lambda: ["192.168.1.1", "10.9.4.2"], "network__ip_addrs6": lambda: []}
+    module, backend, _ = gated(AWAY, host=own)  # the "admin" is this host's other address
+    module.converge()
+    assert len(backend.applied) == 2
+
+
+def test_more_sessions_than_the_check_reads_refuse_unless_cutting_is_allowed(rollback_directory, monkeypatch):
+    monkeypatch.setattr(sessions, "MAX_SESSIONS", 0)
+    module, _, _ = gated(SINGLE)
+    module._sessions = lambda: sessions.established(HEADER_AND_ONE_SESSION, "little")
+    with pytest.raises(CommandExecutionError, match="more than 0 established TCP sessions: cannot tell"):
+        module.converge()
+    module, _, _ = gated({**SINGLE, "allow_cut_sessions": True})
+    module._sessions = lambda: sessions.established(HEADER_AND_ONE_SESSION, "little")
+    assert module.converge()["profile"]["notes"] == [
+        "more than 0 established TCP sessions: not checked, allowed by zimbra_fw:allow_cut_sessions"
+    ]
 
 
 def test_confirm_arms_a_rollback_that_refuses_other_runs_until_confirmed(rollback_directory):
@@ -518,3 +572,137 @@ def test_a_direct_converge_of_one_part_is_checked_for_that_part_only(rollback_di
     with pytest.raises(CommandExecutionError, match=r"would cut the ssh session from 10\.9\.4\.2"):
         module.converge(part="profile")
     assert [steps for steps in backend.applied if steps] == []  # the rules part applied no step
+
+
+@pytest.fixture
+def slow_restore(monkeypatch):
+    """The ufw backend's restore, as the rollback loads it: it records what it
+    was given, and is slow, so that a run can start while it puts the firewall back."""
+    module = types.ModuleType("zimbra_fw_slow_backend")
+    module.restoring, module.restored = threading.Event(), []
+
+    def restore(saved, run):
+        module.restoring.set()
+        time.sleep(0.5)
+        module.restored.append(saved)
+
+    module.restore = restore
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(zimbra_fw_backend.REGISTRY, "ufw", module.__name__)
+    return module
+
+
+def test_a_run_that_arms_while_the_pending_rollback_ends_saves_the_firewall_itself(rollback_directory, slow_restore):
+    first, _, _ = gated({**SINGLE, "confirm": 120})
+    first.converge()
+    token = rollback.pending()["token"]
+    rolling = threading.Thread(target=rollback.roll_back, args=(token, lambda argv, stdin=None: (0, "", "")))
+    rolling.start()
+    slow_restore.restoring.wait(5)  # the first rollback holds the lock: the second run finds it pending
+    second, backend, _ = gated({**SINGLE, "confirm": 60})
+    second.converge()
+    rolling.join(5)
+    assert slow_restore.restored == [{"saved": "before"}] and len(backend.applied) == 2
+    saved = json.loads(open(rollback.SAVED, encoding="utf-8").read())
+    assert saved["firewall"] == {"saved": "before"}  # its own copy, not nothing
+
+
+def test_a_rollback_due_while_the_run_applies_waits_for_it(rollback_directory, slow_restore):
+    module, backend, _ = gated({**SINGLE, "confirm": 5})
+    events = []
+
+    def apply(steps, run):
+        events.append("applied")
+        if len(events) == 1:  # the rollback comes due while the first part is applied
+            token = rollback.pending()["token"]
+            rolling = threading.Thread(target=lambda: events.append(rollback.roll_back(token)))
+            rolling.start()
+            rolling.join(0.3)
+        return list(steps)
+
+    backend.apply = apply
+    module.converge()
+    for _ in range(50):
+        if len(events) == 3:
+            break
+        time.sleep(0.1)
+    assert events[:2] == ["applied", "applied"] and "was put back" in events[2]
+
+
+def test_a_state_run_stops_when_its_rollback_came_due_between_two_parts(rollback_directory):
+    module, backend, _ = gated({**SINGLE, "confirm": 5})
+    module.__context__[module.RUN_CACHE] = {}
+    module.converge(part="profile")
+    rollback.confirm(lambda argv, stdin=None: (0, "", ""))  # or came due: no longer pending
+    with pytest.raises(CommandExecutionError, match="the rollback this run armed is no longer pending"):
+        module.converge(part="rules")
+    assert len(backend.applied) == 1
+
+
+def test_a_run_for_another_firewalld_zone_is_refused_while_a_rollback_is_pending(rollback_directory):
+    first, _, _ = gated({**SINGLE, "confirm": 60}, zone="public")
+    first.converge()
+    second, backend, _ = gated({**SINGLE, "confirm": 60}, zone="internal")
+    with pytest.raises(CommandExecutionError, match="a rollback of ufw zone 'public' is pending, and this run is for"):
+        second.converge()
+    assert backend.applied == []
+
+
+def test_a_firewall_that_cannot_be_saved_refuses_the_run(rollback_directory):
+    module, backend, _ = gated({**SINGLE, "confirm": 60})
+
+    def save(run, config):
+        raise CommandExecutionError("reading firewalld failed (exit 1): no D-Bus")
+
+    backend.save = save
+    with pytest.raises(CommandExecutionError, match="the rollback could not be armed: reading firewalld failed"):
+        module.converge()
+    assert backend.applied == [] and rollback.pending() is None
+
+
+def test_a_stopped_firewall_is_not_started_over_a_session_its_management_rules_would_cut():
+    # trusted_subnets would let the admin in, but only once the rules are in: the
+    # started firewall admits the management rules put in before the start
+    pillar = {**SINGLE, "backend": "firewalld", "trusted_subnets": ["10.9.0.0/16"], "ssh": {"from": ["10.8.0.0/16"]}}
+    module, _ = face(pillar, **HOST)
+    module._sessions = lambda: [ADMIN]
+    backend = FakeBackend()
+    backend.prepare_stopped = lambda policy, run, test: pytest.fail("prepared")
+    module._backend = lambda config=None, settings=None: backend
+    with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+        module.prepare()
+
+
+def test_a_converge_of_one_part_but_the_rules_is_checked_against_the_rules_it_leaves_live(rollback_directory):
+    # trusted_subnets admits the admin once the rules part has run; a converge of
+    # another part alone leaves the firewall's rules as they are
+    pillar = {**SINGLE, "trusted_subnets": ["10.9.0.0/16"], "ssh": {"from": ["10.8.0.0/16"]}}
+    module, backend, _ = gated(pillar)
+    with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+        module.converge(part="profile")
+    assert backend.applied == []
+    module.converge(part="rules")
+    backend.held = [Rule("allow", "10.9.0.0/16", None)]  # the trusted subnet's rule is live now
+    module.converge(part="profile")
+    assert len(backend.applied) == 2
+
+
+def test_a_rollback_directory_that_is_not_ours_refuses_the_run(rollback_directory, tmp_path):
+    rollback_directory.symlink_to(tmp_path)
+    module, backend, _ = gated(SINGLE)
+    with pytest.raises(CommandExecutionError, match=r"Refused, nothing was changed:\n- .* is not a directory owned"):
+        module.converge()
+    assert backend.applied == []
+
+
+def test_the_salt_master_connection_is_checked_only_when_the_firewall_starts_filtering(rollback_directory):
+    # the minion's connection from a port outside the range the master's rule opens (source_ret_port)
+    opts = {"id": "mail1", "master_ip": "10.77.0.1", "publish_port": 4505, "master_port": 4506}
+    master = Session(ipaddress.ip_address("192.168.1.1"), 1000, ipaddress.ip_address("10.77.0.1"), 4506)
+    module, backend, _ = gated(SINGLE, sessions=[master], opts=opts)  # it runs: the replies are ESTABLISHED
+    module.converge()
+    assert len(backend.applied) == 2
+    module, backend, _ = gated(SINGLE, sessions=[master], opts=opts, active=False)  # it starts: they are judged
+    with pytest.raises(CommandExecutionError, match=r"cut the Salt master connection from 10\.77\.0\.1 port 4506"):
+        module.converge()
+    assert backend.applied == []

@@ -8,6 +8,8 @@ import pytest
 import zimbra_fw_config as cfg
 import zimbra_fw_policy as policies
 import zimbra_fw_sessions as sessions
+from zimbra_fw_audit import Rule
+from zimbra_fw_catalogue import PortSpec
 from zimbra_fw_sessions import Session
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
@@ -77,10 +79,17 @@ def test_hostile_proc_text_never_raises(hostile, count):
     assert len(sessions.established(HEADER + hostile + "\n" + IPV4_SESSION, "little")) == count + 1
 
 
-def test_the_first_line_is_the_header_and_huge_text_is_bounded():
+def test_the_first_line_is_the_header_and_only_established_sessions_count_to_the_bound(monkeypatch):
     assert sessions.established(IPV4_SESSION) == []  # the first line names columns
-    text = HEADER + IPV4_SESSION * (sessions.MAX_LINES + 5)
-    assert len(sessions.established(text, "little")) == sessions.MAX_LINES
+    monkeypatch.setattr(sessions, "MAX_SESSIONS", 3)
+    # a busy server: many sockets in other states before the admin's session
+    waiting = line("0101A8C0:0050", "0204090A:C739", state="06") * 10
+    assert sessions.established(HEADER + waiting + IPV4_SESSION, "little") == [
+        Session(ip("192.168.1.1"), 22, ip("10.9.4.2"), 51000)
+    ]
+    # more established sessions than it reads: it says so rather than check some
+    with pytest.raises(sessions.TooManySessions, match="more than 3 established TCP sessions"):
+        sessions.established(HEADER + IPV4_SESSION * 4, "little")
 
 
 def test_admits_counts_only_an_access_on_that_port_from_that_address():
@@ -108,16 +117,8 @@ def test_admits_counts_only_an_access_on_that_port_from_that_address():
     assert not sessions.admits(policy, ip("::ffff:10.8.4.2"), 22)
 
 
-def test_admits_reply_needs_the_masters_port_and_the_ephemeral_range():
-    policy = policy_of({}, cfg.Facts(salt_master=MASTER))
-    assert sessions.admits_reply(policy, ip("10.77.0.1"), 4506, 40000)
-    assert not sessions.admits_reply(policy, ip("10.77.0.1"), 4506, 20000)  # outside the range
-    assert not sessions.admits_reply(policy, ip("10.77.0.2"), 4506, 40000)
-    assert not sessions.admits_reply(policy, ip("10.77.0.1"), 8080, 40000)
-
-
-def cut_texts(policy, found):
-    return [(cut.key, cut.text) for cut in sessions.cut_sessions(policy, found)]
+def cut_texts(policy, found, held=(), own=()):
+    return [(cut.key, cut.text) for cut in sessions.cut_sessions(policy, found, held, own)]
 
 
 def test_a_session_outside_the_new_ssh_from_is_cut_naming_ssh_from():
@@ -154,23 +155,70 @@ def test_ssh_from_anyone_cuts_nobody():
     assert cut_texts(policy, [Session(ip("192.168.1.1"), 22, ip("203.0.113.50"), 51000)]) == []
 
 
-def test_the_salt_master_connection_is_cut_when_its_replies_are_not_admitted():
-    # the minion's connection started below the range the policy opens (the range was narrowed since)
+def test_a_session_to_the_ssh_port_a_rule_of_ours_holds_now_is_checked_when_ssh_port_moves():
+    # today ssh:port is 2222 from the VPN and the admin is in on 2222; the new pillar says 2223
+    policy = policy_of({"ssh": {"port": 2223, "from": ["10.9.0.0/16"]}})
+    admin = Session(ip("192.0.2.10"), 2222, ip("10.9.4.2"), 51000)
+    held = [Rule("allow", "10.9.0.0/16", [PortSpec(2222, 2222, "tcp")])]
+    assert cut_texts(policy, [admin], held) == [
+        (
+            "zimbra_fw:ssh",
+            "would cut the session from 10.9.4.2 to port 2222, which the firewall's zimbra_fw rule for port 2222 "
+            "admits now (zimbra_fw:ssh or zimbra_fw:only_from)",
+        )
+    ]
+    # kept on 2222: nothing is cut
+    assert cut_texts(policy_of({"ssh": {"port": 2222, "from": ["10.9.0.0/16"]}}), [admin], held) == []
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        Rule("allow", "10.8.0.0/16", [PortSpec(2222, 2222, "tcp")]),  # not from the session's address
+        Rule("deny", "any", [PortSpec(2222, 2222, "tcp")]),
+        Rule("allow", "any", [PortSpec(2222, 2223, "tcp")]),  # a range, not one port
+        Rule("allow", "any", [PortSpec(2222, 2222, "tcp"), PortSpec(25, 25, "tcp")]),  # a port group
+        Rule("allow", "any", [PortSpec(2222, 2222, "udp")]),
+        Rule("allow", "any", None),  # a trusted subnet: every port
+    ],
+)
+def test_only_a_rule_of_ours_on_that_one_port_from_that_address_makes_a_session_an_admins(rule):
+    policy = policy_of({"ssh": {"port": 2223}})
+    assert cut_texts(policy, [Session(ip("192.0.2.10"), 2222, ip("10.9.4.2"), 51000)], [rule]) == []
+
+
+def test_a_session_from_another_of_this_hosts_own_addresses_is_not_an_admins():
+    policy = policy_of({"ssh": {"from": ["10.8.0.0/16"]}})
+    found = [Session(ip("192.0.2.10"), 22, ip("10.0.0.5"), 40100)]  # 10.0.0.5: this host's other address
+    assert cut_texts(policy, found, own={ip("192.0.2.10"), ip("10.0.0.5")}) == []
+    assert len(cut_texts(policy, found, own={ip("192.0.2.10")})) == 1
+
+
+def test_admits_reply_needs_the_masters_port_and_the_ephemeral_range():
+    policy = policy_of({}, cfg.Facts(salt_master=MASTER))
+    assert sessions.admits_reply(policy, ip("10.77.0.1"), 4506, 40000)
+    assert not sessions.admits_reply(policy, ip("10.77.0.1"), 4506, 20000)  # outside the range
+    assert not sessions.admits_reply(policy, ip("10.77.0.2"), 4506, 40000)
+    assert not sessions.admits_reply(policy, ip("10.77.0.1"), 8080, 40000)
+
+
+def test_the_salt_master_connection_is_its_own_check_and_cut_when_its_replies_are_not_admitted():
+    # the minion's connection started below the range the policy opens (source_ret_port, a narrowed range)
     policy = policy_of({}, cfg.Facts(salt_master=("10.77.0.1", (4505, 4506), (40000, 60999))))
     found = [
         Session(ip("192.168.1.1"), 35000, ip("10.77.0.1"), 4506),
         Session(ip("192.168.1.1"), 45000, ip("10.77.0.1"), 4505),
         Session(ip("192.168.1.1"), 35001, ip("10.77.0.9"), 4506),  # another host
     ]
-    assert cut_texts(policy, found) == [
+    assert [(cut.key, cut.text) for cut in sessions.master_cuts(policy, found)] == [
         (
             "zimbra_fw:allow_salt_master",
             "would cut the Salt master connection from 10.77.0.1 port 4506 to port 35000 (zimbra_fw:allow_salt_master)",
         )
     ]
+    assert cut_texts(policy, found) == []  # not an admin's session
 
 
 def test_allow_salt_master_false_is_deliberate_no_master_connection_counts():
-    pillar = {"allow_salt_master": False}
-    policy = policy_of(pillar, cfg.Facts(salt_master=MASTER))
-    assert cut_texts(policy, [Session(ip("192.168.1.1"), 40000, ip("10.77.0.1"), 4506)]) == []
+    policy = policy_of({"allow_salt_master": False}, cfg.Facts(salt_master=MASTER))
+    assert sessions.master_cuts(policy, [Session(ip("192.168.1.1"), 20000, ip("10.77.0.1"), 4506)]) == []

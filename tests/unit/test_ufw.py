@@ -1156,3 +1156,10 @@ def test_ssh_limit_rate_limits_the_management_rules_and_the_check_expects_them()
     plan = ufw.plan_firewall(policy, ufw.Snapshot([], None, {}, False, "deny"))
     assert plan.steps[0].args == (rule,)
     assert cfg.parse_config({"roles": ["mta"]}).ssh_limit is False
+
+
+def test_own_rules_are_the_rules_marked_ours_as_the_audit_reads_them():
+    policy = policy_of({"roles": ["mta"], "ssh": {"port": 2222, "from": ["10.9.0.0/16"]}})
+    snap = snapshot(managed=ufw.desired_rules(policy), other=[("allow", "2223/tcp")])
+    assert audit.Rule("allow", "10.9.0.0/16", [PortSpec(2222, 2222, "tcp")]) in ufw.own_rules(snap)
+    assert all(rule.ports != [PortSpec(2223, 2223, "tcp")] for rule in ufw.own_rules(snap))
