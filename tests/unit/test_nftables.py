@@ -347,6 +347,7 @@ def test_the_audit_reads_our_chain_with_the_sets_elements():
     assert Rule("allow", "198.51.100.0/24", tcp(993)) in rules
     assert Rule("allow", "any", [PortSpec(5060, 5060, "udp")]) == rules[-1]
     assert not any(rule.source == "any" and rule.ports is None for rule in rules)  # lo, ct, icmp are not read
+    assert nft.own_rules(listed()) == rules  # every rule of our table is ours
 
 
 def test_the_audit_counts_a_rule_it_cannot_read_as_from_anyone():
