@@ -17,7 +17,13 @@ sys.path.insert(0, os.path.join(REPO, "_utils"))
 from harness.sandbox import Lab, requirements_missing  # noqa: E402
 
 # The longest test files start first, so that two workers (make test) end together.
-LONGEST_FIRST = ("test_sandbox_ufw_batch.py", "test_sandbox_firewalld.py", "test_sandbox_running_change.py")
+LONGEST_FIRST = (
+    "test_sandbox_ufw_batch.py",
+    "test_sandbox_confirm.py",
+    "test_sandbox_firewalld.py",
+    "test_sandbox_running_change.py",
+    "test_sandbox_nftables.py",
+)
 
 
 SANDBOX_DIR = os.path.join(REPO, "tests", "sandbox")

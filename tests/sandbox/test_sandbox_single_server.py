@@ -5,6 +5,7 @@ Each test gets its own minion network namespace with a private /etc/ufw and
 (203.0.113.10) clients; probes are real TCP connections.
 """
 
+import concurrent.futures
 import copy
 import json
 import os
@@ -340,8 +341,14 @@ def test_crafted_plans_paths_and_commands_change_nothing(unchanged):
     lab = unchanged
     target = os.path.join(lab.minion.state, "crafted")  # inside the sandbox's own directory
     before = lab.minion.snapshot()
-    for function, argument in crafted_calls(target):
-        out = lab.minion.guarded([SALT_CALL, "--local", "-c", lab.minion.config_dir, function, argument], check=False)
+    calls = crafted_calls(target)
+
+    def call(function_argument):  # each its own salt-call, all refused: side by side
+        return lab.minion.guarded([SALT_CALL, "--local", "-c", lab.minion.config_dir, *function_argument], check=False)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        outs = list(pool.map(call, calls))
+    for (function, argument), out in zip(calls, outs, strict=True):
         assert out.returncode != 0, (function, argument, out.stdout)
     assert lab.minion.snapshot() == before
     assert not os.path.exists(target)
