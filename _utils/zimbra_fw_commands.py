@@ -1,12 +1,13 @@
 """
 What every firewall backend needs to run things: a command checked for its
-exit code, the Python a firewall's own program runs with (its helpers run
-with that Python, where the firewall's library is), and the error raised
-when applying a plan fails half-way.
+exit code, a file written atomically, the Python a firewall's own program
+runs with (its helpers run with that Python, where the firewall's library
+is), and the error raised when applying a plan fails half-way.
 """
 
 import json
 import os
+import secrets
 
 import salt.utils.path
 from salt.exceptions import CommandExecutionError
@@ -48,6 +49,27 @@ def _checked_run(run, argv, succeeded):
         message = (stderr or stdout or "").strip()
         raise CommandExecutionError(f"'{' '.join(argv)}' failed (exit {retcode}): {message}")
     return retcode, stdout
+
+
+def write_atomic(path, data, mode=0o644, check=None):
+    """Write ``data`` (text or bytes) to ``path`` through a new hidden file
+    beside it (ufw's applications.d and nft's include globs skip dot-files),
+    checked by ``check(temp path)`` when given, then renamed over ``path``."""
+    temp = os.path.join(os.path.dirname(path), f".zimbra_fw-{secrets.token_hex(6)}")
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        if check is not None:
+            check(temp)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.lexists(temp):
+            os.unlink(temp)
+        raise
 
 
 def program_python(path):

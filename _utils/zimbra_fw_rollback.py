@@ -39,6 +39,7 @@ if __name__ == "__main__":  # run as a script: the core's other modules are besi
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import zimbra_fw_backend
+from zimbra_fw_commands import write_atomic
 from zimbra_fw_firewalld_client import _lock_dir  # the same root-only directory
 
 
@@ -103,23 +104,6 @@ def _same_file(path, data, mode):
             return handle.read() == data and stat.S_IMODE(os.fstat(handle.fileno()).st_mode) == mode
     except OSError:
         return False
-
-
-def write_atomic(path, data, mode=0o600):
-    """Write ``data`` (bytes) to ``path`` through a new file beside it, renamed over it."""
-    temp = os.path.join(os.path.dirname(path), f".zimbra_fw-{secrets.token_hex(6)}")
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.lexists(temp):
-            os.unlink(temp)
-        raise
 
 
 # ---------------------------------------------------------------- the record (pure parts)
@@ -192,7 +176,7 @@ def _read(path):
 
 
 def _write_json(path, value):
-    write_atomic(path, json.dumps(value).encode("utf-8"))
+    write_atomic(path, json.dumps(value).encode("utf-8"), 0o600)
 
 
 class _Locked:
@@ -277,7 +261,7 @@ def arm(run, backend, save, seconds, *, systemd, log_file=None, scope=None):
                 os.unlink(PENDING)
                 os.unlink(SAVED)
             else:
-                write_atomic(PENDING, previous_text.encode("utf-8"))
+                write_atomic(PENDING, previous_text.encode("utf-8"), 0o600)
             raise RuntimeError(f"arming the rollback failed (exit {retcode}): {(stderr or stdout).strip()}")
         if previous is not None and previous.get("unit"):
             run(["systemctl", "stop", f"{previous['unit']}.timer"])  # the new timer replaces it

@@ -22,7 +22,6 @@ ufw comment ``zimbra_fw``; only those rules are ever removed.
 import json
 import os
 import socket
-import tempfile
 from collections import namedtuple
 
 import salt.utils.path
@@ -31,7 +30,7 @@ import zimbra_fw_policy as policies
 import zimbra_fw_ufw_files as files
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, group_changes, said, sentence
-from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines
+from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines, write_atomic
 from zimbra_fw_commands import checked as _checked
 from zimbra_fw_commands import program_python as ufw_python
 from zimbra_fw_config import source_text
@@ -475,25 +474,9 @@ def _run_ufw_commands(commands, run):
     return len(commands), None
 
 
-def _write_atomic(path, text):
-    # A dot-file: ufw skips hidden files in applications.d while it is written.
-    fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".zimbra_fw-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-
-
 def _apply_step(step):
     if step.action == "write":
-        _write_atomic(PROFILE_PATH, step.args[0])
+        write_atomic(PROFILE_PATH, step.args[0])
     elif step.action == "remove":
         if os.path.exists(PROFILE_PATH):
             os.unlink(PROFILE_PATH)

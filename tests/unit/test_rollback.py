@@ -239,7 +239,8 @@ def test_a_re_arming_for_another_zone_is_refused_and_keeps_the_pending_one(direc
 
 def test_a_saved_copy_that_holds_no_firewall_is_refused_before_restore(directory, backend):
     record = rollback.arm(Commands(), "ufw", lambda: {"saved": 1}, 30, systemd=False)
-    rollback.write_atomic(rollback.SAVED, json.dumps({"backend": "ufw", "scope": None, "firewall": None}).encode())
+    empty = {"backend": "ufw", "scope": None, "firewall": None}
+    rollback.write_atomic(rollback.SAVED, json.dumps(empty).encode(), 0o600)
     assert "is missing or not the ufw firewall" in rollback.roll_back(record["token"], Commands())
     assert backend.restored == []
 

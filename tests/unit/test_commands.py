@@ -1,0 +1,42 @@
+"""zimbra_fw_commands: what every backend uses to run commands and write files."""
+
+import os
+import stat
+
+import pytest
+import zimbra_fw_commands as commands
+from salt.exceptions import CommandExecutionError
+
+
+def test_write_atomic_writes_text_or_bytes_with_the_mode_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "zimbra"
+    commands.write_atomic(str(path), "[Zimbra]\n")
+    assert path.read_text() == "[Zimbra]\n" and stat.S_IMODE(path.stat().st_mode) == 0o644
+    commands.write_atomic(str(path), b"\x00bytes", 0o600)
+    assert path.read_bytes() == b"\x00bytes" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert os.listdir(tmp_path) == ["zimbra"]
+
+
+def test_a_failed_check_keeps_the_old_file_and_removes_the_new_one(tmp_path):
+    path = tmp_path / "zimbra_fw.nft"
+    path.write_text("old\n")
+    seen = []
+
+    def check(temp):
+        seen.append((os.path.basename(temp), open(temp, encoding="utf-8").read()))
+        raise CommandExecutionError("nft -c said no")
+
+    with pytest.raises(CommandExecutionError, match="nft -c said no"):
+        commands.write_atomic(str(path), "new\n", check=check)
+    assert path.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["zimbra_fw.nft"]
+    assert seen[0][0].startswith(".zimbra_fw-") and seen[0][1] == "new\n"  # hidden: include globs skip it
+
+
+def test_checked_names_the_command_and_what_it_said():
+    def run(argv):
+        return 2, "", "no such zone\n"
+
+    with pytest.raises(CommandExecutionError, match=r"'firewall-cmd --get-zones' failed \(exit 2\): no such zone"):
+        commands.checked(run, ["firewall-cmd", "--get-zones"])
+    assert commands.checked(run, ["x"], succeeded=(0, 2)) == 2
