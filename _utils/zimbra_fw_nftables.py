@@ -91,17 +91,22 @@ BASE_RULES = tuple(
 # chains: every chain name of the table; sets: {name: NftSet}; persisted: the
 # persisted file's text (None: absent); included: whether the main
 # configuration includes it; boot: whether nftables.service starts at boot
-# (None: no systemd here); layout: the distribution's paths.
-_FIELDS = "table chain rules exprs chains sets persisted included boot layout"
+# (None: no systemd here); layout: the distribution's paths; flags: the
+# table's flags (any is drift: "dormant" unhooks every chain of the table).
+_FIELDS = "table chain rules exprs chains sets persisted included boot layout flags"
 
 
-class Snapshot(namedtuple("Snapshot", _FIELDS)):
+class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=((),))):
     __slots__ = ()
 
     @property
-    def active(self):
-        """Is our chain filtering: the table is loaded with its chain hooked at input."""
+    def hooked(self):
         return self.chain is not None and self.chain.hook == "input"
+
+    @property
+    def active(self):
+        """Is our chain filtering: the table is loaded, not dormant, with its chain hooked at input."""
+        return self.hooked and "dormant" not in self.flags
 
     @property
     def incoming(self):
@@ -196,6 +201,7 @@ def snapshot_of(table, persisted=None, included=False, boot=None, where=DEBIAN):
         included,
         boot,
         where,
+        table.flags,
     )
 
 
@@ -355,6 +361,8 @@ def _table_changes(wanted, snapshot):
     changes = {}
     if not snapshot.table:
         changes["table"] = {"old": None, "new": TABLE_NAME}
+    if snapshot.flags:  # the reload creates the table anew, without flags
+        changes["table flags"] = {"old": list(snapshot.flags), "new": []}
     have, want = set(snapshot.rules), set(wanted.rules)
     added = [rule for rule in wanted.rules if rule not in have]
     removed = [rule for rule in snapshot.rules if rule not in want]
@@ -403,7 +411,7 @@ def plan_rules(policy, snapshot):
 def plan_firewall(policy, snapshot):
     if not policy.config.enabled:
         return Plan({}, [], f"zimbra_fw:enabled is false: the policy of table {TABLE_NAME}'s input chain is left alone")
-    if snapshot.active and snapshot.incoming == "deny":
+    if snapshot.hooked and snapshot.incoming == "deny":  # a dormant table is the rules part's drift
         return Plan({}, [], None)
     steps = []
     if not policy.config.allow_no_management:
@@ -468,6 +476,18 @@ def _count_items(items):
     return " and ".join(counts + ([count(elements, "set element")] if elements else []))
 
 
+def _table_words(changes, test):
+    words = []
+    if "table" in changes:
+        words.append(said(test, f"created table {TABLE_NAME}", f"table {TABLE_NAME} would be created"))
+    if "table flags" in changes:
+        flags = ", ".join(changes["table flags"]["old"])
+        words.append(
+            said(test, f"cleared the table's flags ({flags})", f"the table's flags ({flags}) would be cleared")
+        )
+    return words
+
+
 def describe(changes, test):
     """What the changes are, in words: 'Added 3 rules and 200 set elements'."""
     words = []
@@ -481,8 +501,7 @@ def describe(changes, test):
         words.append(said(test, f"enabled {UNIT} at boot", f"{UNIT} would be enabled at boot"))
     if changes.get("file", {}).get("at boot"):
         words.append(changes["file"]["at boot"])
-    if "table" in changes:
-        words.append(said(test, f"created table {TABLE_NAME}", f"table {TABLE_NAME} would be created"))
+    words += _table_words(changes, test)
     for key in ("added", "removed"):
         if key in changes:
             counted = _count_items(changes[key])
@@ -685,21 +704,30 @@ def own_rules(snapshot):
 
 
 def audit_findings(snapshot):
-    """``[(severity, message)]``: our table would not survive a reboot."""
+    """``[(severity, message)]``: our table is switched off by its flags, or
+    would not survive a reboot."""
     if not snapshot.table:
         return []
+    findings = []
+    if snapshot.flags:
+        dormant = " (dormant: it filters nothing)" if "dormant" in snapshot.flags else ""
+        findings.append(
+            ("high", f"table {TABLE_NAME} has flags {', '.join(snapshot.flags)}{dormant}; apply the zimbra_fw states")
+        )
     path = persisted_path(snapshot.layout)
     if snapshot.persisted is None or not snapshot.included:
-        return [
+        findings.append(
             (
                 "medium",
                 f"table {TABLE_NAME} is not persisted ({path} included from {snapshot.layout.main}): "
                 "after a reboot the firewall is open; apply the zimbra_fw states",
             )
-        ]
-    if snapshot.boot is False:
-        return [("medium", f"{UNIT} is not enabled: nothing loads table {TABLE_NAME} at boot; systemctl enable {UNIT}")]
-    return []
+        )
+    elif snapshot.boot is False:
+        findings.append(
+            ("medium", f"{UNIT} is not enabled: nothing loads table {TABLE_NAME} at boot; systemctl enable {UNIT}")
+        )
+    return findings
 
 
 def prepare_stopped(policy, run, test=False):  # pylint: disable=unused-argument

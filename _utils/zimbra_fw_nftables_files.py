@@ -32,8 +32,9 @@ CHAIN_SPEC = ("filter", "input", 0)  # type, hook, priority (filter)
 
 Chain = namedtuple("Chain", "type hook prio policy")
 NftSet = namedtuple("NftSet", "type flags elements")  # elements: a tuple of texts
-# chains: {name: Chain}; rules: {chain: ((text, exprs), ...)} in order; sets: {name: NftSet}.
-Table = namedtuple("Table", "chains rules sets")
+# chains: {name: Chain}; rules: {chain: ((text, exprs), ...)} in order; sets: {name: NftSet};
+# flags: the table's flags (texts; "dormant" unhooks every chain of the table).
+Table = namedtuple("Table", "chains rules sets flags", defaults=((),))
 
 
 # ---------------------------------------------------------------- expressions
@@ -219,8 +220,10 @@ def _elements(found):
 
 
 def _flags(found):
-    flags = found.get("flags") or ()
-    return tuple(sorted([flags] if isinstance(flags, str) else flags))
+    """A table's or a set's flags as sorted texts (nft prints one flag as a string)."""
+    flags = found.get("flags") or []
+    flags = [flags] if not isinstance(flags, list) else flags
+    return tuple(sorted(flag if isinstance(flag, str) else json.dumps(flag) for flag in flags))
 
 
 def parse_table(text):
@@ -229,11 +232,14 @@ def parse_table(text):
     items = document.get("nftables") if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise ValueError("no 'nftables' list")
-    chains, rules, sets = {}, {}, {}
+    chains, rules, sets, flags = {}, {}, {}, ()
     for item in items:
         if not isinstance(item, dict) or len(item) != 1:
             continue
         ((kind, found),) = item.items()
+        if kind == "table" and isinstance(found, dict) and found.get("name") == TABLE and found.get("family") == FAMILY:
+            flags = _flags(found)
+            continue
         if not isinstance(found, dict) or found.get("table", TABLE) != TABLE or found.get("family") != FAMILY:
             continue
         if kind == "chain":
@@ -246,4 +252,4 @@ def parse_table(text):
             sets[found["name"]] = NftSet(
                 type_ if isinstance(type_, str) else json.dumps(type_), _flags(found), _elements(found)
             )
-    return Table(chains, {chain: tuple(found) for chain, found in rules.items()}, sets)
+    return Table(chains, {chain: tuple(found) for chain, found in rules.items()}, sets, flags)

@@ -62,6 +62,11 @@ def converged(policy=None):
     return listed(persisted=nft.persisted_text(policy, "drop"))
 
 
+def converged_with(edit):
+    """The converged snapshot with nft's JSON changed by ``edit(items)`` first."""
+    return listed(persisted=nft.persisted_text(policy_of(), "drop"), edit=edit)
+
+
 def rules_of(items):
     return [item["rule"] for item in items if "rule" in item]
 
@@ -389,3 +394,28 @@ def test_describe():
         == "/p would be written; nftables.service would be enabled at boot; no init system here"
     )
     assert set(nft.DONE) == set(nft.PARTS)
+
+
+# ---------------------------------------------------------------- hostile listings
+
+
+def test_a_dormant_table_is_inactive_drift_reloaded_and_an_audit_finding():
+    def dormant(items):
+        next(item["table"] for item in items if "table" in item)["flags"] = ["dormant"]
+
+    snapshot = converged_with(dormant)
+    assert snapshot.flags == ("dormant",) and snapshot.active is False
+    plan = nft.plan("rules", policy_of(), snapshot)
+    assert plan.changes == {"table flags": {"old": ["dormant"], "new": []}}
+    assert "table inet zimbra_fw {}\ndelete table inet zimbra_fw\n" in plan.steps[0].args[0]
+    assert nft.status(snapshot)["active"] is False
+    assert nft.audit_findings(snapshot)[0][0] == "high" and "dormant" in nft.audit_findings(snapshot)[0][1]
+    assert nft.describe(plan.changes, True) == "The table's flags (dormant) would be cleared"
+    assert nft.plan("firewall", policy_of(), snapshot).changes == {}  # the reload keeps policy drop
+
+    def one_flag_as_text(items):
+        next(item["table"] for item in items if "table" in item)["flags"] = "owner"
+
+    owned = converged_with(one_flag_as_text)
+    assert owned.active is True and "table flags" in nft.plan("rules", policy_of(), owned).changes
+    assert converged().flags == () and nft.audit_findings(converged()) == []
