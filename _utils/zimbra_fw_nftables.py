@@ -320,11 +320,21 @@ def management_rules(policy):
     return [rule for access in policies.management(policy) for rule in _rules_of(access)]
 
 
+CHAIN_POLICIES = ("accept", "drop")  # all nft lists; anything else is never rendered
+
+
+def _live_policy(snapshot):
+    """The input chain's policy, when it is one nft can have; else None."""
+    found = snapshot.chain.policy if snapshot.chain is not None else None
+    return found if found in CHAIN_POLICIES else None
+
+
 def _final_policy(policy, snapshot):
-    """The chain policy a converge ends with: drop, or as it is while zimbra_fw:enabled is false."""
+    """The chain policy a converge ends with: drop, or as it is while
+    zimbra_fw:enabled is false (accept when absent or unreadable)."""
     if policy.config.enabled:
         return "drop"
-    return snapshot.chain.policy if snapshot.chain is not None and snapshot.chain.policy else "accept"
+    return _live_policy(snapshot) or "accept"
 
 
 def table_text(policy, chain_policy):
@@ -400,9 +410,13 @@ def _chain_words(spec):
 def plan_rules(policy, snapshot):
     wanted = desired(policy)
     changes = _table_changes(wanted, snapshot)
+    chain_policy = _live_policy(snapshot)
+    if snapshot.chain is not None and chain_policy is None:  # never rendered: the policy the run ends with
+        chain_policy = _final_policy(policy, snapshot)
+        changes["chain policy"] = {"old": "unreadable", "new": chain_policy}
     if not changes:
         return Plan({}, [], None)
-    chain_policy = snapshot.chain.policy if snapshot.chain is not None and snapshot.chain.policy else "accept"
+    chain_policy = chain_policy or "accept"  # a new table's chain accepts until the firewall part
     text = files.replacing(files.table_text(wanted.sets, wanted.rules, chain_policy))
     step = Step("load", (text,), f"replace table {TABLE_NAME} in one transaction (policy {chain_policy})")
     return Plan(changes, [step], None)
@@ -417,7 +431,7 @@ def plan_firewall(policy, snapshot):
     if not policy.config.allow_no_management:
         steps.append(Step("check", tuple(management_rules(policy)), "check that management access is allowed"))
     steps.append(Step("policy", (files.policy_text("drop"),), f"set the policy of {TABLE_NAME} input to drop"))
-    old = snapshot.chain.policy if snapshot.chain is not None else "accept"  # no table: nothing dropped
+    old = (_live_policy(snapshot) or "unreadable") if snapshot.chain is not None else "accept"  # no table: none
     return Plan({"policy": {"old": old, "new": "drop"}}, steps, None)
 
 
@@ -516,6 +530,9 @@ def describe(changes, test):
         words.append(said(test, f"removed chains {chains}", f"chains {chains} would be removed"))
     if "order" in changes:
         words.append(said(test, "put the rules back in order", "the rules would be put back in order"))
+    if "chain policy" in changes:
+        new = changes["chain policy"]["new"]
+        words.append(said(test, f"replaced an unreadable chain policy by {new}", f"the chain policy would be {new}"))
     if "policy" in changes:
         words.append(said(test, "set the input chain's policy to drop", "the input chain's policy would be drop"))
     return sentence(words)

@@ -419,3 +419,25 @@ def test_a_dormant_table_is_inactive_drift_reloaded_and_an_audit_finding():
     owned = converged_with(one_flag_as_text)
     assert owned.active is True and "table flags" in nft.plan("rules", policy_of(), owned).changes
     assert converged().flags == () and nft.audit_findings(converged()) == []
+
+
+HOSTILE_POLICY = "accept; }\n}\nflush ruleset\ntable inet zimbra_fw {\n\tchain input {\n\t\tpolicy accept"
+
+
+def hostile_policy(items):
+    next(item["chain"] for item in items if "chain" in item)["policy"] = HOSTILE_POLICY
+
+
+def test_a_chain_policy_nft_cannot_have_is_drift_and_never_rendered():
+    snapshot = converged_with(hostile_policy)
+    plan = nft.plan("rules", policy_of(), snapshot)
+    assert plan.changes == {"chain policy": {"old": "unreadable", "new": "drop"}}  # the policy the run ends with
+    assert "flush ruleset" not in plan.steps[0].args[0] and "policy drop;" in plan.steps[0].args[0]
+    assert "flush ruleset" not in plan.steps[0].describe
+    firewall = nft.plan("firewall", policy_of(), snapshot)
+    assert firewall.changes == {"policy": {"old": "unreadable", "new": "drop"}}
+    disabled = policy_of(dict(LISTED, enabled=False))
+    assert nft.plan("rules", disabled, snapshot).changes["chain policy"]["new"] == "accept"
+    profile = nft.plan("profile", disabled, snapshot)
+    assert not any("flush ruleset" in str(step.args) for step in profile.steps)
+    assert nft.describe(plan.changes, True) == "The chain policy would be drop"
