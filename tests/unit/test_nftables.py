@@ -441,3 +441,45 @@ def test_a_chain_policy_nft_cannot_have_is_drift_and_never_rendered():
     profile = nft.plan("profile", disabled, snapshot)
     assert not any("flush ruleset" in str(step.args) for step in profile.steps)
     assert nft.describe(plan.changes, True) == "The chain policy would be drop"
+
+
+def inner_tunnel_sources(items):
+    for rule in rules_of(items):
+        for expr in rule["expr"]:
+            if expr.get("match", {}).get("left", {}).get("payload", {}).get("field") == "saddr":
+                expr["match"]["left"]["payload"]["tunnel"] = "vxlan"  # nft -j's `vxlan ip saddr ...`
+
+
+def exact_ct_compare(items):
+    for rule in rules_of(items):
+        for expr in rule["expr"]:
+            if expr.get("match", {}).get("right") == ["established", "related"]:
+                expr["match"]["op"] = "=="  # `ct state == established|related`: never matches
+
+
+def test_a_match_the_printer_cannot_print_exactly_is_drift_and_fails_the_management_check():
+    policy = policy_of()
+    for edit in (inner_tunnel_sources, exact_ct_compare):
+        snapshot = converged_with(edit)
+        plan = nft.plan("rules", policy, snapshot)
+        assert plan.changes["added"] and plan.changes["removed"], edit.__name__
+    management = set(nft.management_rules(policy))
+    assert not management & set(converged_with(inner_tunnel_sources).rules)
+    assert "ct state established,related accept" not in converged_with(exact_ct_compare).rules
+
+
+def test_the_ops_print_apart_as_nft_writes_them():
+    ct, tcp = {"ct": {"key": "state"}}, files.payload("tcp", "dport")
+    texts = {
+        files.expr_text(files.match(ct, "invalid", "in")): "ct state invalid",
+        files.expr_text(files.match(ct, "invalid")): "ct state == invalid",
+        files.expr_text(files.match(ct, "invalid", "!=")): "ct state != invalid",
+        files.expr_text(files.match(tcp, 22)): "tcp dport 22",
+        files.expr_text(files.match(tcp, 22, "in")): "tcp dport in 22",
+        files.expr_text(files.match(tcp, 22, "!=")): "tcp dport != 22",
+    }
+    assert all(found == wanted for found, wanted in texts.items()), texts
+    assert files.expr_text(files.match({"ct": {"key": "state", "dir": "original"}}, "new")).startswith("json:")
+    assert files.expr_text(files.match({"meta": {"key": 5}}, "lo")).startswith("json:")
+    assert files.expr_text(files.match(tcp, 22, "<")).startswith("json:")
+    assert files.value_text({"prefix": {"addr": "10.0.0.0", "len": 8, "x": 1}}).startswith("json:")
