@@ -676,37 +676,65 @@ def _element_sources(text):
     return [text]
 
 
+# Statements that neither decide nor hide a verdict: they count, log or narrow.
+PASSIVE = ("counter", "log", "limit")
+ANYONE = Rule("allow", "any", None)  # what an accept the audit cannot read exactly counts as
+
+
+def _statement_kinds(exprs):
+    """Each expression's kind ("match", "accept", ...); None for one that is no single-key dict."""
+    return [next(iter(expr)) if isinstance(expr, dict) and len(expr) == 1 else None for expr in exprs]
+
+
 def _rule_access(exprs, sets):
-    """[Rule] of one rule of our chain, as the audit reads it; [] for rules
-    it ignores (loopback, conntrack, ICMP, limits)."""
-    verdict = next(
-        (files.VERDICTS.index(k) for e in exprs if isinstance(e, dict) for k in e if k in files.VERDICTS), None
-    )
-    if verdict is None:
-        return []
-    action = ("allow", "deny", "reject")[verdict]
-    sources, ports, unjudged = ["any"], None, False
+    """[Rule] of one rule of our chain, as the audit reads it: [] for the rules
+    it judges apart (loopback, replies, invalid packets dropped, ICMP) and for
+    a deny it cannot read exactly (it keeps no one out); an accept it cannot
+    read exactly, or a rule whose verdict it cannot see, is from anyone to
+    every port."""
+    kinds = _statement_kinds(exprs)
+    verdicts = [kind for kind in kinds if kind in files.VERDICTS]
+    if not verdicts or any(kind not in ("match", *files.VERDICTS, *PASSIVE) for kind in kinds):
+        return [ANYONE]  # a jump, goto, vmap or unknown statement may accept anything
+    action = ("allow", "deny", "reject")[files.VERDICTS.index(verdicts[0])]
+    sources, ports, exact = ["any"], None, True
     for expr in exprs:
-        inner = expr.get("match") if isinstance(expr, dict) else None
+        inner = expr.get("match")
         if inner is None:
-            if isinstance(expr, dict) and not any(k in files.VERDICTS for k in expr):
-                unjudged = True
             continue
-        left = files.left_text(inner.get("left"))
-        if left in ("ct state", "icmp type", "icmpv6 type"):
+        left, op, right = _match_parts(inner)
+        if left in ("icmp type", "icmpv6 type") and op in files.OPS:
+            return []  # ICMP packets only
+        if left == "ct state" and _judged_apart(op, right, action):
             return []
-        if left in ("iif", "iifname") and inner.get("right") == "lo":
-            return []  # loopback: the audit judges listeners on it apart
-        if left in ("ip saddr", "ip6 saddr"):
-            sources = _source_texts(inner.get("right"), sets)
-        elif left in ("tcp dport", "udp dport"):
-            ports = _port_specs(left.split()[0], inner.get("right"))
-            unjudged = unjudged or ports is None
-        elif left not in ("tcp sport", "udp sport"):
-            unjudged = True
-    if unjudged and action != "allow":
-        return []  # a deny the audit cannot read keeps no one out
+        if left in ("iif", "iifname") and op == "==":
+            if right == "lo":
+                return []  # loopback: the audit judges listeners on it apart
+        elif left in ("ip saddr", "ip6 saddr") and op == "==":
+            sources = _source_texts(right, sets)
+        elif left in ("tcp dport", "udp dport") and op == "==":
+            ports = _port_specs(left.split()[0], right)
+            exact = exact and ports is not None
+        elif left not in ("tcp sport", "udp sport") or op not in files.OPS:
+            exact = False  # a negation, another ct state, a match the printer cannot print
+    if not exact:
+        return [ANYONE] if action == "allow" else []
     return [Rule(action, source, ports) for source in sources]
+
+
+def _match_parts(inner):
+    if not isinstance(inner, dict):
+        return None, None, None
+    return files.left_text(inner.get("left")), inner.get("op"), inner.get("right")
+
+
+def _judged_apart(op, right, action):
+    """``ct state established,related accept`` and ``ct state invalid drop``."""
+    if op != "in":
+        return False
+    if action == "allow":
+        return isinstance(right, list) and sorted(right) == ["established", "related"]
+    return right in ("invalid", ["invalid"])
 
 
 def access_rules(snapshot):

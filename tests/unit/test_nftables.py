@@ -483,3 +483,34 @@ def test_the_ops_print_apart_as_nft_writes_them():
     assert files.expr_text(files.match({"meta": {"key": 5}}, "lo")).startswith("json:")
     assert files.expr_text(files.match(tcp, 22, "<")).startswith("json:")
     assert files.value_text({"prefix": {"addr": "10.0.0.0", "len": 8, "x": 1}}).startswith("json:")
+
+
+def test_the_audit_counts_an_accept_it_cannot_read_exactly_as_from_anyone_to_every_port():
+    ct, iif = {"ct": {"key": "state"}}, {"meta": {"key": "iif"}}
+    tcp, saddr = files.payload("tcp", "dport"), files.payload("ip", "saddr")
+    accept = {"accept": None}
+    opening = {
+        "ct state new accept": [files.match(ct, "new", "in"), accept],
+        "ct state new tcp dport 11211 accept": [files.match(ct, "new", "in"), files.match(tcp, 11211), accept],
+        "ct state == established,related": [files.match(ct, ["established", "related"]), accept],
+        'iif != "lo" accept': [files.match(iif, "lo", "!="), accept],
+        "ip saddr != 10.9.9.9 accept": [files.match(saddr, "10.9.9.9", "!="), files.match(tcp, 11211), accept],
+        "tcp dport != 22 accept": [files.match(tcp, 22, "!="), accept],
+        "vmap": [{"vmap": {"key": {"payload": tcp["payload"]}, "data": {"set": [[11211, accept]]}}}],
+        "jump": [{"jump": {"target": "evil"}}],
+        "goto": [files.match(saddr, "10.9.9.9"), {"goto": {"target": "evil"}}],
+        "no verdict": [files.match(tcp, 11211)],
+        "inner tunnel": [files.match({"payload": dict(saddr["payload"], tunnel="vxlan")}, "10.9.9.9"), accept],
+    }
+    for name, exprs in opening.items():
+        assert nft._rule_access(exprs, {}) == [Rule("allow", "any", None)], name
+    judged_apart = {
+        "ct state established,related accept": [files.match(ct, ["related", "established"], "in"), accept],
+        "ct state invalid drop": [files.match(ct, "invalid", "in"), {"drop": None}],
+        'iif "lo" accept': [files.match(iif, "lo"), accept],
+        "ct state new drop": [files.match(ct, "new", "in"), {"drop": None}],  # a deny it cannot read keeps no one out
+    }
+    for name, exprs in judged_apart.items():
+        assert nft._rule_access(exprs, {}) == [], name
+    counted = [files.match(saddr, "10.9.9.9"), files.match(tcp, 11211), {"counter": None}, accept]
+    assert nft._rule_access(counted, {}) == [Rule("allow", "10.9.9.9", [PortSpec(11211, 11211, "tcp")])]
