@@ -286,7 +286,7 @@ def desired(policy):
 
 def _desired(policy):
     rules = [rule for access in policies.management(policy) for rule in _rules_of(access)]
-    rules += [rule for rule in BASE_RULES if rule not in rules]
+    rules += BASE_RULES
     sources = {}
     for access in policy.accesses:
         if access.kind in policies.MANAGEMENT_KINDS:
@@ -295,16 +295,16 @@ def _desired(policy):
             if access.group not in sources:
                 sources[access.group] = {4: set(), 6: set()}
                 group = policy.groups[access.group]
-                rules += [rule for version in (4, 6) for rule in _set_rules(group, version) if rule not in rules]
+                rules += [rule for version in (4, 6) for rule in _set_rules(group, version)]
             sources[access.group][access.source.version].add(access.source)
             continue
-        rules += [rule for rule in _rules_of(access) if rule not in rules]
+        rules += _rules_of(access)
     sets = {
         set_name(group, version): NftSet(files.SET_TYPES[version], files.SET_FLAGS, _elements(networks))
         for group, by_version in sources.items()
         for version, networks in by_version.items()
     }
-    return Desired(sets, tuple(rules))
+    return Desired(sets, tuple(dict.fromkeys(rules)))  # each rule once, where it first comes
 
 
 def _elements(networks):

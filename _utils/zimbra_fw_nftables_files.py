@@ -255,6 +255,8 @@ def parse_table(text):
             continue
         if not isinstance(found, dict) or found.get("table", TABLE) != TABLE or found.get("family") != FAMILY:
             continue
+        if kind in ("chain", "set") and not isinstance(found.get("name"), str):
+            raise ValueError(f"a {kind} whose name is not a string: {found.get('name')!r}")
         if kind == "chain":
             chains[found["name"]] = Chain(found.get("type"), found.get("hook"), found.get("prio"), found.get("policy"))
         elif kind == "rule":

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import re
+import time
 
 import pytest
 import zimbra_fw_config as cfg
@@ -514,3 +515,24 @@ def test_the_audit_counts_an_accept_it_cannot_read_exactly_as_from_anyone_to_eve
         assert nft._rule_access(exprs, {}) == [], name
     counted = [files.match(saddr, "10.9.9.9"), files.match(tcp, 11211), {"counter": None}, accept]
     assert nft._rule_access(counted, {}) == [Rule("allow", "10.9.9.9", [PortSpec(11211, 11211, "tcp")])]
+
+
+def test_a_chain_or_set_whose_name_is_no_string_is_refused_as_no_table():
+    for kind in ("chain", "set"):
+        document = json.loads(listed_json())
+        document["nftables"].append({kind: {"family": "inet", "table": "zimbra_fw", "name": 5, "type": "filter"}})
+        with pytest.raises(ValueError, match="name is not a string"):
+            files.parse_table(json.dumps(document))
+        text = json.dumps(document)
+        with pytest.raises(CommandExecutionError, match="printed no table"):
+            nft._read_table(lambda argv, stdin=None, text=text: (0, text, ""))
+
+
+def test_thousands_of_trusted_subnets_plan_in_linear_time():
+    pillar = dict(LISTED, trusted_subnets=[f"10.{i // 250}.{i % 250}.0/24" for i in range(16000)])
+    policy = policy_of(pillar)
+    start = time.perf_counter()
+    wanted = nft._desired(policy)
+    assert time.perf_counter() - start < 1.0, time.perf_counter() - start  # a list search took 2.8 s
+    assert len(wanted.rules) == len(set(wanted.rules)) > 16000
+    assert wanted.rules[: len(nft.management_rules(policy))] == tuple(nft.management_rules(policy))
