@@ -162,7 +162,13 @@ INCLUDE_RE = re.compile(r'^\s*include\s+"([^"]+)"', re.MULTILINE)
 
 def includes(main_text, path):
     """Does the main configuration include ``path`` (by name or by a glob)?"""
-    return any(fnmatch.fnmatch(path, found) for found in INCLUDE_RE.findall(main_text or ""))
+    return any(_glob_matches(found, path) for found in INCLUDE_RE.findall(main_text or ""))
+
+
+def _glob_matches(pattern, path):
+    """glob(3) as nft expands an include: a wildcard never matches a '/'."""
+    patterns, names = pattern.split("/"), path.split("/")
+    return len(patterns) == len(names) and all(map(fnmatch.fnmatchcase, names, patterns))
 
 
 def _boot():

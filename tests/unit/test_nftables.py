@@ -314,6 +314,11 @@ def test_the_main_configuration_includes_by_name_or_glob_never_in_a_comment():
     assert nft.includes('  include "/etc/nftables.d/zimbra_fw.nft"\n', path)
     assert not nft.includes('# include "/etc/nftables.d/zimbra_fw.nft"\n', path)
     assert not nft.includes('include "/etc/nftables/*.nft"\n', path)
+    assert not nft.includes('include "/etc/*.nft"\n', path)  # nft's glob: a wildcard never matches a '/'
+    assert not nft.includes('include "/etc/*"\n', path) and not nft.includes(
+        'include "/etc/nftables.d?zimbra_fw.nft"\n', path
+    )
+    assert nft.includes('include "/etc/*/zimbra_fw.nft"\n', path) and nft.includes('include "/etc/nft*.d/z*"\n', path)
     assert not nft.includes(None, path)
 
 
