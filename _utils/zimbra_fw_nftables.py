@@ -774,11 +774,31 @@ def audit_findings(snapshot):
                 "after a reboot the firewall is open; apply the zimbra_fw states",
             )
         )
-    elif snapshot.boot is False:
+    elif snapshot.persisted != _live_text(snapshot):
+        findings.append(
+            (
+                "medium",
+                f"{path} differs from the running table {TABLE_NAME}: a reboot loads another firewall; "
+                "apply the zimbra_fw states",
+            )
+        )
+    if snapshot.boot is False:
         findings.append(
             ("medium", f"{UNIT} is not enabled: nothing loads table {TABLE_NAME} at boot; systemctl enable {UNIT}")
         )
+    elif snapshot.boot is None:
+        findings.append(("medium", f"no init system here: nothing loads table {TABLE_NAME} at boot"))
     return findings
+
+
+def _live_text(snapshot):
+    """The running table as the persisted file would hold it (elements in
+    address order, as they are rendered)."""
+    sets = {
+        name: found._replace(elements=tuple(sorted(found.elements, key=files.sort_key)))
+        for name, found in snapshot.sets.items()
+    }
+    return files.replacing(files.table_text(sets, snapshot.rules, _live_policy(snapshot) or "unreadable"))
 
 
 def prepare_stopped(policy, run, test=False):  # pylint: disable=unused-argument

@@ -376,10 +376,24 @@ def test_the_audit_counts_a_rule_it_cannot_read_as_from_anyone():
 
 
 def test_findings_when_the_table_would_not_survive_a_reboot():
-    assert nft.audit_findings(listed(persisted="x", included=True, boot=True)) == []
-    assert nft.audit_findings(listed(persisted=None))[0][0] == "medium"
-    assert "not enabled" in nft.audit_findings(listed(persisted="x", included=True, boot=False))[0][1]
+    good = nft.persisted_text(policy_of(), "drop")
+    assert nft.audit_findings(listed(persisted=good, included=True, boot=True)) == []
+    assert nft.audit_findings(listed(persisted=None, boot=True))[0][0] == "medium"
+    assert "not enabled" in nft.audit_findings(listed(persisted=good, included=True, boot=False))[0][1]
+    assert nft.audit_findings(listed(persisted=good, included=True, boot=None)) == [
+        ("medium", "no init system here: nothing loads table inet zimbra_fw at boot")
+    ]
     assert nft.audit_findings(nft.snapshot_of(None)) == []
+
+
+def test_a_persisted_file_that_differs_from_the_running_table_is_a_finding():
+    good = nft.persisted_text(policy_of(), "drop")
+    tampered = good.replace("policy drop;", "policy accept;").replace('\t\tiif "lo" accept', '\t\taccept\n\t\tiif "lo"')
+    for persisted in (tampered, nft.persisted_text(policy_of(dict(LISTED, ssh={"port": 22})), "drop")):
+        findings = nft.audit_findings(listed(persisted=persisted, included=True, boot=True))
+        assert [severity for severity, _ in findings] == ["medium"] and "differs from the running" in findings[0][1]
+    disabled = policy_of(dict(LISTED, enabled=False))
+    assert nft.audit_findings(listed(persisted=nft.persisted_text(disabled, "drop"), boot=True)) == []
 
 
 def test_status():
@@ -424,7 +438,7 @@ def test_a_dormant_table_is_inactive_drift_reloaded_and_an_audit_finding():
 
     owned = converged_with(one_flag_as_text)
     assert owned.active is True and "table flags" in nft.plan("rules", policy_of(), owned).changes
-    assert converged().flags == () and nft.audit_findings(converged()) == []
+    assert converged().flags == () and not any("flags" in message for _, message in nft.audit_findings(converged()))
 
 
 HOSTILE_POLICY = "accept; }\n}\nflush ruleset\ntable inet zimbra_fw {\n\tchain input {\n\t\tpolicy accept"
