@@ -786,8 +786,8 @@ def audit_findings(snapshot):
         findings.append(
             ("medium", f"{UNIT} is not enabled: nothing loads table {TABLE_NAME} at boot; systemctl enable {UNIT}")
         )
-    elif snapshot.boot is None:
-        findings.append(("medium", f"no init system here: nothing loads table {TABLE_NAME} at boot"))
+    elif snapshot.boot is None:  # low: no state can fix it, and it widens nothing until a reboot
+        findings.append(("low", f"no init system here: nothing loads table {TABLE_NAME} at boot"))
     return findings
 
 

@@ -381,7 +381,7 @@ def test_findings_when_the_table_would_not_survive_a_reboot():
     assert nft.audit_findings(listed(persisted=None, boot=True))[0][0] == "medium"
     assert "not enabled" in nft.audit_findings(listed(persisted=good, included=True, boot=False))[0][1]
     assert nft.audit_findings(listed(persisted=good, included=True, boot=None)) == [
-        ("medium", "no init system here: nothing loads table inet zimbra_fw at boot")
+        ("low", "no init system here: nothing loads table inet zimbra_fw at boot")
     ]
     assert nft.audit_findings(nft.snapshot_of(None)) == []
 
