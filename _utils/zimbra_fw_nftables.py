@@ -91,17 +91,22 @@ BASE_RULES = tuple(
 # chains: every chain name of the table; sets: {name: NftSet}; persisted: the
 # persisted file's text (None: absent); included: whether the main
 # configuration includes it; boot: whether nftables.service starts at boot
-# (None: no systemd here); layout: the distribution's paths.
-_FIELDS = "table chain rules exprs chains sets persisted included boot layout"
+# (None: no systemd here); layout: the distribution's paths; flags: the
+# table's flags (any is drift: "dormant" unhooks every chain of the table).
+_FIELDS = "table chain rules exprs chains sets persisted included boot layout flags"
 
 
-class Snapshot(namedtuple("Snapshot", _FIELDS)):
+class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=((),))):
     __slots__ = ()
 
     @property
-    def active(self):
-        """Is our chain filtering: the table is loaded with its chain hooked at input."""
+    def hooked(self):
         return self.chain is not None and self.chain.hook == "input"
+
+    @property
+    def active(self):
+        """Is our chain filtering: the table is loaded, not dormant, with its chain hooked at input."""
+        return self.hooked and "dormant" not in self.flags
 
     @property
     def incoming(self):
@@ -157,7 +162,13 @@ INCLUDE_RE = re.compile(r'^\s*include\s+"([^"]+)"', re.MULTILINE)
 
 def includes(main_text, path):
     """Does the main configuration include ``path`` (by name or by a glob)?"""
-    return any(fnmatch.fnmatch(path, found) for found in INCLUDE_RE.findall(main_text or ""))
+    return any(_glob_matches(found, path) for found in INCLUDE_RE.findall(main_text or ""))
+
+
+def _glob_matches(pattern, path):
+    """glob(3) as nft expands an include: a wildcard never matches a '/'."""
+    patterns, names = pattern.split("/"), path.split("/")
+    return len(patterns) == len(names) and all(map(fnmatch.fnmatchcase, names, patterns))
 
 
 def _boot():
@@ -196,6 +207,7 @@ def snapshot_of(table, persisted=None, included=False, boot=None, where=DEBIAN):
         included,
         boot,
         where,
+        table.flags,
     )
 
 
@@ -280,7 +292,7 @@ def desired(policy):
 
 def _desired(policy):
     rules = [rule for access in policies.management(policy) for rule in _rules_of(access)]
-    rules += [rule for rule in BASE_RULES if rule not in rules]
+    rules += BASE_RULES
     sources = {}
     for access in policy.accesses:
         if access.kind in policies.MANAGEMENT_KINDS:
@@ -289,16 +301,16 @@ def _desired(policy):
             if access.group not in sources:
                 sources[access.group] = {4: set(), 6: set()}
                 group = policy.groups[access.group]
-                rules += [rule for version in (4, 6) for rule in _set_rules(group, version) if rule not in rules]
+                rules += [rule for version in (4, 6) for rule in _set_rules(group, version)]
             sources[access.group][access.source.version].add(access.source)
             continue
-        rules += [rule for rule in _rules_of(access) if rule not in rules]
+        rules += _rules_of(access)
     sets = {
         set_name(group, version): NftSet(files.SET_TYPES[version], files.SET_FLAGS, _elements(networks))
         for group, by_version in sources.items()
         for version, networks in by_version.items()
     }
-    return Desired(sets, tuple(rules))
+    return Desired(sets, tuple(dict.fromkeys(rules)))  # each rule once, where it first comes
 
 
 def _elements(networks):
@@ -314,11 +326,21 @@ def management_rules(policy):
     return [rule for access in policies.management(policy) for rule in _rules_of(access)]
 
 
+CHAIN_POLICIES = ("accept", "drop")  # all nft lists; anything else is never rendered
+
+
+def _live_policy(snapshot):
+    """The input chain's policy, when it is one nft can have; else None."""
+    found = snapshot.chain.policy if snapshot.chain is not None else None
+    return found if found in CHAIN_POLICIES else None
+
+
 def _final_policy(policy, snapshot):
-    """The chain policy a converge ends with: drop, or as it is while zimbra_fw:enabled is false."""
+    """The chain policy a converge ends with: drop, or as it is while
+    zimbra_fw:enabled is false (accept when absent or unreadable)."""
     if policy.config.enabled:
         return "drop"
-    return snapshot.chain.policy if snapshot.chain is not None and snapshot.chain.policy else "accept"
+    return _live_policy(snapshot) or "accept"
 
 
 def table_text(policy, chain_policy):
@@ -355,6 +377,8 @@ def _table_changes(wanted, snapshot):
     changes = {}
     if not snapshot.table:
         changes["table"] = {"old": None, "new": TABLE_NAME}
+    if snapshot.flags:  # the reload creates the table anew, without flags
+        changes["table flags"] = {"old": list(snapshot.flags), "new": []}
     have, want = set(snapshot.rules), set(wanted.rules)
     added = [rule for rule in wanted.rules if rule not in have]
     removed = [rule for rule in snapshot.rules if rule not in want]
@@ -392,9 +416,13 @@ def _chain_words(spec):
 def plan_rules(policy, snapshot):
     wanted = desired(policy)
     changes = _table_changes(wanted, snapshot)
+    chain_policy = _live_policy(snapshot)
+    if snapshot.chain is not None and chain_policy is None:  # never rendered: the policy the run ends with
+        chain_policy = _final_policy(policy, snapshot)
+        changes["chain policy"] = {"old": "unreadable", "new": chain_policy}
     if not changes:
         return Plan({}, [], None)
-    chain_policy = snapshot.chain.policy if snapshot.chain is not None and snapshot.chain.policy else "accept"
+    chain_policy = chain_policy or "accept"  # a new table's chain accepts until the firewall part
     text = files.replacing(files.table_text(wanted.sets, wanted.rules, chain_policy))
     step = Step("load", (text,), f"replace table {TABLE_NAME} in one transaction (policy {chain_policy})")
     return Plan(changes, [step], None)
@@ -403,13 +431,13 @@ def plan_rules(policy, snapshot):
 def plan_firewall(policy, snapshot):
     if not policy.config.enabled:
         return Plan({}, [], f"zimbra_fw:enabled is false: the policy of table {TABLE_NAME}'s input chain is left alone")
-    if snapshot.active and snapshot.incoming == "deny":
+    if snapshot.hooked and snapshot.incoming == "deny":  # a dormant table is the rules part's drift
         return Plan({}, [], None)
     steps = []
     if not policy.config.allow_no_management:
         steps.append(Step("check", tuple(management_rules(policy)), "check that management access is allowed"))
     steps.append(Step("policy", (files.policy_text("drop"),), f"set the policy of {TABLE_NAME} input to drop"))
-    old = snapshot.chain.policy if snapshot.chain is not None else "accept"  # no table: nothing dropped
+    old = (_live_policy(snapshot) or "unreadable") if snapshot.chain is not None else "accept"  # no table: none
     return Plan({"policy": {"old": old, "new": "drop"}}, steps, None)
 
 
@@ -468,6 +496,18 @@ def _count_items(items):
     return " and ".join(counts + ([count(elements, "set element")] if elements else []))
 
 
+def _table_words(changes, test):
+    words = []
+    if "table" in changes:
+        words.append(said(test, f"created table {TABLE_NAME}", f"table {TABLE_NAME} would be created"))
+    if "table flags" in changes:
+        flags = ", ".join(changes["table flags"]["old"])
+        words.append(
+            said(test, f"cleared the table's flags ({flags})", f"the table's flags ({flags}) would be cleared")
+        )
+    return words
+
+
 def describe(changes, test):
     """What the changes are, in words: 'Added 3 rules and 200 set elements'."""
     words = []
@@ -481,8 +521,7 @@ def describe(changes, test):
         words.append(said(test, f"enabled {UNIT} at boot", f"{UNIT} would be enabled at boot"))
     if changes.get("file", {}).get("at boot"):
         words.append(changes["file"]["at boot"])
-    if "table" in changes:
-        words.append(said(test, f"created table {TABLE_NAME}", f"table {TABLE_NAME} would be created"))
+    words += _table_words(changes, test)
     for key in ("added", "removed"):
         if key in changes:
             counted = _count_items(changes[key])
@@ -497,6 +536,9 @@ def describe(changes, test):
         words.append(said(test, f"removed chains {chains}", f"chains {chains} would be removed"))
     if "order" in changes:
         words.append(said(test, "put the rules back in order", "the rules would be put back in order"))
+    if "chain policy" in changes:
+        new = changes["chain policy"]["new"]
+        words.append(said(test, f"replaced an unreadable chain policy by {new}", f"the chain policy would be {new}"))
     if "policy" in changes:
         words.append(said(test, "set the input chain's policy to drop", "the input chain's policy would be drop"))
     return sentence(words)
@@ -640,37 +682,65 @@ def _element_sources(text):
     return [text]
 
 
+# Statements that neither decide nor hide a verdict: they count, log or narrow.
+PASSIVE = ("counter", "log", "limit")
+ANYONE = Rule("allow", "any", None)  # what an accept the audit cannot read exactly counts as
+
+
+def _statement_kinds(exprs):
+    """Each expression's kind ("match", "accept", ...); None for one that is no single-key dict."""
+    return [next(iter(expr)) if isinstance(expr, dict) and len(expr) == 1 else None for expr in exprs]
+
+
 def _rule_access(exprs, sets):
-    """[Rule] of one rule of our chain, as the audit reads it; [] for rules
-    it ignores (loopback, conntrack, ICMP, limits)."""
-    verdict = next(
-        (files.VERDICTS.index(k) for e in exprs if isinstance(e, dict) for k in e if k in files.VERDICTS), None
-    )
-    if verdict is None:
-        return []
-    action = ("allow", "deny", "reject")[verdict]
-    sources, ports, unjudged = ["any"], None, False
+    """[Rule] of one rule of our chain, as the audit reads it: [] for the rules
+    it judges apart (loopback, replies, invalid packets dropped, ICMP) and for
+    a deny it cannot read exactly (it keeps no one out); an accept it cannot
+    read exactly, or a rule whose verdict it cannot see, is from anyone to
+    every port."""
+    kinds = _statement_kinds(exprs)
+    verdicts = [kind for kind in kinds if kind in files.VERDICTS]
+    if not verdicts or any(kind not in ("match", *files.VERDICTS, *PASSIVE) for kind in kinds):
+        return [ANYONE]  # a jump, goto, vmap or unknown statement may accept anything
+    action = ("allow", "deny", "reject")[files.VERDICTS.index(verdicts[0])]
+    sources, ports, exact = ["any"], None, True
     for expr in exprs:
-        inner = expr.get("match") if isinstance(expr, dict) else None
+        inner = expr.get("match")
         if inner is None:
-            if isinstance(expr, dict) and not any(k in files.VERDICTS for k in expr):
-                unjudged = True
             continue
-        left = files.left_text(inner.get("left"))
-        if left in ("ct state", "icmp type", "icmpv6 type"):
+        left, op, right = _match_parts(inner)
+        if left in ("icmp type", "icmpv6 type") and op in files.OPS:
+            return []  # ICMP packets only
+        if left == "ct state" and _judged_apart(op, right, action):
             return []
-        if left in ("iif", "iifname") and inner.get("right") == "lo":
-            return []  # loopback: the audit judges listeners on it apart
-        if left in ("ip saddr", "ip6 saddr"):
-            sources = _source_texts(inner.get("right"), sets)
-        elif left in ("tcp dport", "udp dport"):
-            ports = _port_specs(left.split()[0], inner.get("right"))
-            unjudged = unjudged or ports is None
-        elif left not in ("tcp sport", "udp sport"):
-            unjudged = True
-    if unjudged and action != "allow":
-        return []  # a deny the audit cannot read keeps no one out
+        if left in ("iif", "iifname") and op == "==":
+            if right == "lo":
+                return []  # loopback: the audit judges listeners on it apart
+        elif left in ("ip saddr", "ip6 saddr") and op == "==":
+            sources = _source_texts(right, sets)
+        elif left in ("tcp dport", "udp dport") and op == "==":
+            ports = _port_specs(left.split()[0], right)
+            exact = exact and ports is not None
+        elif left not in ("tcp sport", "udp sport") or op not in files.OPS:
+            exact = False  # a negation, another ct state, a match the printer cannot print
+    if not exact:
+        return [ANYONE] if action == "allow" else []
     return [Rule(action, source, ports) for source in sources]
+
+
+def _match_parts(inner):
+    if not isinstance(inner, dict):
+        return None, None, None
+    return files.left_text(inner.get("left")), inner.get("op"), inner.get("right")
+
+
+def _judged_apart(op, right, action):
+    """``ct state established,related accept`` and ``ct state invalid drop``."""
+    if op != "in":
+        return False
+    if action == "allow":
+        return isinstance(right, list) and sorted(right) == ["established", "related"]
+    return right in ("invalid", ["invalid"])
 
 
 def access_rules(snapshot):
@@ -685,21 +755,50 @@ def own_rules(snapshot):
 
 
 def audit_findings(snapshot):
-    """``[(severity, message)]``: our table would not survive a reboot."""
+    """``[(severity, message)]``: our table is switched off by its flags, or
+    would not survive a reboot."""
     if not snapshot.table:
         return []
+    findings = []
+    if snapshot.flags:
+        dormant = " (dormant: it filters nothing)" if "dormant" in snapshot.flags else ""
+        findings.append(
+            ("high", f"table {TABLE_NAME} has flags {', '.join(snapshot.flags)}{dormant}; apply the zimbra_fw states")
+        )
     path = persisted_path(snapshot.layout)
     if snapshot.persisted is None or not snapshot.included:
-        return [
+        findings.append(
             (
                 "medium",
                 f"table {TABLE_NAME} is not persisted ({path} included from {snapshot.layout.main}): "
                 "after a reboot the firewall is open; apply the zimbra_fw states",
             )
-        ]
+        )
+    elif snapshot.persisted != _live_text(snapshot):
+        findings.append(
+            (
+                "medium",
+                f"{path} differs from the running table {TABLE_NAME}: a reboot loads another firewall; "
+                "apply the zimbra_fw states",
+            )
+        )
     if snapshot.boot is False:
-        return [("medium", f"{UNIT} is not enabled: nothing loads table {TABLE_NAME} at boot; systemctl enable {UNIT}")]
-    return []
+        findings.append(
+            ("medium", f"{UNIT} is not enabled: nothing loads table {TABLE_NAME} at boot; systemctl enable {UNIT}")
+        )
+    elif snapshot.boot is None:  # low: no state can fix it, and it widens nothing until a reboot
+        findings.append(("low", f"no init system here: nothing loads table {TABLE_NAME} at boot"))
+    return findings
+
+
+def _live_text(snapshot):
+    """The running table as the persisted file would hold it (elements in
+    address order, as they are rendered)."""
+    sets = {
+        name: found._replace(elements=tuple(sorted(found.elements, key=files.sort_key)))
+        for name, found in snapshot.sets.items()
+    }
+    return files.replacing(files.table_text(sets, snapshot.rules, _live_policy(snapshot) or "unreadable"))
 
 
 def prepare_stopped(policy, run, test=False):  # pylint: disable=unused-argument

@@ -32,8 +32,9 @@ CHAIN_SPEC = ("filter", "input", 0)  # type, hook, priority (filter)
 
 Chain = namedtuple("Chain", "type hook prio policy")
 NftSet = namedtuple("NftSet", "type flags elements")  # elements: a tuple of texts
-# chains: {name: Chain}; rules: {chain: ((text, exprs), ...)} in order; sets: {name: NftSet}.
-Table = namedtuple("Table", "chains rules sets")
+# chains: {name: Chain}; rules: {chain: ((text, exprs), ...)} in order; sets: {name: NftSet};
+# flags: the table's flags (texts; "dormant" unhooks every chain of the table).
+Table = namedtuple("Table", "chains rules sets flags", defaults=((),))
 
 
 # ---------------------------------------------------------------- expressions
@@ -97,8 +98,8 @@ def value_text(value, quoted=False):
 
 def _composite_text(kind, inner, quoted):
     """A prefix, range, set or element with options as nft prints it; None if unknown."""
-    if kind == "prefix" and isinstance(inner, dict):
-        return f"{_address_text(inner.get('addr', ''))}/{inner.get('len')}"
+    if kind == "prefix" and isinstance(inner, dict) and set(inner) == {"addr", "len"}:
+        return f"{_address_text(inner['addr'])}/{inner['len']}"
     if kind == "range" and isinstance(inner, list) and len(inner) == 2:
         return f"{value_text(inner[0])}-{value_text(inner[1])}"
     if kind == "set" and isinstance(inner, list):
@@ -140,35 +141,48 @@ def _port_intervals(items):
     return merged
 
 
+# The exact keys of a match's left side the printer knows; any other key (an
+# inner tunnel header, a direction) makes the expression print as its JSON.
+LEFT_KEYS = {"payload": {"protocol", "field"}, "meta": {"key"}, "ct": {"key"}}
+# Flag types: nft reads ``ct state established`` as a mask test, listed as op "in".
+MASK_LEFTS = ("ct state", "ct status")
+OPS = ("==", "!=", "in")
+
+
 def left_text(left):
     """The left side of a match: ``tcp dport``, ``ip saddr``, ``iif``, ``ct state``; None if unknown."""
     if not isinstance(left, dict) or len(left) != 1:
         return None
     ((kind, inner),) = left.items()
-    if not isinstance(inner, dict):
+    if not isinstance(inner, dict) or set(inner) != LEFT_KEYS.get(kind):
         return None
-    if kind == "payload" and "protocol" in inner and "field" in inner:
+    if not all(isinstance(value, str) for value in inner.values()):
+        return None
+    if kind == "payload":
         return f"{inner['protocol']} {inner['field']}"
-    if kind == "meta" and "key" in inner:
+    if kind == "meta":
         return inner["key"] if inner["key"] in QUOTED_META else f"meta {inner['key']}"
-    if kind == "ct" and "key" in inner and "dir" not in inner:
-        return f"ct {inner['key']}"
-    return None
+    return f"ct {inner['key']}"
+
+
+def _op_text(left, op):
+    """The op as nft prints it: nothing for the op nft reads when none is written."""
+    implicit = "in" if left in MASK_LEFTS else "=="
+    return "" if op == implicit else f"{op} "
 
 
 def expr_text(expr):
-    """One expression of a rule as nft prints it."""
+    """One expression of a rule as nft prints it; its JSON when the printer
+    cannot print it exactly (no wanted rule prints so)."""
     if isinstance(expr, dict) and len(expr) == 1:
         ((kind, inner),) = expr.items()
         if kind in VERDICTS and inner is None:
             return kind
-        if kind == "match" and isinstance(inner, dict):
-            left = left_text(inner.get("left"))
-            op = inner.get("op")
-            if left is not None and op in ("==", "in", "!="):
-                quoted = left in QUOTED_META
-                right = value_text(inner.get("right"), quoted)
-                return f"{left} {'!= ' if op == '!=' else ''}{right}"
+        if kind == "match" and isinstance(inner, dict) and set(inner) == {"op", "left", "right"}:
+            left = left_text(inner["left"])
+            if left is not None and inner["op"] in OPS:
+                right = value_text(inner["right"], left in QUOTED_META)
+                return f"{left} {_op_text(left, inner['op'])}{right}"
     return "json:" + json.dumps(expr, sort_keys=True)
 
 
@@ -219,8 +233,10 @@ def _elements(found):
 
 
 def _flags(found):
-    flags = found.get("flags") or ()
-    return tuple(sorted([flags] if isinstance(flags, str) else flags))
+    """A table's or a set's flags as sorted texts (nft prints one flag as a string)."""
+    flags = found.get("flags") or []
+    flags = [flags] if not isinstance(flags, list) else flags
+    return tuple(sorted(flag if isinstance(flag, str) else json.dumps(flag) for flag in flags))
 
 
 def parse_table(text):
@@ -229,13 +245,18 @@ def parse_table(text):
     items = document.get("nftables") if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise ValueError("no 'nftables' list")
-    chains, rules, sets = {}, {}, {}
+    chains, rules, sets, flags = {}, {}, {}, ()
     for item in items:
         if not isinstance(item, dict) or len(item) != 1:
             continue
         ((kind, found),) = item.items()
+        if kind == "table" and isinstance(found, dict) and found.get("name") == TABLE and found.get("family") == FAMILY:
+            flags = _flags(found)
+            continue
         if not isinstance(found, dict) or found.get("table", TABLE) != TABLE or found.get("family") != FAMILY:
             continue
+        if kind in ("chain", "set") and not isinstance(found.get("name"), str):
+            raise ValueError(f"a {kind} whose name is not a string: {found.get('name')!r}")
         if kind == "chain":
             chains[found["name"]] = Chain(found.get("type"), found.get("hook"), found.get("prio"), found.get("policy"))
         elif kind == "rule":
@@ -246,4 +267,4 @@ def parse_table(text):
             sets[found["name"]] = NftSet(
                 type_ if isinstance(type_, str) else json.dumps(type_), _flags(found), _elements(found)
             )
-    return Table(chains, {chain: tuple(found) for chain, found in rules.items()}, sets)
+    return Table(chains, {chain: tuple(found) for chain, found in rules.items()}, sets, flags)

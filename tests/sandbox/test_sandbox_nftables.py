@@ -153,6 +153,7 @@ def test_status_and_audit(lab):
     assert status["sets"]["zimbra-mta-v4"] == ["10.1.0.1", "10.1.0.2"]
     report = lab.minion.salt("zimbra_fw.audit")
     assert report["summary"]["critical"] == 0 and report["summary"]["high"] == 0, report["report"]
+    assert not any("differs" in finding["message"] for finding in report["findings"]), report["report"]
     reach = {entry["port"]: entry["reachable_from"] for entry in report["ports"]}
     assert reach["443/tcp"] == "anyone"
     assert reach["11211/tcp"] == ["192.168.1.0/24", "2001:db8:1::/64"]

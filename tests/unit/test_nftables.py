@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import re
+import time
 
 import pytest
 import zimbra_fw_config as cfg
@@ -60,6 +61,11 @@ def listed(persisted=None, included=True, boot=None, edit=None):
 def converged(policy=None):
     policy = policy or policy_of()
     return listed(persisted=nft.persisted_text(policy, "drop"))
+
+
+def converged_with(edit):
+    """The converged snapshot with nft's JSON changed by ``edit(items)`` first."""
+    return listed(persisted=nft.persisted_text(policy_of(), "drop"), edit=edit)
 
 
 def rules_of(items):
@@ -308,6 +314,11 @@ def test_the_main_configuration_includes_by_name_or_glob_never_in_a_comment():
     assert nft.includes('  include "/etc/nftables.d/zimbra_fw.nft"\n', path)
     assert not nft.includes('# include "/etc/nftables.d/zimbra_fw.nft"\n', path)
     assert not nft.includes('include "/etc/nftables/*.nft"\n', path)
+    assert not nft.includes('include "/etc/*.nft"\n', path)  # nft's glob: a wildcard never matches a '/'
+    assert not nft.includes('include "/etc/*"\n', path) and not nft.includes(
+        'include "/etc/nftables.d?zimbra_fw.nft"\n', path
+    )
+    assert nft.includes('include "/etc/*/zimbra_fw.nft"\n', path) and nft.includes('include "/etc/nft*.d/z*"\n', path)
     assert not nft.includes(None, path)
 
 
@@ -365,10 +376,24 @@ def test_the_audit_counts_a_rule_it_cannot_read_as_from_anyone():
 
 
 def test_findings_when_the_table_would_not_survive_a_reboot():
-    assert nft.audit_findings(listed(persisted="x", included=True, boot=True)) == []
-    assert nft.audit_findings(listed(persisted=None))[0][0] == "medium"
-    assert "not enabled" in nft.audit_findings(listed(persisted="x", included=True, boot=False))[0][1]
+    good = nft.persisted_text(policy_of(), "drop")
+    assert nft.audit_findings(listed(persisted=good, included=True, boot=True)) == []
+    assert nft.audit_findings(listed(persisted=None, boot=True))[0][0] == "medium"
+    assert "not enabled" in nft.audit_findings(listed(persisted=good, included=True, boot=False))[0][1]
+    assert nft.audit_findings(listed(persisted=good, included=True, boot=None)) == [
+        ("low", "no init system here: nothing loads table inet zimbra_fw at boot")
+    ]
     assert nft.audit_findings(nft.snapshot_of(None)) == []
+
+
+def test_a_persisted_file_that_differs_from_the_running_table_is_a_finding():
+    good = nft.persisted_text(policy_of(), "drop")
+    tampered = good.replace("policy drop;", "policy accept;").replace('\t\tiif "lo" accept', '\t\taccept\n\t\tiif "lo"')
+    for persisted in (tampered, nft.persisted_text(policy_of(dict(LISTED, ssh={"port": 22})), "drop")):
+        findings = nft.audit_findings(listed(persisted=persisted, included=True, boot=True))
+        assert [severity for severity, _ in findings] == ["medium"] and "differs from the running" in findings[0][1]
+    disabled = policy_of(dict(LISTED, enabled=False))
+    assert nft.audit_findings(listed(persisted=nft.persisted_text(disabled, "drop"), boot=True)) == []
 
 
 def test_status():
@@ -389,3 +414,144 @@ def test_describe():
         == "/p would be written; nftables.service would be enabled at boot; no init system here"
     )
     assert set(nft.DONE) == set(nft.PARTS)
+
+
+# ---------------------------------------------------------------- hostile listings
+
+
+def test_a_dormant_table_is_inactive_drift_reloaded_and_an_audit_finding():
+    def dormant(items):
+        next(item["table"] for item in items if "table" in item)["flags"] = ["dormant"]
+
+    snapshot = converged_with(dormant)
+    assert snapshot.flags == ("dormant",) and snapshot.active is False
+    plan = nft.plan("rules", policy_of(), snapshot)
+    assert plan.changes == {"table flags": {"old": ["dormant"], "new": []}}
+    assert "table inet zimbra_fw {}\ndelete table inet zimbra_fw\n" in plan.steps[0].args[0]
+    assert nft.status(snapshot)["active"] is False
+    assert nft.audit_findings(snapshot)[0][0] == "high" and "dormant" in nft.audit_findings(snapshot)[0][1]
+    assert nft.describe(plan.changes, True) == "The table's flags (dormant) would be cleared"
+    assert nft.plan("firewall", policy_of(), snapshot).changes == {}  # the reload keeps policy drop
+
+    def one_flag_as_text(items):
+        next(item["table"] for item in items if "table" in item)["flags"] = "owner"
+
+    owned = converged_with(one_flag_as_text)
+    assert owned.active is True and "table flags" in nft.plan("rules", policy_of(), owned).changes
+    assert converged().flags == () and not any("flags" in message for _, message in nft.audit_findings(converged()))
+
+
+HOSTILE_POLICY = "accept; }\n}\nflush ruleset\ntable inet zimbra_fw {\n\tchain input {\n\t\tpolicy accept"
+
+
+def hostile_policy(items):
+    next(item["chain"] for item in items if "chain" in item)["policy"] = HOSTILE_POLICY
+
+
+def test_a_chain_policy_nft_cannot_have_is_drift_and_never_rendered():
+    snapshot = converged_with(hostile_policy)
+    plan = nft.plan("rules", policy_of(), snapshot)
+    assert plan.changes == {"chain policy": {"old": "unreadable", "new": "drop"}}  # the policy the run ends with
+    assert "flush ruleset" not in plan.steps[0].args[0] and "policy drop;" in plan.steps[0].args[0]
+    assert "flush ruleset" not in plan.steps[0].describe
+    firewall = nft.plan("firewall", policy_of(), snapshot)
+    assert firewall.changes == {"policy": {"old": "unreadable", "new": "drop"}}
+    disabled = policy_of(dict(LISTED, enabled=False))
+    assert nft.plan("rules", disabled, snapshot).changes["chain policy"]["new"] == "accept"
+    profile = nft.plan("profile", disabled, snapshot)
+    assert not any("flush ruleset" in str(step.args) for step in profile.steps)
+    assert nft.describe(plan.changes, True) == "The chain policy would be drop"
+
+
+def inner_tunnel_sources(items):
+    for rule in rules_of(items):
+        for expr in rule["expr"]:
+            if expr.get("match", {}).get("left", {}).get("payload", {}).get("field") == "saddr":
+                expr["match"]["left"]["payload"]["tunnel"] = "vxlan"  # nft -j's `vxlan ip saddr ...`
+
+
+def exact_ct_compare(items):
+    for rule in rules_of(items):
+        for expr in rule["expr"]:
+            if expr.get("match", {}).get("right") == ["established", "related"]:
+                expr["match"]["op"] = "=="  # `ct state == established|related`: never matches
+
+
+def test_a_match_the_printer_cannot_print_exactly_is_drift_and_fails_the_management_check():
+    policy = policy_of()
+    for edit in (inner_tunnel_sources, exact_ct_compare):
+        snapshot = converged_with(edit)
+        plan = nft.plan("rules", policy, snapshot)
+        assert plan.changes["added"] and plan.changes["removed"], edit.__name__
+    management = set(nft.management_rules(policy))
+    assert not management & set(converged_with(inner_tunnel_sources).rules)
+    assert "ct state established,related accept" not in converged_with(exact_ct_compare).rules
+
+
+def test_the_ops_print_apart_as_nft_writes_them():
+    ct, tcp = {"ct": {"key": "state"}}, files.payload("tcp", "dport")
+    texts = {
+        files.expr_text(files.match(ct, "invalid", "in")): "ct state invalid",
+        files.expr_text(files.match(ct, "invalid")): "ct state == invalid",
+        files.expr_text(files.match(ct, "invalid", "!=")): "ct state != invalid",
+        files.expr_text(files.match(tcp, 22)): "tcp dport 22",
+        files.expr_text(files.match(tcp, 22, "in")): "tcp dport in 22",
+        files.expr_text(files.match(tcp, 22, "!=")): "tcp dport != 22",
+    }
+    assert all(found == wanted for found, wanted in texts.items()), texts
+    assert files.expr_text(files.match({"ct": {"key": "state", "dir": "original"}}, "new")).startswith("json:")
+    assert files.expr_text(files.match({"meta": {"key": 5}}, "lo")).startswith("json:")
+    assert files.expr_text(files.match(tcp, 22, "<")).startswith("json:")
+    assert files.value_text({"prefix": {"addr": "10.0.0.0", "len": 8, "x": 1}}).startswith("json:")
+
+
+def test_the_audit_counts_an_accept_it_cannot_read_exactly_as_from_anyone_to_every_port():
+    ct, iif = {"ct": {"key": "state"}}, {"meta": {"key": "iif"}}
+    tcp, saddr = files.payload("tcp", "dport"), files.payload("ip", "saddr")
+    accept = {"accept": None}
+    opening = {
+        "ct state new accept": [files.match(ct, "new", "in"), accept],
+        "ct state new tcp dport 11211 accept": [files.match(ct, "new", "in"), files.match(tcp, 11211), accept],
+        "ct state == established,related": [files.match(ct, ["established", "related"]), accept],
+        'iif != "lo" accept': [files.match(iif, "lo", "!="), accept],
+        "ip saddr != 10.9.9.9 accept": [files.match(saddr, "10.9.9.9", "!="), files.match(tcp, 11211), accept],
+        "tcp dport != 22 accept": [files.match(tcp, 22, "!="), accept],
+        "vmap": [{"vmap": {"key": {"payload": tcp["payload"]}, "data": {"set": [[11211, accept]]}}}],
+        "jump": [{"jump": {"target": "evil"}}],
+        "goto": [files.match(saddr, "10.9.9.9"), {"goto": {"target": "evil"}}],
+        "no verdict": [files.match(tcp, 11211)],
+        "inner tunnel": [files.match({"payload": dict(saddr["payload"], tunnel="vxlan")}, "10.9.9.9"), accept],
+    }
+    for name, exprs in opening.items():
+        assert nft._rule_access(exprs, {}) == [Rule("allow", "any", None)], name
+    judged_apart = {
+        "ct state established,related accept": [files.match(ct, ["related", "established"], "in"), accept],
+        "ct state invalid drop": [files.match(ct, "invalid", "in"), {"drop": None}],
+        'iif "lo" accept': [files.match(iif, "lo"), accept],
+        "ct state new drop": [files.match(ct, "new", "in"), {"drop": None}],  # a deny it cannot read keeps no one out
+    }
+    for name, exprs in judged_apart.items():
+        assert nft._rule_access(exprs, {}) == [], name
+    counted = [files.match(saddr, "10.9.9.9"), files.match(tcp, 11211), {"counter": None}, accept]
+    assert nft._rule_access(counted, {}) == [Rule("allow", "10.9.9.9", [PortSpec(11211, 11211, "tcp")])]
+
+
+def test_a_chain_or_set_whose_name_is_no_string_is_refused_as_no_table():
+    for kind in ("chain", "set"):
+        document = json.loads(listed_json())
+        document["nftables"].append({kind: {"family": "inet", "table": "zimbra_fw", "name": 5, "type": "filter"}})
+        with pytest.raises(ValueError, match="name is not a string"):
+            files.parse_table(json.dumps(document))
+        text = json.dumps(document)
+        with pytest.raises(CommandExecutionError, match="printed no table"):
+            nft._read_table(lambda argv, stdin=None, text=text: (0, text, ""))
+
+
+def test_thousands_of_trusted_subnets_plan_in_linear_time():
+    pillar = dict(LISTED, trusted_subnets=[f"10.{i // 250}.{i % 250}.0/24" for i in range(16000)])
+    policy = policy_of(pillar)
+    start = time.perf_counter()
+    wanted = nft._desired(policy)
+    assert time.perf_counter() - start < 1.0, time.perf_counter() - start  # a list search took 2.8 s
+    assert len(wanted.rules) == len(set(wanted.rules)) > 16000
+    assert wanted.rules[: len(nft.management_rules(policy))] == tuple(nft.management_rules(policy))
