@@ -8,7 +8,6 @@ import ipaddress
 import json
 import os
 import re
-import time
 
 import pytest
 import zimbra_fw_config as cfg
@@ -547,11 +546,10 @@ def test_a_chain_or_set_whose_name_is_no_string_is_refused_as_no_table():
             nft._read_table(lambda argv, stdin=None, text=text: (0, text, ""))
 
 
-def test_thousands_of_trusted_subnets_plan_in_linear_time():
+def test_thousands_of_trusted_subnets_give_each_rule_once_management_first():
+    # Duplicates go by a dict, not a list search (2.8 s at 16,000; the benchmark times the plan).
     pillar = dict(LISTED, trusted_subnets=[f"10.{i // 250}.{i % 250}.0/24" for i in range(16000)])
     policy = policy_of(pillar)
-    start = time.perf_counter()
     wanted = nft._desired(policy)
-    assert time.perf_counter() - start < 1.0, time.perf_counter() - start  # a list search took 2.8 s
     assert len(wanted.rules) == len(set(wanted.rules)) > 16000
     assert wanted.rules[: len(nft.management_rules(policy))] == tuple(nft.management_rules(policy))
