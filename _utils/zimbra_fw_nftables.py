@@ -27,7 +27,6 @@ import glob
 import ipaddress
 import os
 import re
-import tempfile
 from collections import namedtuple
 
 import salt.utils.path
@@ -37,7 +36,7 @@ from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
 from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, said, sentence
 from zimbra_fw_catalogue import PortSpec
-from zimbra_fw_commands import ApplyFailed, checked
+from zimbra_fw_commands import ApplyFailed, checked, write_atomic
 from zimbra_fw_config import source_text
 from zimbra_fw_nftables_files import CHAIN, FAMILY, TABLE, NftSet
 from zimbra_fw_rollback import restore_files, save_files
@@ -557,25 +556,6 @@ def run_with_stdin(run, text):
     return lambda argv: run(argv, stdin=text)
 
 
-def _write_atomic(path, text, mode=0o644, check=None):
-    """Write ``path`` through a hidden file beside it (no include glob reads
-    it meanwhile), checked by ``check(temp path)`` before it replaces ``path``."""
-    fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".zimbra_fw-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        if check is not None:
-            check(temp)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-
-
 def _check_management(run, required):
     found = _read_table(run)
     rules = found.rules.get(CHAIN, ()) if found is not None else ()
@@ -596,7 +576,7 @@ def _add_include(main, line):
     head = current if current is not None else f"#!/usr/sbin/{PROGRAM} -f\n"
     if head and not head.endswith("\n"):
         head += "\n"
-    _write_atomic(main, f"{head}# zimbra_fw's table (Salt)\n{line}\n", mode)
+    write_atomic(main, f"{head}# zimbra_fw's table (Salt)\n{line}\n", mode)
 
 
 def _apply_step(step, run):
@@ -607,7 +587,7 @@ def _apply_step(step, run):
     elif step.action == "write":
         path, text = step.args
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        _write_atomic(path, text, check=lambda temp: checked(run, [PROGRAM, "-c", "-f", temp]))
+        write_atomic(path, text, check=lambda temp: checked(run, [PROGRAM, "-c", "-f", temp]))
     elif step.action == "include":
         _add_include(*step.args)
     elif step.action == "enable":
