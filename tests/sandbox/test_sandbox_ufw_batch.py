@@ -28,7 +28,7 @@ title=Zimbra MTA peers
 description=cluster
 ports=25,389,7025/tcp|7026/udp
 """
-PEERS = [f"10.1.{i // 200}.{i % 200 + 1}" for i in range(60)]
+PEERS = [f"10.1.{i // 200}.{i % 200 + 1}" for i in range(30)]
 
 
 def rule(*args):
