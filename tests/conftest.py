@@ -22,6 +22,9 @@ LONGEST_FIRST = (
     "test_sandbox_confirm.py",
     "test_sandbox_firewalld.py",
     "test_sandbox_running_change.py",
+    "test_sandbox_faults.py",
+    "test_sandbox_single_server.py",
+    "test_sandbox_blind_spots.py",
     "test_sandbox_nftables.py",
 )
 
