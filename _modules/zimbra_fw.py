@@ -212,9 +212,9 @@ def _refused(problems):
 
 
 def _own_addresses():
-    """This host's addresses: a session from one of them is this host's own."""
+    """This host's addresses (a fact), by their bytes: no zone ID rides along."""
     found = __salt__["network.ip_addrs"]() + __salt__["network.ip_addrs6"]()
-    return {ipaddress.ip_address(address.split("%")[0]) for address in found}
+    return {ipaddress.ip_address(ipaddress.ip_address(address).packed) for address in found}
 
 
 def _session_notes(policy, test, held=(), kept=(), starts=False):
@@ -348,11 +348,9 @@ def identity():
         salt '*' mine.update
     """
     policy = _policy(with_mine=False)  # what it publishes must not depend on the mine
-    addresses = __salt__["network.ip_addrs"]() + __salt__["network.ip_addrs6"]()
-    # By their bytes: no zone ID rides along. Only what a peer's config accepts
-    # (no link-local, loopback, IPv4-mapped, ...): one such address would
-    # leave this minion out of its peers' firewalls.
-    hosts = {ipaddress.ip_network(ipaddress.ip_address(a).packed) for a in addresses}
+    # Only what a peer's config accepts (no link-local, loopback, IPv4-mapped,
+    # ...): one such address would leave this minion out of its peers' firewalls.
+    hosts = {ipaddress.ip_network(address.packed) for address in _own_addresses()}
     own = sorted((h for h in hosts if zimbra_fw_config.special_reason(h) is None), key=lambda h: (h.version, h))
     return {"roles": list(policy.config.roles), "addresses": [str(h.network_address) for h in own]}
 
