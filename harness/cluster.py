@@ -42,6 +42,7 @@ class Cluster(Topology):
         self.minions = {}
         self.addresses = {}
         self.pillars = {}
+        self.synced = set()
         try:
             self.switch = self._add(Namespace(f"{self.prefix}-sw"))
             self.switch.exec(["ip", "link", "add", "br0", "type", "bridge"])
@@ -140,12 +141,14 @@ class Cluster(Topology):
             return handle.read()
 
     def salt(self, target, *args, timeout=300, attempts=5):
-        """Run ``salt TARGET ARGS`` on the master; returns {minion: return}.
+        """Run ``salt TARGET ARGS`` on the master (a list TARGET: those minions);
+        returns {minion: return}.
 
         Retried (bounded) while the master does not answer yet.
         """
+        targeting = ["-L", ",".join(target)] if isinstance(target, list) else [target]
         command = [os.path.join(BIN, "salt"), "-c", self.master_dir, "--out", "json", "--no-color",
-                   "-t", "20", target, *args]  # fmt: skip
+                   "-t", "20", *targeting, *args]  # fmt: skip
         for attempt in range(attempts):
             out = self.master.exec(command, check=False, timeout=timeout)
             try:
@@ -174,8 +177,13 @@ class Cluster(Topology):
             time.sleep(1)
 
     def apply(self, target="*"):
-        """sync_all, mine.update and state.apply zimbra_fw; returns {minion: {state id: result}}."""
-        self.salt(target, "saltutil.sync_all")
+        """sync_all (on minions not synced yet: the formula does not change
+        during a run), mine.update and state.apply zimbra_fw; returns
+        {minion: {state id: result}}."""
+        unsynced = sorted(set(self.minions) - self.synced) if target == "*" else [target]
+        if unsynced:
+            self.salt(unsynced, "saltutil.sync_all")
+            self.synced.update(unsynced)
         self.salt(target, "mine.update")
         results = self.salt(target, "state.apply", "zimbra_fw")
         return {
