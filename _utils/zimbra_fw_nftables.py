@@ -17,8 +17,9 @@ changed.
   delete and the whole new table, which the kernel commits at once.
 * Parts: ``profile`` persists the table (the file, the main configuration's
   include, nftables.service enabled at boot), ``rules`` loads it (the
-  chain keeps its policy), ``firewall`` sets the policy to drop once the
-  management rules are loaded.
+  chain keeps its policy; a new chain comes with drop, its management
+  rules in the same transaction), ``firewall`` sets the policy to drop once
+  the management rules are loaded.
 """
 
 import difflib
@@ -421,7 +422,13 @@ def plan_rules(policy, snapshot):
         changes["chain policy"] = {"old": "unreadable", "new": chain_policy}
     if not changes:
         return Plan({}, [], None)
-    chain_policy = chain_policy or "accept"  # a new table's chain accepts until the firewall part
+    if snapshot.chain is None:
+        # A new input chain starts with the policy the run ends with: the
+        # management rules come first in the same transaction, so default
+        # deny never shuts them out and no second load is needed.
+        chain_policy = _final_policy(policy, snapshot)
+        if chain_policy == "drop":
+            changes["policy"] = {"old": "accept", "new": "drop"}  # no chain of ours: nothing filtered
     text = files.replacing(files.table_text(wanted.sets, wanted.rules, chain_policy))
     step = Step("load", (text,), f"replace table {TABLE_NAME} in one transaction (policy {chain_policy})")
     return Plan(changes, [step], None)
@@ -432,12 +439,13 @@ def plan_firewall(policy, snapshot):
         return Plan({}, [], f"zimbra_fw:enabled is false: the policy of table {TABLE_NAME}'s input chain is left alone")
     if snapshot.hooked and snapshot.incoming == "deny":  # a dormant table is the rules part's drift
         return Plan({}, [], None)
+    if snapshot.chain is None:
+        return Plan({}, [], f"No input chain in {TABLE_NAME} yet: the rules part loads it with policy drop")
     steps = []
     if not policy.config.allow_no_management:
         steps.append(Step("check", tuple(management_rules(policy)), "check that management access is allowed"))
     steps.append(Step("policy", (files.policy_text("drop"),), f"set the policy of {TABLE_NAME} input to drop"))
-    old = (_live_policy(snapshot) or "unreadable") if snapshot.chain is not None else "accept"  # no table: none
-    return Plan({"policy": {"old": old, "new": "drop"}}, steps, None)
+    return Plan({"policy": {"old": _live_policy(snapshot) or "unreadable", "new": "drop"}}, steps, None)
 
 
 DIFF_LINES = 100  # a longer diff is summed up: thousands of set elements would fill the state output

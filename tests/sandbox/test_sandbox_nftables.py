@@ -91,13 +91,26 @@ def assert_least_privilege(lab):
         assert [p for p in ports if not reached[p]] == [], address
 
 
+# Our table with a hooked input chain that accepts, and no rules yet.
+BARE = """table inet zimbra_fw {
+	chain input {
+		type filter hook input priority filter; policy accept;
+	}
+}
+"""
+
+
 def test_the_firewall_part_alone_refuses_without_management_rules(lab, pillar):
     minion = lab.minion
     minion.nft("-f", "-", stdin=FOREIGN)
     minion.set_pillar(pillar)
     said = minion.salt_text("zimbra_fw.converge", "part=firewall")
+    assert "the rules part loads it with policy drop" in said and our_table(minion) == ""
+    minion.nft("-f", "-", stdin=BARE)
+    said = minion.salt_text("zimbra_fw.converge", "part=firewall")
     assert "refusing to set policy drop: management access is not allowed yet" in said
-    assert our_table(minion) == ""
+    assert "policy accept;" in our_table(minion)
+    minion.nft("delete", "table", *OURS)
 
 
 def test_test_mode_changes_nothing_and_says_what_the_run_does(lab, pillar):
@@ -107,9 +120,8 @@ def test_test_mode_changes_nothing_and_says_what_the_run_does(lab, pillar):
     assert {state: r["result"] for state, r in predicted.items() if r["changes"]} == {
         "zimbra_fw-profile": None,
         "zimbra_fw-rules": None,
-        "zimbra_fw-firewall": None,
     }
-    assert predicted["zimbra_fw-firewall"]["comment"] == "The input chain's policy would be drop"
+    assert predicted["zimbra_fw-rules"]["comment"].endswith("; the input chain's policy would be drop")
     assert our_table(minion) == "" and not os.path.exists(os.path.join(minion.state, PERSISTED))
 
     results = minion.apply()
@@ -193,8 +205,8 @@ def test_a_rule_removed_by_hand_and_the_table_deleted_are_repaired(lab):
 
     minion.nft("delete", "table", "inet", "zimbra_fw")
     results = minion.apply()
-    assert set(changes(results)) == {"zimbra_fw-rules", "zimbra_fw-firewall"}
-    assert changes(results)["zimbra_fw-firewall"] == {"policy": {"old": "accept", "new": "drop"}}
+    assert set(changes(results)) == {"zimbra_fw-rules"}
+    assert changes(results)["zimbra_fw-rules"]["policy"] == {"old": "accept", "new": "drop"}
     assert our_table(minion) == before and foreign_table(minion) == foreign
     assert_least_privilege(lab)
 

@@ -266,14 +266,37 @@ def test_drift_is_planned_back():
         assert [step.action for step in plan.steps] == ["load"]
 
 
-def test_no_table_is_the_whole_table_added_with_policy_accept_then_drop_after_a_check():
+def test_no_table_is_the_whole_table_added_with_policy_drop_in_one_load():
     policy, absent = policy_of(), nft.snapshot_of(None)
     plan = nft.plan("rules", policy, absent)
     assert plan.changes["table"] == {"old": None, "new": "inet zimbra_fw"}
+    assert plan.changes["policy"] == {"old": "accept", "new": "drop"}
     wanted = nft.desired(policy)
     assert len(plan.changes["added"]) == len(wanted.rules) + sum(len(s.elements) for s in wanted.sets.values())
-    assert "policy accept;" in plan.steps[0].args[0]
+    [step] = plan.steps
+    text = step.args[0]
+    assert step.action == "load" and "policy drop;" in text and "policy accept;" not in text
+    # the management rules are in the same transaction, before anything else in the chain
+    chain = text.split("policy drop;")[1]
+    assert chain.index(nft.management_rules(policy)[0]) < chain.index('iif "lo" accept')
     firewall = nft.plan("firewall", policy, absent)
+    assert (firewall.changes, firewall.steps) == ({}, []) and "the rules part loads it" in firewall.comment
+    assert "input chain's policy to drop" in nft.describe(plan.changes, False)
+
+
+def test_no_table_with_enabled_false_is_loaded_with_policy_accept():
+    plan = nft.plan("rules", policy_of(dict(LISTED, enabled=False)), nft.snapshot_of(None))
+    assert "policy" not in plan.changes and "policy accept;" in plan.steps[0].args[0]
+
+
+def test_a_table_without_management_rules_gets_drop_only_after_a_check():
+    def bare(items):
+        chain = next(i for i in items if "chain" in i)["chain"]
+        chain["policy"] = "accept"
+        items[:] = [i for i in items if "rule" not in i]
+
+    policy, loose = policy_of(), listed(edit=bare)
+    firewall = nft.plan("firewall", policy, loose)
     assert firewall.changes == {"policy": {"old": "accept", "new": "drop"}}
     assert [step.action for step in firewall.steps] == ["check", "policy"]
     assert firewall.steps[0].args == nft.desired(policy).rules[:3]
