@@ -114,6 +114,9 @@ def main(argv=None):
         _bind(os.path.join(args.state, "nft-counted"), "/usr/sbin/nft")
     _inject_faults(args.state)
     os.environ["LC_ALL"] = "C"
+    # As on a real minion, Salt keeps the bytecode of the synced modules
+    # (extmods/*/__pycache__) instead of compiling them on every run.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.execvp(command[0], command)
     return REFUSED  # not reached
 
