@@ -280,20 +280,23 @@ def sample(tool, policy, backend="ufw"):
 
 
 def sample_running(tool, peers, backend="ufw"):
-    """One fresh sandbox with the firewall running: the baselines, then N peers
-    joining and leaving, each timed."""
+    """One fresh sandbox with the firewall running: N peers joining and
+    leaving, each timed, each right after its baselines, which run with the
+    input of that converge (its pillar), as a first converge's do."""
     before, joined, left = running_change(peers)
     check = checker(tool, backend)
     with Lab(firewalld=backend == "firewalld", nftables=backend == "nftables") as lab:
         minion = lab.minion
         tool.prepare(minion, before)
         tool.converge(minion, before)
-        measured = baselines(minion)
+        measured = {}
         try:
             tool.prepare(minion, joined)
+            measured.update({f"{key}_join": value for key, value in baselines(minion).items()})
             join, _ = tool.converge(minion, joined)
             correct = check(minion, joined)
             tool.prepare(minion, left)
+            measured.update({f"{key}_leave": value for key, value in baselines(minion).items()})
             leave, _ = tool.converge(minion, left)
         except DidNotFinish:
             return {**measured, "dnf": True}
@@ -328,10 +331,11 @@ def _ratio(value, base):
     return None if value is None or not base else value / base
 
 
-def _base(results, size):
-    """The median baselines of every sample taken at ``size``, whichever tool."""
+def _base(results, size, suffix=""):
+    """The median baselines of every sample taken at ``size``, whichever tool
+    (``suffix``: those taken before a running change, ``_join`` or ``_leave``)."""
     samples = [s for (found_size, _), group in results.items() if found_size == size for s in group]
-    return _median(samples, "ping"), _median(samples, "one_state")
+    return _median(samples, f"ping{suffix}"), _median(samples, f"one_state{suffix}")
 
 
 def summarise(policies, tools, results):
@@ -362,7 +366,7 @@ def summarise(policies, tools, results):
 def summarise_running(peer_counts, tools, results):
     rows = []
     for peers in peer_counts:
-        ping, _ = _base(results, peers)
+        (ping_join, _), (ping_leave, _) = _base(results, peers, "_join"), _base(results, peers, "_leave")
         ours = results[(peers, tools[0].name)]
         ours_join, ours_leave = _median(ours, "join"), _median(ours, "leave")
         for tool in tools:
@@ -371,9 +375,10 @@ def summarise_running(peer_counts, tools, results):
             join = _median(samples, "join") if done else None
             leave = _median(samples, "leave") if done else None
             rows.append({
-                "peers": peers, "tool": tool.name, "finished": done, "ping_s": ping,
-                "join_s": join, "join_x": _ratio(join, ours_join), "join_vs_ping": _ratio(join, ping),
-                "leave_s": leave, "leave_x": _ratio(leave, ours_leave), "leave_vs_ping": _ratio(leave, ping),
+                "peers": peers, "tool": tool.name, "finished": done,
+                "ping_join_s": ping_join, "ping_leave_s": ping_leave,
+                "join_s": join, "join_x": _ratio(join, ours_join), "join_vs_ping": _ratio(join, ping_join),
+                "leave_s": leave, "leave_x": _ratio(leave, ours_leave), "leave_vs_ping": _ratio(leave, ping_leave),
                 "correct": done and all(s["correct"] for s in samples),
             })  # fmt: skip
     return rows
@@ -389,13 +394,14 @@ def _yes(flag, finished):
 
 def print_running_table(rows):
     print("running firewall: N peers join, then leave (x = ratio to zimbra_fw; ping = x the median salt-call "
-          f"test.ping of the samples at that N, measured beside them; - = did not finish in {LIMIT} s)")  # fmt: skip
-    print(f"{'peers':>5} {'tool':<17} {'ping s':>6} {'+N s':>7} {'x':>5} {'ping':>5} {'-N s':>7} {'x':>5} {'ping':>5} "
-          f"{'matches':>7}")  # fmt: skip
+          "test.ping of the samples at that N, measured right before each change with its input; "
+          f"- = did not finish in {LIMIT} s)")  # fmt: skip
+    print(f"{'peers':>5} {'tool':<17} {'ping s':>6} {'+N s':>7} {'x':>5} {'ping':>5} {'ping s':>6} {'-N s':>7} "
+          f"{'x':>5} {'ping':>5} {'matches':>7}")  # fmt: skip
     for r in rows:
-        print(f"{r['peers']:>5} {r['tool']:<17} {_cell(r['ping_s'], 6)} {_cell(r['join_s'], 7)} "
-              f"{_cell(r['join_x'], 5, 1)} {_cell(r['join_vs_ping'], 5, 1)} {_cell(r['leave_s'], 7)} "
-              f"{_cell(r['leave_x'], 5, 1)} {_cell(r['leave_vs_ping'], 5, 1)} "
+        print(f"{r['peers']:>5} {r['tool']:<17} {_cell(r['ping_join_s'], 6)} {_cell(r['join_s'], 7)} "
+              f"{_cell(r['join_x'], 5, 1)} {_cell(r['join_vs_ping'], 5, 1)} {_cell(r['ping_leave_s'], 6)} "
+              f"{_cell(r['leave_s'], 7)} {_cell(r['leave_x'], 5, 1)} {_cell(r['leave_vs_ping'], 5, 1)} "
               f"{_yes(r['correct'], r['finished']):>7}")  # fmt: skip
 
 
@@ -536,7 +542,10 @@ def plot(path, result_files=RESULT_FILES):
             for tool in dict.fromkeys(r["tool"] for r in table):
                 points = sorted((r["peers"], r[key]) for r in table if r["tool"] == tool and r[key] is not None)
                 axis.plot([p for p, _ in points], [t for _, t in points], marker="o", label=tool)
-            pings = sorted((r["peers"], r["ping_s"]) for r in table if r["tool"] == table[0]["tool"])
+            ping_key = {"join_s": "ping_join_s", "leave_s": "ping_leave_s"}.get(key, "ping_s")
+            pings = sorted(
+                (r["peers"], r.get(ping_key, r.get("ping_s"))) for r in table if r["tool"] == table[0]["tool"]
+            )
             axis.plot([p for p, _ in pings], [t for _, t in pings], color="grey", linestyle=":", label="test.ping")
             axis.set_title(f"{label}: {title}")
             axis.set_xlabel("peers")
@@ -578,7 +587,10 @@ def main(argv=None):
     print()
     print_plan_timing(timing)
     os.makedirs(RESULTS, exist_ok=True)
-    every_ping = [s["ping"] for group in (*results.values(), *running.values()) for s in group if "ping" in s]
+    every_ping = [
+        value for group in (*results.values(), *running.values()) for s in group
+        for key, value in s.items() if key in ("ping", "ping_join", "ping_leave")
+    ]  # fmt: skip
     with open(
         os.path.join(RESULTS, {"ufw": "latest.json"}.get(backend, f"{backend}.json")), "w", encoding="utf-8"
     ) as handle:
