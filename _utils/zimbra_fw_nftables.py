@@ -417,35 +417,47 @@ def plan_rules(policy, snapshot):
     wanted = desired(policy)
     changes = _table_changes(wanted, snapshot)
     chain_policy = _live_policy(snapshot)
-    if snapshot.chain is not None and chain_policy is None:  # never rendered: the policy the run ends with
+    if snapshot.active and chain_policy is None:  # never rendered: the policy the run ends with
         chain_policy = _final_policy(policy, snapshot)
         changes["chain policy"] = {"old": "unreadable", "new": chain_policy}
     if not changes:
         return Plan({}, [], None)
-    if snapshot.chain is None:
-        # A new input chain starts with the policy the run ends with: the
+    if not snapshot.active:
+        # A chain that filters nothing yet (none, unhooked, in a dormant
+        # table) is loaded with the policy the run ends with: with drop, the
         # management rules come first in the same transaction, so default
         # deny never shuts them out and no second load is needed.
-        chain_policy = _final_policy(policy, snapshot)
-        if chain_policy == "drop":
-            changes["policy"] = {"old": "accept", "new": "drop"}  # no chain of ours: nothing filtered
+        old, chain_policy = chain_policy, _new_chain_policy(policy)
+        if old != chain_policy and (old is not None or chain_policy == "drop"):  # None: no chain of ours
+            changes["policy"] = {"old": old, "new": chain_policy}
     text = files.replacing(files.table_text(wanted.sets, wanted.rules, chain_policy))
     step = Step("load", (text,), f"replace table {TABLE_NAME} in one transaction (policy {chain_policy})")
     return Plan(changes, [step], None)
 
 
+def _new_chain_policy(policy):
+    return "drop" if policy.config.enabled else "accept"
+
+
+def _management_check(policy):
+    if policy.config.allow_no_management:
+        return []
+    return [Step("check", tuple(management_rules(policy)), "check that management access is allowed")]
+
+
 def plan_firewall(policy, snapshot):
     if not policy.config.enabled:
         return Plan({}, [], f"zimbra_fw:enabled is false: the policy of table {TABLE_NAME}'s input chain is left alone")
-    if snapshot.hooked and snapshot.incoming == "deny":  # a dormant table is the rules part's drift
+    if snapshot.active and snapshot.incoming == "deny":
         return Plan({}, [], None)
-    if snapshot.chain is None:
-        return Plan({}, [], f"No input chain in {TABLE_NAME} yet: the rules part loads it with policy drop")
-    steps = []
-    if not policy.config.allow_no_management:
-        steps.append(Step("check", tuple(management_rules(policy)), "check that management access is allowed"))
+    if not snapshot.active or _live_policy(snapshot) is None:
+        # The rules part loads this chain with policy drop. Run alone, this
+        # part only checks, and so refuses where there is no table yet.
+        comment = f"The rules part loads table {TABLE_NAME} with its input chain's policy drop"
+        return Plan({}, _management_check(policy), comment)
+    steps = [*_management_check(policy)]
     steps.append(Step("policy", (files.policy_text("drop"),), f"set the policy of {TABLE_NAME} input to drop"))
-    return Plan({"policy": {"old": _live_policy(snapshot) or "unreadable", "new": "drop"}}, steps, None)
+    return Plan({"policy": {"old": _live_policy(snapshot), "new": "drop"}}, steps, None)
 
 
 DIFF_LINES = 100  # a longer diff is summed up: thousands of set elements would fill the state output
@@ -547,7 +559,8 @@ def describe(changes, test):
         new = changes["chain policy"]["new"]
         words.append(said(test, f"replaced an unreadable chain policy by {new}", f"the chain policy would be {new}"))
     if "policy" in changes:
-        words.append(said(test, "set the input chain's policy to drop", "the input chain's policy would be drop"))
+        new = changes["policy"]["new"]
+        words.append(said(test, f"set the input chain's policy to {new}", f"the input chain's policy would be {new}"))
     return sentence(words)
 
 

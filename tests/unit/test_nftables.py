@@ -270,7 +270,7 @@ def test_no_table_is_the_whole_table_added_with_policy_drop_in_one_load():
     policy, absent = policy_of(), nft.snapshot_of(None)
     plan = nft.plan("rules", policy, absent)
     assert plan.changes["table"] == {"old": None, "new": "inet zimbra_fw"}
-    assert plan.changes["policy"] == {"old": "accept", "new": "drop"}
+    assert plan.changes["policy"] == {"old": None, "new": "drop"}
     wanted = nft.desired(policy)
     assert len(plan.changes["added"]) == len(wanted.rules) + sum(len(s.elements) for s in wanted.sets.values())
     [step] = plan.steps
@@ -279,9 +279,39 @@ def test_no_table_is_the_whole_table_added_with_policy_drop_in_one_load():
     # the management rules are in the same transaction, before anything else in the chain
     chain = text.split("policy drop;")[1]
     assert chain.index(nft.management_rules(policy)[0]) < chain.index('iif "lo" accept')
+    # Alone, the firewall part only checks: with no table of ours that refuses.
     firewall = nft.plan("firewall", policy, absent)
-    assert (firewall.changes, firewall.steps) == ({}, []) and "the rules part loads it" in firewall.comment
+    assert firewall.changes == {} and "The rules part loads table" in firewall.comment
+    assert [step.action for step in firewall.steps] == ["check"]
     assert "input chain's policy to drop" in nft.describe(plan.changes, False)
+
+
+def no_hook(items):
+    next(item["chain"] for item in items if "chain" in item).pop("hook")
+
+
+def hooked_at_output(items):
+    next(item["chain"] for item in items if "chain" in item)["hook"] = "output"
+
+
+def dormant(items):
+    next(item["table"] for item in items if "table" in item)["flags"] = ["dormant"]
+
+
+@pytest.mark.parametrize("edit", [no_hook, hooked_at_output, dormant])
+def test_a_drop_chain_that_filters_nothing_gets_the_policy_the_run_ends_with(edit):
+    """enabled: false never turns default deny on by hooking a chain that
+    dropped while it filtered nothing; enabled: true loads drop at once."""
+    snapshot = converged_with(edit)
+    assert not snapshot.active and snapshot.incoming == "deny"
+    disabled = nft.plan("rules", policy_of(dict(LISTED, enabled=False)), snapshot)
+    assert disabled.changes["policy"] == {"old": "drop", "new": "accept"}
+    assert "policy accept;" in disabled.steps[0].args[0] and "policy drop;" not in disabled.steps[0].args[0]
+    assert "input chain's policy would be accept" in nft.describe(disabled.changes, True)
+    enabled = nft.plan("rules", policy_of(), snapshot)
+    assert "policy" not in enabled.changes and "policy drop;" in enabled.steps[0].args[0]
+    firewall = nft.plan("firewall", policy_of(), snapshot)
+    assert firewall.changes == {} and [step.action for step in firewall.steps] == ["check"]
 
 
 def test_no_table_with_enabled_false_is_loaded_with_policy_accept():
@@ -476,8 +506,8 @@ def test_a_chain_policy_nft_cannot_have_is_drift_and_never_rendered():
     assert plan.changes == {"chain policy": {"old": "unreadable", "new": "drop"}}  # the policy the run ends with
     assert "flush ruleset" not in plan.steps[0].args[0] and "policy drop;" in plan.steps[0].args[0]
     assert "flush ruleset" not in plan.steps[0].describe
-    firewall = nft.plan("firewall", policy_of(), snapshot)
-    assert firewall.changes == {"policy": {"old": "unreadable", "new": "drop"}}
+    firewall = nft.plan("firewall", policy_of(), snapshot)  # the rules part sets it: said once
+    assert firewall.changes == {} and [step.action for step in firewall.steps] == ["check"]
     disabled = policy_of(dict(LISTED, enabled=False))
     assert nft.plan("rules", disabled, snapshot).changes["chain policy"]["new"] == "accept"
     profile = nft.plan("profile", disabled, snapshot)
