@@ -526,6 +526,7 @@ def plot(path, result_files=RESULT_FILES):
     tool, for the first converge, the no-op, +N and -N; a tool's line stops
     where it did not finish."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -555,6 +556,11 @@ def plot(path, result_files=RESULT_FILES):
             axis.set_ylabel("wall time, s (median)")
             axis.set_xscale("log")
             axis.set_yscale("log")
+            sizes = sorted({r["peers"] for r in table})
+            axis.set_xticks(sizes, [f"{size:,}" for size in sizes])
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            axis.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
             axis.grid(True, which="both", alpha=0.3)
         row[0].legend(fontsize="small")
     figure.tight_layout()
