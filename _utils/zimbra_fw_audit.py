@@ -61,6 +61,20 @@ def _matches(rule, spec):
     return rule.ports is None or any(p.covers(spec) for p in rule.ports)
 
 
+def address_sources(text):
+    """An address, a subnet or a ``first-last`` range, as firewalld's ipsets
+    and nft's sets write them, as subnet texts; None when it cannot be read."""
+    first, _, last = text.partition("-")
+    try:
+        if last:
+            bounds = ipaddress.ip_address(first), ipaddress.ip_address(last)
+            return [str(net) for net in ipaddress.summarize_address_range(*bounds)]
+        ipaddress.ip_network(text, strict=False)
+    except (ValueError, TypeError):
+        return None
+    return [text]
+
+
 def reachability(listener, rules, active, incoming):
     """Who can reach a listener: ``localhost``, ``anyone``, ``nobody`` or a list of sources."""
     if listener.address.is_loopback:

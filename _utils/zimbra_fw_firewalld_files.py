@@ -4,13 +4,12 @@ files (ours carry ``MARK`` in their description) and rich rules, as the
 audit reads them.
 """
 
-import ipaddress
 import os
 import re
 from collections import namedtuple
 from xml.etree import ElementTree
 
-from zimbra_fw_audit import Rule
+from zimbra_fw_audit import Rule, address_sources
 from zimbra_fw_catalogue import PortSpec
 
 
@@ -88,19 +87,6 @@ def service_ports(name):
     return []
 
 
-def _entry_sources(entry):
-    """An ipset entry (address, subnet or first-last range) as subnets."""
-    first, _, last = entry.partition("-")
-    try:
-        if last:
-            bounds = ipaddress.ip_address(first), ipaddress.ip_address(last)
-            return [str(net) for net in ipaddress.summarize_address_range(*bounds)]
-        ipaddress.ip_network(entry, strict=False)
-        return [entry]
-    except (ValueError, TypeError):
-        return []
-
-
 def _rule_sources(fields, ipsets):
     """Who a rich rule is about: ``any``, its address, or its ipset's entries."""
     if "source ipset" not in fields:
@@ -108,7 +94,7 @@ def _rule_sources(fields, ipsets):
     found = ipsets.get(fields["source ipset"])
     if found is None or found.type not in ("hash:ip", "hash:net"):
         return []
-    return [source for entry in found.entries for source in _entry_sources(entry)]
+    return [source for entry in found.entries for source in address_sources(entry) or ()]
 
 
 def rich_rule_access(rule, ipsets=None, services=None):

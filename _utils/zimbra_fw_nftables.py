@@ -25,7 +25,6 @@ changed.
 import difflib
 import fnmatch
 import glob
-import ipaddress
 import os
 import re
 from collections import namedtuple
@@ -34,7 +33,7 @@ import salt.utils.path
 import zimbra_fw_nftables_files as files
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
-from zimbra_fw_audit import Rule
+from zimbra_fw_audit import Rule, address_sources
 from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, said, sentence
 from zimbra_fw_catalogue import PortSpec
 from zimbra_fw_commands import ApplyFailed, checked, write_atomic
@@ -450,14 +449,15 @@ def plan_firewall(policy, snapshot):
         return Plan({}, [], f"zimbra_fw:enabled is false: the policy of table {TABLE_NAME}'s input chain is left alone")
     if snapshot.active and snapshot.incoming == "deny":
         return Plan({}, [], None)
-    if not snapshot.active or _live_policy(snapshot) is None:
+    live = _live_policy(snapshot)
+    if not snapshot.active or live is None:
         # The rules part loads this chain with policy drop. Run alone, this
         # part only checks, and so refuses where there is no table yet.
         comment = f"The rules part loads table {TABLE_NAME} with its input chain's policy drop"
         return Plan({}, _management_check(policy), comment)
     steps = [*_management_check(policy)]
     steps.append(Step("policy", (files.policy_text("drop"),), f"set the policy of {TABLE_NAME} input to drop"))
-    return Plan({"policy": {"old": _live_policy(snapshot), "new": "drop"}}, steps, None)
+    return Plan({"policy": {"old": live, "new": "drop"}}, steps, None)
 
 
 DIFF_LINES = 100  # a longer diff is summed up: thousands of set elements would fill the state output
@@ -672,15 +672,7 @@ def _source_texts(value, sets):
 
 
 def _element_sources(text):
-    first, _, last = text.partition("-")
-    try:
-        if last:
-            bounds = ipaddress.ip_address(first), ipaddress.ip_address(last)
-            return [str(net) for net in ipaddress.summarize_address_range(*bounds)]
-        ipaddress.ip_network(text, strict=False)
-    except (ValueError, TypeError):
-        return ["any"]  # a source the audit cannot read counts as anyone
-    return [text]
+    return address_sources(text) or ["any"]  # a source the audit cannot read counts as anyone
 
 
 # Statements that neither decide nor hide a verdict: they count, log or narrow.
