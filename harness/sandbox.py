@@ -47,6 +47,22 @@ def _run(argv, check=True, timeout=120, **kwargs):
 # The first real sync of this process, copied for its later --local minions.
 _SYNCED_CACHE = []
 
+# What saltutil.sync_all writes into a minion's cache (roots/mtime_map names
+# the minion's own paths: each minion keeps its own).
+SYNCED = ("extmods", "files", "roots", "file_lists", "module_refresh")
+
+
+def _copy_synced(source, target):
+    for name in SYNCED:
+        path = os.path.join(source, name)
+        if os.path.isdir(path):
+            shutil.copytree(
+                path, os.path.join(target, name), dirs_exist_ok=True, ignore=shutil.ignore_patterns("mtime_map")
+            )
+        elif os.path.exists(path):
+            shutil.copy2(path, os.path.join(target, name))
+
+
 FORMULA_PARTS = ("_beacons", "_modules", "_runners", "_states", "_utils", "zimbra_fw")
 
 
@@ -302,23 +318,13 @@ class Minion(Namespace):
         byte for byte): a sync costs ~2.5 s of CPU, a copy a few ms."""
         cache = os.path.join(self.state, "salt-root", "var", "cache", "salt", "minion")
         if self.master is None and _SYNCED_CACHE:
-            for name in os.listdir(_SYNCED_CACHE[0]):
-                source, target = os.path.join(_SYNCED_CACHE[0], name), os.path.join(cache, name)
-                if os.path.isdir(source):
-                    shutil.copytree(source, target, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(source, target)
-            return
+            _copy_synced(_SYNCED_CACHE[0], cache)
+            return None
         result = self.salt("saltutil.sync_all")
         if self.master is None:
             template = tempfile.mkdtemp(prefix="zfw-synced-")
             atexit.register(shutil.rmtree, template, ignore_errors=True)
-            for name in ("extmods", "files", "roots", "file_lists", "module_refresh"):
-                source = os.path.join(cache, name)
-                if os.path.isdir(source):
-                    shutil.copytree(source, os.path.join(template, name), ignore=shutil.ignore_patterns("mtime_map"))
-                elif os.path.exists(source):
-                    shutil.copy2(source, template)
+            _copy_synced(cache, template)
             _SYNCED_CACHE.append(template)
         return result
 
