@@ -221,14 +221,26 @@ class UfwBatch:
 
     @staticmethod
     def normalize_rules_once(rule_class):
-        normalize = rule_class.normalize
+        """ufw's ``normalize`` reads and rewrites only the fields of the mark;
+        a copy (``dup_rule``) of a rule whose fields are as normalizing made
+        them is normalized as well."""
+        normalize, dup_rule = rule_class.normalize, rule_class.dup_rule
+
+        def fields(rule):
+            return (rule.src, rule.dst, rule.dport, rule.sport, rule.v6)
 
         def normalize_once(rule):
-            if getattr(rule, "normalized_fields", None) != (rule.src, rule.dst, rule.dport, rule.sport, rule.v6):
+            if getattr(rule, "normalized_fields", None) != fields(rule):
                 normalize(rule)
-                rule.normalized_fields = (rule.src, rule.dst, rule.dport, rule.sport, rule.v6)
+                rule.normalized_fields = fields(rule)
 
-        rule_class.normalize = normalize_once
+        def dup_marked(rule):
+            copy = dup_rule(rule)
+            if getattr(rule, "normalized_fields", None) == fields(rule) == fields(copy):
+                copy.normalized_fields = fields(copy)
+            return copy
+
+        rule_class.normalize, rule_class.dup_rule = normalize_once, dup_marked
 
     @staticmethod
     def tell(report, **fields):

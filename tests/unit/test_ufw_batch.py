@@ -41,6 +41,11 @@ class FakeRule:
         if "from" in words:
             self.src = words[words.index("from") + 1]
 
+    def dup_rule(self):
+        copy = type(self)(self.words, self.position)
+        copy.src, copy.dst, copy.dport, copy.sport, copy.v6 = self.src, self.dst, self.dport, self.sport, self.v6
+        return copy
+
     def normalize(self):
         type(self).normalized.append(self.words)
         if self.src != "any" and "/" not in self.src:
@@ -787,3 +792,21 @@ def test_allow_reload_goes_to_ufw_as_given_or_as_ufws_default(enabled, position)
     backend.set_rule(Rule("allow", "10.5.5.6", position=position), False)
     backend.set_rule(Rule("allow", "10.5.5.7", position=position), allow_reload=True)
     assert backend.reloads == [True, False, True]
+
+
+def test_a_copy_of_a_normalized_rule_is_not_normalized_again(ufw):
+    rule_class = ufw.common.UFWRule
+    UfwBatch.normalize_rules_once(rule_class)
+    rule = rule_class(["allow", "from", "10.0.0.1"])
+    unnormalized = rule.dup_rule()
+    rule.normalize()
+    copy = rule.dup_rule()
+    copy.normalize()
+    assert rule_class.normalized == [rule.words]
+    assert copy.src == "10.0.0.1/32"
+    unnormalized.normalize()  # copied before normalizing: normalized on its own
+    assert rule_class.normalized == [rule.words, rule.words]
+    changed = rule.dup_rule()
+    changed.src = "10.0.0.2"
+    changed.normalize()
+    assert len(rule_class.normalized) == 3 and changed.src == "10.0.0.2/32"
