@@ -348,7 +348,7 @@ class Minion(Namespace):
 
     def ufw_commands(self):
         """The ufw commands (actions) run since the last reset, in order."""
-        return self._log_lines(self.ufw_commands_log)
+        return [line.rstrip() for line in self._log_lines(self.ufw_commands_log)]
 
     def fail_ufw_command(self, number):
         """Make the ``number``-th ufw command from now fail (None: stop failing)."""

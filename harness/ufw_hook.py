@@ -12,6 +12,8 @@ def _zimbra_fw_sandbox_hook(state):
 
     from ufw import common, frontend  # pylint: disable=import-outside-toplevel
 
+    RECORD = 32
+
     with open(os.path.join(state, "ufw-processes.log"), "a", encoding="utf-8") as log:
         log.write(" ".join(sys.argv) + "\n")
 
@@ -24,10 +26,15 @@ def _zimbra_fw_sandbox_hook(state):
 
     def counted(method):
         def run(self, action, *args, **kwargs):
-            with open(os.path.join(state, "ufw-commands.log"), "a+", encoding="utf-8") as log:
-                log.write(f"{action}\n")
-                log.seek(0)
-                number = len(log.read().splitlines())
+            # One record of RECORD bytes a command: an append's end offset is
+            # the command's number (a file read per command would make a batch
+            # of N commands cost N^2 here).
+            descriptor = os.open(os.path.join(state, "ufw-commands.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(descriptor, f"{str(action)[: RECORD - 1]:<{RECORD - 1}}\n".encode("ascii", "replace"))
+                number = os.lseek(descriptor, 0, os.SEEK_CUR) // RECORD
+            finally:
+                os.close(descriptor)
             if number == fail_at():
                 raise common.UFWError("injected failure")
             return method(self, action, *args, **kwargs)
