@@ -175,6 +175,54 @@ class RuleIndex:
         return found
 
 
+class CommandParser:
+    """ufw's ``parse_command``, once per shape. A rule command from one source
+    address (``allow from 10.0.0.5 to any app Zimbra-mta comment zimbra_fw``,
+    or its ``delete``) differs from another of its shape only in that
+    address: ufw's parser reads the address in one place, where it tells
+    IPv6 from IPv4 (``valid_address(address, "6")``, part of the shape) and
+    calls ``rule.set_src``. So the first command of a shape is parsed by
+    ufw; each next one is a copy of that parse (``dup_rule``) whose source
+    ufw's own ``set_src`` sets and checks. Other commands are parsed by ufw."""
+
+    RULE_ACTIONS = ("allow", "deny", "reject", "limit")
+
+    def __init__(self, ufw):
+        self.ufw, self.templates = ufw, {}
+
+    def shape(self, argv):
+        """(shape, source address) of a rule command from one address, or None."""
+        action = 1 if argv[:1] == ["delete"] else 0
+        if len(argv) <= action or argv[action] not in self.RULE_ACTIONS or argv.count("from") != 1:
+            return None
+        source = argv.index("from") + 1
+        if (source - 1 - action) % 2 != 1 or source >= len(argv) or argv[source].lower() == "any":
+            return None  # "from" is not a key of the full syntax here, or from anyone
+        address = argv[source]
+        v6 = bool(self.ufw.util.valid_address(address.lower(), "6"))
+        return (*argv[:source], None, *argv[source + 1 :], v6), address
+
+    def parse(self, argv):
+        shaped = self.shape(argv)
+        template = self.templates.get(shaped[0]) if shaped else None
+        if template is None:
+            parsed = self.ufw.frontend.parse_command(["ufw", *argv])
+            if shaped and parsed.data.get("rule"):
+                # a copy before ufw's rule code changes the rule it is given
+                self.templates[shaped[0]] = (parsed, parsed.data["rule"].dup_rule())
+            return parsed
+        parsed, rule = template
+        copy = rule.dup_rule()
+        try:
+            copy.set_src(shaped[1])
+        except self.ufw.common.UFWError as exc:
+            self.ufw.util.error(str(exc.value))  # as ufw's parse_command reports it, and exits
+        response = self.ufw.parser.UFWParserResponse(parsed.action)
+        response.dryrun, response.force = parsed.dryrun, parsed.force
+        response.data = {**parsed.data, "rule": copy}
+        return response
+
+
 class UfwBatch:
     """Runs ufw commands as /usr/sbin/ufw runs one, all in one process: ufw
     starts, reads its rules and probes iptables once. This class runs in
@@ -202,7 +250,7 @@ class UfwBatch:
 
     # pylint: disable=protected-access
 
-    RULE_ACTIONS = ("allow", "deny", "reject", "limit")
+    RULE_ACTIONS = CommandParser.RULE_ACTIONS
 
     def __init__(self, ufw, report):
         self.ufw, self.report = ufw, report
@@ -216,15 +264,21 @@ class UfwBatch:
         self.write_rules = backend._write_rules
         backend._write_rules = self.deferred_write
         backend.is_enabled = lambda: self.running() and not self.rules_only
-        self.normalize_rules_once(ufw.common.UFWRule)
+        self.normalize_rules_once(ufw.common.UFWRule, ufw.util.supported_protocols)
         self.index = RuleIndex(backend)
+        self.parser = CommandParser(ufw)
 
     @staticmethod
-    def normalize_rules_once(rule_class):
+    def normalize_rules_once(rule_class, protocols=()):
         """ufw's ``normalize`` reads and rewrites only the fields of the mark;
         a copy (``dup_rule``) of a rule whose fields are as normalizing made
-        them is normalized as well."""
+        them is normalized as well. ufw's ``dup_rule`` builds a rule (checking
+        default addresses and ports on the way) and then overwrites each of
+        its attributes with the original's: a rule with those attributes
+        only, an action and a protocol (one of ``protocols``) that ufw's
+        setters keep as they are, is copied attribute by attribute instead."""
         normalize, dup_rule = rule_class.normalize, rule_class.dup_rule
+        copied = {}  # "keys": the attributes of ufw's first copy
 
         def fields(rule):
             return (rule.src, rule.dst, rule.dport, rule.sport, rule.v6)
@@ -234,8 +288,21 @@ class UfwBatch:
                 normalize(rule)
                 rule.normalized_fields = fields(rule)
 
+        def as_ufw_copies(rule, attributes):
+            return (
+                attributes.keys() - {"normalized_fields"} == copied.get("keys")
+                and attributes.get("action") in CommandParser.RULE_ACTIONS
+                and attributes.get("protocol") in (*protocols, "any")
+            )
+
         def dup_marked(rule):
-            copy = dup_rule(rule)
+            attributes = vars(rule)
+            if as_ufw_copies(rule, attributes):
+                copy = object.__new__(type(rule))
+                copy.__dict__.update({key: attributes[key] for key in copied["keys"]})
+            else:
+                copy = dup_rule(rule)
+                copied.setdefault("keys", frozenset(vars(copy)))
             if getattr(rule, "normalized_fields", None) == fields(rule) == fields(copy):
                 copy.normalized_fields = fields(copy)
             return copy
@@ -315,7 +382,7 @@ class UfwBatch:
             subprocess.run([restores[path], "-n", path], capture_output=True, check=False)
 
     def run(self, argv):
-        parsed = self.ufw.frontend.parse_command(["ufw", *argv])
+        parsed = self.parser.parse(argv)
         app_update = argv[:1] == ["app"] and parsed.action == "update"
         self.rules_only = parsed.action in self.RULE_ACTIONS or app_update
         rule = parsed.data.get("rule")
@@ -351,6 +418,7 @@ class UfwBatch:
         try:  # pylint: disable=import-outside-toplevel
             import ufw.common
             import ufw.frontend
+            import ufw.parser
             import ufw.util
         except ImportError as exc:
             cls.tell(report, unavailable=str(exc))

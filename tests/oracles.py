@@ -58,6 +58,57 @@ json.dump(results, sys.stdout)
 """
 
 
+_UFW_BY_SHAPE = r"""
+import gettext, io, json, sys
+sys.path.insert(0, sys.argv[1])  # _utils: zimbra_fw_ufw_batch's CommandParser
+import ufw.common
+gettext.install(ufw.common.programName)
+import ufw.frontend, ufw.parser, ufw.util
+from zimbra_fw_ufw_batch import CommandParser, UfwBatch
+
+def parsed(parse, words):
+    real = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = said = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    try:
+        response = parse(list(words))
+    except BaseException as exc:  # ufw's error() exits
+        said.flush()
+        return {"error": type(exc).__name__, "said": said.buffer.getvalue().decode("utf-8", "replace")}
+    finally:
+        sys.stdout, sys.stderr = real
+    rule = response.data.get("rule")
+    data = {key: value for key, value in response.data.items() if key != "rule"}
+    return {"action": response.action, "dryrun": response.dryrun, "force": response.force, "data": data,
+            "rule": vars(rule) if rule else None}
+
+def copies(words):  # ufw's dup_rule and the batch's of ufw's parse of words, fresh and normalized, as vars
+    try:
+        data = ufw.frontend.parse_command(["ufw", *words]).data
+    except BaseException:
+        return None
+    rule = data.get("rule")
+    if not rule:
+        return None
+    rule.set_v6(data["iptype"] == "v6")  # as ufw's frontend does before normalizing
+    found = []
+    for _ in range(2):
+        batchs = {key: value for key, value in vars(rule.dup_rule()).items() if key != "normalized_fields"}
+        found.append([vars(ufws_dup(rule)), batchs])
+        rule.normalize()
+    return found
+
+ufws_dup = ufw.common.UFWRule.dup_rule
+UfwBatch.normalize_rules_once(ufw.common.UFWRule, ufw.util.supported_protocols)
+by_shape = CommandParser(ufw)
+results = []
+for words in json.load(sys.stdin):
+    results.append({"ufw": parsed(lambda argv: ufw.frontend.parse_command(["ufw", *argv]), words),
+                    "shaped": parsed(by_shape.parse, words), "templates": len(by_shape.templates),
+                    "copies": copies(words)})
+json.dump(results, sys.stdout)
+"""
+
+
 def available():
     """None, or why the oracles cannot run on this machine."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
@@ -71,9 +122,9 @@ def available():
     return None if probe.returncode == 0 else f"python3-firewall or ufw is missing: {probe.stderr.strip()}"
 
 
-def _run(script, batch):
+def _run(script, batch, *args):
     done = subprocess.run(
-        [SYSTEM_PYTHON, "-I", "-c", script],
+        [SYSTEM_PYTHON, "-I", "-c", script, *args],
         input=json.dumps(batch),
         capture_output=True,
         text=True,
@@ -98,3 +149,14 @@ def firewalld_rich_rules(rules):
 def ufw_commands(commands):
     """For each rule (a sequence of ufw words): what ufw's parser made of it, or ``{"ok": False, "error"}``."""
     return _run(_UFW, [list(words) for words in commands])
+
+
+def ufw_parse_by_shape(commands, utils_dir):
+    """For each command, in order: ufw's own parse of it (``"ufw"``), and
+    zimbra_fw_ufw_batch.CommandParser's (``"shaped"``: after the first of a
+    shape, a copy of that parse with the source set), each the response's
+    fields and ``vars`` of its rule, or ``{"error"}``; ``"templates"``: the
+    shapes parsed by ufw so far; ``"copies"``: ``[ufw's dup_rule, the
+    batch's]`` of the rule ufw parsed, before and after normalizing (None
+    where ufw refused the command)."""
+    return _run(_UFW_BY_SHAPE, [list(words) for words in commands], utils_dir)

@@ -18,6 +18,7 @@ import stat
 import sys
 import types
 
+import oracles
 import pytest
 import zimbra_fw_ufw_batch as batch_module
 from zimbra_fw_ufw_batch import RuleFamily, RuleIndex, UfwBatch, match_key
@@ -45,6 +46,11 @@ class FakeRule:
         copy = type(self)(self.words, self.position)
         copy.src, copy.dst, copy.dport, copy.sport, copy.v6 = self.src, self.dst, self.dport, self.sport, self.v6
         return copy
+
+    def set_src(self, address):
+        words = list(self.words)
+        words[words.index("from") + 1] = address
+        self.words, self.src = words, address
 
     def normalize(self):
         type(self).normalized.append(self.words)
@@ -120,7 +126,7 @@ class FakeFrontend:
 def parse_command(argv, rule_class):
     args = argv[1:]
     if args[:1] == ["app"]:
-        return types.SimpleNamespace(action=args[1], data={"type": "app", "name": args[2]}, force=False)
+        return types.SimpleNamespace(action=args[1], data={"type": "app", "name": args[2]}, force=False, dryrun=False)
     words = args[1:] if args[:1] == ["delete"] else args
     position = 0
     if args[:1] == ["insert"]:
@@ -129,10 +135,15 @@ def parse_command(argv, rule_class):
         rule = rule_class(words, position)
         iptype = "v6" if rule.v6 else "v4" if "from" in words else "both"
         return types.SimpleNamespace(
-            action=words[0], data={"type": "rule", "rule": rule, "iptype": iptype}, force=False
+            action=words[0], data={"type": "rule", "rule": rule, "iptype": iptype}, force=False, dryrun=False
         )
     force = args[:1] == ["--force"]
     return types.SimpleNamespace(action="-".join(args[1:] if force else args), data={}, force=force)
+
+
+class ParserResponse(types.SimpleNamespace):
+    def __init__(self, action):
+        super().__init__(action=action, dryrun=False, force=False, data={})
 
 
 @pytest.fixture
@@ -160,13 +171,16 @@ def ufw(tmp_path, monkeypatch):
         UFWFrontend=lambda interactive: FakeFrontend(package, interactive),
         parse_command=lambda argv: parse_command(argv, rule_class),
     )
+    package.parser = types.SimpleNamespace(UFWParserResponse=ParserResponse)
     package.util = types.SimpleNamespace(
+        valid_address=lambda address, version: version == "6" and ":" in address,
+        supported_protocols=["tcp", "udp"],
         create_lock=lambda lockfile: package.calls.append(("lock", lockfile)) or "LOCK",
         release_lock=lambda lock: package.calls.append(("unlock", lock)),
     )
     package.backend = FakeBackend(package, etc, enabled=False)
     package.etc = etc
-    for name in ("ufw", "ufw.common", "ufw.frontend", "ufw.util"):
+    for name in ("ufw", "ufw.common", "ufw.frontend", "ufw.parser", "ufw.util"):
         monkeypatch.setitem(sys.modules, name, package if name == "ufw" else getattr(package, name[4:]))
     return package
 
@@ -810,3 +824,48 @@ def test_a_copy_of_a_normalized_rule_is_not_normalized_again(ufw):
     changed.src = "10.0.0.2"
     changed.normalize()
     assert len(rule_class.normalized) == 3 and changed.src == "10.0.0.2/32"
+
+
+ORACLE_MISSING = oracles.available()
+
+# Each shape several times (a template, then copies), in both IP versions,
+# with the source written as ufw accepts it (upper case, a host /32, a
+# network), deletes beside adds, and commands that ufw refuses.
+SHAPED = [
+    *[["allow", "from", f"10.0.{i}.{i + 1}", "to", "any", "app", "OpenSSH", "comment", "zimbra_fw"] for i in range(3)],
+    ["allow", "from", "2001:DB8::1", "to", "any", "app", "OpenSSH", "comment", "zimbra_fw"],
+    ["allow", "from", "2001:db8::/64", "to", "any", "app", "OpenSSH", "comment", "zimbra_fw"],
+    ["allow", "from", "10.0.0.0/8", "to", "any", "app", "OpenSSH", "comment", "zimbra_fw"],
+    ["allow", "from", "10.0.0.7/32", "to", "any", "app", "OpenSSH", "comment", "zimbra_fw"],
+    ["delete", "allow", "from", "10.0.0.1", "to", "any", "app", "OpenSSH"],
+    ["delete", "allow", "from", "10.0.0.2", "to", "any", "app", "OpenSSH"],
+    ["delete", "allow", "from", "2001:db8::2", "to", "any", "app", "OpenSSH"],
+    *[["allow", "from", source, "to", "any", "port", "7025", "proto", "tcp"] for source in ("10.1.1.1", "10.1.1.2")],
+    *[["limit", "from", source, "to", "any", "port", "22", "proto", "tcp"] for source in ("10.1.1.1", "::1")],
+    *[["allow", "from", source, "port", "4505,4506", "proto", "tcp"] for source in ("192.0.2.1", "192.0.2.9")],
+    *[["allow", "from", source] for source in ("192.168.1.0/24", "192.168.2.0/24", "fd00::/8", "fd01::/16")],
+    ["allow", "from", "10.0.0.300", "to", "any", "app", "OpenSSH", "comment", "zimbra_fw"],  # after its template
+    ["allow", "from", "not-an-address"],
+    ["allow", "from", "2001:db8::1", "to", "10.0.0.1"],  # mixed versions: refused
+    ["allow", "from", "2001:db8::2", "to", "10.0.0.1"],
+    ["allow", "from", "any", "to", "any", "port", "25"],
+    ["allow", "proto", "tcp", "from", "10.2.0.1", "to", "any", "port", "80"],
+    ["allow", "proto", "tcp", "from", "10.2.0.2", "to", "any", "port", "80"],
+    ["allow", "22/tcp"],
+    ["default", "deny", "incoming"],
+]
+
+
+@pytest.mark.skipif(ORACLE_MISSING is not None, reason=str(ORACLE_MISSING))
+def test_a_command_parsed_by_shape_and_a_rule_copied_are_what_ufw_makes_of_them():
+    utils = os.path.dirname(batch_module.__file__)
+    results = oracles.ufw_parse_by_shape(SHAPED, utils)
+    for words, result in zip(SHAPED, results, strict=True):
+        assert result["shaped"] == result["ufw"], words
+        for ufws, batchs in result["copies"] or ():  # the batch copies a rule as ufw's dup_rule does
+            assert batchs == ufws, words
+    # ufw parsed only the first command of each shape; refusals stay refusals
+    # app v4, v6, their deletes, 7025, limit v4, v6, 4505, all ports v4, v6, proto first
+    assert results[-1]["templates"] == 11
+    refused = [words for words, result in zip(SHAPED, results, strict=True) if "error" in result["ufw"]]
+    assert refused == [SHAPED[-9], SHAPED[-8], SHAPED[-7], SHAPED[-6]]
