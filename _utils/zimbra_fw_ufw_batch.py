@@ -195,6 +195,9 @@ class CommandParser:
         action = 1 if argv[:1] == ["delete"] else 0
         if len(argv) <= action or argv[action] not in self.RULE_ACTIONS or argv.count("from") != 1:
             return None
+        comments = [at for at, word in enumerate(argv) if word.lower() == "comment"]
+        if comments not in ([], [len(argv) - 2]):
+            return None  # ufw takes its first "comment" and the next word out first, wherever they are
         source = argv.index("from") + 1
         if (source - 1 - action) % 2 != 1 or source >= len(argv) or argv[source].lower() == "any":
             return None  # "from" is not a key of the full syntax here, or from anyone
@@ -207,16 +210,17 @@ class CommandParser:
         template = self.templates.get(shaped[0]) if shaped else None
         if template is None:
             parsed = self.ufw.frontend.parse_command(["ufw", *argv])
-            if shaped and parsed.data.get("rule"):
+            rule = parsed.data.get("rule")
+            if shaped and rule and rule.src == shaped[1].lower():  # ufw read the address as the source
                 # a copy before ufw's rule code changes the rule it is given
-                self.templates[shaped[0]] = (parsed, parsed.data["rule"].dup_rule())
+                self.templates[shaped[0]] = (parsed, rule.dup_rule())
             return parsed
         parsed, rule = template
         copy = rule.dup_rule()
         try:
             copy.set_src(shaped[1])
-        except self.ufw.common.UFWError as exc:
-            self.ufw.util.error(str(exc.value))  # as ufw's parse_command reports it, and exits
+        except self.ufw.common.UFWError:
+            return self.ufw.frontend.parse_command(["ufw", *argv])  # refused: ufw says why, in its words
         response = self.ufw.parser.UFWParserResponse(parsed.action)
         response.dryrun, response.force = parsed.dryrun, parsed.force
         response.data = {**parsed.data, "rule": copy}

@@ -853,6 +853,13 @@ SHAPED = [
     ["allow", "proto", "tcp", "from", "10.2.0.2", "to", "any", "port", "80"],
     ["allow", "22/tcp"],
     ["default", "deny", "incoming"],
+    # ufw takes "comment" and the word after it out first: not a source, not a shape
+    ["allow", "from", "comment", "to", "any", "port", "11211", "proto", "tcp"],
+    ["allow", "from", "0.0.0.0/1", "to", "any", "port", "11211", "proto", "tcp"],
+    ["delete", "allow", "from", "10.9.0.1", "to", "any", "port", "11211", "proto", "tcp"],
+    ["allow", "to", "comment", "from", "10.0.0.1", "port", "25"],
+    ["allow", "to", "comment", "from", "10.0.0.2", "port", "25"],
+    *[["allow", "from", word, "to", "any", "port", "25"] for word in ("in", "out", "log", "10.0.0.3", "to")],
 ]
 
 
@@ -865,7 +872,9 @@ def test_a_command_parsed_by_shape_and_a_rule_copied_are_what_ufw_makes_of_them(
         for ufws, batchs in result["copies"] or ():  # the batch copies a rule as ufw's dup_rule does
             assert batchs == ufws, words
     # ufw parsed only the first command of each shape; refusals stay refusals
-    # app v4, v6, their deletes, 7025, limit v4, v6, 4505, all ports v4, v6, proto first
-    assert results[-1]["templates"] == 11
-    refused = [words for words, result in zip(SHAPED, results, strict=True) if "error" in result["ufw"]]
-    assert refused == [SHAPED[-9], SHAPED[-8], SHAPED[-7], SHAPED[-6]]
+    # app v4, v6, their deletes, 7025, limit v4, v6, 4505, all ports v4, v6, proto first, 11211 and its
+    # delete, port 25; none from a command with "comment" elsewhere than at the end, none from a refusal
+    assert results[-1]["templates"] == 14
+    refused = [words[words.index("from") + 1] for words, result in zip(SHAPED, results, strict=True)
+               if "error" in result["ufw"]]  # fmt: skip
+    assert refused == ["10.0.0.300", "not-an-address", "2001:db8::1", "2001:db8::2", "in", "out", "log", "to"]
