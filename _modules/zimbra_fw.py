@@ -188,15 +188,23 @@ def _snapshot(policy, parts):
     live = cache is not None or any(p in backend.LIVE_PARTS for p in parts)
     snapshot = backend.read_snapshot(_run, live=live, config=policy.config)
     if cache is not None:
-        cache["snapshot"] = snapshot
+        cache["snapshot"], cache["plans"] = snapshot, {}
     return snapshot
 
 
 def _plans(policy, parts, snapshot=None):
-    """``{part: Plan}`` from one read of the firewall (see _snapshot), or from ``snapshot``."""
+    """``{part: Plan}`` from one read of the firewall (see _snapshot), or from
+    ``snapshot``. Within a state run a part is planned once per read: the
+    check before any change and the part's own state share its plan."""
     backend = _backend(policy.config)
     snapshot = snapshot or _snapshot(policy, parts)
-    return {name: backend.plan(name, policy, snapshot) for name in parts}
+    cache = __context__.get(RUN_CACHE)
+    shared = cache is not None and cache.get("snapshot") is snapshot and cache.get("policy") is policy
+    plans = cache.setdefault("plans", {}) if shared else {}
+    for name in parts:
+        if name not in plans:
+            plans[name] = backend.plan(name, policy, snapshot)
+    return {name: plans[name] for name in parts}
 
 
 def _sessions():
@@ -468,7 +476,8 @@ def converge(part=None, test=False):
             for name in parts:
                 plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
                 if plan_.steps and not test:
-                    __context__.get(RUN_CACHE, {}).pop("snapshot", None)  # the next part reads the firewall anew
+                    for key in ("snapshot", "plans"):  # the next part reads the firewall anew
+                        __context__.get(RUN_CACHE, {}).pop(key, None)
                 applied = [] if test else _apply(backend, plan_.steps)
                 comment = (
                     backend.describe(plan_.changes, test) if plan_.changes else plan_.comment or backend.DONE[name]

@@ -706,3 +706,29 @@ def test_the_salt_master_connection_is_checked_only_when_the_firewall_starts_fil
     with pytest.raises(CommandExecutionError, match=r"cut the Salt master connection from 10\.77\.0\.1 port 4506"):
         module.converge()
     assert backend.applied == []
+
+
+def test_in_a_state_run_each_part_is_planned_once_per_read_of_the_firewall():
+    module, _ = face(SINGLE, **HOST)
+    backend, reads, planned = FakeBackend(), [], []
+    backend.LIVE_PARTS = ()
+
+    def read_snapshot(run, live=True, config=None):
+        reads.append(live)
+        return types.SimpleNamespace(active=True, incoming="deny")
+
+    def plan(part, policy, snapshot):
+        planned.append(part)
+        steps = ["allow x"] if part == "rules" and len(reads) == 1 else []
+        return types.SimpleNamespace(steps=steps, changes={"added": steps} if steps else {}, comment=None)
+
+    backend.read_snapshot, backend.plan = read_snapshot, plan
+    module._backend = lambda config=None, settings=None: backend
+    module._sessions = lambda: []
+    module.__context__[module.RUN_CACHE] = {}
+    for part in backend.PARTS:
+        module.converge(part=part)
+    # the check before any change planned both parts; their states used those plans
+    assert (reads, planned, backend.applied) == ([True], ["profile", "rules"], [[], ["allow x"]])
+    module.converge(part="profile")  # after a change: a new read, a new plan
+    assert (reads, planned) == ([True, True], ["profile", "rules", "profile"])
