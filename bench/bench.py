@@ -246,8 +246,12 @@ def baselines(minion):
 
 def timed_salt(minion, *args):
     start = time.perf_counter()
-    minion.guarded([SALT_CALL, "--local", "-c", minion.config_dir, "--out", "quiet", *args])
-    return time.perf_counter() - start
+    done = minion.guarded([SALT_CALL, "--local", "-c", minion.config_dir, "--out", "quiet", *args], check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        said = f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        raise RuntimeError(f"salt-call {' '.join(args)}: exit {done.returncode}\n{said}")
+    return seconds
 
 
 def one_state(minion):

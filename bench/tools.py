@@ -72,7 +72,10 @@ class Tool:
     name = ""
 
     def prepare(self, minion, policy):
-        """Untimed set-up: write the tool's input."""
+        """Untimed set-up: write the tool's input, and the pillar: the pillar
+        top names it, so every salt-call in the sandbox (the baselines too)
+        renders it, whatever the tool reads."""
+        minion.set_pillar(policy.pillar)
 
     def converge(self, minion, policy):
         raise NotImplementedError
@@ -98,7 +101,7 @@ class _SaltSls(Tool):
         raise NotImplementedError
 
     def prepare(self, minion, policy):
-        minion.set_pillar(policy.pillar)  # unused by the SLS, but the pillar top names it
+        super().prepare(minion, policy)
         root = os.path.join(minion.state, "bench-sls")
         os.makedirs(root, exist_ok=True)
         with open(os.path.join(root, f"{self.sls_name}.sls"), "w", encoding="utf-8") as handle:
@@ -201,6 +204,7 @@ class AnsibleUfw(Tool):
     name = "ansible ufw"
 
     def prepare(self, minion, policy):
+        super().prepare(minion, policy)
         tasks = [
             {
                 "name": "profile",
@@ -298,6 +302,7 @@ class AnsibleFirewalld(AnsibleUfw):
     name = "ansible firewalld"
 
     def prepare(self, minion, policy):
+        super().prepare(minion, policy)
         tasks = [
             {
                 "name": f"service {name}",
