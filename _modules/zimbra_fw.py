@@ -476,8 +476,7 @@ def converge(part=None, test=False):
             for name in parts:
                 plan_ = _plans(policy, (name,))[name]  # each part reads the firewall as the previous one left it
                 if plan_.steps and not test:
-                    for key in ("snapshot", "plans"):  # the next part reads the firewall anew
-                        __context__.get(RUN_CACHE, {}).pop(key, None)
+                    __context__.get(RUN_CACHE, {}).pop("snapshot", None)  # the next part reads the firewall anew
                 applied = [] if test else _apply(backend, plan_.steps)
                 comment = (
                     backend.describe(plan_.changes, test) if plan_.changes else plan_.comment or backend.DONE[name]

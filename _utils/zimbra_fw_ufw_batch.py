@@ -292,7 +292,7 @@ class UfwBatch:
                 normalize(rule)
                 rule.normalized_fields = fields(rule)
 
-        def as_ufw_copies(rule, attributes):
+        def as_ufw_copies(attributes):
             return (
                 attributes.keys() - {"normalized_fields"} == copied.get("keys")
                 and attributes.get("action") in CommandParser.RULE_ACTIONS
@@ -301,7 +301,7 @@ class UfwBatch:
 
         def dup_marked(rule):
             attributes = vars(rule)
-            if as_ufw_copies(rule, attributes):
+            if as_ufw_copies(attributes):
                 copy = object.__new__(type(rule))
                 copy.__dict__.update({key: attributes[key] for key in copied["keys"]})
             else:

@@ -85,7 +85,7 @@ class ZimbraFw(Tool):
     name = "zimbra_fw"
 
     def prepare(self, minion, policy):
-        minion.set_pillar(policy.pillar)
+        super().prepare(minion, policy)
         minion.sync()
 
     def converge(self, minion, policy):
