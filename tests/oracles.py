@@ -109,6 +109,26 @@ json.dump(results, sys.stdout)
 """
 
 
+_UFW_LITERAL_FIRST = r"""
+import json, sys, types
+sys.path.insert(0, sys.argv[1])  # _utils: zimbra_fw_ufw_batch's LiteralFirstRe
+import ufw.backend_iptables as backend
+from zimbra_fw_ufw_batch import LiteralFirstRe
+
+methods = backend.UFWBackendIptables
+me = types.SimpleNamespace(_get_rules_from_formatted=lambda *args: methods._get_rules_from_formatted(me, *args))
+
+def made(frule):
+    return {"rules": methods._get_rules_from_formatted(me, frule, "ufw", "input"),
+            "lists": methods._get_lists_from_formatted(me, frule, "ufw6", "output")}
+
+frules = json.load(sys.stdin)
+plain = [made(frule) for frule in frules]
+backend.re = LiteralFirstRe()
+json.dump([{"re": one, "literal_first": made(frule)} for one, frule in zip(plain, frules)], sys.stdout)
+"""
+
+
 def available():
     """None, or why the oracles cannot run on this machine."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
@@ -160,3 +180,11 @@ def ufw_parse_by_shape(commands, utils_dir):
     batch's]`` of the rule ufw parsed, before and after normalizing (None
     where ufw refused the command)."""
     return _run(_UFW_BY_SHAPE, [list(words) for words in commands], utils_dir)
+
+
+def ufw_formatted_rules(frules, utils_dir):
+    """For each rule as ufw's ``format_rule`` writes it: the iptables rules
+    ufw's backend makes of it (``_get_rules_from_formatted``, and
+    ``_get_lists_from_formatted``'s argument lists) with the ``re`` module
+    (``"re"``) and with zimbra_fw_ufw_batch's ``LiteralFirstRe``."""
+    return _run(_UFW_LITERAL_FIRST, list(frules), utils_dir)

@@ -172,6 +172,7 @@ def ufw(tmp_path, monkeypatch):
         parse_command=lambda argv: parse_command(argv, rule_class),
     )
     package.parser = types.SimpleNamespace(UFWParserResponse=ParserResponse)
+    package.backend_iptables = types.SimpleNamespace(re=None)
     package.util = types.SimpleNamespace(
         valid_address=lambda address, version: version == "6" and ":" in address,
         supported_protocols=["tcp", "udp"],
@@ -878,3 +879,50 @@ def test_a_command_parsed_by_shape_and_a_rule_copied_are_what_ufw_makes_of_them(
     refused = [words[words.index("from") + 1] for words, result in zip(SHAPED, results, strict=True)
                if "error" in result["ufw"]]  # fmt: skip
     assert refused == ["10.0.0.300", "not-an-address", "2001:db8::1", "2001:db8::2", "in", "out", "log", "to"]
+
+
+# Rules as ufw's format_rule writes them (one per kind of action, log, protocol,
+# port and app), and texts that hold a pattern's literal without matching it.
+FORMATTED = [
+    " -p all -s 10.0.0.5 -j ACCEPT",
+    " -p all -d 10.1.0.0/16 --dport 25 -s 10.0.0.5 -j ACCEPT_log",
+    " -p tcp --dport 22 -j LIMIT_log-all",
+    " -p tcp --dport 22 -s 2001:db8::1 -j LIMIT",
+    " -p all --dport 23 -j REJECT_log",
+    " -p tcp --dport 23 -j REJECT --reject-with tcp-reset",
+    " -p udp -m multiport --dports 25,465,587 -s 192.168.1.0/24 -j DROP_log-all",
+    " -i eth0 -o eth1 -p all -j ACCEPT_log -m comment --comment 'dapp_Zimbra%20mta,sapp_x'",
+    " -p all -j ACCEPT -m comment --comment 'dapp__log'",
+    " -p all -j ACCEPT -m comment --comment 'dapp_a --log-prefix \"x \"'",
+    ' -p all -j DROP_log --log-prefix "[UFW BLOCK] "',
+    "_log",
+    "",
+]
+
+
+@pytest.mark.skipif(ORACLE_MISSING is not None, reason=str(ORACLE_MISSING))
+def test_literal_first_patterns_make_of_each_rule_what_ufws_patterns_make():
+    utils = os.path.dirname(batch_module.__file__)
+    for result in oracles.ufw_formatted_rules(FORMATTED, utils):
+        assert result["literal_first"] == result["re"]
+    assert any(len(result["re"]["rules"]) > 1 for result in oracles.ufw_formatted_rules(FORMATTED[:3], utils))
+
+
+def test_literal_first_searches_only_texts_that_hold_the_literal():
+    searched = []
+
+    class Pattern:
+        def search(self, text):
+            searched.append(text)
+            return "match"
+
+        sub = match = search
+
+    found = batch_module.LiteralFirst(Pattern(), "_log")
+    assert found.search("-j ACCEPT") is None and found.match("-j ACCEPT") is None
+    assert found.sub("x", "-j ACCEPT") == "-j ACCEPT"
+    assert searched == []
+    assert found.search("-j ACCEPT_log") == "match" and searched == ["-j ACCEPT_log"]
+    compiled = batch_module.LiteralFirstRe().compile(r"(.*)-j ([A-Z]+)_log(-all)?(.*)")
+    assert isinstance(compiled, batch_module.LiteralFirst) and compiled.literal == "_log"
+    assert batch_module.LiteralFirstRe().compile(r"(.*)-j").search("a-j")  # other patterns: re's own
