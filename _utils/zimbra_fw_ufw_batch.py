@@ -247,18 +247,20 @@ class LiteralFirst:
         return self.pattern.sub(repl, text) if self.literal in text else text
 
 
+# ufw's patterns (backend_iptables) -> text in each of their matches
+LITERAL_IN_EVERY_MATCH = {
+    r"(.*)-j ([A-Z]+)_log(-all)?(.*)": "_log",
+    r'(.*) --log-prefix (".* ")(.*)': ' --log-prefix "',
+}
+
+
 class LiteralFirstRe:
     """The ``re`` module as a ufw module sees it, with the patterns in
-    ``LITERALS`` compiled as ``LiteralFirst``."""
-
-    LITERALS = {  # ufw's pattern (backend_iptables) -> text in each of its matches
-        r"(.*)-j ([A-Z]+)_log(-all)?(.*)": "_log",
-        r'(.*) --log-prefix (".* ")(.*)': ' --log-prefix "',
-    }
+    ``LITERAL_IN_EVERY_MATCH`` compiled as ``LiteralFirst``."""
 
     def compile(self, pattern, flags=0):
         compiled = re.compile(pattern, flags)
-        literal = self.LITERALS.get(pattern) if flags == 0 else None
+        literal = LITERAL_IN_EVERY_MATCH.get(pattern) if flags == 0 else None
         return LiteralFirst(compiled, literal) if literal else compiled
 
     def __getattr__(self, name):
