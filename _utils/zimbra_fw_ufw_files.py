@@ -6,6 +6,7 @@ syntax. Pure functions of text, used by the ufw backend (zimbra_fw_ufw).
 """
 
 import configparser
+import functools
 import re
 from collections import namedtuple
 
@@ -128,6 +129,7 @@ def _interfaces(field):
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # rules files repeat a few port lists over thousands of rules
 def _tuple_ports(proto, dport):
     """The ports a tuple's destination opens (frozenset of PortSpecs, empty for any port)."""
     try:
@@ -155,11 +157,17 @@ def _tuple_rule(line):
     if action not in ("allow", "reject", "limit"):
         action = "deny"
     words = _command_words(UfwTuple(action, proto, dport, dst, sport, src, *apps, *iface, logtype))
+    rule = (("route", *words) if route else words), _tuple_comment(comment_hex.strip())
+    return rule, _tuple_ports(proto, dport)
+
+
+@functools.lru_cache(maxsize=1024)  # one comment (zimbra_fw) on thousands of rules
+def _tuple_comment(comment_hex):
+    """A tuple's comment, written as hex; None for none."""
     try:
-        comment = bytes.fromhex(comment_hex.strip()).decode("utf-8") if comment_hex.strip() else None
+        return bytes.fromhex(comment_hex).decode("utf-8") if comment_hex else None
     except ValueError:
-        comment = comment_hex.strip()
-    return ((("route", *words) if route else words), comment), _tuple_ports(proto, dport)
+        return comment_hex
 
 
 def read_rules(texts):
