@@ -221,6 +221,10 @@ SPECIAL_NETWORKS = tuple(
     )
 )
 NETWORK_TEXT_RE = re.compile(r"[0-9A-Fa-f.:/]+")
+# A dotted quad, as ipaddress reads one (ASCII digits, no leading zero, to
+# 255), with /32 or no prefix: most of a large cluster's addresses.
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4_HOST_RE = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}(?:/32)?", re.ASCII)
 # Shorter prefixes (0.0.0.0/1, 2000::/3) need allow_wide_networks: true.
 MIN_PREFIX = {4: 8, 6: 16}
 
@@ -240,8 +244,10 @@ IPV4_EMBEDDING = (
 def shortest_prefix(network):
     """(the shortest prefix length ``network`` may have, the IPv4-embedding
     range it lies in or holds, or None)."""
+    if network.version == 4:
+        return MIN_PREFIX[4], None
     for prefix, ipv4_at, name in IPV4_EMBEDDING:
-        if network.version == 6 and (network.subnet_of(prefix) or prefix.subnet_of(network)):
+        if network.subnet_of(prefix) or prefix.subnet_of(network):
             return ipv4_at + MIN_PREFIX[4], f"{name} {prefix}"
     return MIN_PREFIX[network.version], None
 
@@ -282,6 +288,10 @@ def _network_of_text(problems, key, value):
     if "%" in text:  # ipaddress keeps whatever follows a zone ID, and str() gives it back
         problems.add(key, value, "has an IPv6 zone ID ('%...'): a firewall rule cannot name one; leave it out")
         return None
+    host = IPV4_HOST_RE.fullmatch(text)
+    if host is not None:  # the same network as ip_network(text), built from the integer
+        first, second, third, fourth = map(int, host.groups())
+        return ipaddress.IPv4Network(((first << 24) | (second << 16) | (third << 8) | fourth, 32))
     try:
         network = ipaddress.ip_network(text)
     except ValueError as exc:
@@ -494,16 +504,18 @@ def _parse_peer(problems, key, value, wide):
     if not isinstance(name, str) or not name.strip() or not name.isprintable():
         problems.add(f"{key}:name", name, "must be a non-empty string")
     name = name.strip() if isinstance(name, str) else name
-    items = _check_list(problems, f"{key}:addresses", value.get("addresses"))
+    addresses_key = f"{key}:addresses"
+    items = _check_list(problems, addresses_key, value.get("addresses"))
     addresses = []
-    for index, item in enumerate(_check_address_count(problems, f"{key}:addresses", items, name)):
-        network = _parse_network(problems, f"{key}:addresses[{index}]", item, wide)
+    for index, item in enumerate(_check_address_count(problems, addresses_key, items, name)):
+        network = _parse_network(problems, f"{addresses_key}[{index}]", item, wide)
         if network is not None:
             addresses.append(network)
     if not addresses:
-        problems.add(f"{key}:addresses", value.get("addresses"), "must list at least one address")
+        problems.add(addresses_key, value.get("addresses"), "must list at least one address")
     roles = _parse_role_list(problems, f"{key}:roles", value.get("roles"))
-    return Peer(str(name), tuple(sorted(set(addresses), key=_network_key)), roles, "pillar")
+    unique = tuple(addresses) if len(addresses) == 1 else tuple(sorted(set(addresses), key=_network_key))
+    return Peer(str(name), unique, roles, "pillar")
 
 
 def _mine_addresses(found, key, items, networks, ipv6_off):

@@ -61,3 +61,28 @@ def test_any_pillar_validates_or_names_its_key(pillar):
 def test_any_mine_data_validates_or_names_its_minion(pillar, mine):
     pillar = dict(pillar, cluster={"mine": True, "networks": ["10.0.0.0/8"]})
     check(pillar, cfg.Facts(packages=["zimbra-mta"], mine_data=mine, minion_id="self"))
+
+
+NOT_OCTETS = ["00", "01", "007", "0x1", "-1", "", " 1", "\u0663", "\uff11"]  # Arabic-Indic 3, fullwidth 1
+OCTETS = st.one_of(st.integers(0, 300).map(str), st.sampled_from(NOT_OCTETS))
+QUADS = st.builds(
+    lambda octets, tail: ".".join(octets) + tail,
+    st.lists(OCTETS, min_size=3, max_size=5),
+    st.sampled_from(["", "/32", "/032", "/31", "/0", "/", "/33", "%eth0", " ", "\n"]),
+)
+
+
+@given(st.one_of(QUADS, st.text(alphabet="0123456789./:%\u0661", max_size=20)))
+@settings(max_examples=3000, deadline=None)
+def test_a_dotted_quad_is_read_as_ipaddress_reads_it(text):
+    """The dotted-quad shortcut of the address parser makes exactly the
+    network ip_network makes, and only of text ip_network accepts."""
+    problems = cfg.Problems()
+    network = cfg._network_of_text(problems, "k", text)
+    if cfg.IPV4_HOST_RE.fullmatch(text.strip()):
+        assert network == ipaddress.ip_network(text.strip()) and network.prefixlen == 32
+        assert str(network) == str(ipaddress.ip_network(text.strip()))
+    if network is None:
+        assert problems
+    else:
+        assert network == ipaddress.ip_network(text.strip()) and not problems
