@@ -25,10 +25,6 @@ try:
     import zimbra_fw_rollback
     import zimbra_fw_sessions
 
-    # Now, while the loader has _utils on sys.path: a salt-minion daemon
-    # calls the functions later, when it no longer has (load finds them then).
-    for _name in zimbra_fw_backend.NAMES:
-        zimbra_fw_backend.load(_name)
     CORE_MISSING = None
 except ImportError as exc:  # _utils not synced
     CORE_MISSING = str(exc)

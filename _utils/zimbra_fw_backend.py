@@ -67,6 +67,8 @@ Commit-confirmed changes (zimbra_fw_rollback keeps the bookkeeping):
 """
 
 import importlib
+import os
+import sys
 from collections import namedtuple
 
 
@@ -91,9 +93,25 @@ Plan = namedtuple("Plan", "changes steps comment")
 Step = namedtuple("Step", "action args describe")  # action: what apply does; describe: in words
 
 
+# Where the backends are: a salt-minion daemon runs a job after its loader
+# has taken this folder off sys.path again.
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 def load(name):
-    """The backend module registered as ``name``."""
-    return importlib.import_module(REGISTRY[name])
+    """The backend module registered as ``name``, imported when first asked
+    for: a run compiles and imports only the firewall it uses."""
+    module = sys.modules.get(REGISTRY[name])
+    if module is not None:
+        return module
+    added = HERE not in sys.path
+    if added:
+        sys.path.append(HERE)
+    try:
+        return importlib.import_module(REGISTRY[name])
+    finally:
+        if added:
+            sys.path.remove(HERE)
 
 
 def dispatch(planners, part, policy, snapshot):

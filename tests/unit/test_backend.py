@@ -3,6 +3,7 @@ it, the registry is the one the config check reads, and the words that
 describe() is built from."""
 
 import inspect
+import sys
 
 import pytest
 import zimbra_fw_backend as contract
@@ -21,6 +22,19 @@ def test_every_registered_backend_keeps_the_contract(name):
     assert list(inspect.signature(backend.plan).parameters) == ["part", "policy", "snapshot"]
     assert list(inspect.signature(backend.describe).parameters) == ["changes", "test"]
     assert list(inspect.signature(backend.apply).parameters) == ["steps", "run"]
+
+
+def test_a_backend_is_imported_when_first_asked_for_even_with_its_folder_off_sys_path(monkeypatch):
+    """As in a salt-minion daemon, whose loader puts _utils on sys.path only
+    while it loads modules: the backend and the helpers it imports load."""
+    for module in ("zimbra_fw_nftables", "zimbra_fw_nftables_files"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setattr(sys, "path", [path for path in sys.path if path != contract.HERE])
+    before = list(sys.path)
+    backend = contract.load("nftables")
+    assert backend.NAME == "nftables" and "zimbra_fw_nftables_files" in sys.modules
+    assert sys.path == before
+    assert contract.load("nftables") is backend
 
 
 def test_the_config_check_names_every_registered_backend():
