@@ -423,6 +423,8 @@ def _replacing(add, remove):
     """The added entries that overlap a removed one. Two hosts overlap only
     when they are one (never here: an entry is added or removed), so a new
     host is compared with the removed subnets only."""
+    if not add or not remove:  # peers only join, or only leave: nothing is replaced
+        return []
     leaving = [ipaddress.ip_network(old, strict=False) for old in remove]
     subnets = [old for old in leaving if old.prefixlen < old.max_prefixlen]
     replacing = []
