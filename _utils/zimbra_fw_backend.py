@@ -69,6 +69,7 @@ Commit-confirmed changes (zimbra_fw_rollback keeps the bookkeeping):
 import importlib
 import os
 import sys
+import threading
 from collections import namedtuple
 
 
@@ -96,22 +97,23 @@ Step = namedtuple("Step", "action args describe")  # action: what apply does; de
 # Where the backends are: a salt-minion daemon runs a job after its loader
 # has taken this folder off sys.path again.
 HERE = os.path.dirname(os.path.abspath(__file__))
+# One import at a time: a thread must not see a backend another is still
+# importing, nor lose this folder from sys.path while it imports.
+_LOADING = threading.RLock()
 
 
 def load(name):
     """The backend module registered as ``name``, imported when first asked
     for: a run compiles and imports only the firewall it uses."""
-    module = sys.modules.get(REGISTRY[name])
-    if module is not None:
-        return module
-    added = HERE not in sys.path
-    if added:
-        sys.path.append(HERE)
-    try:
-        return importlib.import_module(REGISTRY[name])
-    finally:
+    with _LOADING:
+        added = HERE not in sys.path
         if added:
-            sys.path.remove(HERE)
+            sys.path.append(HERE)
+        try:
+            return importlib.import_module(REGISTRY[name])
+        finally:
+            if added:
+                sys.path.remove(HERE)
 
 
 def dispatch(planners, part, policy, snapshot):

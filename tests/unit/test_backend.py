@@ -4,6 +4,7 @@ describe() is built from."""
 
 import inspect
 import sys
+import threading
 
 import pytest
 import zimbra_fw_backend as contract
@@ -35,6 +36,32 @@ def test_a_backend_is_imported_when_first_asked_for_even_with_its_folder_off_sys
     assert backend.NAME == "nftables" and "zimbra_fw_nftables_files" in sys.modules
     assert sys.path == before
     assert contract.load("nftables") is backend
+
+
+def test_threads_loading_backends_at_once_each_get_a_whole_module(monkeypatch):
+    """A salt-minion with threaded jobs: one thread never sees a backend
+    another is still importing, nor loses the folder from sys.path midway."""
+    for module in ("zimbra_fw_ufw", "zimbra_fw_ufw_files", "zimbra_fw_firewalld", "zimbra_fw_firewalld_files"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setattr(sys, "path", [path for path in sys.path if path != contract.HERE])
+    names = ["ufw", "firewalld", "ufw", "firewalld"]
+    start, found = threading.Barrier(len(names)), {}
+
+    def load(index, name):
+        start.wait()
+        try:
+            module = contract.load(name)
+            found[index] = [item for item in contract.CONTRACT if not hasattr(module, item)]
+        except Exception as exc:  # pylint: disable=broad-except
+            found[index] = repr(exc)
+
+    threads = [threading.Thread(target=load, args=item) for item in enumerate(names)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == {index: [] for index in range(len(names))}
+    assert contract.HERE not in sys.path
 
 
 def test_the_config_check_names_every_registered_backend():
