@@ -205,6 +205,12 @@ class AnsibleUfw(Tool):
 
     def prepare(self, minion, policy):
         super().prepare(minion, policy)
+        play = [{"hosts": "localhost", "gather_facts": False, "tasks": self.tasks(policy)}]
+        with open(os.path.join(minion.state, "bench-play.yml"), "w", encoding="utf-8") as handle:
+            yaml.safe_dump(play, handle, sort_keys=False)
+
+    def tasks(self, policy):
+        """The playbook's tasks for ``policy``."""
         tasks = [
             {
                 "name": "profile",
@@ -236,9 +242,7 @@ class AnsibleUfw(Tool):
             tasks.append({"name": "no rule " + " ".join(rule), "community.general.ufw": args})
         tasks.append({"name": "default deny", "community.general.ufw": {"default": "deny", "direction": "incoming"}})
         tasks.append({"name": "enabled", "community.general.ufw": {"state": "enabled"}})
-        play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
-        with open(os.path.join(minion.state, "bench-play.yml"), "w", encoding="utf-8") as handle:
-            yaml.safe_dump(play, handle, sort_keys=False)
+        return tasks
 
     def converge(self, minion, policy):
         home = os.path.join(minion.state, "ansible-home")
@@ -301,8 +305,7 @@ class AnsibleFirewalld(AnsibleUfw):
 
     name = "ansible firewalld"
 
-    def prepare(self, minion, policy):
-        super().prepare(minion, policy)
+    def tasks(self, policy):
         tasks = [
             {
                 "name": f"service {name}",
@@ -324,9 +327,7 @@ class AnsibleFirewalld(AnsibleUfw):
             tasks.append({"name": rule, "ansible.posix.firewalld": {**zone, "rich_rule": rule}})
         for rule in policy.fw_absent:
             tasks.append({"name": rule, "ansible.posix.firewalld": {**zone, "rich_rule": rule, "state": "disabled"}})
-        play = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
-        with open(os.path.join(minion.state, "bench-play.yml"), "w", encoding="utf-8") as handle:
-            yaml.safe_dump(play, handle, sort_keys=False)
+        return tasks
 
 
 FIREWALLD_TOOLS = [ZimbraFwFirewalld(), SaltFirewalld(), AnsibleFirewalld()]
