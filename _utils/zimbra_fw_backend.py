@@ -106,6 +106,9 @@ def load(name):
     """The backend module registered as ``name``, imported when first asked
     for: a run compiles and imports only the firewall it uses."""
     with _LOADING:
+        loaded = sys.modules.get(REGISTRY[name])  # whole: every import of a backend is made here
+        if loaded is not None:
+            return loaded
         added = HERE not in sys.path
         if added:
             sys.path.append(HERE)
