@@ -1,8 +1,8 @@
 """
 Helper of the zimbra_fw execution module, not an execution module itself:
 ``zimbra_fw`` runs this file with firewalld's own Python (the one that has
-the ``dbus`` and ``firewall`` packages) to talk to firewalld over D-Bus in
-one process, as ``python3 -I zimbra_fw_firewalld_client.py`` with a JSON
+the ``dbus`` package) to talk to firewalld over D-Bus in one process, as
+``python3 -I zimbra_fw_firewalld_client.py`` with a JSON
 request on stdin.
 
 ``{"read": ZONE, "services": [NAME, ...]}`` prints one JSON object: whether
@@ -10,13 +10,11 @@ firewalld runs, its default zone, ZONE's (or the default zone's) services,
 rich rules, ports and target, permanent and runtime, the runtime ports of
 the named services, every runtime ipset (type, family, entries), the
 zones that hold interfaces or sources (``getActiveZones``) and this host's
-interfaces. Reading
-happens on every run, so it calls D-Bus directly: importing
-``firewall.client`` alone costs more than all the calls.
+interfaces.
 
 ``{"steps": [STEP, ...]}`` holds ``LOCK``, in a directory only root can enter (one zimbra_fw change at a time:
 each step reads what it changes and writes it back), carries out steps in
-order with ``firewall.client`` and reports ``{"done": i}`` per step, then ``{"failed":
+order and reports ``{"done": i}`` per step, then ``{"failed":
 i, "error": ...}`` on the first failure. Steps: ``["service", NAME,
 {"short", "description", "ports"}]`` (create or update a permanent service),
 ``["drop-service", NAME]``, ``["ipset", NAME, {"short", "description",
@@ -34,6 +32,10 @@ ZONE, "permanent" | "runtime", CHANGE]`` with CHANGE ``{"add_services",
 settings update.
 
 Any other output means firewalld's Python library could not be used: ``{"unavailable": why}``.
+
+Both talk to firewalld in plain D-Bus calls (``Firewalld``), not through
+``firewall.client``: importing it and introspecting its objects costs more
+than the calls, and a helper process runs on every state run.
 """
 
 import fcntl
@@ -58,12 +60,168 @@ def tell(**fields):
 BUS_NAME = "org.fedoraproject.FirewallD1"
 PATH = "/org/fedoraproject/FirewallD1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
+NOT_RUNNING = "firewalld is not running (firewall-cmd --state)"
 # The lock lives in a directory only root can enter, so no other user can
 # open the file and hold the lock (a world-readable lock file can be
 # flock'ed by anyone). The 0644 /run/zimbra_fw-firewalld.lock of older
 # versions is ignored (/run is emptied at boot).
 LOCK = "/run/zimbra_fw/firewalld.lock"
 LOCK_WAIT = 120  # seconds
+# D-Bus types of the settings lists and dicts zimbra_fw sends (as
+# firewall.client's settings classes declare them).
+SIGNATURES = {
+    "services": "s",
+    "rules_str": "s",
+    "ports": "(ss)",
+    "modules": "s",
+    "destination": "ss",
+    "protocols": "s",
+    "source_ports": "(ss)",
+    "includes": "s",
+    "helpers": "s",
+}
+
+
+class Firewalld:
+    """firewalld's D-Bus API as zimbra_fw uses it, in plain dbus calls:
+    importing firewall.client and introspecting its objects costs more than
+    the calls. Runtime methods keep firewalld's names; the others work on the
+    permanent configuration. Values go in and come out as plain Python."""
+
+    def __init__(self, dbus, bus):
+        self.dbus, self.bus = dbus, bus
+        self.main = self._object(PATH)
+        self.config = self._object(PATH + "/config")
+
+    def _object(self, path):
+        return self.bus.get_object(BUS_NAME, path, introspect=False)
+
+    @staticmethod
+    def _call(obj, interface, method, *args):
+        return obj.get_dbus_method(method, BUS_NAME + interface)(*args)
+
+    def state(self):
+        return str(self.main.Get(BUS_NAME, "state", dbus_interface=PROPERTIES))
+
+    def runtime(self, interface, method, *args):
+        return self._call(self.main, interface, method, *args)
+
+    def permanent(self, kind, name, method, *args):
+        """Call ``method`` on the permanent zone, service or ipset (``kind``
+        Zone, Service or IPSet) ``name``."""
+        path = self._call(self.config, ".config", f"get{kind}ByName", name)
+        return self._call(self._object(path), ".config." + kind.lower(), method, *args)
+
+    def _strings(self, items):
+        return self.dbus.Array([str(item) for item in items], signature="s")
+
+    def _settings(self, settings):
+        """``settings`` as a D-Bus a{sv}, its lists and dicts typed (an empty list has no type to guess)."""
+        typed = dict(settings)
+        for key, value in settings.items():
+            if isinstance(value, dict):
+                typed[key] = self.dbus.Dictionary(value, signature=SIGNATURES[key])
+            elif isinstance(value, list):
+                items = [tuple(item) if isinstance(item, list) else item for item in value]
+                typed[key] = self.dbus.Array(items, signature=SIGNATURES[key])
+        return self.dbus.Dictionary(typed, signature="sv")
+
+    # the runtime
+
+    def entries(self, ipset):
+        return [str(entry) for entry in self.runtime(".ipset", "getEntries", ipset)]
+
+    def set_entries(self, ipset, entries):
+        self.runtime(".ipset", "setEntries", ipset, self._strings(entries))
+
+    def add_entry(self, ipset, entry):
+        self.runtime(".ipset", "addEntry", ipset, entry)
+
+    def remove_entry(self, ipset, entry):
+        self.runtime(".ipset", "removeEntry", ipset, entry)
+
+    def has_rule(self, zone, rule):
+        return bool(self.runtime(".zone", "queryRichRule", zone, rule))
+
+    def add_rule(self, zone, rule):
+        self.runtime(".zone", "addRichRule", zone, rule, 0)  # 0: no timeout
+
+    def remove_rule(self, zone, rule):
+        self.runtime(".zone", "removeRichRule", zone, rule)
+
+    def reload(self):
+        self.runtime("", "reload")
+
+    # a zone, in either scope
+
+    def zone_settings(self, zone, scope):
+        if scope == "permanent":
+            return self.permanent("Zone", zone, "getSettings2")
+        return self.runtime(".zone", "getZoneSettings2", zone)
+
+    def update_zone(self, zone, scope, update):
+        """Set the settings in ``update`` (only those) of ``zone``."""
+        if scope == "permanent":
+            self.permanent("Zone", zone, "update2", self._settings(update))
+        else:
+            self.runtime(".zone", "setZoneSettings2", zone, self._settings(update))
+
+    # the permanent configuration
+
+    def permanent_has_rule(self, zone, rule):
+        return bool(self.permanent("Zone", zone, "queryRichRule", rule))
+
+    def permanent_entries(self, ipset):
+        return [str(entry) for entry in self.permanent("IPSet", ipset, "getEntries")]
+
+    def set_permanent_entries(self, ipset, entries):
+        self.permanent("IPSet", ipset, "setEntries", self._strings(entries))
+
+    def write_service(self, name, wanted):
+        """Create or redefine the permanent service ``name``: its ports and
+        words, nothing else (as firewall.client's empty settings)."""
+        settings = self._settings(
+            {
+                "version": "",
+                "short": wanted["short"],
+                "description": wanted["description"],
+                "ports": wanted["ports"],
+                **{key: [] for key in ("modules", "protocols", "source_ports", "includes", "helpers")},
+                "destination": {},
+            }
+        )
+        if name in self._call(self.config, ".config", "getServiceNames"):
+            self.permanent("Service", name, "update2", settings)
+        else:
+            self._call(self.config, ".config", "addService2", name, settings)
+
+    def write_ipset(self, name, wanted):
+        """Create or redefine the permanent hash:net ipset ``name``, empty."""
+        options = self.dbus.Dictionary({"family": wanted["family"]}, signature="ss")
+        settings = self.dbus.Struct(
+            ("", wanted["short"], wanted["description"], "hash:net", options, self._strings([])),
+            signature="ssssa{ss}as",
+        )
+        if name in self._call(self.config, ".config", "getIPSetNames"):
+            self.permanent("IPSet", name, "update", settings)
+        else:
+            self._call(self.config, ".config", "addIPSet", name, settings)
+
+    def remove(self, kind, name):
+        self.permanent(kind, name, "remove")
+
+
+def connect(dbus):
+    """(Firewalld, None) when firewalld runs, else (None, why not)."""
+    try:
+        bus = dbus.SystemBus()
+        owned = bus.name_has_owner(BUS_NAME)
+    except dbus.exceptions.DBusException as exc:  # no system bus: nothing runs
+        return None, str(exc)
+    firewalld = Firewalld(dbus, bus) if owned else None
+    if firewalld is None or firewalld.state() != "RUNNING":
+        return None, NOT_RUNNING
+    return firewalld, None
 
 
 def zone_view(settings):
@@ -77,44 +235,30 @@ def zone_view(settings):
 
 
 def read(zone, names):
-    """The read request's answer, over D-Bus without firewall.client."""
+    """The read request's answer."""
     import dbus  # pylint: disable=import-outside-toplevel,import-error
 
-    try:
-        bus = dbus.SystemBus()
-        running = bus.name_has_owner(BUS_NAME)
-    except dbus.exceptions.DBusException:  # no system bus: nothing runs
+    firewalld, _ = connect(dbus)
+    if firewalld is None:
         return {"running": False}
-    if running:
-        main = bus.get_object(BUS_NAME, PATH, introspect=False)
-        running = main.Get(BUS_NAME, "state", dbus_interface=PROPERTIES) == "RUNNING"
-    if not running:
-        return {"running": False}
-
-    def call(obj, interface, method, *args):
-        return obj.get_dbus_method(method, f"{BUS_NAME}{interface}")(*args)
-
-    default_zone = call(main, "", "getDefaultZone")
+    default_zone = firewalld.runtime("", "getDefaultZone")
     zone = zone or default_zone
-    zones = list(call(main, ".zone", "getZones"))
-    known = set(call(main, "", "listServices"))
+    zones = list(firewalld.runtime(".zone", "getZones"))
+    known = set(firewalld.runtime("", "listServices"))
     runtime_services = {
-        name: [list(port) for port in call(main, "", "getServiceSettings2", name).get("ports", [])]
+        name: [list(port) for port in firewalld.runtime("", "getServiceSettings2", name).get("ports", [])]
         for name in names
         if name in known
     }
     ipsets = {}
-    for name in call(main, ".ipset", "getIPSets"):
-        _, _, _, kind, options, entries = call(main, ".ipset", "getIPSetSettings", name)
+    for name in firewalld.runtime(".ipset", "getIPSets"):
+        _, _, _, kind, options, entries = firewalld.runtime(".ipset", "getIPSetSettings", name)
         ipsets[name] = {"type": kind, "family": options.get("family", "inet"), "entries": sorted(entries)}
     permanent = runtime = None
     if zone in zones:
-        config = bus.get_object(BUS_NAME, PATH + "/config", introspect=False)
-        zone_path = call(config, ".config", "getZoneByName", zone)
-        permanent_zone = bus.get_object(BUS_NAME, zone_path, introspect=False)
-        permanent = zone_view(call(permanent_zone, ".config.zone", "getSettings2"))
-        runtime = zone_view(call(main, ".zone", "getZoneSettings2", zone))
-    active = call(main, ".zone", "getActiveZones")
+        permanent = zone_view(firewalld.zone_settings(zone, "permanent"))
+        runtime = zone_view(firewalld.zone_settings(zone, "runtime"))
+    active = firewalld.runtime(".zone", "getActiveZones")
     return {
         "running": True,
         "default_zone": default_zone,
@@ -137,32 +281,30 @@ def interfaces():
     return sorted(name for _, name in socket.if_nameindex() if name != "lo")
 
 
-def change_zone(settings, change):
-    for name in change.get("add_services", []):
-        if name not in settings.getServices():
-            settings.addService(name)
-    for rule in change.get("add_rules", []):
-        if rule not in settings.getRichRules():
-            settings.addRichRule(rule)
-    for name in change.get("remove_services", []):
-        if name in settings.getServices():
-            settings.removeService(name)
-    for rule in change.get("remove_rules", []):
-        if rule in settings.getRichRules():
-            settings.removeRichRule(rule)
-    _change_ports(settings, change)
+ZONE_LISTS = (
+    ("services", "add_services", "remove_services"),
+    ("rules_str", "add_rules", "remove_rules"),
+    ("ports", "add_ports", "remove_ports"),
+)
+
+
+def zone_update(settings, change):
+    """The zone settings ``change`` alters, and only those: each list as it
+    is with what is missing added and what is named to go removed (rich
+    rules as firewalld writes them), and the target."""
+    update = {}
+    for key, add, remove in ZONE_LISTS:
+        if not (change.get(add) or change.get(remove)):
+            continue
+        plain = tuple if key == "ports" else str
+        current = [plain(item) for item in settings.get(key, [])]
+        going = {plain(item) for item in change.get(remove, [])}
+        coming = [plain(item) for item in change.get(add, [])]
+        kept = [item for item in current if item not in going]
+        update[key] = kept + [item for item in dict.fromkeys(coming) if item not in current and item not in going]
     if change.get("target"):
-        settings.setTarget(change["target"])
-    return settings
-
-
-def _change_ports(settings, change):
-    for port, proto in change.get("add_ports", []):
-        if not settings.queryPort(port, proto):
-            settings.addPort(port, proto)
-    for port, proto in change.get("remove_ports", []):
-        if settings.queryPort(port, proto):
-            settings.removePort(port, proto)
+        update["target"] = change["target"]
+    return update
 
 
 def _cover(firewall, cover):
@@ -170,13 +312,13 @@ def _cover(firewall, cover):
     overlapping ones) the runtime zone lacks; the ones added."""
     if not cover:
         return []
-    added = [rule for rule in cover["rules"] if not firewall.queryRichRule(cover["zone"], rule)]
+    added = [rule for rule in cover["rules"] if not firewall.has_rule(cover["zone"], rule)]
     for rule in added:
-        firewall.addRichRule(cover["zone"], rule)
+        firewall.add_rule(cover["zone"], rule)
     return added
 
 
-def change_entries(firewall, config, scope, changes):
+def change_entries(firewall, scope, changes):
     """Adds first, then removes, in every ipset named. Entries already there
     (or already gone) are skipped, so a concurrent run does not fail this one.
 
@@ -196,18 +338,17 @@ def change_entries(firewall, config, scope, changes):
     admits before and after is admitted at every moment."""
     for name, change in changes.items():
         if scope == "permanent":
-            entry = config.getIPSetByName(name)
-            current = entry.getSettings().getEntries()
+            current = firewall.permanent_entries(name)
             wanted = [e for e in current if e not in change["remove"]]
             wanted += [e for e in change["add"] if e not in current]
             if wanted != current:
-                entry.setEntries(wanted)  # the permanent configuration: nothing runs on it until a reload
+                firewall.set_permanent_entries(name, wanted)  # nothing runs on it until a reload
             continue
         covered = _cover(firewall, change.get("cover"))
-        current = set(firewall.getEntries(name))
+        current = set(firewall.entries(name))
         stays = current - set(change["remove"])
         if not stays or change.get("refill"):  # one call; what stays is held by the cover rules
-            firewall.setEntries(name, sorted(stays | set(change["add"])))
+            firewall.set_entries(name, sorted(stays | set(change["add"])))
         else:
             leaving = {old: ipaddress.ip_network(old, strict=False) for old in sorted(current - stays)}
             for item in change["add"]:
@@ -215,46 +356,22 @@ def change_entries(firewall, config, scope, changes):
                     continue
                 network = ipaddress.ip_network(item)  # planned entries have no host bits
                 for old in [old for old, net in leaving.items() if net.overlaps(network)]:
-                    firewall.removeEntry(name, old)
+                    firewall.remove_entry(name, old)
                     current.discard(old)
                     del leaving[old]
-                firewall.addEntry(name, item)
+                firewall.add_entry(name, item)
             for item in change["remove"]:
                 if item in current:
-                    firewall.removeEntry(name, item)
+                    firewall.remove_entry(name, item)
         for rule in covered:
-            firewall.removeRichRule(change["cover"]["zone"], rule)
+            firewall.remove_rule(change["cover"]["zone"], rule)
 
 
-def write_ipset(client, config, name, wanted):
-    settings = client.FirewallClientIPSetSettings()
-    settings.setType("hash:net")
-    settings.setOptions({"family": wanted["family"]})
-    settings.setShort(wanted["short"])
-    settings.setDescription(wanted["description"])
-    if name in config.getIPSetNames():
-        config.getIPSetByName(name).update(settings)
-    else:
-        config.addIPSet(name, settings)
-
-
-def write_service(client, config, name, wanted):
-    settings = client.FirewallClientServiceSettings()
-    settings.setShort(wanted["short"])
-    settings.setDescription(wanted["description"])
-    settings.setPorts([tuple(port) for port in wanted["ports"]])
-    if name in config.getServiceNames():
-        config.getServiceByName(name).update(settings)
-    else:
-        config.addService(name, settings)
-
-
-def check_management(firewall, config, zone, rules):
+def check_management(firewall, zone, rules):
     """Raise unless every rule is in the zone, in the permanent configuration
     (what the reload after the target change loads) and in the runtime."""
-    permanent = config.getZoneByName(zone).getSettings()
-    missing = [("permanent", rule) for rule in rules if not permanent.queryRichRule(rule)]
-    missing += [("runtime", rule) for rule in rules if not firewall.queryRichRule(zone, rule)]
+    missing = [("permanent", rule) for rule in rules if not firewall.permanent_has_rule(zone, rule)]
+    missing += [("runtime", rule) for rule in rules if not firewall.has_rule(zone, rule)]
     if missing:
         texts = "; ".join(f"{rule} ({scope})" for scope, rule in missing)
         raise RuntimeError(
@@ -263,30 +380,29 @@ def check_management(firewall, config, zone, rules):
         )
 
 
-def run_step(client, firewall, step):
+def run_step(firewall, step):
     kind, args = step[0], step[1:]
-    config = firewall.config()
     if kind == "service":
-        write_service(client, config, *args)
+        firewall.write_service(*args)
     elif kind == "drop-service":
-        config.getServiceByName(args[0]).remove()
+        firewall.remove("Service", *args)
     elif kind == "ipset":
-        write_ipset(client, config, *args)
+        firewall.write_ipset(*args)
     elif kind == "drop-ipset":
-        config.getIPSetByName(args[0]).remove()
+        firewall.remove("IPSet", *args)
     elif kind == "entries":
-        change_entries(firewall, config, *args)
+        change_entries(firewall, *args)
     elif kind == "reload":
         firewall.reload()
     elif kind == "check":
-        check_management(firewall, config, *args)
+        check_management(firewall, *args)
     elif kind == "zone":
         zone, scope, change = args
-        if scope == "permanent":
-            entry = config.getZoneByName(zone)
-            entry.update(change_zone(entry.getSettings(), change))
-        else:
-            firewall.setZoneSettings(zone, change_zone(firewall.getZoneSettings(zone), change))
+        update = zone_update(firewall.zone_settings(zone, scope), change)
+        if scope == "runtime":
+            update.pop("target", None)  # firewalld sets a target in the permanent configuration only
+        if update:
+            firewall.update_zone(zone, scope, update)
     else:
         raise RuntimeError(f"unknown step {step!r}")
 
@@ -324,23 +440,25 @@ def locked():
             time.sleep(0.05)
 
 
+def refusal(exc):
+    """What went wrong, in firewalld's words when firewalld refused
+    (``INVALID_ENTRY: ...``, as firewall-cmd says it)."""
+    name = getattr(exc, "get_dbus_name", lambda: None)()
+    return str(exc.get_dbus_message()) if name == BUS_NAME + ".Exception" else str(exc)
+
+
 def main():
     request = json.load(sys.stdin)
-    try:  # pylint: disable=import-outside-toplevel
+    try:
         if "read" in request:
             tell(**read(request["read"], request.get("services", [])))
             return
-        from firewall import client
+        import dbus  # pylint: disable=import-outside-toplevel,import-error
     except ImportError as exc:
         tell(unavailable=f"firewalld's Python library cannot be loaded: {exc}")
         sys.exit(3)
-    try:
-        connection = client.FirewallClient(wait=0, quiet=True)
-    except Exception as exc:  # pylint: disable=broad-except  # no system bus: nothing runs
-        connection, reason = None, str(exc)
-    else:
-        reason = "firewalld is not running (firewall-cmd --state)"
-    if connection is None or not connection.connected:
+    firewall, reason = connect(dbus)
+    if firewall is None:
         tell(failed=0, error=reason)
         sys.exit(1)
     try:
@@ -351,9 +469,9 @@ def main():
     with lock:
         for index, step in enumerate(request["steps"]):
             try:
-                run_step(client, connection, step)
+                run_step(firewall, step)
             except Exception as exc:  # pylint: disable=broad-except
-                tell(failed=index, error=str(exc))
+                tell(failed=index, error=refusal(exc))
                 sys.exit(1)
             tell(done=index)
 

@@ -12,8 +12,8 @@ Then it bind-mounts, in its private mount namespace, the sandbox's private
 /etc/ufw, /etc/default/ufw, /run (where a sandbox's firewalld has its
 private system bus, /run/dbus), its copy of ufw's package ``__init__.py``
 (which counts ufw processes and commands, see ufw_hook.py) and, for a
-firewalld minion, /etc/firewalld and a copy of firewalld's client.py (see
-firewalld_hook.py), and for an nftables minion, first, a copy of all of
+firewalld minion, /etc/firewalld and a copy of firewalld's
+firewall/server/config_ipset.py (see firewalld_hook.py), and for an nftables minion, first, a copy of all of
 /etc (the backend renames files onto /etc/nftables.conf) and an nft that
 logs its commands; adds any fault a test asked for (marker files
 ``fault-*`` in DIR) and executes CMD. It exits
@@ -108,7 +108,7 @@ def main(argv=None):
     _bind(os.path.join(args.state, "run"), "/run")  # a private /run/ufw.lock and /run/dbus
     if os.path.isdir(os.path.join(args.state, "etc-firewalld")):
         _bind(os.path.join(args.state, "etc-firewalld"), "/etc/firewalld")
-        _bind_hooked(args.state, "firewalld-client")
+        _bind_hooked(args.state, "firewalld-ipset-config")
     _bind_hooked(args.state, "ufw-package")
     if os.path.exists(os.path.join(args.state, "nft-counted")):  # logs each nft command (Minion.nft_commands)
         _bind(os.path.join(args.state, "nft-counted"), "/usr/sbin/nft")

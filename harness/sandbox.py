@@ -93,9 +93,10 @@ def ufw_package_dir():
 
 
 @functools.cache
-def firewalld_client_path():
-    """Where firewalld's client library (firewall/client.py) is, found without importing it."""
-    code = "import importlib.util; print(importlib.util.find_spec('firewall.client').origin)"
+def firewalld_ipset_config_path():
+    """Where firewalld's permanent-ipset D-Bus objects are defined
+    (firewall/server/config_ipset.py), found without importing them."""
+    code = "import importlib.util; print(importlib.util.find_spec('firewall.server.config_ipset').origin)"
     return _run(["/usr/bin/python3", "-c", code]).stdout.strip()
 
 
@@ -442,8 +443,8 @@ class Minion(Namespace):
         if shutil.which("firewalld") is None or not os.path.isdir("/etc/firewalld"):
             raise RuntimeError("firewalld is not installed here: 'make setup' installs it (and dbus)")
         shutil.copytree("/etc/firewalld", os.path.join(self.state, "etc-firewalld"))
-        # firewalld's client library with harness/firewalld_hook.py: fails a method on demand
-        self._make_hooked_copy("firewalld-client", firewalld_client_path(), FIREWALLD_HOOK)
+        # firewalld's permanent ipsets with harness/firewalld_hook.py: a D-Bus method fails on demand
+        self._make_hooked_copy("firewalld-ipset-config", firewalld_ipset_config_path(), FIREWALLD_HOOK)
         socket_path = os.path.join(self.state, "run", "dbus", "system_bus_socket")
         os.makedirs(os.path.dirname(socket_path), exist_ok=True)
         self.spawn_guarded(["dbus-daemon", "--system", "--nofork", "--nopidfile"])
@@ -453,7 +454,9 @@ class Minion(Namespace):
         _wait_for(lambda: self.guarded(["firewall-cmd", "--state"], check=False).returncode == 0, "firewalld")
 
     def fail_firewalld_call(self, method):
-        """Make firewall.client's ``CLASS.METHOD`` fail in every process from now (None: stop)."""
+        """Make firewalld answer its D-Bus method ``CLASS.METHOD`` (of
+        firewall/server/config_ipset.py, e.g. FirewallDConfigIPSet.setEntries)
+        with an error from now on (None: stop)."""
         marker = os.path.join(self.state, "firewalld-fail")
         if method is None:
             if os.path.exists(marker):

@@ -211,7 +211,7 @@ def test_a_step_that_fails_half_way_is_named_with_what_was_applied_and_the_next_
     minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9"]))
     minion.apply()
     minion.set_pillar(mailbox_with_mta(pillar, ["10.9.9.9", "203.0.113.10"]))
-    minion.fail_firewalld_call("FirewallClientConfigIPSet.setEntries")  # the permanent entries
+    minion.fail_firewalld_call("FirewallDConfigIPSet.setEntries")  # the permanent entries
     failed = minion.apply()["zimbra_fw-rules"]
     assert failed["result"] is False
     assert failed["comment"].startswith(

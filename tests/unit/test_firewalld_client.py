@@ -1,5 +1,5 @@
-"""The firewalld helper's logic (zimbra_fw_firewalld_client) against a fake
-firewalld: a recording stand-in for firewall.client and for dbus. No
+"""The firewalld helper (zimbra_fw_firewalld_client): its steps against a
+recording stand-in for its D-Bus adapter, the adapter against a fake bus. No
 firewalld here; exact calls and messages, so that mutants die."""
 
 import io
@@ -30,29 +30,31 @@ class Recorder:
         self.log.append(call)
 
 
-class FakeRuntime(Recorder):
-    """firewall.client.FirewallClient as change_entries and run_step use it:
-    runtime ipsets (refusing overlapping entries, as firewalld does) and
-    runtime rich rules. ``moments`` holds what the ipsets and rules admit
-    after each change; ``setEntries`` is two moments, as in firewalld 1.3
-    (fw_ipset.set_entries: set_flush, then set_restore)."""
+class FakeFirewalld(Recorder):
+    """helper.Firewalld as the steps use it: runtime ipsets (refusing
+    overlapping entries, as firewalld does), runtime rich rules, and the
+    permanent ipsets, services and zones. ``moments`` holds what the runtime
+    ipsets and rules admit after each change; ``set_entries`` is two
+    moments, as in firewalld 1.3 (fw_ipset.set_entries: set_flush, then
+    set_restore). The adapter itself is tested against a fake bus below."""
 
-    def __init__(self, sets=None, rules=None, log=None, permanent=None):
-        super().__init__([] if log is None else log)
+    def __init__(self, sets=None, rules=None, *, permanent_sets=None, zones=None):
+        super().__init__([])
         self.sets = {name: list(entries) for name, entries in (sets or {}).items()}
         self.rules = {zone: list(found) for zone, found in (rules or {}).items()}
+        self.permanent_sets = {name: list(entries) for name, entries in (permanent_sets or {}).items()}
+        self.zones = {(zone, "permanent"): settings for zone, settings in (zones or {}).items()}
         self.moments = []
-        self.permanent = permanent
 
     def _moment(self):
         self.moments.append(({n: tuple(e) for n, e in self.sets.items()}, {z: tuple(r) for z, r in self.rules.items()}))
 
-    def getEntries(self, name):
-        self.record("getEntries", name)
+    def entries(self, name):
+        self.record("entries", name)
         return list(self.sets[name])
 
-    def addEntry(self, name, entry):
-        self.record("addEntry", name, entry)
+    def add_entry(self, name, entry):
+        self.record("add_entry", name, entry)
         new = ipaddress.ip_network(entry, strict=False)
         for old in self.sets[name]:
             if new.overlaps(ipaddress.ip_network(old, strict=False)):
@@ -60,44 +62,62 @@ class FakeRuntime(Recorder):
         self.sets[name].append(entry)
         self._moment()
 
-    def removeEntry(self, name, entry):
-        self.record("removeEntry", name, entry)
+    def remove_entry(self, name, entry):
+        self.record("remove_entry", name, entry)
         self.sets[name].remove(entry)
         self._moment()
 
-    def setEntries(self, name, entries):
-        self.record("setEntries", name, list(entries))
+    def set_entries(self, name, entries):
+        self.record("set_entries", name, list(entries))
         self.sets[name] = []
         self._moment()
         self.sets[name] = list(entries)
         self._moment()
 
-    def queryRichRule(self, zone, rule):
-        self.record("queryRichRule", zone, rule)
+    def has_rule(self, zone, rule):
+        self.record("has_rule", zone, rule)
         return rule in self.rules.get(zone, [])
 
-    def addRichRule(self, zone, rule):
-        self.record("addRichRule", zone, rule)
+    def add_rule(self, zone, rule):
+        self.record("add_rule", zone, rule)
         self.rules.setdefault(zone, []).append(rule)
         self._moment()
 
-    def removeRichRule(self, zone, rule):
-        self.record("removeRichRule", zone, rule)
+    def remove_rule(self, zone, rule):
+        self.record("remove_rule", zone, rule)
         self.rules[zone].remove(rule)
         self._moment()
 
     def reload(self):
         self.record("reload")
 
-    def config(self):
-        return self.permanent
+    def zone_settings(self, zone, scope):
+        self.record("zone_settings", zone, scope)
+        if scope == "runtime":
+            return {"rules_str": list(self.rules.get(zone, []))}
+        return self.zones[(zone, scope)]
 
-    def getZoneSettings(self, zone):
-        self.record("getZoneSettings", zone)
-        return FakeZoneSettings(self.log, rules=self.rules.get(zone, []))
+    def update_zone(self, zone, scope, update):
+        self.record("update_zone", zone, scope, update)
 
-    def setZoneSettings(self, zone, settings):
-        self.record("setZoneSettings", zone, settings)
+    def permanent_has_rule(self, zone, rule):
+        self.record("permanent_has_rule", zone, rule)
+        return rule in self.zones[(zone, "permanent")].get("rules_str", [])
+
+    def permanent_entries(self, name):
+        return list(self.permanent_sets[name])
+
+    def set_permanent_entries(self, name, entries):
+        self.record("set_permanent_entries", name, entries)
+
+    def write_service(self, name, wanted):
+        self.record("write_service", name, wanted)
+
+    def write_ipset(self, name, wanted):
+        self.record("write_ipset", name, wanted)
+
+    def remove(self, kind, name):
+        self.record("remove", kind, name)
 
 
 def admitted(sets, rules, name, service):
@@ -150,8 +170,8 @@ def cover_rule(entry, service="zimbra-mta", version=4):
 )
 def test_runtime_entries_admit_what_stays_at_every_moment(before, after):
     change = planned(MTA, before, after)
-    firewall = FakeRuntime({MTA: before}, {"public": [SSH]})
-    helper.change_entries(firewall, None, "runtime", change)
+    firewall = FakeFirewalld({MTA: before}, {"public": [SSH]})
+    helper.change_entries(firewall, "runtime", change)
     assert sorted(firewall.sets[MTA]) == sorted(after)
     assert firewall.rules == {"public": [SSH]}  # the cover rules are gone
     assert_admitted_throughout(before, after, firewall.moments, MTA, "zimbra-mta")
@@ -163,40 +183,40 @@ def test_a_subnet_replacing_hosts_is_covered_by_a_rule_while_they_swap():
     assert change == {
         MTA: {"add": ["10.1.0.0/16"], "remove": ["10.1.2.3", "10.1.2.4"], "cover": {"zone": "public", "rules": [rule]}}
     }
-    firewall = FakeRuntime({MTA: ["10.9.9.9", "10.1.2.3", "10.1.2.4"]})
-    helper.change_entries(firewall, None, "runtime", change)
+    firewall = FakeFirewalld({MTA: ["10.9.9.9", "10.1.2.3", "10.1.2.4"]})
+    helper.change_entries(firewall, "runtime", change)
     assert firewall.log == [
-        ("queryRichRule", "public", rule),
-        ("addRichRule", "public", rule),
-        ("getEntries", MTA),
-        ("removeEntry", MTA, "10.1.2.3"),
-        ("removeEntry", MTA, "10.1.2.4"),
-        ("addEntry", MTA, "10.1.0.0/16"),
-        ("removeRichRule", "public", rule),
+        ("has_rule", "public", rule),
+        ("add_rule", "public", rule),
+        ("entries", MTA),
+        ("remove_entry", MTA, "10.1.2.3"),
+        ("remove_entry", MTA, "10.1.2.4"),
+        ("add_entry", MTA, "10.1.0.0/16"),
+        ("remove_rule", "public", rule),
     ]
 
 
 def test_a_leaving_entry_with_host_bits_is_read_as_its_subnet():
     before = ["10.4.0.9/24", "10.9.9.9"]  # firewalld keeps an entry as it was given
     change = planned(MTA, before, ["10.4.0.0/16", "10.9.9.9"])
-    firewall = FakeRuntime({MTA: before})
-    helper.change_entries(firewall, None, "runtime", change)
+    firewall = FakeFirewalld({MTA: before})
+    helper.change_entries(firewall, "runtime", change)
     assert firewall.log[2:5] == [
-        ("getEntries", MTA),
-        ("removeEntry", MTA, "10.4.0.9/24"),
-        ("addEntry", MTA, "10.4.0.0/16"),
+        ("entries", MTA),
+        ("remove_entry", MTA, "10.4.0.9/24"),
+        ("add_entry", MTA, "10.4.0.0/16"),
     ]
 
 
 def test_a_cover_rule_already_there_is_neither_added_nor_removed():
     rule = cover_rule("10.1.0.0/16")
     change = planned(MTA, ["10.1.2.3"], ["10.1.0.0/16"])
-    firewall = FakeRuntime({MTA: ["10.1.2.3"]}, {"public": [rule]})
-    helper.change_entries(firewall, None, "runtime", change)
+    firewall = FakeFirewalld({MTA: ["10.1.2.3"]}, {"public": [rule]})
+    helper.change_entries(firewall, "runtime", change)
     assert firewall.log == [
-        ("queryRichRule", "public", rule),
-        ("getEntries", MTA),
-        ("setEntries", MTA, ["10.1.0.0/16"]),
+        ("has_rule", "public", rule),
+        ("entries", MTA),
+        ("set_entries", MTA, ["10.1.0.0/16"]),
     ]
     assert firewall.rules == {"public": [rule]}
 
@@ -224,269 +244,124 @@ def test_cover_rules_are_planned_for_the_runtime_only_and_per_family():
 
 
 def test_runtime_entries_without_overlap_go_one_by_one_adds_first_and_skip_what_is_done():
-    firewall = FakeRuntime({MTA: ["10.1.0.1", "10.1.0.2"]})
+    firewall = FakeFirewalld({MTA: ["10.1.0.1", "10.1.0.2"]})
     change = {MTA: {"add": ["10.1.0.1", "10.1.0.3"], "remove": ["10.1.0.2", "10.1.0.9"]}}
-    helper.change_entries(firewall, None, "runtime", change)
+    helper.change_entries(firewall, "runtime", change)
     assert firewall.log == [
-        ("getEntries", MTA),
-        ("addEntry", MTA, "10.1.0.3"),
-        ("removeEntry", MTA, "10.1.0.2"),
+        ("entries", MTA),
+        ("add_entry", MTA, "10.1.0.3"),
+        ("remove_entry", MTA, "10.1.0.2"),
     ]
-    gone = FakeRuntime({MTA: ["10.1.0.2"]})
-    helper.change_entries(gone, None, "runtime", {MTA: {"add": ["10.1.0.4", "10.1.0.3"], "remove": ["10.1.0.2"]}})
-    assert gone.log == [("getEntries", MTA), ("setEntries", MTA, ["10.1.0.3", "10.1.0.4"])]
-
-
-class FakeIPSetSettings(Recorder):
-    def __init__(self, log, entries):
-        super().__init__(log)
-        self.entries = entries
-
-    def getEntries(self):
-        return list(self.entries)
-
-
-class FakeConfigIPSet(Recorder):
-    def __init__(self, log, name, entries=()):
-        super().__init__(log)
-        self.name, self.entries = name, list(entries)
-
-    def getSettings(self):
-        return FakeIPSetSettings(self.log, self.entries)
-
-    def setEntries(self, entries):
-        self.record("setEntries", self.name, entries)
-
-    def update(self, settings):
-        self.record("update ipset", self.name, settings.fields)
-
-    def remove(self):
-        self.record("remove ipset", self.name)
-
-
-class FakeConfigService(FakeConfigIPSet):
-    def update(self, settings):
-        self.record("update service", self.name, settings.fields)
-
-    def remove(self):
-        self.record("remove service", self.name)
-
-
-class FakeZoneSettings(Recorder):
-    """FirewallClientZoneSettings: services, rich rules, target."""
-
-    def __init__(self, log, services=(), rules=()):
-        super().__init__(log)
-        self.services, self.rules = list(services), list(rules)
-
-    def getServices(self):
-        return list(self.services)
-
-    def getRichRules(self):
-        return list(self.rules)
-
-    def queryRichRule(self, rule):
-        self.record("permanent queryRichRule", rule)
-        return rule in self.rules
-
-    def addService(self, name):
-        self.record("addService", name)
-
-    def removeService(self, name):
-        self.record("removeService", name)
-
-    def addRichRule(self, rule):
-        self.record("addRichRule", rule)
-
-    def removeRichRule(self, rule):
-        self.record("removeRichRule", rule)
-
-    def setTarget(self, target):
-        self.record("setTarget", target)
-
-
-class FakeConfigZone(Recorder):
-    def __init__(self, log, name, settings):
-        super().__init__(log)
-        self.name, self.settings = name, settings
-
-    def getSettings(self):
-        return self.settings
-
-    def update(self, settings):
-        self.record("update zone", self.name, settings)
-
-
-class FakeConfig(Recorder):
-    """firewall.client.FirewallClientConfig: permanent services, ipsets, zones."""
-
-    def __init__(self, log, ipsets=None, services=(), zones=None):
-        super().__init__(log)
-        self.ipsets = {name: FakeConfigIPSet(log, name, entries) for name, entries in (ipsets or {}).items()}
-        self.services = {name: FakeConfigService(log, name) for name in services}
-        self.zones = {name: FakeConfigZone(log, name, settings) for name, settings in (zones or {}).items()}
-
-    def getIPSetByName(self, name):
-        return self.ipsets[name]
-
-    def getIPSetNames(self):
-        return list(self.ipsets)
-
-    def addIPSet(self, name, settings):
-        self.record("addIPSet", name, settings.fields)
-
-    def getServiceByName(self, name):
-        return self.services[name]
-
-    def getServiceNames(self):
-        return list(self.services)
-
-    def addService(self, name, settings):
-        self.record("addService", name, settings.fields)
-
-    def getZoneByName(self, name):
-        return self.zones[name]
+    gone = FakeFirewalld({MTA: ["10.1.0.2"]})
+    helper.change_entries(gone, "runtime", {MTA: {"add": ["10.1.0.4", "10.1.0.3"], "remove": ["10.1.0.2"]}})
+    assert gone.log == [("entries", MTA), ("set_entries", MTA, ["10.1.0.3", "10.1.0.4"])]
 
 
 def test_permanent_entries_are_one_update_of_the_list_only_when_it_changes():
-    log = []
-    config = FakeConfig(log, {MTA: ["10.1.0.1", "10.1.0.2"], "zimbra-mta-v6": ["2001:db8::1"]})
+    firewall = FakeFirewalld(permanent_sets={MTA: ["10.1.0.1", "10.1.0.2"], "zimbra-mta-v6": ["2001:db8::1"]})
+    firewall.permanent_sets["zimbra-all-v4"] = []
     changes = {
         "zimbra-mta-v6": {"add": ["2001:db8::1"], "remove": ["2001:db8::7"]},  # already as wanted
         MTA: {"add": ["10.1.0.3", "10.1.0.1"], "remove": ["10.1.0.2", "10.1.0.9"]},
         "zimbra-all-v4": {"add": ["10.1.0.5"], "remove": []},
     }
-    config.ipsets["zimbra-all-v4"] = FakeConfigIPSet(log, "zimbra-all-v4")
-    helper.change_entries(None, config, "permanent", changes)
-    assert log == [("setEntries", MTA, ["10.1.0.1", "10.1.0.3"]), ("setEntries", "zimbra-all-v4", ["10.1.0.5"])]
+    helper.change_entries(firewall, "permanent", changes)
+    assert firewall.log == [
+        ("set_permanent_entries", MTA, ["10.1.0.1", "10.1.0.3"]),
+        ("set_permanent_entries", "zimbra-all-v4", ["10.1.0.5"]),
+    ]
 
 
-def test_change_zone_adds_what_is_missing_removes_what_is_there_and_sets_the_target():
-    log = []
-    settings = FakeZoneSettings(log, services=["ssh", "zimbra-old"], rules=[SSH, "old rule"])
+def test_a_zone_update_holds_only_the_settings_changed_each_list_whole():
+    settings = {"services": ["ssh", "zimbra-old"], "rules_str": [SSH, "old rule"], "ports": [("5", "udp")]}
     change = {
-        "add_services": ["zimbra", "ssh"],
+        "add_services": ["zimbra", "ssh", "zimbra"],
         "add_rules": [SSH, MASTER],
         "remove_services": ["zimbra-old", "gone"],
         "remove_rules": ["old rule", "gone rule"],
     }
-    assert helper.change_zone(settings, change) is settings
-    assert log == [
-        ("addService", "zimbra"),
-        ("addRichRule", MASTER),
-        ("removeService", "zimbra-old"),
-        ("removeRichRule", "old rule"),
-    ]
-    log.clear()
-    helper.change_zone(settings, {"target": "default"})
-    assert log == [("setTarget", "default")]
-    helper.change_zone(settings, {"target": ""})
-    assert log == [("setTarget", "default")]
-
-
-class FakeSettings:
-    """FirewallClientServiceSettings / FirewallClientIPSetSettings: what was set."""
-
-    def __init__(self):
-        self.fields = {}
-
-    def __getattr__(self, name):
-        if not name.startswith("set"):
-            raise AttributeError(name)
-        return lambda value: self.fields.__setitem__(name[3:], value)
-
-
-FAKE_CLIENT = types.SimpleNamespace(
-    FirewallClientServiceSettings=FakeSettings, FirewallClientIPSetSettings=FakeSettings
-)
-
-
-def firewalld(log, **config):
-    return FakeRuntime(log=log, permanent=FakeConfig(log, **config))
+    assert helper.zone_update(settings, change) == {"services": ["ssh", "zimbra"], "rules_str": [SSH, MASTER]}
+    ports = {"add_ports": [["7", "tcp"], ["5", "udp"]], "remove_ports": [["9", "tcp"]]}
+    assert helper.zone_update(settings, ports) == {"ports": [("5", "udp"), ("7", "tcp")]}
+    assert helper.zone_update(settings, {"remove_ports": [["5", "udp"]]}) == {"ports": []}
+    assert helper.zone_update({}, {"add_rules": [SSH], "remove_rules": [SSH]}) == {"rules_str": []}
+    assert helper.zone_update(settings, {"target": "default"}) == {"target": "default"}
+    assert helper.zone_update(settings, {"target": "", "add_services": []}) == {}
 
 
 def test_run_step_writes_and_drops_services_and_ipsets():
-    log = []
-    firewall = firewalld(log, ipsets={"zimbra-mta-v4": []}, services=["zimbra"])
+    firewall = FakeFirewalld()
     service = {"short": "Zimbra", "description": "Z. mark", "ports": [["25", "tcp"], ["7000-7010", "udp"]]}
     ipset = {"short": "Zimbra IPv6", "description": "S. mark", "family": "inet6"}
     for step in (
         ["service", "zimbra", service],
-        ["service", "zimbra-mta", service],
         ["drop-service", "zimbra"],
-        ["ipset", "zimbra-mta-v4", ipset],
         ["ipset", "zimbra-mta-v6", ipset],
         ["drop-ipset", "zimbra-mta-v4"],
         ["reload"],
     ):
-        helper.run_step(FAKE_CLIENT, firewall, step)
-    service_fields = {"Short": "Zimbra", "Description": "Z. mark", "Ports": [("25", "tcp"), ("7000-7010", "udp")]}
-    ipset_fields = {
-        "Type": "hash:net",
-        "Options": {"family": "inet6"},
-        "Short": "Zimbra IPv6",
-        "Description": "S. mark",
-    }
-    assert log == [
-        ("update service", "zimbra", service_fields),
-        ("addService", "zimbra-mta", service_fields),
-        ("remove service", "zimbra"),
-        ("update ipset", "zimbra-mta-v4", ipset_fields),
-        ("addIPSet", "zimbra-mta-v6", ipset_fields),
-        ("remove ipset", "zimbra-mta-v4"),
+        helper.run_step(firewall, step)
+    assert firewall.log == [
+        ("write_service", "zimbra", service),
+        ("remove", "Service", "zimbra"),
+        ("write_ipset", "zimbra-mta-v6", ipset),
+        ("remove", "IPSet", "zimbra-mta-v4"),
         ("reload",),
     ]
     with pytest.raises(RuntimeError) as info:
-        helper.run_step(FAKE_CLIENT, firewall, ["restart"])
+        helper.run_step(firewall, ["restart"])
     assert str(info.value) == "unknown step ['restart']"
 
 
 def test_run_step_changes_the_zone_in_the_scope_named_and_entries_through_change_entries():
-    log = []
-    permanent = FakeZoneSettings(log, services=["ssh"])
-    firewall = firewalld(log, zones={"public": permanent}, ipsets={MTA: ["10.1.0.1"]})
-    helper.run_step(FAKE_CLIENT, firewall, ["zone", "public", "permanent", {"add_services": ["zimbra"]}])
-    assert log == [("addService", "zimbra"), ("update zone", "public", permanent)]
-    log.clear()
-    helper.run_step(FAKE_CLIENT, firewall, ["zone", "public", "runtime", {"target": "default"}])
-    assert [call[0] for call in log] == ["getZoneSettings", "setTarget", "setZoneSettings"]
-    assert log[0] == ("getZoneSettings", "public") and log[2][1] == "public"
-    log.clear()
-    helper.run_step(FAKE_CLIENT, firewall, ["entries", "permanent", {MTA: {"add": ["10.1.0.2"], "remove": []}}])
-    assert log == [("setEntries", MTA, ["10.1.0.1", "10.1.0.2"])]
-    log.clear()
-    firewall.sets = {MTA: ["10.1.0.1"]}
-    helper.run_step(FAKE_CLIENT, firewall, ["entries", "runtime", {MTA: {"add": ["10.1.0.2"], "remove": []}}])
-    assert log == [("getEntries", MTA), ("addEntry", MTA, "10.1.0.2")]
+    firewall = FakeFirewalld({MTA: ["10.1.0.1"]}, {"public": [SSH]}, permanent_sets={MTA: ["10.1.0.1"]})
+    firewall.zones[("public", "permanent")] = {"services": ["ssh"], "target": "ACCEPT"}
+    helper.run_step(firewall, ["zone", "public", "permanent", {"add_services": ["zimbra"], "target": "default"}])
+    assert firewall.log == [
+        ("zone_settings", "public", "permanent"),
+        ("update_zone", "public", "permanent", {"services": ["ssh", "zimbra"], "target": "default"}),
+    ]
+    firewall.log.clear()
+    helper.run_step(firewall, ["zone", "public", "runtime", {"add_rules": [MASTER], "target": "default"}])
+    assert firewall.log == [
+        ("zone_settings", "public", "runtime"),
+        ("update_zone", "public", "runtime", {"rules_str": [SSH, MASTER]}),  # a target is permanent only
+    ]
+    firewall.log.clear()
+    helper.run_step(firewall, ["zone", "public", "runtime", {"target": "default"}])
+    assert firewall.log == [("zone_settings", "public", "runtime")]  # nothing to update
+    firewall.log.clear()
+    helper.run_step(firewall, ["entries", "permanent", {MTA: {"add": ["10.1.0.2"], "remove": []}}])
+    assert firewall.log == [("set_permanent_entries", MTA, ["10.1.0.1", "10.1.0.2"])]
+    firewall.log.clear()
+    helper.run_step(firewall, ["entries", "runtime", {MTA: {"add": ["10.1.0.2"], "remove": []}}])
+    assert firewall.log == [("entries", MTA), ("add_entry", MTA, "10.1.0.2")]
 
 
 def test_the_check_refuses_to_restrict_a_zone_whose_permanent_or_runtime_lacks_management():
-    log = []
-    permanent = FakeZoneSettings(log, rules=[SSH])
-    firewall = firewalld(log, zones={"public": permanent})
-    firewall.rules = {"public": [SSH, MASTER]}
+    firewall = FakeFirewalld(rules={"public": [SSH, MASTER]}, zones={"public": {"rules_str": [SSH]}})
     with pytest.raises(RuntimeError) as info:
-        helper.run_step(FAKE_CLIENT, firewall, ["check", "public", [SSH, MASTER]])
+        helper.run_step(firewall, ["check", "public", [SSH, MASTER]])
     assert str(info.value) == (
         "refusing to restrict the zone public: management access is not allowed yet "
         f"(missing: {MASTER} (permanent)); apply the zimbra_fw rules first"
     )
-    permanent.rules = [SSH, MASTER]
+    firewall.zones[("public", "permanent")] = {"rules_str": [SSH, MASTER]}
     firewall.rules = {"public": []}
     with pytest.raises(RuntimeError) as info:
-        helper.run_step(FAKE_CLIENT, firewall, ["check", "public", [SSH, MASTER]])
+        helper.run_step(firewall, ["check", "public", [SSH, MASTER]])
     assert str(info.value) == (
         "refusing to restrict the zone public: management access is not allowed yet "
         f"(missing: {SSH} (runtime); {MASTER} (runtime)); apply the zimbra_fw rules first"
     )
     firewall.rules = {"public": [MASTER, SSH]}
-    log.clear()
-    helper.run_step(FAKE_CLIENT, firewall, ["check", "public", [SSH, MASTER]])
-    assert log == [
-        ("permanent queryRichRule", SSH),
-        ("permanent queryRichRule", MASTER),
-        ("queryRichRule", "public", SSH),
-        ("queryRichRule", "public", MASTER),
+    firewall.log.clear()
+    helper.run_step(firewall, ["check", "public", [SSH, MASTER]])
+    assert firewall.log == [
+        ("permanent_has_rule", "public", SSH),
+        ("permanent_has_rule", "public", MASTER),
+        ("has_rule", "public", SSH),
+        ("has_rule", "public", MASTER),
     ]
 
 
@@ -591,94 +466,16 @@ def test_a_symlink_as_the_lock_file_is_not_followed(lock_path, tmp_path):
     assert not target.exists()
 
 
-# ---------------------------------------------------------------- main: what the helper reports
+# ---------------------------------------------------------------- D-Bus: a fake bus and dbus module
 
 
-class FakeConnection(FakeRuntime):
-    connected = True
-    fail = None
-
-    def __init__(self, wait, quiet):
-        super().__init__(log=[], permanent=FakeConfig([]))
-        assert (wait, quiet) == (0, True)
-
-    def reload(self):
-        if self.fail:
-            raise RuntimeError(self.fail)
-
-
-@pytest.fixture
-def fake_firewall(monkeypatch, lock_path):
-    """firewall.client, importable by main()."""
-    package = types.ModuleType("firewall")
-    module = types.ModuleType("firewall.client")
-    module.FirewallClient = FakeConnection
-    module.FirewallClientServiceSettings = module.FirewallClientIPSetSettings = FakeSettings
-    package.client = module
-    monkeypatch.setitem(sys.modules, "firewall", package)
-    monkeypatch.setitem(sys.modules, "firewall.client", module)
-    monkeypatch.setattr(FakeConnection, "connected", True)
-    monkeypatch.setattr(FakeConnection, "fail", None)
-    return module
-
-
-def run_main(monkeypatch, capsys, request):
-    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(request)))
-    code = 0
-    try:
-        helper.main()
-    except SystemExit as exc:
-        code = exc.code
-    return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-
-
-def test_main_reports_each_step_done_and_the_first_failure(monkeypatch, capsys, fake_firewall):
-    service = ["service", "zimbra", {"short": "Z", "description": "d", "ports": [["25", "tcp"]]}]
-    assert run_main(monkeypatch, capsys, {"steps": [service, ["reload"]]}) == (0, [{"done": 0}, {"done": 1}])
-    FakeConnection.fail = "COMMAND_FAILED: boom"
-    steps = {"steps": [["drop-ipset", "x"], ["reload"], ["reload"]]}
-    assert run_main(monkeypatch, capsys, steps) == (1, [{"failed": 0, "error": "'x'"}])
-    FakeConnection.fail = None
-    steps = {"steps": [["reload"], ["dance"], ["reload"]]}
-    assert run_main(monkeypatch, capsys, steps) == (1, [{"done": 0}, {"failed": 1, "error": "unknown step ['dance']"}])
-
-
-def test_main_without_firewalld_or_its_lock_fails_at_the_first_step(monkeypatch, capsys, fake_firewall, lock_path):
-    FakeConnection.connected = False
-    failed = {"failed": 0, "error": "firewalld is not running (firewall-cmd --state)"}
-    assert run_main(monkeypatch, capsys, {"steps": [["reload"]]}) == (1, [failed])
-
-    def no_bus(wait, quiet):
-        raise RuntimeError("org.freedesktop.DBus.Error.FileNotFound: no system bus")
-
-    monkeypatch.setattr(fake_firewall, "FirewallClient", no_bus)
-    failed = {"failed": 0, "error": "org.freedesktop.DBus.Error.FileNotFound: no system bus"}
-    assert run_main(monkeypatch, capsys, {"steps": [["reload"]]}) == (1, [failed])
-    monkeypatch.setattr(fake_firewall, "FirewallClient", FakeConnection)
-    FakeConnection.connected = True
-    lock_path.parent.write_text("")  # not a directory
-    failed = {"failed": 0, "error": f"{lock_path.parent} is not a directory owned by uid {os.geteuid()}: remove it"}
-    assert run_main(monkeypatch, capsys, {"steps": [["reload"]]}) == (1, [failed])
-
-
-def test_main_without_firewalds_library_says_it_is_unavailable(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "firewall", None)
-    code, lines = run_main(monkeypatch, capsys, {"steps": [["reload"]]})
-    assert code == 3
-    assert lines == [
-        {"unavailable": "firewalld's Python library cannot be loaded: import of firewall halted; None in sys.modules"}
-    ]
-
-
-def test_main_answers_a_read_with_one_line(monkeypatch, capsys):
-    asked = []
-    monkeypatch.setattr(helper, "read", lambda zone, names: asked.append((zone, names)) or {"running": False})
-    assert run_main(monkeypatch, capsys, {"read": "dmz", "services": ["zimbra"]}) == (0, [{"running": False}])
-    assert run_main(monkeypatch, capsys, {"read": None}) == (0, [{"running": False}])
-    assert asked == [("dmz", ["zimbra"]), (None, [])]
-
-
-# ---------------------------------------------------------------- read, over a fake D-Bus
+def frozen(value):
+    """``value`` hashable: lists as tuples, dicts as sorted item tuples."""
+    if isinstance(value, dict):
+        return tuple(sorted((key, frozen(item)) for key, item in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(item) for item in value)
+    return value
 
 
 class FakeBusObject:
@@ -691,13 +488,20 @@ class FakeBusObject:
 
     def get_dbus_method(self, method, interface):
         def call(*args):
-            self.bus.calls.append((self.path, interface, method, *args))
-            return self.bus.answers[(self.path, interface.removeprefix(helper.BUS_NAME), method, *args)]
+            self.bus.calls.append((self.path, interface.removeprefix(helper.BUS_NAME), method, *args))
+            answer = self.bus.answers[(self.path, interface.removeprefix(helper.BUS_NAME), method, *map(frozen, args))]
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
 
         return call
 
 
 class FakeBus:
+    """A system bus with firewalld on it: ``answers`` maps (path, interface
+    after firewalld's name, method, *arguments) to the reply, or to the
+    error raised; a call not in it fails the test (KeyError)."""
+
     def __init__(self, answers, state="RUNNING", owned=True):
         self.answers, self.state, self.owned, self.calls = answers, state, owned, []
 
@@ -710,18 +514,260 @@ class FakeBus:
         return FakeBusObject(self, path)
 
 
+class Array(list):
+    def __init__(self, items, signature):
+        super().__init__(items)
+        self.signature = signature
+
+
+class Dictionary(dict):
+    def __init__(self, items, signature):
+        super().__init__(items)
+        self.signature = signature
+
+
+class Struct(tuple):
+    def __new__(cls, items, signature):
+        made = super().__new__(cls, items)
+        made.signature = signature
+        return made
+
+
+class DBusException(Exception):
+    """dbus.exceptions.DBusException: a message and the error's D-Bus name."""
+
+    def __init__(self, message, name=None):
+        super().__init__(message)
+        self.name = name
+
+    def get_dbus_name(self):
+        return self.name
+
+    def get_dbus_message(self):
+        return self.args[0]
+
+    def __str__(self):
+        return f"{self.name}: {self.args[0]}" if self.name else self.args[0]
+
+
+REFUSED = helper.BUS_NAME + ".Exception"
+
+
 def fake_dbus(monkeypatch, bus):
+    """The dbus module, its SystemBus ``bus`` (or raising it, an exception)."""
     module = types.ModuleType("dbus")
-    module.exceptions = types.SimpleNamespace(DBusException=type("DBusException", (Exception,), {}))
+    module.exceptions = types.SimpleNamespace(DBusException=DBusException)
+    module.Array, module.Dictionary, module.Struct = Array, Dictionary, Struct
     if isinstance(bus, Exception):
 
         def no_bus():
-            raise module.exceptions.DBusException(str(bus))
+            raise DBusException(str(bus))
 
         module.SystemBus = no_bus
     else:
         module.SystemBus = lambda: bus
     monkeypatch.setitem(sys.modules, "dbus", module)
+    return module
+
+
+def typed(value):
+    """``value`` with the D-Bus signature of every Array, Dictionary and Struct in it."""
+    if isinstance(value, (Array, Dictionary, Struct)):
+        items = value.items() if isinstance(value, dict) else value
+        inner = {key: typed(item) for key, item in items} if isinstance(value, dict) else [typed(i) for i in items]
+        return (type(value).__name__, value.signature, inner)
+    return value
+
+
+PATH, CONFIG = helper.PATH, helper.PATH + "/config"
+ZONE_PATH, SERVICE_PATH, IPSET_PATH = CONFIG + "/zone/1", CONFIG + "/service/7", CONFIG + "/ipset/3"
+
+
+def firewalld_on(monkeypatch, answers):
+    """helper.Firewalld on a fake bus answering ``answers``; (firewalld, bus)."""
+    bus = FakeBus(answers)
+    firewalld, reason = helper.connect(fake_dbus(monkeypatch, bus))
+    assert reason is None
+    return firewalld, bus
+
+
+def test_the_adapter_makes_each_runtime_call_once_with_typed_arguments(monkeypatch):
+    firewalld, bus = firewalld_on(
+        monkeypatch,
+        {
+            (PATH, ".ipset", "getEntries", MTA): ["10.0.0.1"],
+            (PATH, ".ipset", "setEntries", MTA, ("10.0.0.2", "10.0.0.3")): None,
+            (PATH, ".ipset", "setEntries", MTA, ()): None,
+            (PATH, ".ipset", "addEntry", MTA, "10.0.0.4"): None,
+            (PATH, ".ipset", "removeEntry", MTA, "10.0.0.1"): None,
+            (PATH, ".zone", "queryRichRule", "public", SSH): 1,
+            (PATH, ".zone", "addRichRule", "public", SSH, 0): "public",
+            (PATH, ".zone", "removeRichRule", "public", SSH): "public",
+            (PATH, "", "reload"): None,
+            (PATH, ".zone", "getZoneSettings2", "public"): {"services": ["ssh"]},
+            (PATH, ".zone", "setZoneSettings2", "public", frozen({"rules_str": [SSH], "ports": [("7", "tcp")]})): None,
+        },
+    )
+    assert firewalld.entries(MTA) == ["10.0.0.1"]
+    firewalld.set_entries(MTA, ["10.0.0.2", "10.0.0.3"])
+    firewalld.set_entries(MTA, [])  # an empty list has no type dbus could guess
+    firewalld.add_entry(MTA, "10.0.0.4")
+    firewalld.remove_entry(MTA, "10.0.0.1")
+    assert firewalld.has_rule("public", SSH) is True
+    firewalld.add_rule("public", SSH)
+    firewalld.remove_rule("public", SSH)
+    firewalld.reload()
+    assert firewalld.zone_settings("public", "runtime") == {"services": ["ssh"]}
+    firewalld.update_zone("public", "runtime", {"rules_str": [SSH], "ports": [["7", "tcp"]]})
+    assert len(bus.calls) == 11
+    assert typed(bus.calls[1][-1]) == ("Array", "s", ["10.0.0.2", "10.0.0.3"])
+    assert typed(bus.calls[2][-1]) == ("Array", "s", [])
+    assert typed(bus.calls[-1][-1]) == (
+        "Dictionary",
+        "sv",
+        {"rules_str": ("Array", "s", [SSH]), "ports": ("Array", "(ss)", [("7", "tcp")])},
+    )
+
+
+def test_the_adapter_finds_permanent_objects_by_name_and_writes_whole_definitions(monkeypatch):
+    service = {"short": "Zimbra", "description": "Z. mark", "ports": [["25", "tcp"], ["7000-7010", "udp"]]}
+    service_settings = {
+        "version": "",
+        "short": "Zimbra",
+        "description": "Z. mark",
+        "ports": ("Array", "(ss)", [("25", "tcp"), ("7000-7010", "udp")]),
+        **{key: ("Array", "s", []) for key in ("modules", "protocols", "includes", "helpers")},
+        "source_ports": ("Array", "(ss)", []),
+        "destination": ("Dictionary", "ss", {}),
+    }
+    plain_service = {
+        key: frozen(value[2] if isinstance(value, tuple) else value) for key, value in service_settings.items()
+    }
+    ipset = {"short": "Zimbra IPv6", "description": "S. mark", "family": "inet6"}
+    ipset_settings = ("", "Zimbra IPv6", "S. mark", "hash:net", (("family", "inet6"),), ())
+    firewalld, bus = firewalld_on(
+        monkeypatch,
+        {
+            (CONFIG, ".config", "getZoneByName", "public"): ZONE_PATH,
+            (ZONE_PATH, ".config.zone", "getSettings2"): {"target": "ACCEPT"},
+            (ZONE_PATH, ".config.zone", "update2", (("target", "default"),)): None,
+            (ZONE_PATH, ".config.zone", "queryRichRule", SSH): 0,
+            (CONFIG, ".config", "getIPSetByName", MTA): IPSET_PATH,
+            (IPSET_PATH, ".config.ipset", "getEntries"): ["10.0.0.1"],
+            (IPSET_PATH, ".config.ipset", "setEntries", ("10.0.0.1", "10.0.0.2")): None,
+            (IPSET_PATH, ".config.ipset", "update", ipset_settings): None,
+            (IPSET_PATH, ".config.ipset", "remove"): None,
+            (CONFIG, ".config", "getIPSetNames"): [MTA],
+            (CONFIG, ".config", "addIPSet", "zimbra-mta-v6", ipset_settings): IPSET_PATH,
+            (CONFIG, ".config", "getServiceNames"): ["zimbra"],
+            (CONFIG, ".config", "getServiceByName", "zimbra"): SERVICE_PATH,
+            (SERVICE_PATH, ".config.service", "update2", frozen(plain_service)): None,
+            (CONFIG, ".config", "addService2", "zimbra-mta", frozen(plain_service)): SERVICE_PATH,
+            (SERVICE_PATH, ".config.service", "remove"): None,
+        },
+    )
+    assert firewalld.zone_settings("public", "permanent") == {"target": "ACCEPT"}
+    firewalld.update_zone("public", "permanent", {"target": "default"})
+    assert firewalld.permanent_has_rule("public", SSH) is False
+    assert firewalld.permanent_entries(MTA) == ["10.0.0.1"]
+    firewalld.set_permanent_entries(MTA, ["10.0.0.1", "10.0.0.2"])
+    firewalld.write_ipset(MTA, ipset)
+    firewalld.write_ipset("zimbra-mta-v6", ipset)
+    firewalld.remove("IPSet", MTA)
+    firewalld.write_service("zimbra", service)
+    firewalld.write_service("zimbra-mta", service)
+    firewalld.remove("Service", "zimbra")
+    written = {call[2]: call[-1] for call in bus.calls if call[2] in ("update2", "addService2", "addIPSet", "update")}
+    assert typed(written["addService2"]) == typed(written["update2"]) == ("Dictionary", "sv", service_settings)
+    assert (
+        typed(written["addIPSet"])
+        == typed(written["update"])
+        == (
+            "Struct",
+            "ssssa{ss}as",
+            ["", "Zimbra IPv6", "S. mark", "hash:net", ("Dictionary", "ss", {"family": "inet6"}), ("Array", "s", [])],
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "bus, reason",
+    [
+        (FakeBus({}, owned=False), helper.NOT_RUNNING),
+        (FakeBus({}, state="INIT"), helper.NOT_RUNNING),
+        (
+            RuntimeError("org.freedesktop.DBus.Error.FileNotFound: no system bus"),
+            "org.freedesktop.DBus.Error.FileNotFound: no system bus",
+        ),
+    ],
+)
+def test_connect_says_why_firewalld_cannot_be_used(monkeypatch, bus, reason):
+    assert helper.connect(fake_dbus(monkeypatch, bus)) == (None, reason)
+
+
+# ---------------------------------------------------------------- main: what the helper reports
+
+
+def run_main(monkeypatch, capsys, request):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(request)))
+    code = 0
+    try:
+        helper.main()
+    except SystemExit as exc:
+        code = exc.code
+    return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_main_reports_each_step_done_and_the_first_failure(monkeypatch, capsys, lock_path):
+    bus = FakeBus({(PATH, "", "reload"): None})
+    fake_dbus(monkeypatch, bus)
+    assert run_main(monkeypatch, capsys, {"steps": [["reload"], ["reload"]]}) == (0, [{"done": 0}, {"done": 1}])
+    assert bus.calls == [(PATH, "", "reload")] * 2
+    fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): DBusException("COMMAND_FAILED: boom", REFUSED)}))
+    steps = {"steps": [["reload"], ["reload"]]}
+    assert run_main(monkeypatch, capsys, steps) == (1, [{"failed": 0, "error": "COMMAND_FAILED: boom"}])
+    other = DBusException("Connection was disconnected", "org.freedesktop.DBus.Error.NoReply")
+    fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): other}))
+    failed = {"failed": 0, "error": "org.freedesktop.DBus.Error.NoReply: Connection was disconnected"}
+    assert run_main(monkeypatch, capsys, steps) == (1, [failed])
+    fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): None}))
+    steps = {"steps": [["reload"], ["dance"], ["reload"]]}
+    assert run_main(monkeypatch, capsys, steps) == (1, [{"done": 0}, {"failed": 1, "error": "unknown step ['dance']"}])
+
+
+def test_main_without_firewalld_or_its_lock_fails_at_the_first_step(monkeypatch, capsys, lock_path):
+    fake_dbus(monkeypatch, FakeBus({}, owned=False))
+    failed = {"failed": 0, "error": "firewalld is not running (firewall-cmd --state)"}
+    assert run_main(monkeypatch, capsys, {"steps": [["reload"]]}) == (1, [failed])
+    fake_dbus(monkeypatch, RuntimeError("org.freedesktop.DBus.Error.FileNotFound: no system bus"))
+    failed = {"failed": 0, "error": "org.freedesktop.DBus.Error.FileNotFound: no system bus"}
+    assert run_main(monkeypatch, capsys, {"steps": [["reload"]]}) == (1, [failed])
+    bus = FakeBus({})
+    fake_dbus(monkeypatch, bus)
+    lock_path.parent.write_text("")  # not a directory
+    failed = {"failed": 0, "error": f"{lock_path.parent} is not a directory owned by uid {os.geteuid()}: remove it"}
+    assert run_main(monkeypatch, capsys, {"steps": [["reload"]]}) == (1, [failed])
+    assert bus.calls == []  # nothing changed without the lock
+
+
+def test_main_without_firewalds_library_says_it_is_unavailable(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "dbus", None)
+    code, lines = run_main(monkeypatch, capsys, {"steps": [["reload"]]})
+    assert code == 3
+    assert lines == [
+        {"unavailable": "firewalld's Python library cannot be loaded: import of dbus halted; None in sys.modules"}
+    ]
+
+
+def test_main_answers_a_read_with_one_line(monkeypatch, capsys):
+    asked = []
+    monkeypatch.setattr(helper, "read", lambda zone, names: asked.append((zone, names)) or {"running": False})
+    assert run_main(monkeypatch, capsys, {"read": "dmz", "services": ["zimbra"]}) == (0, [{"running": False}])
+    assert run_main(monkeypatch, capsys, {"read": None}) == (0, [{"running": False}])
+    assert asked == [("dmz", ["zimbra"]), (None, [])]
+
+
+# ---------------------------------------------------------------- read, over a fake D-Bus
 
 
 ZONE_SETTINGS = {
@@ -793,15 +839,15 @@ def test_a_set_where_many_more_entries_change_than_stay_is_refilled_in_one_call(
     assert change == {
         MTA: {"add": sorted(JOINING), "remove": [], "refill": True, "cover": {"zone": "public", "rules": covers}}
     }
-    firewall = FakeRuntime({MTA: before})
-    helper.change_entries(firewall, None, "runtime", change)
+    firewall = FakeFirewalld({MTA: before})
+    helper.change_entries(firewall, "runtime", change)
     assert [call[0] for call in firewall.log] == [
-        *["queryRichRule"] * 2,
-        *["addRichRule"] * 2,
-        "getEntries",
-        "setEntries",
-        "removeRichRule",
-        "removeRichRule",
+        *["has_rule"] * 2,
+        *["add_rule"] * 2,
+        "entries",
+        "set_entries",
+        "remove_rule",
+        "remove_rule",
     ]
     assert sorted(firewall.sets[MTA]) == sorted(after)
     few = planned(MTA, ["10.9.9.9", "10.9.9.8"], ["10.9.9.9", "10.9.9.8", *JOINING[:39]])  # 39 < 2 x 20: one by one
