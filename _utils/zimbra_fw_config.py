@@ -745,10 +745,14 @@ def source_text(network):
     """An address or subnet as firewalls print it: a host without its prefix
     length. Made from the parsed address alone (its bytes), never from text
     the pillar gave: no zone ID or other text can ride along."""
-    address = ipaddress.ip_address(network.network_address.packed)
+    if network.version == 4:  # every peer address passes here: its four bytes, without ipaddress's round trip
+        value = int(network.network_address)
+        text = f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+    else:
+        text = ipaddress.ip_address(network.network_address.packed).compressed
     if network.prefixlen == network.max_prefixlen:
-        return address.compressed
-    return f"{address.compressed}/{network.prefixlen}"
+        return text
+    return f"{text}/{network.prefixlen}"
 
 
 def _ipv6_networks(config):

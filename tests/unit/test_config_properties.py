@@ -86,3 +86,26 @@ def test_a_dotted_quad_is_read_as_ipaddress_reads_it(text):
         assert problems
     else:
         assert network == ipaddress.ip_network(text.strip()) and not problems
+
+
+NETWORKS = st.one_of(
+    st.builds(
+        lambda value, length: ipaddress.IPv4Network((value, length), strict=False),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 32),
+    ),
+    st.builds(
+        lambda value, length: ipaddress.IPv6Network((value, length), strict=False),
+        st.integers(0, 2**128 - 1),
+        st.integers(0, 128),
+    ),
+)
+
+
+@given(NETWORKS)
+@settings(max_examples=3000, deadline=None)
+def test_source_text_is_the_address_ipaddress_prints_without_a_host_prefix(network):
+    address = ipaddress.ip_address(network.network_address.packed).compressed
+    want = address if network.prefixlen == network.max_prefixlen else f"{address}/{network.prefixlen}"
+    assert cfg.source_text(network) == want
+    assert ipaddress.ip_network(cfg.source_text(network)) == network
