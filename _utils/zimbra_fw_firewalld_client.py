@@ -215,13 +215,11 @@ def connect(dbus):
     """(Firewalld, None) when firewalld runs, else (None, why not)."""
     try:
         bus = dbus.SystemBus()
-        owned = bus.name_has_owner(BUS_NAME)
-    except dbus.exceptions.DBusException as exc:  # no system bus: nothing runs
+        firewalld = Firewalld(dbus, bus) if bus.name_has_owner(BUS_NAME) else None
+        running = firewalld is not None and firewalld.state() == "RUNNING"
+    except dbus.exceptions.DBusException as exc:  # no system bus, or firewalld left it meanwhile
         return None, str(exc)
-    firewalld = Firewalld(dbus, bus) if owned else None
-    if firewalld is None or firewalld.state() != "RUNNING":
-        return None, NOT_RUNNING
-    return firewalld, None
+    return (firewalld, None) if running else (None, NOT_RUNNING)
 
 
 def zone_view(settings):
@@ -444,7 +442,8 @@ def refusal(exc):
     """What went wrong, in firewalld's words when firewalld refused
     (``INVALID_ENTRY: ...``, as firewall-cmd says it)."""
     name = getattr(exc, "get_dbus_name", lambda: None)()
-    return str(exc.get_dbus_message()) if name == BUS_NAME + ".Exception" else str(exc)
+    said = str(exc.get_dbus_message() or "") if name == BUS_NAME + ".Exception" else ""
+    return said or str(exc)
 
 
 def main():

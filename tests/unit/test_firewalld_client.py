@@ -705,6 +705,17 @@ def test_connect_says_why_firewalld_cannot_be_used(monkeypatch, bus, reason):
     assert helper.connect(fake_dbus(monkeypatch, bus)) == (None, reason)
 
 
+def test_connect_to_a_firewalld_that_leaves_the_bus_meanwhile_says_so(monkeypatch):
+    bus = FakeBus({})
+    gone = DBusException("The name is not activatable", "org.freedesktop.DBus.Error.ServiceUnknown")
+
+    def left(self, *args, **kwargs):
+        raise gone
+
+    monkeypatch.setattr(FakeBusObject, "Get", left)
+    assert helper.connect(fake_dbus(monkeypatch, bus)) == (None, str(gone))
+
+
 # ---------------------------------------------------------------- main: what the helper reports
 
 
@@ -730,6 +741,8 @@ def test_main_reports_each_step_done_and_the_first_failure(monkeypatch, capsys, 
     fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): other}))
     failed = {"failed": 0, "error": "org.freedesktop.DBus.Error.NoReply: Connection was disconnected"}
     assert run_main(monkeypatch, capsys, steps) == (1, [failed])
+    fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): DBusException("", REFUSED)}))  # firewalld said nothing
+    assert run_main(monkeypatch, capsys, steps) == (1, [{"failed": 0, "error": f"{REFUSED}: "}])
     fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): None}))
     steps = {"steps": [["reload"], ["dance"], ["reload"]]}
     assert run_main(monkeypatch, capsys, steps) == (1, [{"done": 0}, {"failed": 1, "error": "unknown step ['dance']"}])
