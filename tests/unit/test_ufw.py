@@ -382,7 +382,7 @@ class Answers:
 def test_snapshot_reads_the_files_and_one_status(etc):
     runner = Answers({LIST: (0, CHAIN, "")})
     snap = ufw.read_snapshot(runner)
-    assert runner.calls == [(("iptables", "-n", "-L", "ufw-user-input"), None)]
+    assert runner.calls == [(("iptables", "-n", "-L", "ufw-user-input", "1"), None)]
     assert (snap.active, snap.incoming, snap.profile_text) == (True, "deny", PROFILE)
     assert sorted(snap.app_profiles) == ["OpenSSH", "Zimbra"]  # the hidden half-written file is skipped
     assert ufw.managed_rules(snap) == [
@@ -415,7 +415,8 @@ def test_ipv6_off_leaves_user6_rules_unread_and_is_a_fact(etc):
 
 
 def test_a_failing_status_names_the_command(etc):
-    with pytest.raises(ufw.CommandExecutionError, match=r"'iptables -n -L ufw-user-input' failed \(exit 4\): no perm"):
+    failed = r"'iptables -n -L ufw-user-input 1' failed \(exit 4\): no perm"
+    with pytest.raises(ufw.CommandExecutionError, match=failed):
         ufw.read_snapshot(Answers({LIST: (4, "", "no perm\n")}))
 
 
@@ -590,10 +591,10 @@ def test_udp_only_service_names_are_taken_too():
 def test_a_failing_command_with_output_on_stdout_or_none():
     with pytest.raises(ufw.CommandExecutionError) as info:
         ufw.read_snapshot(Answers({LIST: (2, "ERROR: on stdout\n", "")}))
-    assert info.value.strerror == "'iptables -n -L ufw-user-input' failed (exit 2): ERROR: on stdout"
+    assert info.value.strerror == "'iptables -n -L ufw-user-input 1' failed (exit 2): ERROR: on stdout"
     with pytest.raises(ufw.CommandExecutionError) as info:
         ufw.read_snapshot(Answers({LIST: (3, "", "")}))
-    assert info.value.strerror == "'iptables -n -L ufw-user-input' failed (exit 3): "
+    assert info.value.strerror == "'iptables -n -L ufw-user-input 1' failed (exit 3): "
 
 
 def test_many_ports_make_several_groups_in_the_profiles_view():
