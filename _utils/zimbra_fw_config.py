@@ -112,8 +112,11 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _network_key(network):
-    return (network.version, network)
+def network_order(network):
+    """A sort key that orders networks as ipaddress does (IPv4 first, then by
+    address, then by prefix length), from integers: comparing the objects
+    themselves runs ipaddress's Python comparisons, thousands per sort."""
+    return (network.version, int(network.network_address), network.prefixlen)
 
 
 def _check_keys(problems, prefix, mapping, known):
@@ -369,7 +372,7 @@ def _parse_networks(problems, key, value, allow_any=False, wide=None):
     _check_no_duplicates(problems, key, networks)
     if "any" in networks:
         return ("any",)
-    return tuple(sorted(set(networks), key=_network_key))
+    return tuple(sorted(set(networks), key=network_order))
 
 
 def _parse_port_list(problems, key, value):
@@ -514,7 +517,7 @@ def _parse_peer(problems, key, value, wide):
     if not addresses:
         problems.add(addresses_key, value.get("addresses"), "must list at least one address")
     roles = _parse_role_list(problems, f"{key}:roles", value.get("roles"))
-    unique = tuple(addresses) if len(addresses) == 1 else tuple(sorted(set(addresses), key=_network_key))
+    unique = tuple(addresses) if len(addresses) == 1 else tuple(sorted(set(addresses), key=network_order))
     return Peer(str(name), unique, roles, "pillar")
 
 
@@ -572,7 +575,7 @@ def _parse_mine_entry(name, identity, networks, ipv6_off):
         found.add(f"{key}:addresses", [], "must list at least one address")
     if found or not addresses:
         return None, (*found, *reasons)
-    return Peer(name, tuple(sorted(set(addresses), key=_network_key)), roles, "mine"), tuple(reasons)
+    return Peer(name, tuple(sorted(set(addresses), key=network_order)), roles, "mine"), tuple(reasons)
 
 
 def _mine_peers(problems, peers, mine_data, facts, networks):

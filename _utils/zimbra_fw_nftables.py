@@ -37,7 +37,7 @@ from zimbra_fw_audit import Rule, address_sources
 from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, said, sentence
 from zimbra_fw_catalogue import PortSpec
 from zimbra_fw_commands import ApplyFailed, checked, write_atomic
-from zimbra_fw_config import source_text
+from zimbra_fw_config import network_order, source_text
 from zimbra_fw_nftables_files import CHAIN, FAMILY, TABLE, NftSet
 from zimbra_fw_rollback import restore_files, save_files
 
@@ -318,7 +318,7 @@ def _elements(networks):
     the wider one admits it."""
     wider = [net for net in networks if net.prefixlen < net.max_prefixlen]  # only these can hold others
     kept = [net for net in networks if not any(net != other and net.subnet_of(other) for other in wider)]
-    return tuple(source_text(net) for net in sorted(kept))  # as value_text prints files.address(net)
+    return tuple(source_text(net) for net in sorted(kept, key=network_order))  # as value_text prints files.address(net)
 
 
 def management_rules(policy):

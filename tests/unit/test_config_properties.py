@@ -109,3 +109,10 @@ def test_source_text_is_the_address_ipaddress_prints_without_a_host_prefix(netwo
     want = address if network.prefixlen == network.max_prefixlen else f"{address}/{network.prefixlen}"
     assert cfg.source_text(network) == want
     assert ipaddress.ip_network(cfg.source_text(network)) == network
+
+
+@given(st.lists(NETWORKS, max_size=40))
+@settings(max_examples=500, deadline=None)
+def test_network_order_sorts_as_ipaddress_compares(networks):
+    by_family = sorted(networks, key=lambda network: (network.version, network))
+    assert sorted(networks, key=cfg.network_order) == by_family
