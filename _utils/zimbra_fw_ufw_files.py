@@ -129,7 +129,6 @@ def _interfaces(field):
     return None
 
 
-@functools.lru_cache(maxsize=1024)  # rules files repeat a few port lists over thousands of rules
 def _tuple_ports(proto, dport):
     """The ports a tuple's destination opens (frozenset of PortSpecs, empty for any port)."""
     try:
@@ -138,11 +137,32 @@ def _tuple_ports(proto, dport):
         return frozenset()
 
 
+# Stands for a tuple's source address while the words of its shape are worked out.
+SOURCE = object()
+
+
 def _tuple_rule(line):
     """One ``### tuple ###`` line of user.rules: ((argument tuple, comment or
-    None), the ports its destination opens), or None."""
+    None), the ports its destination opens), or None. Lines that differ only
+    in their source address (one per peer) share one parse: the source is a
+    word of its own in the words (``from SOURCE``) unless it is anywhere
+    (or the word ``any``, which ufw never writes there)."""
     body, _, comment_hex = line.partition(" comment=")
     fields = body.split()[3:]
+    if len(fields) > 5 and fields[5] not in (*ANYWHERE, "any"):
+        source, fields[5] = fields[5], SOURCE
+        parsed = _tuple_shape(tuple(fields), comment_hex.strip())
+        if parsed is None:
+            return None
+        (words, comment), ports = parsed
+        return (tuple(source if word is SOURCE else word for word in words), comment), ports
+    return _tuple_shape(tuple(fields), comment_hex.strip())
+
+
+@functools.lru_cache(maxsize=1024)  # rules files repeat a few shapes over thousands of rules
+def _tuple_shape(fields, comment_hex):
+    """``_tuple_rule`` of a line's fields after ``### tuple ###`` and its comment."""
+    fields = list(fields)
     if not 6 <= len(fields) <= 9:
         return None
     iface = ("in", "", "")
@@ -157,11 +177,10 @@ def _tuple_rule(line):
     if action not in ("allow", "reject", "limit"):
         action = "deny"
     words = _command_words(UfwTuple(action, proto, dport, dst, sport, src, *apps, *iface, logtype))
-    rule = (("route", *words) if route else words), _tuple_comment(comment_hex.strip())
+    rule = (("route", *words) if route else words), _tuple_comment(comment_hex)
     return rule, _tuple_ports(proto, dport)
 
 
-@functools.lru_cache(maxsize=1024)  # one comment (zimbra_fw) on thousands of rules
 def _tuple_comment(comment_hex):
     """A tuple's comment, written as hex; None for none."""
     try:

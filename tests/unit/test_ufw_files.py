@@ -271,3 +271,19 @@ def test_rule_profile_of_app_and_plain_rules():
     assert ufw_files.rule_profile(("allow", "from", "10.0.0.1", "to", "any", "app", "Zimbra-mta")) == "Zimbra-mta"
     assert ufw_files.rule_profile(("allow", "22/tcp")) is None
     assert ufw_files.rule_profile(("allow", "from", "10.0.0.0/8")) is None
+
+
+SOURCES = ["10.0.0.5", "10.1.0.0/16", "2001:db8::7", "2001:db8::/48", "0.0.0.0/0", "::/0", "any", "x", "-"]
+
+
+@pytest.mark.parametrize("line", [line for line, _ in TUPLES] + ["allow tcp 25,80 0.0.0.0/0 any 10.0.0.5 Zimbra -"])
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_line_read_through_its_shape_reads_as_the_line_itself(line, source):
+    """Lines that differ only in their source share one parse; each reads as
+    if parsed whole (the shape's cache bypassed)."""
+    fields = line.split()
+    fields[5] = source
+    text = f"### tuple ### {' '.join(fields)} comment=7a696d6272615f6677"
+    whole = ufw_files._tuple_shape.__wrapped__(tuple(fields), "7a696d6272615f6677")
+    assert ufw_files._tuple_rule(text) == whole
+    assert ufw_files._tuple_rule(text) == whole  # read again, from the cache
