@@ -139,13 +139,17 @@ def build(config):
         accesses += [Access(ADMIN, network, group.ports, group.name, ()) for network in config.admin_subnets]
     for spec, networks in restricted.items():
         accesses += [Access(ONLY_FROM, network, (spec,), None, ()) for network in networks]
-    peers_by_port = {}
+    group_of = {consumer: groups[_group_name(config, consumer)] for consumer in used}
+    peers_of = {consumer: set() for consumer in used}  # peer names, per group: one add a peer, not one a port
     for peer in config.peers:
         for consumer in consumers[peer.roles]:
-            group = groups[_group_name(config, consumer)]
+            group = group_of[consumer]
             accesses += [Access(PEER, address, group.ports, group.name, ()) for address in peer.addresses]
-            for spec in group.ports:
-                peers_by_port.setdefault(spec, set()).add(peer.name)
+            peers_of[consumer].add(peer.name)
+    peers_by_port = {}
+    for consumer, names in peers_of.items():
+        for spec in group_of[consumer].ports:
+            peers_by_port.setdefault(spec, set()).update(names)
     if anyone:
         accesses.append(Access(ANYONE, None, tuple(anyone), config.profile_name, ()))
     return Policy(
