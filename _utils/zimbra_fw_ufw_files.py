@@ -149,14 +149,14 @@ def _tuple_rule(line):
     (or the word ``any``, which ufw never writes there)."""
     body, _, comment_hex = line.partition(" comment=")
     fields = body.split()[3:]
-    if len(fields) > 5 and fields[5] not in (*ANYWHERE, "any"):
-        source, fields[5] = fields[5], SOURCE
-        parsed = _tuple_shape(tuple(fields), comment_hex.strip())
-        if parsed is None:
-            return None
-        (words, comment), ports = parsed
-        return (tuple(source if word is SOURCE else word for word in words), comment), ports
-    return _tuple_shape(tuple(fields), comment_hex.strip())
+    source = fields[5] if len(fields) > 5 and fields[5] not in (*ANYWHERE, "any") else None
+    if source is not None:
+        fields[5] = SOURCE
+    parsed = _tuple_shape(tuple(fields), comment_hex.strip())
+    if parsed is None or source is None:
+        return parsed
+    (words, comment), ports = parsed
+    return (tuple(source if word is SOURCE else word for word in words), comment), ports
 
 
 @functools.lru_cache(maxsize=1024)  # rules files repeat a few shapes over thousands of rules

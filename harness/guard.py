@@ -13,8 +13,9 @@ Then it bind-mounts, in its private mount namespace, the sandbox's private
 private system bus, /run/dbus), its copy of ufw's package ``__init__.py``
 (which counts ufw processes and commands, see ufw_hook.py) and, for a
 firewalld minion, /etc/firewalld and a copy of firewalld's
-firewall/server/config_ipset.py (see firewalld_hook.py), and for an nftables minion, first, a copy of all of
-/etc (the backend renames files onto /etc/nftables.conf) and an nft that
+firewall/server/config_ipset.py (see firewalld_hook.py), and for an
+nftables minion, first, a copy of all of /etc (the backend renames files
+onto /etc/nftables.conf) and an nft that
 logs its commands; adds any fault a test asked for (marker files
 ``fault-*`` in DIR) and executes CMD. It exits
 97 on refusal.
