@@ -83,10 +83,12 @@ SIGNATURES = {
 
 
 class Firewalld:
-    """firewalld's D-Bus API as zimbra_fw uses it, in plain dbus calls:
-    importing firewall.client and introspecting its objects costs more than
-    the calls. Runtime methods keep firewalld's names; the others work on the
-    permanent configuration. Values go in and come out as plain Python."""
+    """firewalld's D-Bus API as zimbra_fw uses it, in plain dbus calls (see
+    the module's docstring). The ``permanent*``, ``write_*`` and ``remove``
+    methods work on the permanent configuration, ``zone_settings`` and
+    ``update_zone`` on either scope, the others on the runtime. Values go in
+    as plain Python (typed here); entries come back as strings, settings as
+    dbus-python's dict and list subclasses."""
 
     def __init__(self, dbus, bus):
         self.dbus, self.bus = dbus, bus
