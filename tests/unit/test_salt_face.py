@@ -1,6 +1,7 @@
 """The Salt face and the states, loaded as Salt loads them, with Salt's
 dunders (__salt__, __opts__, __pillar__, __grains__, __context__) given by the test."""
 
+import gc
 import importlib.util
 import ipaddress
 import json
@@ -124,6 +125,29 @@ def test_policy_is_computed_once_per_state_run_only():
     first, second = module._policy(), module._policy()
     assert first is second
     assert salt.log.count("pkg.list_pkgs") == 3
+
+
+def test_the_cycle_collector_is_off_while_the_policy_is_built_and_restored_after():
+    seen = []
+
+    def list_pkgs():
+        seen.append(gc.isenabled())
+        return {"zimbra-mta": "10.1"}
+
+    module, _ = face({}, pkg__list_pkgs=list_pkgs)
+    assert gc.isenabled()
+    module.open_ports()
+    assert seen == [False] and gc.isenabled()
+    bad, _ = face({"trusted_subnets": ["any"]}, pkg__list_pkgs=list_pkgs)
+    with pytest.raises(CommandExecutionError):
+        bad.open_ports()
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        module.open_ports()
+        assert not gc.isenabled()  # whoever turned it off turns it back on
+    finally:
+        gc.enable()
 
 
 def test_bad_pillar_names_the_key_and_value():
