@@ -239,3 +239,20 @@ def test_enabling_is_refused_when_one_of_two_ssh_sources_lost_its_rule(lab, exam
     assert out.returncode != 0
     assert "(missing: allow from 203.0.113.0/24 to any port 22 proto tcp)" in out.stdout + out.stderr
     assert "Status: inactive" in lab.minion.ufw("status").stdout
+
+
+def test_running_or_not_is_decided_as_ufw_status_decides_with_or_without_the_jump(lab, example_pillar):
+    minion = lab.minion
+    minion.set_pillar(example_pillar)
+    assert succeeded(minion.apply())
+    jump = "-A ufw-before-input -j ufw-user-input"
+    assert jump in minion.guarded(["iptables", "-S", "ufw-before-input"]).stdout.splitlines()
+    assert minion.salt("zimbra_fw.status")["active"] is True
+    # By hand: the user chain stays loaded, nothing jumps to it; ufw still says active.
+    minion.guarded(["iptables", "-D", "ufw-before-input", "-j", "ufw-user-input"])
+    assert jump not in minion.guarded(["iptables", "-S", "ufw-before-input"]).stdout.splitlines()
+    assert "Status: active" in minion.ufw("status").stdout
+    assert minion.salt("zimbra_fw.status")["active"] is True
+    minion.ufw("disable")
+    assert "Status: inactive" in minion.ufw("status").stdout
+    assert minion.salt("zimbra_fw.status")["active"] is False
