@@ -9,8 +9,6 @@ registry and the contract are in ``zimbra_fw_backend``). Only the functions in
 ``__load__`` are published; none takes a plan, a path or a command.
 """
 
-import contextlib
-import gc
 import ipaddress
 import logging
 import time
@@ -93,21 +91,6 @@ MAX_DEPTH = 8
 TOO_DEEP = "<nested too deep>"
 
 
-@contextlib.contextmanager
-def _collector_paused():
-    """Python's cycle collector off while a run builds its policy, reads the
-    firewall and plans: these make thousands of small objects and no cycles,
-    and a full collection among them walks all of Salt's heap (its loaders
-    copy the pillar): 25 ms of 85 ms with 5,000 peer addresses."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _plain(value, depth=0):
     """Pillar or mine data as plain dicts and lists (Salt may wrap them to
     mask output), at most MAX_DEPTH levels deep."""
@@ -167,7 +150,7 @@ def _policy(with_mine=True):
     if cache is not None and "policy" in cache:
         return cache["policy"]
     # __pillar__ rather than pillar.get: Salt 3008 masks values pillar.get returns.
-    with _collector_paused():
+    with zimbra_fw_commands.collector_paused():
         pillar = _plain(__pillar__.get(zimbra_fw_config.PILLAR_KEY))
         settings = pillar if isinstance(pillar, dict) else {}
         config = zimbra_fw_config.parse_config(pillar, _facts(settings, with_mine))
@@ -200,7 +183,7 @@ def _snapshot(policy, parts):
     if cache is not None and "snapshot" in cache:
         return cache["snapshot"]
     live = cache is not None or any(p in backend.LIVE_PARTS for p in parts)
-    with _collector_paused():
+    with zimbra_fw_commands.collector_paused():
         snapshot = backend.read_snapshot(_run, live=live, config=policy.config)
     if cache is not None:
         cache["snapshot"], cache["plans"] = snapshot, {}
@@ -216,7 +199,7 @@ def _plans(policy, parts, snapshot=None):
     cache = __context__.get(RUN_CACHE)
     shared = cache is not None and cache.get("snapshot") is snapshot and cache.get("policy") is policy
     plans = cache.setdefault("plans", {}) if shared else {}
-    with _collector_paused():
+    with zimbra_fw_commands.collector_paused():
         for name in parts:
             if name not in plans:
                 plans[name] = backend.plan(name, policy, snapshot)

@@ -1,5 +1,6 @@
 """zimbra_fw_commands: what every backend uses to run commands and write files."""
 
+import gc
 import os
 import stat
 
@@ -40,3 +41,28 @@ def test_checked_names_the_command_and_what_it_said():
     with pytest.raises(CommandExecutionError, match=r"'firewall-cmd --get-zones' failed \(exit 2\): no such zone"):
         commands.checked(run, ["firewall-cmd", "--get-zones"])
     assert commands.checked(run, ["x"], succeeded=(0, 2)) == 2
+
+
+def test_the_collector_is_back_on_when_the_last_of_overlapping_pauses_ends():
+    first, second = commands.collector_paused(), commands.collector_paused()
+    first.__enter__()
+    second.__enter__()
+    assert not gc.isenabled()
+    first.__exit__(None, None, None)  # threaded jobs: the first to start ends first
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_the_collector_is_back_on_after_an_error_and_stays_off_if_it_was_off():
+    with pytest.raises(ValueError):
+        with commands.collector_paused():
+            raise ValueError("bad pillar")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with commands.collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
