@@ -241,18 +241,21 @@ def test_enabling_is_refused_when_one_of_two_ssh_sources_lost_its_rule(lab, exam
     assert "Status: inactive" in lab.minion.ufw("status").stdout
 
 
-def test_running_or_not_is_decided_as_ufw_status_decides_with_or_without_the_jump(lab, example_pillar):
+def test_running_or_not_is_decided_as_ufw_status_decides_in_states_made_by_hand(lab, example_pillar):
     minion = lab.minion
     minion.set_pillar(example_pillar)
     assert succeeded(minion.apply())
-    jump = "-A ufw-before-input -j ufw-user-input"
-    assert jump in minion.guarded(["iptables", "-S", "ufw-before-input"]).stdout.splitlines()
     assert minion.salt("zimbra_fw.status")["active"] is True
     # By hand: the user chain stays loaded, nothing jumps to it; ufw still says active.
-    minion.guarded(["iptables", "-D", "ufw-before-input", "-j", "ufw-user-input"])
-    assert jump not in minion.guarded(["iptables", "-S", "ufw-before-input"]).stdout.splitlines()
+    jump = ["ufw-before-input", "-j", "ufw-user-input"]
+    minion.guarded(["iptables", "-D", *jump])
+    assert minion.guarded(["iptables", "-C", *jump], check=False).returncode != 0
     assert "Status: active" in minion.ufw("status").stdout
     assert minion.salt("zimbra_fw.status")["active"] is True
     minion.ufw("disable")
+    # A rule whose comment spells the jump out (a listing of the chain shows it) is no jump.
+    minion.guarded(["iptables", "-N", "ufw-before-input"], check=False)
+    spelled = "x\n-A ufw-before-input -j ufw-user-input\n"
+    minion.guarded(["iptables", "-A", "ufw-before-input", "-m", "comment", "--comment", spelled, "-j", "RETURN"])
     assert "Status: inactive" in minion.ufw("status").stdout
     assert minion.salt("zimbra_fw.status")["active"] is False

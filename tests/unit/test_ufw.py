@@ -346,13 +346,6 @@ OTHER_APP = "[OpenSSH]\ntitle=ssh\ndescription=ssh\nports=22/tcp\n"
 
 
 LIST = ("iptables", "-n", "-L")  # ufw's own test of "active": its user chain is loaded
-BEFORE = ("iptables", "-S", "ufw-before-input")  # asked first: the jump to the user chain
-BEFORE_LOADED = (
-    "-N ufw-before-input\n-A ufw-before-input -i lo -j ACCEPT\n"
-    "-A ufw-before-input -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
-    "-A ufw-before-input -j ufw-not-local\n-A ufw-before-input -j ufw-user-input\n"
-)
-NO_CHAIN = (1, "", "iptables: No chain/target/match by that name.\n")
 
 
 CHAIN = "Chain ufw-user-input (1 references)\ntarget     prot opt source               destination\n"
@@ -387,9 +380,9 @@ class Answers:
 
 
 def test_snapshot_reads_the_files_and_one_status(etc):
-    runner = Answers({BEFORE: (0, BEFORE_LOADED, "")})
+    runner = Answers({LIST: (0, CHAIN, "")})
     snap = ufw.read_snapshot(runner)
-    assert runner.calls == [(BEFORE, None)]
+    assert runner.calls == [(("iptables", "-n", "-L", "ufw-user-input", "1"), None)]
     assert (snap.active, snap.incoming, snap.profile_text) == (True, "deny", PROFILE)
     assert sorted(snap.app_profiles) == ["OpenSSH", "Zimbra"]  # the hidden half-written file is skipped
     assert ufw.managed_rules(snap) == [
@@ -401,22 +394,6 @@ def test_snapshot_reads_the_files_and_one_status(etc):
     assert ufw.other_rules(snap) == [("deny", "11211/tcp")]
 
 
-@pytest.mark.parametrize(
-    "before",
-    [
-        NO_CHAIN,  # ufw-init did not run, or the chain was removed by hand
-        (0, BEFORE_LOADED.replace("-A ufw-before-input -j ufw-user-input\n", ""), ""),  # the jump removed by hand
-        (0, '-A ufw-before-input -m comment --comment "-A ufw-before-input -j ufw-user-input" -j ACCEPT\n', ""),
-        (0, BEFORE_LOADED.replace("-j ufw-user-input", "-j ufw-user-input-x"), ""),
-    ],
-)
-@pytest.mark.parametrize("loaded", [True, False])
-def test_without_the_jump_the_user_chain_itself_decides_as_ufw_status_does(etc, before, loaded):
-    runner = Answers({BEFORE: before, LIST: (0, CHAIN, "") if loaded else NO_CHAIN})
-    assert ufw.read_snapshot(runner).active is loaded
-    assert [argv for argv, _ in runner.calls] == [BEFORE, (*LIST, "ufw-user-input", "1")]
-
-
 def test_snapshot_without_live_state_starts_no_process(etc):
     runner = Answers({})
     snap = ufw.read_snapshot(runner, live=False)
@@ -425,7 +402,7 @@ def test_snapshot_without_live_state_starts_no_process(etc):
 
 def test_inactive_ufw_takes_the_default_policy_from_its_config(etc):
     (etc / "default-ufw").write_text('DEFAULT_INPUT_POLICY="ACCEPT"\n')
-    snap = ufw.read_snapshot(Answers({BEFORE: NO_CHAIN, LIST: NO_CHAIN}))
+    snap = ufw.read_snapshot(Answers({LIST: (1, "", "iptables: No chain/target/match by that name.\n")}))
     assert (snap.active, snap.incoming) == (False, "allow")
 
 
@@ -440,7 +417,7 @@ def test_ipv6_off_leaves_user6_rules_unread_and_is_a_fact(etc):
 def test_a_failing_status_names_the_command(etc):
     failed = r"'iptables -n -L ufw-user-input 1' failed \(exit 4\): no perm"
     with pytest.raises(ufw.CommandExecutionError, match=failed):
-        ufw.read_snapshot(Answers({BEFORE: (4, "", "no perm\n"), LIST: (4, "", "no perm\n")}))
+        ufw.read_snapshot(Answers({LIST: (4, "", "no perm\n")}))
 
 
 def test_missing_ufw_is_said_plainly(etc, monkeypatch):
@@ -456,7 +433,7 @@ def test_service_names_cannot_be_profile_names():
 
 
 def test_status_and_access_rules(etc):
-    snap = ufw.read_snapshot(Answers({BEFORE: (0, BEFORE_LOADED, "")}))
+    snap = ufw.read_snapshot(Answers({LIST: (0, CHAIN, "")}))
     assert ufw.status(snap) == {
         "backend": "ufw",
         "active": True,
@@ -613,10 +590,10 @@ def test_udp_only_service_names_are_taken_too():
 
 def test_a_failing_command_with_output_on_stdout_or_none():
     with pytest.raises(ufw.CommandExecutionError) as info:
-        ufw.read_snapshot(Answers({BEFORE: NO_CHAIN, LIST: (2, "ERROR: on stdout\n", "")}))
+        ufw.read_snapshot(Answers({LIST: (2, "ERROR: on stdout\n", "")}))
     assert info.value.strerror == "'iptables -n -L ufw-user-input 1' failed (exit 2): ERROR: on stdout"
     with pytest.raises(ufw.CommandExecutionError) as info:
-        ufw.read_snapshot(Answers({BEFORE: NO_CHAIN, LIST: (3, "", "")}))
+        ufw.read_snapshot(Answers({LIST: (3, "", "")}))
     assert info.value.strerror == "'iptables -n -L ufw-user-input 1' failed (exit 3): "
 
 
