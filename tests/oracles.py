@@ -129,6 +129,36 @@ json.dump([{"re": one, "literal_first": made(frule)} for one, frule in zip(plain
 """
 
 
+_UFW_REMEMBERED = r"""
+import copy, gettext, json, sys, types
+sys.path.insert(0, sys.argv[1])  # _utils: zimbra_fw_ufw_batch's remember_pure_helpers
+import ufw.common
+gettext.install(ufw.common.programName)
+import ufw.util
+from zimbra_fw_ufw_batch import UfwBatch
+
+def answers(util, cases):
+    found = []
+    for kind, args in cases:
+        try:
+            if kind == "address":
+                found.append(list(util.normalize_address(*args)))
+            else:
+                ports = list(args)
+                found.append([util.human_sort(ports), ports])
+        except Exception as exc:
+            found.append({"error": type(exc).__name__})
+    return found
+
+cases = json.load(sys.stdin)
+ufws = answers(ufw.util, cases)
+remembered = types.SimpleNamespace(normalize_address=ufw.util.normalize_address, human_sort=ufw.util.human_sort)
+UfwBatch.remember_pure_helpers(remembered)
+first, again = answers(remembered, cases), answers(remembered, cases)
+json.dump([{"ufw": one, "first": two, "again": three} for one, two, three in zip(ufws, first, again)], sys.stdout)
+"""
+
+
 def available():
     """None, or why the oracles cannot run on this machine."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
@@ -188,3 +218,12 @@ def ufw_formatted_rules(frules, utils_dir):
     ``_get_lists_from_formatted``'s argument lists) with the ``re`` module
     (``"re"``) and with zimbra_fw_ufw_batch's ``LiteralFirstRe``."""
     return _run(_UFW_LITERAL_FIRST, list(frules), utils_dir)
+
+
+def ufw_remembered_helpers(cases, utils_dir):
+    """For each case, ``["address", [text, v6]]`` or ``["ports", [port, ...]]``:
+    ufw's own ``normalize_address`` / ``human_sort`` answer (``"ufw"``: the
+    result, or for a sort its return value and the sorted list; or
+    ``{"error"}``), and zimbra_fw_ufw_batch's remembering ones, asked for all
+    cases twice (``"first"``, ``"again"``)."""
+    return _run(_UFW_REMEMBERED, [list(case) for case in cases], utils_dir)

@@ -176,6 +176,8 @@ def ufw(tmp_path, monkeypatch):
     package.util = types.SimpleNamespace(
         valid_address=lambda address, version: version == "6" and ":" in address,
         supported_protocols=["tcp", "udp"],
+        normalize_address=lambda address, v6: (address, False),
+        human_sort=lambda ports: ports.sort(),
         create_lock=lambda lockfile: package.calls.append(("lock", lockfile)) or "LOCK",
         release_lock=lambda lock: package.calls.append(("unlock", lock)),
     )
@@ -926,3 +928,50 @@ def test_literal_first_searches_only_texts_that_hold_the_literal():
     compiled = batch_module.LiteralFirstRe().compile(r"(.*)-j ([A-Z]+)_log(-all)?(.*)")
     assert isinstance(compiled, batch_module.LiteralFirst) and compiled.literal == "_log"
     assert batch_module.LiteralFirstRe().compile(r"(.*)-j").search("a-j")  # other patterns: re's own
+
+
+REMEMBERED = [
+    *(
+        ["address", [address, v6]]
+        for v6 in (False, True)
+        for address in (
+            "0.0.0.0/0",
+            "::/0",
+            "10.1.0.1",
+            "10.1.0.1/32",
+            "10.1.0.0/255.255.0.0",
+            "10.1.0.7/16",
+            "192.168.1.0/24",
+            "2001:db8::1",
+            "2001:DB8:0::1/128",
+            "2001:db8::/64",
+            "2001:db8::7/64",
+            "10.0.0.300",
+            "not an address",
+            "",
+            "1.2.3.4/33",
+            "::ffff:10.0.0.1",
+            "1.2.3.4/255.0.255.0",
+        )
+    ),
+    *(
+        ["ports", ports]
+        for ports in (
+            ["8443", "7025", "7073"],
+            ["9443", "8080", "7072", "7110", "8743", "7995", "7993", "8742", "7143", "8443"],
+            ["25", "22:23", "http", "Ssh", "a10", "a9"],
+            ["1"],
+            [],
+            ["7025", "7025"],
+        )
+    ),
+]
+
+
+@pytest.mark.skipif(ORACLE_MISSING is not None, reason=str(ORACLE_MISSING))
+def test_remembered_helpers_answer_as_ufws_own_the_first_time_and_again():
+    results = oracles.ufw_remembered_helpers(REMEMBERED, os.path.dirname(batch_module.__file__))
+    for case, result in zip(REMEMBERED, results, strict=True):
+        assert result["first"] == result["ufw"] == result["again"], case
+    refused = [case[1][0] for case, result in zip(REMEMBERED, results, strict=True) if "error" in result["ufw"]]
+    assert {"10.0.0.300", "not an address", "", "1.2.3.4/33", "2001:db8::1"} <= set(refused)  # raised each time
