@@ -304,6 +304,7 @@ class UfwBatch:
     def __init__(self, ufw, report):
         self.ufw, self.report = ufw, report
         self.completed, self.reported, self.pending = 0, 0, set()
+        self.read_rules_by_shape(ufw.backend_iptables, ufw.common.UFWRule)
         self.ui = ufw.frontend.UFWFrontend(False)
         backend = self.ui.backend
         self.running = backend.is_enabled  # ufw's own test: ENABLED=yes in ufw.conf
@@ -359,6 +360,37 @@ class UfwBatch:
             return copy
 
         rule_class.normalize, rule_class.dup_rule = normalize_once, dup_marked
+
+    @staticmethod
+    def read_rules_by_shape(backend_module, rule_class):
+        """ufw builds a rule from each ``### tuple ###`` line of its rules
+        files (``_read_rules``, in every ufw process), checking every field;
+        thousands of lines differ only in their source. Here ufw builds the
+        first line of each shape (every field but the source); each next one
+        is a copy of what it built, taken before ``_read_rules`` changed it,
+        whose source ufw's own ``set_src`` sets and checks as the constructor
+        does (the constructor sets the source after the ports, which never
+        look at it, and before the destination, which the copy already has
+        in its final form). A line ufw refuses leaves no shape."""
+        built = {}
+
+        def rule_from_tuple(*args, **named):
+            """UFWRule(action, protocol, dport, dst, sport, src, direction, forward, comment)."""
+            if named or len(args) < 6:  # not as _read_rules calls it: ufw builds it
+                return rule_class(*args, **named)
+            shape, src = args[:5] + args[6:], args[5]
+            made = built.get(shape)
+            if made is None:
+                rule = rule_class(*args)
+                built[shape] = dict(vars(rule))
+                return rule
+            rule = object.__new__(rule_class)
+            rule.__dict__.update(made)
+            rule.set_src(src)
+            return rule
+
+        rule_from_tuple.match = getattr(rule_class, "match", None)  # ufw's module also calls UFWRule.match
+        backend_module.UFWRule = rule_from_tuple
 
     @staticmethod
     def remember_pure_helpers(util):

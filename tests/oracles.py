@@ -159,6 +159,41 @@ json.dump([{"ufw": one, "first": two, "again": three} for one, two, three in zip
 """
 
 
+_UFW_READ_BY_SHAPE = r"""
+import gettext, io, json, os, sys, tempfile
+sys.path.insert(0, sys.argv[1])  # _utils: zimbra_fw_ufw_batch's read_rules_by_shape
+import ufw.common
+gettext.install(ufw.common.programName)
+import ufw.backend_iptables as backend
+from zimbra_fw_ufw_batch import UfwBatch
+
+files = json.load(sys.stdin)[0]
+folder = tempfile.mkdtemp()
+paths = {}
+for name, lines in files.items():
+    paths[name] = os.path.join(folder, name + ".rules")
+    with open(paths[name], "w") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+
+def read():
+    me = object.__new__(backend.UFWBackendIptables)
+    me.files, me.rules, me.rules6, me.use_ipv6 = paths, [], [], lambda: True
+    real, sys.stderr = sys.stderr, io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # ufw writes bytes
+    try:
+        me._read_rules()
+        sys.stderr.flush()
+        said = sys.stderr.buffer.getvalue().decode("utf-8", "replace")
+    finally:
+        sys.stderr = real
+    return {"rules": [vars(rule) for rule in me.rules], "rules6": [vars(rule) for rule in me.rules6], "said": said}
+
+ufws = read()
+UfwBatch.read_rules_by_shape(backend, ufw.common.UFWRule)
+shaped, again = read(), read()
+json.dump([{"ufw": ufws, "shaped": shaped, "again": again}], sys.stdout)
+"""
+
+
 def available():
     """None, or why the oracles cannot run on this machine."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
@@ -227,3 +262,12 @@ def ufw_remembered_helpers(cases, utils_dir):
     ``{"error"}``), and zimbra_fw_ufw_batch's remembering ones, asked for all
     cases twice (``"first"``, ``"again"``)."""
     return _run(_UFW_REMEMBERED, [list(case) for case in cases], utils_dir)
+
+
+def ufw_rules_read_by_shape(rules, rules6, utils_dir):
+    """ufw's ``_read_rules`` of a user.rules and a user6.rules holding these
+    lines: with ufw's own ``UFWRule`` (``"ufw"``) and with
+    zimbra_fw_ufw_batch's ``read_rules_by_shape`` (``"shaped"``, then
+    ``"again"`` with its shapes known), each ``vars`` of every rule read and
+    what ufw warned."""
+    return _run(_UFW_READ_BY_SHAPE, [{"rules": list(rules), "rules6": list(rules6)}], utils_dir)[0]

@@ -975,3 +975,71 @@ def test_remembered_helpers_answer_as_ufws_own_the_first_time_and_again():
         assert result["first"] == result["ufw"] == result["again"], case
     refused = [case[1][0] for case, result in zip(REMEMBERED, results, strict=True) if "error" in result["ufw"]]
     assert {"10.0.0.300", "not an address", "", "1.2.3.4/33", "2001:db8::1"} <= set(refused)  # raised each time
+
+
+MARK = "comment=7a696d6272615f6677"
+TUPLES = [
+    f"### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in {MARK}",
+    f"### tuple ### allow any any 0.0.0.0/0 any 192.168.1.0/24 in {MARK}",
+    *(
+        f"### tuple ### allow tcp 7025,7073,8443 0.0.0.0/0 any {src} Zimbra-mta - in {MARK}"
+        for src in (
+            "10.1.0.2",
+            "10.1.0.3",
+            "10.0.0.300",
+            "10.1.0.4",
+            "not-an-address",
+            "ANY",
+            "any",
+            "::/0",
+            "10.2.0.0/16",
+        )
+    ),
+    *(
+        f"### tuple ### allow tcp 7072,7110,7143,7993,7995,8080,8443,8742,8743,9443 0.0.0.0/0 any {src} "
+        f"Zimbra-proxy - in {MARK}"
+        for src in ("10.0.0.300", "10.1.0.1", "10.1.0.11")
+    ),
+    f"### tuple ### allow tcp 7025,7073,8443 0.0.0.0/0 any 10.3.0.1 in {MARK}",  # as the app's, but no app
+    f"### tuple ### allow tcp 7025,7073,8443 0.0.0.0/0 any 10.3.0.2 - - in {MARK}",
+    "### tuple ### allow tcp 2222 any any any in",
+    "### tuple ### deny tcp 11211 0.0.0.0/0 any 10.9.0.1 in",
+    "### tuple ### deny tcp 11211 0.0.0.0/0 any 10.9.0.2 in",
+    "### tuple ### limit tcp 22 0.0.0.0/0 any 10.2.0.2 in comment=6f74686572",
+    "### tuple ### reject udp 7000:7010 10.0.0.1 any 10.9.0.3 out",
+    "### tuple ### allow any any 0.0.0.0/0 any 10.0.0.7 in_eth0",
+    "### tuple ### allow any any 0.0.0.0/0 any 10.0.0.8 in_eth0",
+    "### tuple ### route:allow tcp 80 10.5.0.0/16 any 10.0.0.9 in",
+    "### tuple ### route:allow tcp 80 10.5.0.0/16 any 10.0.0.10 in",
+    "### tuple ### allow tcp 80 0.0.0.0/0 1024:2048 10.0.0.11 in",
+    "### tuple ### allow tcp any 0.0.0.0/0 any 10.0.0.12 Zimbra%20Web - in",
+    "### tuple ### allow tcp any 0.0.0.0/0 any 10.0.0.13 Zimbra%20Web - in",
+    "### tuple ### allow tcp 80 0.0.0.0/0 any",  # malformed: too short
+    "### tuple ### allow tcp 80,,81 0.0.0.0/0 any 10.0.0.14 in",  # ufw refuses the ports
+    "### tuple ### allow tcp 80,,81 0.0.0.0/0 any 10.0.0.15 in",
+]
+TUPLES6 = [
+    f"### tuple ### allow tcp 22 ::/0 any ::/0 in {MARK}",
+    "### tuple ### allow tcp 2222 any any any in",  # as in user.rules: the same shape, another family
+    *(
+        f"### tuple ### allow tcp 7025,7073,8443 ::/0 any {src} Zimbra-mta - in {MARK}"
+        for src in (
+            "2001:db8::1",
+            "2001:DB8::2",
+            "2001:db8::/64",
+            "10.0.0.1",
+            "any",
+            "0.0.0.0/0",
+            "::ffff:10.0.0.1",
+        )
+    ),
+]
+
+
+@pytest.mark.skipif(ORACLE_MISSING is not None, reason=str(ORACLE_MISSING))
+def test_rules_read_by_shape_are_what_ufw_reads_line_by_line():
+    read = oracles.ufw_rules_read_by_shape(TUPLES, TUPLES6, os.path.dirname(batch_module.__file__))
+    assert read["shaped"] == read["ufw"] == read["again"]
+    sources = [rule["src"] for rule in read["ufw"]["rules"]]
+    assert "10.1.0.4" in sources and "10.0.0.300" not in sources and "0.0.0.0/0" in sources  # refusals stay refusals
+    assert read["ufw"]["said"].count("Skipping malformed tuple") >= 5
