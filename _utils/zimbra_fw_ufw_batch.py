@@ -399,7 +399,8 @@ class UfwBatch:
         depend on their arguments only; each answers once per argument here.
         Normalizing a peer rule's destination (0.0.0.0/0) takes ufw 14 us,
         sorting its ports 9 us, for every rule. An error is not kept: it is
-        raised anew each time, as ufw raises it."""
+        raised anew each time, as ufw raises it. (With ufw's debugging on,
+        its debug line for an address is printed once, not per rule.)"""
         sort = util.human_sort
 
         @functools.lru_cache(maxsize=4096)
