@@ -285,7 +285,7 @@ class UfwBatch:
     rule skips ufw's slowest pattern where it cannot match (``LiteralFirst``).
     Two pure helpers of ufw's ``normalize`` keep their answers
     (``remember_pure_helpers``): every peer rule has the same destination
-    and ports.
+    and ports. ufw's rules files are read by shape (``read_rules_by_shape``).
 
     On a running firewall ufw inserts each new rule with iptables processes of
     its own and reloads its chains from its rules files for each deleted rule.
