@@ -234,10 +234,8 @@ def zone_view(settings):
     }
 
 
-def read(zone, names):
+def read(dbus, zone, names):
     """The read request's answer."""
-    import dbus  # pylint: disable=import-outside-toplevel,import-error
-
     firewalld, _ = connect(dbus)
     if firewalld is None:
         return {"running": False}
@@ -451,13 +449,13 @@ def refusal(exc):
 def main():
     request = json.load(sys.stdin)
     try:
-        if "read" in request:
-            tell(**read(request["read"], request.get("services", [])))
-            return
         import dbus  # pylint: disable=import-outside-toplevel,import-error
     except ImportError as exc:
         tell(unavailable=f"firewalld's Python library cannot be loaded: {exc}")
         sys.exit(3)
+    if "read" in request:
+        tell(**read(dbus, request["read"], request.get("services", [])))
+        return
     firewall, reason = connect(dbus)
     if firewall is None:
         tell(failed=0, error=reason)

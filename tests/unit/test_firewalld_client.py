@@ -763,9 +763,10 @@ def test_main_without_firewalld_or_its_lock_fails_at_the_first_step(monkeypatch,
     assert bus.calls == []  # nothing changed without the lock
 
 
-def test_main_without_firewalds_library_says_it_is_unavailable(monkeypatch, capsys):
+@pytest.mark.parametrize("request_", [{"steps": [["reload"]]}, {"read": None}])
+def test_main_without_firewalds_library_says_it_is_unavailable(monkeypatch, capsys, request_):
     monkeypatch.setitem(sys.modules, "dbus", None)
-    code, lines = run_main(monkeypatch, capsys, {"steps": [["reload"]]})
+    code, lines = run_main(monkeypatch, capsys, request_)
     assert code == 3
     assert lines == [
         {"unavailable": "firewalld's Python library cannot be loaded: import of dbus halted; None in sys.modules"}
@@ -774,7 +775,8 @@ def test_main_without_firewalds_library_says_it_is_unavailable(monkeypatch, caps
 
 def test_main_answers_a_read_with_one_line(monkeypatch, capsys):
     asked = []
-    monkeypatch.setattr(helper, "read", lambda zone, names: asked.append((zone, names)) or {"running": False})
+    fake_dbus(monkeypatch, FakeBus({}))
+    monkeypatch.setattr(helper, "read", lambda dbus, zone, names: asked.append((zone, names)) or {"running": False})
     assert run_main(monkeypatch, capsys, {"read": "dmz", "services": ["zimbra"]}) == (0, [{"running": False}])
     assert run_main(monkeypatch, capsys, {"read": None}) == (0, [{"running": False}])
     assert asked == [("dmz", ["zimbra"]), (None, [])]
@@ -815,10 +817,10 @@ def test_read_answers_with_the_zone_ipsets_and_where_interfaces_and_sources_are(
             "trusted": {"sources": ["10.9.0.0/16"]},
         },
     }
-    fake_dbus(monkeypatch, FakeBus(answers))
+    dbus = fake_dbus(monkeypatch, FakeBus(answers))
     monkeypatch.setattr(helper.socket, "if_nameindex", lambda: [(1, "lo"), (2, "eth1"), (3, "eth0")])
     view = {"services": ["ssh", "zimbra"], "rich_rules": [SSH], "target": "default", "ports": [["5", "udp"]]}
-    assert helper.read(None, ["zimbra", "zimbra-mta"]) == {
+    assert helper.read(dbus, None, ["zimbra", "zimbra-mta"]) == {
         "running": True,
         "default_zone": "public",
         "zone": "public",
@@ -836,13 +838,12 @@ def test_read_answers_with_the_zone_ipsets_and_where_interfaces_and_sources_are(
         },
         "interfaces": ["eth0", "eth1"],
     }
-    assert helper.read("mail", [])["permanent"] is None  # not a zone: the backend says so
+    assert helper.read(dbus, "mail", [])["permanent"] is None  # not a zone: the backend says so
 
 
 @pytest.mark.parametrize("bus", [FakeBus({}, owned=False), FakeBus({}, state="INIT"), RuntimeError("no bus")])
 def test_read_of_a_firewalld_that_does_not_run(monkeypatch, bus):
-    fake_dbus(monkeypatch, bus)
-    assert helper.read(None, []) == {"running": False}
+    assert helper.read(fake_dbus(monkeypatch, bus), None, []) == {"running": False}
 
 
 def test_a_set_where_many_more_entries_change_than_stay_is_refilled_in_one_call():
