@@ -119,6 +119,13 @@ def network_order(network):
     return (network.version, int(network.network_address), network.prefixlen)
 
 
+def _unique_networks(networks):
+    """``networks`` each once, in network_order (a list of one as it is)."""
+    if len(networks) == 1:
+        return tuple(networks)
+    return tuple(sorted(set(networks), key=network_order))
+
+
 def _check_keys(problems, prefix, mapping, known):
     """Each key of ``mapping`` not in ``known`` is a problem, named ``prefix`` + key."""
     for unknown in sorted(set(mapping) - set(known), key=str):
@@ -372,7 +379,7 @@ def _parse_networks(problems, key, value, allow_any=False, wide=None):
     _check_no_duplicates(problems, key, networks)
     if "any" in networks:
         return ("any",)
-    return tuple(sorted(set(networks), key=network_order))
+    return _unique_networks(networks)
 
 
 def _parse_port_list(problems, key, value):
@@ -517,8 +524,7 @@ def _parse_peer(problems, key, value, wide):
     if not addresses:
         problems.add(addresses_key, value.get("addresses"), "must list at least one address")
     roles = _parse_role_list(problems, f"{key}:roles", value.get("roles"))
-    unique = tuple(addresses) if len(addresses) == 1 else tuple(sorted(set(addresses), key=network_order))
-    return Peer(str(name), unique, roles, "pillar")
+    return Peer(str(name), _unique_networks(addresses), roles, "pillar")
 
 
 def _mine_addresses(found, key, items, networks, ipv6_off):
@@ -575,7 +581,7 @@ def _parse_mine_entry(name, identity, networks, ipv6_off):
         found.add(f"{key}:addresses", [], "must list at least one address")
     if found or not addresses:
         return None, (*found, *reasons)
-    return Peer(name, tuple(sorted(set(addresses), key=network_order)), roles, "mine"), tuple(reasons)
+    return Peer(name, _unique_networks(addresses), roles, "mine"), tuple(reasons)
 
 
 def _mine_peers(problems, peers, mine_data, facts, networks):
