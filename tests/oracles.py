@@ -130,7 +130,7 @@ json.dump([{"re": one, "literal_first": made(frule)} for one, frule in zip(plain
 
 
 _UFW_REMEMBERED = r"""
-import copy, gettext, json, sys, types
+import gettext, json, sys, types
 sys.path.insert(0, sys.argv[1])  # _utils: zimbra_fw_ufw_batch's remember_pure_helpers
 import ufw.common
 gettext.install(ufw.common.programName)
