@@ -7,6 +7,7 @@ commands in one process, as ``python3 -I zimbra_fw_ufw_batch.py
 """
 
 import contextlib
+import errno
 import functools
 import gettext
 import io
@@ -268,6 +269,90 @@ class LiteralFirstRe:
         return getattr(re, name)
 
 
+SIMPLE_WORD = re.compile(r"[A-Za-z0-9_./:,=+-]+")
+QUOTED_WORD = re.compile(r"[A-Za-z0-9_./:,=+ \[\]-]*")
+
+
+def restore_line(args):
+    """An iptables command's arguments (``["-A", CHAIN, ...]``) as a line of
+    ``iptables-restore``'s input for the filter table, words with a space or
+    bracket in double quotes; None for a word this does not quote as
+    iptables reads it, or a table option."""
+    words = []
+    for arg in args:
+        if arg.startswith(("-t", "--ta")):
+            return None
+        if SIMPLE_WORD.fullmatch(arg):
+            words.append(arg)
+        elif QUOTED_WORD.fullmatch(arg):
+            words.append(f'"{arg}"')
+        else:
+            return None
+    return " ".join(words)
+
+
+def run_restore(restore, lines):
+    """One ``RESTORE -n`` of ``lines`` in the filter table: one commit, all or nothing."""
+    text = "*filter\n" + "".join(line + "\n" for line in lines) + "COMMIT\n"
+    return subprocess.run([restore, "-n"], input=text, capture_output=True, text=True, check=False)
+
+
+def probe_restores(commands, exe):
+    """ufw's probe of netfilter's capabilities (its commands as recorded:
+    make a chain, append a rule per capability, flush and delete the chain)
+    as the lines of two restores, (make and append, flush and delete); None
+    if the commands are not of that shape."""
+    chain = commands[0][2] if commands and len(commands[0]) == 3 else None
+    if (
+        chain is None
+        or commands[0] != [exe, "-N", chain]
+        or commands[-2:] != [[exe, "-F", chain], [exe, "-X", chain]]
+        or any(args[:3] != [exe, "-A", chain] for args in commands[1:-2])
+    ):
+        return None
+    lines = [restore_line(args[1:]) for args in commands]
+    return None if None in lines else (lines[:-2], lines[-2:])
+
+
+CHANGES = (["-F"], ["-Z"], ["-A"], ["-I"], ["-D"])  # what a logging restore may do to a chain
+
+
+def logging_plan(commands):
+    """ufw's ``update_logging`` commands ((chain, args, fail_ok), recorded in
+    ufw's order: ``-L`` checks of every chain, then changes) as (checks,
+    lines, rest), to run in that order: the checks left (one iptables
+    process each, as ufw runs them), ``lines`` ({v6: lines} of one ``-n``
+    restore a family) and ``rest`` (ufw's processes, in ufw's order).
+    A chain goes into a restore when ufw flushes it first and none of its
+    commands may fail: its ``-F`` fails on a missing chain as its ``-L``
+    check would. None if the commands are not of that shape, or if a
+    command of ``rest`` that stops ufw's run when it fails comes before a
+    restored one (the restores would do what ufw does only after it)."""
+    checks = [command for command in commands if command[1][:1] == ["-L"]]
+    changes = commands[len(checks) :]
+    if commands[: len(checks)] != checks or any(args != ["-L", chain, "-n"] or may for chain, args, may in checks):
+        return None
+    if any(args[:1] not in CHANGES or args[1:2] != [chain] for chain, args, _ in changes):
+        return None
+    may_fail = {chain for chain, _, may in changes if may}
+    first = {}
+    for chain, args, _ in changes:
+        first.setdefault(chain, args)
+    restored = {chain for chain, args in first.items() if chain not in may_fail and args == ["-F", chain]}
+    rest = [command for command in changes if command[0] not in restored]
+    lines, last = {}, -1
+    for at, (chain, args, _) in enumerate(changes):
+        if chain in restored:
+            lines.setdefault(chain.startswith("ufw6"), []).append(restore_line(args))
+            last = at
+    stops = [at for at, (chain, _, may) in enumerate(changes) if chain not in restored and not may]
+    if stops and stops[0] < last:
+        return None
+    if any(None in family for family in lines.values()):
+        return None
+    return [command for command in checks if command[0] not in restored], lines, rest
+
+
 class UfwBatch:
     """Runs ufw commands as /usr/sbin/ufw runs one, all in one process: ufw
     starts, reads its rules and probes iptables once. This class runs in
@@ -286,6 +371,9 @@ class UfwBatch:
     Two pure helpers of ufw's ``normalize`` keep their answers
     (``remember_pure_helpers``): every peer rule has the same destination
     and ports. ufw's rules files are read by shape (``read_rules_by_shape``).
+    ufw's probe of netfilter's capabilities and its logging chains take a
+    restore or two a family, not an iptables process a command
+    (``probe_capabilities_in_restores``, ``restore_logging_chains``).
 
     On a running firewall ufw inserts each new rule with iptables processes of
     its own and reloads its chains from its rules files for each deleted rule.
@@ -316,6 +404,9 @@ class UfwBatch:
         backend.is_enabled = lambda: self.running() and not self.rules_only
         self.normalize_rules_once(ufw.common.UFWRule, ufw.util.supported_protocols)
         self.remember_pure_helpers(ufw.util)
+        restores = {backend.iptables: backend.iptables_restore, backend.ip6tables: backend.ip6tables_restore}
+        self.probe_capabilities_in_restores(ufw.util, restores)
+        self.restore_logging_chains(backend, ufw.common.UFWError)
         ufw.backend_iptables.re = LiteralFirstRe()
         self.index = RuleIndex(backend)
         self.parser = CommandParser(ufw)
@@ -414,6 +505,82 @@ class UfwBatch:
 
         util.normalize_address = functools.lru_cache(maxsize=4096)(util.normalize_address)
         util.human_sort = human_sort
+
+    @staticmethod
+    def probe_capabilities_in_restores(util, restores):
+        """ufw's ``get_netfilter_capabilities(exe)`` (in every ufw process
+        that writes rules or loads logging) makes a chain, appends a rule
+        per capability, flushes and deletes the chain: five iptables
+        processes a family. Here ufw's function runs with its commands
+        recorded, each as if it succeeded; then one ``-n`` restore
+        (``restores[exe]``) makes the chain and its rules, a second flushes
+        and deletes it. If the first fails (it commits nothing), ufw's
+        function runs as in ufw, one process a command, to tell which
+        capability is missing."""
+        probe = util.get_netfilter_capabilities
+
+        def get_netfilter_capabilities(exe=None, do_checks=True):
+            restore, commands, run = restores.get(exe), [], util.cmd
+            if restore is None:
+                return probe(exe, do_checks)
+            util.cmd = lambda args, *more, **named: commands.append(list(args)) or (0, "")
+            try:
+                capabilities = probe(exe, do_checks)
+            finally:
+                util.cmd = run
+            restored = probe_restores(commands, exe)
+            if restored is None or run_restore(restore, restored[0]).returncode != 0:
+                return probe(exe, do_checks)
+            removed = run_restore(restore, restored[1])
+            if removed.returncode != 0:
+                raise OSError(errno.ENOENT, removed.stderr)  # as ufw's probe when its chain stays
+            return capabilities
+
+        util.get_netfilter_capabilities = get_netfilter_capabilities
+
+    @staticmethod
+    def restore_logging_chains(backend, error):
+        """ufw's ``update_logging`` (enabling ufw, or a new log level) checks
+        ufw's 22 logging chains with ``iptables -L``, flushes and zeroes 16
+        and fills them: about 70 iptables processes. Here its commands are
+        recorded first (ufw's code does not read what they print); the
+        chains it flushes are then filled by one ``-n`` restore a family
+        (see ``logging_plan``), and the other commands run as ufw runs them.
+        Whenever that cannot be done exactly (commands of another shape) or
+        a check, restore or command fails, ufw's ``update_logging`` runs as
+        in ufw: it flushes every chain it fills again first, and ends where
+        its one run would have ended, or stops at the same error."""
+        update_logging, chain_cmd = backend.update_logging, backend._chain_cmd
+        restores = {False: backend.iptables_restore, True: backend.ip6tables_restore}
+
+        def restored(plan):
+            checks, lines, rest = plan
+            try:
+                for chain, args, _ in checks:
+                    chain_cmd(chain, args)
+            except error:
+                return False
+            if any(run_restore(restores[v6], lines[v6]).returncode != 0 for v6 in sorted(lines)):
+                return False
+            try:
+                for chain, args, may_fail in rest:
+                    chain_cmd(chain, args, may_fail)
+            except error:
+                return False
+            return True
+
+        def update_logging_restored(level):
+            commands = []
+            backend._chain_cmd = lambda chain, args, fail_ok=False: commands.append((chain, list(args), fail_ok))
+            try:
+                update_logging(level)
+            finally:
+                del backend._chain_cmd
+            plan = logging_plan(commands) if commands else None
+            if commands and not (plan and restored(plan)):
+                update_logging(level)
+
+        backend.update_logging = update_logging_restored
 
     @staticmethod
     def tell(report, **fields):

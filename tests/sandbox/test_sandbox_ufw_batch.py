@@ -237,3 +237,92 @@ def test_rules_that_match_others_end_as_ufw_leaves_them(twins, running):
     assert rules[("allow", "from", "10.2.0.1", "to", "any", "port", "389", "proto", "tcp")] == "zimbra_fw"
     assert ("deny", "from", PEERS[5], "to", "any", "app", "Zimbra-mta") in rules
     assert ("allow", "from", "10.9.9.9") not in rules and ("allow", "Zimbra") not in rules
+
+
+# Runs ufw's program, or the batch, with every process it starts counted.
+COUNTED = r"""
+import json, runpy, subprocess, sys
+started = []
+popen_init = subprocess.Popen.__init__
+def counted(self, args, *more, **named):
+    started.append(args[0].rsplit("/", 1)[-1])
+    popen_init(self, args, *more, **named)
+subprocess.Popen.__init__ = counted
+program, ufw, commands = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+try:
+    if program == "ufw":
+        sys.argv = [ufw, *commands[0]]
+        runpy.run_path(ufw, run_name="__main__")
+    else:
+        sys.path.insert(0, program.rsplit("/", 1)[0])
+        sys.argv, sys.stdin = [program, ufw], __import__("io").StringIO(json.dumps(commands))
+        runpy.run_path(program, run_name="__main__")
+finally:
+    sys.stderr.write("STARTED " + json.dumps(started) + "\n")
+"""
+
+
+def counted_run(minion, program, commands):
+    """Which programs a ufw command (program "ufw") or a batch of commands started."""
+    argv = [ufw.ufw_python(UFW), "-I", "-c", COUNTED, program, UFW, json.dumps(commands)]
+    out = minion.guarded(argv, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [line for line in out.stderr.splitlines() if line.startswith("STARTED ")][-1]
+    return json.loads(line[len("STARTED ") :])
+
+
+def set_loglevel(minion, level):
+    path = os.path.join(minion.state, "etc-ufw", "ufw.conf")
+    with open(path, encoding="utf-8") as handle:
+        lines = [f"LOGLEVEL={level}" if line.startswith("LOGLEVEL=") else line for line in handle.read().splitlines()]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("level", ["off", "low"])
+def test_enabling_through_the_batch_loads_what_ufw_loads_with_fewer_processes(twins, level):
+    # ufw probes netfilter's capabilities (5 processes a family) and fills
+    # its logging chains (about 70) one iptables process a command; the
+    # batch does most of it in a restore a family.
+    assert one_by_one(twins.cli, FIRST) == len(FIRST)
+    assert batched(twins.batch, FIRST)[1] == 0
+    for minion in (twins.cli, twins.batch):
+        set_loglevel(minion, level)
+    by_ufw = counted_run(twins.cli, "ufw", [["--force", "enable"]])
+    by_batch = counted_run(twins.batch, BATCH, [["--force", "enable"]])
+    assert firewall(twins.batch) == firewall(twins.cli)
+    iptables = ("iptables", "ip6tables")
+    assert by_ufw.count("ufw-init") == by_batch.count("ufw-init") == 1
+    assert sum(by_ufw.count(name) for name in iptables) >= 60, by_ufw
+    assert sum(by_batch.count(name) for name in iptables) <= 25, by_batch
+    assert 2 <= sum(by_batch.count(f"{name}-restore") for name in iptables) <= 8, by_batch
+
+
+def test_log_levels_set_through_the_batch_load_what_ufw_loads(twins):
+    assert one_by_one(twins.cli, FIRST) == len(FIRST)
+    assert batched(twins.batch, FIRST)[1] == 0
+    for minion in (twins.cli, twins.batch):
+        minion.ufw("--force", "enable")
+    for level in ("medium", "full", "off", "high", "low"):
+        assert twins.cli.ufw("logging", level).returncode == 0
+        assert batched(twins.batch, [["logging", level]]) == ([{"done": 0}], 0)
+        assert firewall(twins.batch) == firewall(twins.cli), level
+    assert one_by_one(twins.cli, [["--force", "enable"]]) == 1  # again, on a running firewall
+    assert batched(twins.batch, [["--force", "enable"]]) == ([{"done": 0}], 0)
+    assert firewall(twins.batch) == firewall(twins.cli)
+
+
+def test_when_the_restores_fail_the_batch_enables_as_ufw_does(twins):
+    # ip6tables-restore is /bin/false for ufw's code in the batch's sandbox:
+    # the capability probe and the logging restore of IPv6 fail, and ufw's
+    # own code runs instead (after the IPv4 restore was loaded).
+    assert one_by_one(twins.cli, FIRST) == len(FIRST)
+    assert batched(twins.batch, FIRST)[1] == 0
+    for minion in (twins.cli, twins.batch):
+        set_loglevel(minion, "low")
+    twins.batch.set_fault("ip6tables-restore")
+    assert one_by_one(twins.cli, [["--force", "enable"]]) == 1
+    by_batch = counted_run(twins.batch, BATCH, [["--force", "enable"]])
+    twins.batch.set_fault("ip6tables-restore", on=False)
+    assert by_batch.count("false") >= 2 and by_batch.count("ip6tables") >= 30, by_batch
+    assert firewall(twins.batch) == firewall(twins.cli)

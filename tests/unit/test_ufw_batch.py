@@ -64,8 +64,24 @@ class FakeBackend:
         self.files = {"rules": str(etc / "user.rules"), "rules6": str(etc / "user6.rules")}
         self.iptables_restore = ufw.script("iptables-restore", 0)
         self.ip6tables_restore = ufw.script("ip6tables-restore", 0)
+        self.iptables, self.ip6tables = "/sbin/iptables", "/sbin/ip6tables"
         self.rules, self.rules6 = ["old rule"], ["old rule v6"]
         self.written = 0
+
+    def _chain_cmd(self, chain, args, fail_ok=False):
+        self.ufw.calls.append(("chain", chain, *args, fail_ok))
+        if chain in self.ufw.failing_chains and not fail_ok:
+            raise UFWError(f"Could not perform '{args}'")
+
+    def update_logging(self, level):  # ufw's, as the sandbox records it: checks, changes
+        self.ufw.calls.append(("update_logging", level))
+        self._chain_cmd("ufw-after-logging-input", ["-L", "ufw-after-logging-input", "-n"])
+        self._chain_cmd("ufw6-user-logging-input", ["-L", "ufw6-user-logging-input", "-n"])
+        self._chain_cmd("ufw-after-logging-input", ["-F", "ufw-after-logging-input"])
+        self._chain_cmd("ufw6-user-logging-input", ["-D", "ufw6-user-logging-input", "-j", "RETURN"], True)
+        self._chain_cmd(
+            "ufw-after-logging-input", ["-A", "ufw-after-logging-input", "-j", "LOG", "--log-prefix", "[UFW BLOCK] "]
+        )
 
     def is_enabled(self):
         return self.enabled
@@ -179,13 +195,26 @@ def ufw(tmp_path, monkeypatch):
         normalize_address=lambda address, v6: (address, False),
         human_sort=lambda ports: ports.sort(),
         create_lock=lambda lockfile: package.calls.append(("lock", lockfile)) or "LOCK",
+        cmd=lambda args: package.calls.append(("cmd", *args)) or (0, ""),
+        get_netfilter_capabilities=lambda exe=None, do_checks=True: probe_capabilities(package, exe),
         release_lock=lambda lock: package.calls.append(("unlock", lock)),
     )
+    package.failing_chains = set()
     package.backend = FakeBackend(package, etc, enabled=False)
     package.etc = etc
     for name in ("ufw", "ufw.common", "ufw.frontend", "ufw.parser", "ufw.util"):
         monkeypatch.setitem(sys.modules, name, package if name == "ufw" else getattr(package, name[4:]))
     return package
+
+
+def probe_capabilities(ufw, exe):
+    """ufw's probe through ``ufw.util.cmd``: a chain, a rule a capability, flushed and deleted."""
+    chain = "ufw-caps-test1234"
+    ufw.util.cmd([exe, "-N", chain])
+    found = [name for name in ("recent-set", "recent-update") if ufw.util.cmd([exe, "-A", chain, "-m", name])[0] == 0]
+    ufw.util.cmd([exe, "-F", chain])
+    ufw.util.cmd([exe, "-X", chain])
+    return found
 
 
 def restores(ufw):
@@ -1043,3 +1072,180 @@ def test_rules_read_by_shape_are_what_ufw_reads_line_by_line():
     sources = [rule["src"] for rule in read["ufw"]["rules"]]
     assert "10.1.0.4" in sources and "10.0.0.300" not in sources and "0.0.0.0/0" in sources  # refusals stay refusals
     assert read["ufw"]["said"].count("Skipping malformed tuple") >= 5
+
+
+def test_restore_lines_quote_words_with_spaces_and_refuse_what_iptables_would_read_otherwise():
+    line = batch_module.restore_line(["-A", "ufw-logging-deny", "-j", "LOG", "--log-prefix", "[UFW BLOCK] "])
+    assert line == '-A ufw-logging-deny -j LOG --log-prefix "[UFW BLOCK] "'
+    assert batch_module.restore_line(["-A", "c", "--limit", "3/min", "-s", "2001:db8::/64"]) == (
+        "-A c --limit 3/min -s 2001:db8::/64"
+    )
+    for word in ['say "hi"', "back\\slash", "new\nline", "#comment", "tab\there", "-t", "--table=nat", "-tnat"]:
+        assert batch_module.restore_line(["-A", "c", "--log-prefix", word]) is None, word
+
+
+def probe_commands(exe, chain="ufw-caps-test1"):
+    return [
+        [exe, "-N", chain],
+        [exe, "-A", chain, "-m", "conntrack", "--ctstate", "NEW", "-m", "recent", "--set"],
+        [exe, "-A", chain, "-m", "recent", "--update", "--seconds", "30"],
+        [exe, "-F", chain],
+        [exe, "-X", chain],
+    ]
+
+
+def test_ufws_capability_probe_becomes_two_restores_only_in_its_own_shape():
+    made, removed = batch_module.probe_restores(probe_commands("/sbin/iptables"), "/sbin/iptables")
+    assert made == [
+        "-N ufw-caps-test1",
+        "-A ufw-caps-test1 -m conntrack --ctstate NEW -m recent --set",
+        "-A ufw-caps-test1 -m recent --update --seconds 30",
+    ]
+    assert removed == ["-F ufw-caps-test1", "-X ufw-caps-test1"]
+    good = probe_commands("/sbin/iptables")
+    others = [
+        [],
+        probe_commands("/sbin/ip6tables"),  # another program
+        good[1:],  # no chain made
+        good[:-1],  # the chain stays
+        [good[0], [good[1][0], "-I", *good[1][2:]], *good[2:]],  # an insert
+        [good[0], [*good[1][:2], "other-chain", *good[1][3:]], *good[2:]],
+        [good[0], [*good[1], "--comment", 'a "quoted" word'], *good[2:]],
+        [good[0], *good[1:3], [*good[3], "extra"], good[4]],
+    ]
+    for commands in others:
+        assert batch_module.probe_restores(commands, "/sbin/iptables") is None, commands
+
+
+def logging_commands(level):
+    """ufw's update_logging commands as the sandbox records them (two chains of each kind)."""
+    chains = ["ufw-before-logging-input", "ufw6-after-logging-input", "ufw-user-logging-input", "ufw6-logging-deny"]
+    commands = [(chain, ["-L", chain, "-n"], False) for chain in chains]
+    for chain in (chains[0], chains[1], chains[3]):
+        commands += [(chain, ["-F", chain], False), (chain, ["-Z", chain], False)]
+    user = chains[2]
+    commands.append((user, ["-D", user, "-j", "RETURN"], True))
+    if level == "off":
+        commands.append((user, ["-I", user, "-j", "RETURN"], False))
+    else:
+        commands.append((chains[1], ["-A", chains[1], "-j", "LOG", "--log-prefix", "[UFW BLOCK] "], False))
+        commands.append(
+            (chains[3], ["-I", chains[3], "-m", "conntrack", "--ctstate", "INVALID", "-j", "RETURN"], False)
+        )
+    limit = ["-m", "limit", "--limit", "3/minute", "-j", "LOG", "--log-prefix", "[UFW LIMIT BLOCK] "]
+    commands.append(("ufw-user-limit", ["-D", "ufw-user-limit", *limit], True))
+    return commands
+
+
+@pytest.mark.parametrize("level", ["low", "off"])
+def test_logging_commands_go_into_a_restore_a_family_for_chains_ufw_flushes_first(level):
+    commands = logging_commands(level)
+    checks, lines, rest = batch_module.logging_plan(commands)
+    assert checks == [commands[2]]  # the flushed chains' checks are their -F lines
+    assert lines[False] == ["-F ufw-before-logging-input", "-Z ufw-before-logging-input"]
+    assert lines[True][:4] == [
+        "-F ufw6-after-logging-input",
+        "-Z ufw6-after-logging-input",
+        "-F ufw6-logging-deny",
+        "-Z ufw6-logging-deny",
+    ]
+    if level == "low":
+        assert lines[True][4:] == [
+            '-A ufw6-after-logging-input -j LOG --log-prefix "[UFW BLOCK] "',
+            "-I ufw6-logging-deny -m conntrack --ctstate INVALID -j RETURN",
+        ]
+    assert rest == [command for command in commands[4:] if command[0] in ("ufw-user-logging-input", "ufw-user-limit")]
+
+
+def test_logging_commands_of_another_shape_are_left_to_ufw():
+    commands = logging_commands("low")
+    user = "ufw-user-logging-input"
+    late_check = [*commands[1:5], commands[0], *commands[5:]]
+    stop_first = [*commands[:4], (user, ["-I", user, "-j", "RETURN"], False), *commands[4:]]
+    may_fail = [*commands[:4], ("ufw-before-logging-input", ["-F", "ufw-before-logging-input"], True), *commands[5:]]
+    unquotable = [*commands, ("ufw6-logging-deny", ["-A", "ufw6-logging-deny", "--log-prefix", 'x"y'], False)]
+    other_op = [*commands, ("ufw6-logging-deny", ["-P", "ufw6-logging-deny", "ACCEPT"], False)]
+    wrong_chain = [*commands, ("ufw6-logging-deny", ["-A", "ufw-logging-deny", "-j", "LOG"], False)]
+    # a chain whose first change is not its flush: its -Z would stop ufw's run before restored lines
+    unflushed = [(chain, args, fail_ok) for chain, args, fail_ok in commands if args[:2] != ["-F", "ufw6-logging-deny"]]
+    for case in (late_check, stop_first, may_fail, unquotable, other_op, wrong_chain, unflushed):
+        assert batch_module.logging_plan(case) is None, case
+
+
+def recording_restore(tmp_path, ufw, name, code):
+    """A restore program that logs its arguments and its input, then exits with ``code``."""
+    path = tmp_path / f"{name}-rec-{code}"
+    path.write_text(f'#!/bin/sh\necho "{name} $*" >> {ufw.log}\ncat >> {ufw.log}\nexit {code}\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_capabilities_are_probed_in_two_restores_or_by_ufw_when_the_first_fails(ufw, tmp_path, code):
+    ufw.backend.iptables_restore = recording_restore(tmp_path, ufw, "iptables-restore", code)
+    UfwBatch(ufw, io.StringIO())
+    ufw.calls.clear()
+    found = ufw.util.get_netfilter_capabilities("/sbin/iptables")
+    assert found == ["recent-set", "recent-update"]
+    log = restores(ufw)
+    assert log[:5] == [
+        "iptables-restore -n",
+        "*filter",
+        "-N ufw-caps-test1234",
+        "-A ufw-caps-test1234 -m recent-set",
+        "-A ufw-caps-test1234 -m recent-update",
+    ]
+    commands = [call for call in ufw.calls if call[0] == "cmd"]
+    if code == 0:
+        assert log[6:] == ["iptables-restore -n", "*filter", "-F ufw-caps-test1234", "-X ufw-caps-test1234", "COMMIT"]
+        assert commands == []  # not one iptables process
+    else:
+        assert len(log) == 6  # the failed restore committed nothing; ufw's probe ran instead
+        assert [call[2] for call in commands] == ["-N", "-A", "-A", "-F", "-X"]
+    assert ufw.util.get_netfilter_capabilities("/sbin/other") == ["recent-set", "recent-update"]
+    assert [call[2] for call in ufw.calls if call[0] == "cmd"][-5:] == ["-N", "-A", "-A", "-F", "-X"]  # ufw's own
+
+
+def test_capabilities_raise_as_ufws_probe_when_the_chain_cannot_be_removed(ufw, tmp_path):
+    ufw.backend.iptables_restore = str(tmp_path / "second-fails")
+    (tmp_path / "second-fails").write_text(
+        f"#!/bin/sh\ncat > /dev/null\n[ -e {tmp_path}/made ] && echo gone >&2 && exit 1\ntouch {tmp_path}/made\n"
+    )
+    (tmp_path / "second-fails").chmod(0o755)
+    UfwBatch(ufw, io.StringIO())
+    with pytest.raises(OSError, match="gone"):
+        ufw.util.get_netfilter_capabilities("/sbin/iptables")
+
+
+@pytest.mark.parametrize("failing", ["none", "restore", "check"])
+def test_logging_chains_are_restored_or_left_to_ufws_own_update_logging(ufw, tmp_path, failing):
+    ufw.backend.iptables_restore = recording_restore(tmp_path, ufw, "iptables-restore", int(failing == "restore"))
+    if failing == "check":
+        ufw.failing_chains.add("ufw6-user-logging-input")
+    UfwBatch(ufw, io.StringIO())
+    ufw.calls.clear()
+    if failing == "check":
+        with pytest.raises(UFWError):  # ufw's own run stops at its check, as ufw does
+            ufw.backend.update_logging("low")
+    else:
+        ufw.backend.update_logging("low")
+    check = ("ufw6-user-logging-input", "-L", "ufw6-user-logging-input", "-n", False)
+    delete = ("ufw6-user-logging-input", "-D", "ufw6-user-logging-input", "-j", "RETURN", True)
+    after = "ufw-after-logging-input"
+    ufws_own = [(after, "-L", after, "-n", False), check, (after, "-F", after, False), delete]
+    ufws_own.append((after, "-A", after, "-j", "LOG", "--log-prefix", "[UFW BLOCK] ", False))
+    restore = [
+        "iptables-restore -n",
+        "*filter",
+        f"-F {after}",
+        f'-A {after} -j LOG --log-prefix "[UFW BLOCK] "',
+        "COMMIT",
+    ]
+    chains = [call[1:] for call in ufw.calls if call[0] == "chain"]
+    runs = [call for call in ufw.calls if call[0] == "update_logging"]
+    if failing == "none":
+        assert (runs, restores(ufw), chains) == ([("update_logging", "low")], restore, [check, delete])
+    elif failing == "restore":
+        assert (len(runs), restores(ufw), chains) == (2, restore, [check, *ufws_own])
+    else:
+        assert (len(runs), restores(ufw), chains) == (2, [], [check, *ufws_own[:2]])
