@@ -6,6 +6,7 @@ commands in one process, as ``python3 -I zimbra_fw_ufw_batch.py
 ``-I`` keeps the modules synced beside it from shadowing ufw's.
 """
 
+import builtins
 import contextlib
 import errno
 import functools
@@ -291,10 +292,19 @@ def restore_line(args):
     return " ".join(words)
 
 
+def translated(text):
+    """ufw's messages go through the ``_`` that ``gettext.install`` puts in builtins."""
+    return getattr(builtins, "_", str)(text)
+
+
 def run_restore(restore, lines):
-    """One ``RESTORE -n`` of ``lines`` in the filter table: one commit, all or nothing."""
+    """One ``RESTORE -n`` of ``lines`` in the filter table: one commit, all
+    or nothing; a restore that cannot start is one that failed."""
     text = "*filter\n" + "".join(line + "\n" for line in lines) + "COMMIT\n"
-    return subprocess.run([restore, "-n"], input=text, capture_output=True, text=True, check=False)
+    try:
+        return subprocess.run([restore, "-n"], input=text, capture_output=True, errors="replace", check=False)
+    except OSError as exc:
+        return subprocess.CompletedProcess([restore, "-n"], 127, "", str(exc))
 
 
 def probe_restores(commands, exe):
@@ -324,10 +334,12 @@ def logging_plan(commands):
     process each, as ufw runs them), ``lines`` ({v6: lines} of one ``-n``
     restore a family) and ``rest`` (ufw's processes, in ufw's order).
     A chain goes into a restore when ufw flushes it first and none of its
-    commands may fail: its ``-F`` fails on a missing chain as its ``-L``
-    check would. None if the commands are not of that shape, or if a
-    command of ``rest`` that stops ufw's run when it fails comes before a
-    restored one (the restores would do what ufw does only after it)."""
+    commands may fail. The restore run first (IPv4) commits nothing if one
+    of its chains is missing (its ``-F`` fails as the ``-L`` check would),
+    so its chains' checks are left out; every other chain is checked first.
+    None if the commands are not of that shape, or if a command of ``rest``
+    that stops ufw's run when it fails comes before a restored one (the
+    restores would do what ufw does only after it)."""
     checks = [command for command in commands if command[1][:1] == ["-L"]]
     changes = commands[len(checks) :]
     if commands[: len(checks)] != checks or any(args != ["-L", chain, "-n"] or may for chain, args, may in checks):
@@ -350,7 +362,11 @@ def logging_plan(commands):
         return None
     if any(None in family for family in lines.values()):
         return None
-    return [command for command in checks if command[0] not in restored], lines, rest
+    # The first family's restore commits before the next one's -F lines
+    # are tried: the next families' chains are checked first, as in ufw.
+    first_restored = min(lines, default=None)
+    unchecked = {chain for chain in restored if chain.startswith("ufw6") == first_restored}
+    return [command for command in checks if command[0] not in unchecked], lines, rest
 
 
 class UfwBatch:
@@ -531,9 +547,12 @@ class UfwBatch:
             restored = probe_restores(commands, exe)
             if restored is None or run_restore(restore, restored[0]).returncode != 0:
                 return probe(exe, do_checks)
-            removed = run_restore(restore, restored[1])
-            if removed.returncode != 0:
-                raise OSError(errno.ENOENT, removed.stderr)  # as ufw's probe when its chain stays
+            if run_restore(restore, restored[1]).returncode != 0:  # ufw's own clean-up, as its probe ends
+                chain = commands[0][2]
+                run([exe, "-F", chain])
+                code, out = run([exe, "-X", chain])
+                if code != 0:
+                    raise OSError(errno.ENOENT, out)
             return capabilities
 
         util.get_netfilter_capabilities = get_netfilter_capabilities
@@ -547,9 +566,11 @@ class UfwBatch:
         chains it flushes are then filled by one ``-n`` restore a family
         (see ``logging_plan``), and the other commands run as ufw runs them.
         Whenever that cannot be done exactly (commands of another shape) or
-        a check, restore or command fails, ufw's ``update_logging`` runs as
-        in ufw: it flushes every chain it fills again first, and ends where
-        its one run would have ended, or stops at the same error."""
+        a check or restore fails, ufw's ``update_logging`` runs as in ufw:
+        it flushes every chain it fills again first, and ends where its one
+        run would have ended, or stops at the same error. A command after
+        the restores that fails stops the run with ufw's error, the chains
+        as ufw's run leaves them there."""
         update_logging, chain_cmd = backend.update_logging, backend._chain_cmd
         restores = {False: backend.iptables_restore, True: backend.ip6tables_restore}
 
@@ -565,8 +586,10 @@ class UfwBatch:
             try:
                 for chain, args, may_fail in rest:
                     chain_cmd(chain, args, may_fail)
-            except error:
-                return False
+            except error as exc:
+                # The chains are where ufw's run stops, and this is its error
+                # (update_logging's, for any command that fails).
+                raise error(translated("Could not update running firewall")) from exc
             return True
 
         def update_logging_restored(level):

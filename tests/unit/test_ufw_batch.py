@@ -70,7 +70,7 @@ class FakeBackend:
 
     def _chain_cmd(self, chain, args, fail_ok=False):
         self.ufw.calls.append(("chain", chain, *args, fail_ok))
-        if chain in self.ufw.failing_chains and not fail_ok:
+        if (chain in self.ufw.failing_chains or args[0] in self.ufw.failing) and not fail_ok:
             raise UFWError(f"Could not perform '{args}'")
 
     def update_logging(self, level):  # ufw's, as the sandbox records it: checks, changes
@@ -79,6 +79,9 @@ class FakeBackend:
         self._chain_cmd("ufw6-user-logging-input", ["-L", "ufw6-user-logging-input", "-n"])
         self._chain_cmd("ufw-after-logging-input", ["-F", "ufw-after-logging-input"])
         self._chain_cmd("ufw6-user-logging-input", ["-D", "ufw6-user-logging-input", "-j", "RETURN"], True)
+        if level == "off":
+            self._chain_cmd("ufw6-user-logging-input", ["-I", "ufw6-user-logging-input", "-j", "RETURN"])
+            return  # at level off, ufw adds no logging rule
         self._chain_cmd(
             "ufw-after-logging-input", ["-A", "ufw-after-logging-input", "-j", "LOG", "--log-prefix", "[UFW BLOCK] "]
         )
@@ -195,11 +198,13 @@ def ufw(tmp_path, monkeypatch):
         normalize_address=lambda address, v6: (address, False),
         human_sort=lambda ports: ports.sort(),
         create_lock=lambda lockfile: package.calls.append(("lock", lockfile)) or "LOCK",
-        cmd=lambda args: package.calls.append(("cmd", *args)) or (0, ""),
+        cmd=lambda args: (
+            package.calls.append(("cmd", *args)) or ((1, "gone") if args[1] in package.failing else (0, ""))
+        ),
         get_netfilter_capabilities=lambda exe=None, do_checks=True: probe_capabilities(package, exe),
         release_lock=lambda lock: package.calls.append(("unlock", lock)),
     )
-    package.failing_chains = set()
+    package.failing_chains, package.failing = set(), set()  # chains, iptables options that fail
     package.backend = FakeBackend(package, etc, enabled=False)
     package.etc = etc
     for name in ("ufw", "ufw.common", "ufw.frontend", "ufw.parser", "ufw.util"):
@@ -1141,7 +1146,8 @@ def logging_commands(level):
 def test_logging_commands_go_into_a_restore_a_family_for_chains_ufw_flushes_first(level):
     commands = logging_commands(level)
     checks, lines, rest = batch_module.logging_plan(commands)
-    assert checks == [commands[2]]  # the flushed chains' checks are their -F lines
+    # The IPv4 restore commits first: its chains' checks are its -F lines.
+    assert checks == commands[1:4]
     assert lines[False] == ["-F ufw-before-logging-input", "-Z ufw-before-logging-input"]
     assert lines[True][:4] == [
         "-F ufw6-after-logging-input",
@@ -1206,15 +1212,27 @@ def test_capabilities_are_probed_in_two_restores_or_by_ufw_when_the_first_fails(
     assert [call[2] for call in ufw.calls if call[0] == "cmd"][-5:] == ["-N", "-A", "-A", "-F", "-X"]  # ufw's own
 
 
-def test_capabilities_raise_as_ufws_probe_when_the_chain_cannot_be_removed(ufw, tmp_path):
+@pytest.mark.parametrize("removed", [True, False])
+def test_a_probe_chain_the_second_restore_leaves_is_removed_as_ufws_probe_removes_it(ufw, tmp_path, removed):
     ufw.backend.iptables_restore = str(tmp_path / "second-fails")
     (tmp_path / "second-fails").write_text(
-        f"#!/bin/sh\ncat > /dev/null\n[ -e {tmp_path}/made ] && echo gone >&2 && exit 1\ntouch {tmp_path}/made\n"
+        f"#!/bin/sh\ncat > /dev/null\n[ -e {tmp_path}/made ] && exit 1\ntouch {tmp_path}/made\n"
     )
     (tmp_path / "second-fails").chmod(0o755)
+    if not removed:
+        ufw.failing.add("-X")
     UfwBatch(ufw, io.StringIO())
-    with pytest.raises(OSError, match="gone"):
-        ufw.util.get_netfilter_capabilities("/sbin/iptables")
+    ufw.calls.clear()
+    if removed:
+        assert ufw.util.get_netfilter_capabilities("/sbin/iptables") == ["recent-set", "recent-update"]
+    else:
+        with pytest.raises(OSError, match="gone"):
+            ufw.util.get_netfilter_capabilities("/sbin/iptables")
+    cleanup = [
+        ("cmd", "/sbin/iptables", "-F", "ufw-caps-test1234"),
+        ("cmd", "/sbin/iptables", "-X", "ufw-caps-test1234"),
+    ]
+    assert [call for call in ufw.calls if call[0] == "cmd"] == cleanup
 
 
 @pytest.mark.parametrize("failing", ["none", "restore", "check"])
@@ -1249,3 +1267,29 @@ def test_logging_chains_are_restored_or_left_to_ufws_own_update_logging(ufw, tmp
         assert (len(runs), restores(ufw), chains) == (2, restore, [check, *ufws_own])
     else:
         assert (len(runs), restores(ufw), chains) == (2, [], [check, *ufws_own[:2]])
+
+
+def test_a_failing_command_after_the_restores_stops_with_ufws_error_where_ufws_run_stops(ufw, tmp_path):
+    ufw.backend.iptables_restore = recording_restore(tmp_path, ufw, "iptables-restore", 0)
+    ufw.failing.add("-I")
+    UfwBatch(ufw, io.StringIO())
+    ufw.calls.clear()
+    with pytest.raises(UFWError, match=r"^Could not update running firewall$"):
+        ufw.backend.update_logging("off")
+    assert [call for call in ufw.calls if call[0] == "update_logging"] == [("update_logging", "off")]  # not run again
+    assert [call[1:3] for call in ufw.calls if call[0] == "chain"] == [
+        ("ufw6-user-logging-input", "-L"),
+        ("ufw6-user-logging-input", "-D"),
+        ("ufw6-user-logging-input", "-I"),
+    ]
+    assert restores(ufw)[0] == "iptables-restore -n"
+
+
+def test_a_restore_program_that_cannot_start_is_a_failed_restore(ufw, tmp_path):
+    ufw.backend.iptables_restore = str(tmp_path / "missing-restore")
+    UfwBatch(ufw, io.StringIO())
+    ufw.calls.clear()
+    assert ufw.util.get_netfilter_capabilities("/sbin/iptables") == ["recent-set", "recent-update"]
+    ufw.backend.update_logging("low")
+    assert [call[2] for call in ufw.calls if call[0] == "cmd"] == ["-N", "-A", "-A", "-F", "-X"]  # ufw's probe
+    assert len([call for call in ufw.calls if call[0] == "update_logging"]) == 2  # and ufw's update_logging
