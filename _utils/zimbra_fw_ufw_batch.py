@@ -386,7 +386,8 @@ class UfwBatch:
     rule skips ufw's slowest pattern where it cannot match (``LiteralFirst``).
     Two pure helpers of ufw's ``normalize`` keep their answers
     (``remember_pure_helpers``): every peer rule has the same destination
-    and ports. ufw's rules files are read by shape (``read_rules_by_shape``).
+    and ports. ufw's rules files are read by shape (``read_rules_by_shape``),
+    and an application's rules made by shape (``app_rules_by_shape``).
     ufw's probe of netfilter's capabilities and its logging chains take a
     restore or two a family, not an iptables process a command
     (``probe_capabilities_in_restores``, ``restore_logging_chains``).
@@ -420,6 +421,7 @@ class UfwBatch:
         backend.is_enabled = lambda: self.running() and not self.rules_only
         self.normalize_rules_once(ufw.common.UFWRule, ufw.util.supported_protocols)
         self.remember_pure_helpers(ufw.util)
+        backend.get_app_rules_from_template = self.app_rules_by_shape(backend.get_app_rules_from_template)
         restores = {backend.iptables: backend.iptables_restore, backend.ip6tables: backend.ip6tables_restore}
         self.probe_capabilities_in_restores(ufw.util, restores)
         self.restore_logging_chains(backend, ufw.common.UFWError)
@@ -521,6 +523,38 @@ class UfwBatch:
 
         util.normalize_address = functools.lru_cache(maxsize=4096)(util.normalize_address)
         util.human_sort = human_sort
+
+    @staticmethod
+    def app_rules_by_shape(get_app_rules):
+        """ufw's ``get_app_rules_from_template(template)`` makes a rule a port
+        group of the template's profile: a copy of the template (``dup_rule``)
+        with its ports and protocol set, which never read the source. So
+        templates that differ only in their source (the peers of a run) make
+        the same rules but for it: the rules of the first template of a shape
+        are kept (copies, taken before ufw's code changes them), and each next
+        template gets copies of those with its source, as ``dup_rule`` copies
+        it. A shape whose rules did not all take the template's source, or
+        with a field that cannot be a key, is left to ufw each time."""
+        made = {}
+
+        def get_app_rules_from_template(template):
+            try:
+                fields = vars(template).items()
+                shape = frozenset((name, value) for name, value in fields if name not in ("src", "normalized_fields"))
+            except TypeError:
+                return get_app_rules(template)
+            kept = made.get(shape)
+            if kept is None:
+                rules = get_app_rules(template)
+                if all(rule.src == template.src for rule in rules):
+                    made[shape] = [rule.dup_rule() for rule in rules]
+                return rules
+            copies = [rule.dup_rule() for rule in kept]
+            for copy in copies:
+                copy.src = template.src
+            return copies
+
+        return get_app_rules_from_template
 
     @staticmethod
     def probe_capabilities_in_restores(util, restores):

@@ -194,6 +194,43 @@ json.dump([{"ufw": ufws, "shaped": shaped, "again": again}], sys.stdout)
 """
 
 
+_UFW_APP_RULES = r"""
+import gettext, json, os, sys, tempfile, types
+sys.path.insert(0, sys.argv[1])  # _utils: zimbra_fw_ufw_batch
+import ufw.common
+gettext.install(ufw.common.programName)
+import ufw.applications, ufw.backend, ufw.frontend, ufw.util
+from zimbra_fw_ufw_batch import UfwBatch
+request = json.load(sys.stdin)[0]
+apps = tempfile.mkdtemp()
+with open(os.path.join(apps, "zimbra"), "w", encoding="utf-8") as handle:
+    handle.write(request["profile"])
+owner = types.SimpleNamespace(profiles=ufw.applications.get_profiles(apps))
+
+def ufws(template):
+    return ufw.backend.UFWBackend.get_app_rules_from_template(owner, template)
+
+def made(make, template):
+    try:
+        rules = make(template)
+        fields = [{name: value for name, value in vars(rule).items() if name != "normalized_fields"} for rule in rules]
+        for rule in rules:  # as ufw's code goes on to change them
+            rule.set_v6(not rule.v6)
+            rule.set_port("1", "dst")
+            rule.src = "10.255.255.255"
+        return fields
+    except Exception as exc:  # pylint: disable=broad-except
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+templates = [ufw.frontend.parse_command(["ufw", *words]).data["rule"] for words in request["commands"]]
+own = [made(ufws, template.dup_rule()) for template in templates]
+UfwBatch.normalize_rules_once(ufw.common.UFWRule, ufw.util.supported_protocols)  # as in the batch
+shaped = UfwBatch.app_rules_by_shape(ufws)
+results = [{"ufw": mine, "shaped": made(shaped, template.dup_rule())} for mine, template in zip(own, templates)]
+json.dump([results], sys.stdout)
+"""
+
+
 def available():
     """None, or why the oracles cannot run on this machine."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
@@ -271,3 +308,12 @@ def ufw_rules_read_by_shape(rules, rules6, utils_dir):
     ``"again"`` with its shapes known), each ``vars`` of every rule read and
     what ufw warned."""
     return _run(_UFW_READ_BY_SHAPE, [{"rules": list(rules), "rules6": list(rules6)}], utils_dir)[0]
+
+
+def ufw_app_rules_by_shape(commands, profile, utils_dir):
+    """For each rule command (parsed by ufw, with an application), the rules
+    ufw's ``get_app_rules_from_template`` makes of it (``"ufw"``) and those
+    zimbra_fw_ufw_batch's ``app_rules_by_shape`` makes, asked in order
+    (``"shaped"``), each ``vars`` of every rule, for the profiles in the
+    text ``profile``."""
+    return _run(_UFW_APP_RULES, [{"commands": [list(words) for words in commands], "profile": profile}], utils_dir)[0]

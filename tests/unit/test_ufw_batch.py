@@ -107,7 +107,7 @@ class FakeBackend:
     def set_rule(self, rule, allow_reload=True):
         raise AssertionError("not called by the fake frontend")
 
-    get_app_rules_from_system = get_rules_count = set_rule
+    get_app_rules_from_system = get_app_rules_from_template = get_rules_count = set_rule
 
 
 class FakeFrontend:
@@ -1293,3 +1293,47 @@ def test_a_restore_program_that_cannot_start_is_a_failed_restore(ufw, tmp_path):
     ufw.backend.update_logging("low")
     assert [call[2] for call in ufw.calls if call[0] == "cmd"] == ["-N", "-A", "-A", "-F", "-X"]  # ufw's probe
     assert len([call for call in ufw.calls if call[0] == "update_logging"]) == 2  # and ufw's update_logging
+
+
+APP_PROFILES = """[Zimbra-mta]
+title=Zimbra MTA peers
+description=cluster
+ports=25,389,7025/tcp|7026/udp
+
+[Web]
+title=Web
+description=web
+ports=80,443/tcp
+
+[Dns]
+title=DNS
+description=dns
+ports=53
+"""
+APP_SOURCES = ["10.1.0.1", "10.1.0.2", "2001:db8::7", "10.2.0.0/24", "2001:DB8::/64", "10.1.0.1", "192.168.9.9"]
+APP_RULES = [
+    *(["allow", "from", source, "to", "any", "app", "Zimbra-mta", "comment", "zimbra_fw"] for source in APP_SOURCES),
+    *(["allow", "from", source, "app", "Web"] for source in APP_SOURCES[:4]),  # a source application
+    *(["allow", "from", source, "app", "Dns", "to", "any", "app", "Dns"] for source in APP_SOURCES[:3]),  # the same
+    *(["deny", "from", source, "app", "Web", "to", "any", "app", "Dns"] for source in APP_SOURCES[:3]),  # two
+    *(
+        ["allow", "in", "on", "eth0", "from", source, "to", "10.9.0.1", "app", "Web"]
+        for source in ("10.1.0.1", "10.3.0.0/16")
+    ),
+    *(["limit", "from", source, "to", "any", "app", "Dns", "comment", "x y"] for source in APP_SOURCES[3:]),
+    ["allow", "to", "any", "app", "Zimbra-mta"],  # from anyone
+    ["allow", "Web"],
+    ["allow", "Web"],
+    ["allow", "to", "2001:db8::1", "app", "Web"],
+    ["allow", "to", "2001:db8::1", "app", "Web"],
+]
+
+
+@pytest.mark.skipif(ORACLE_MISSING is not None, reason=str(ORACLE_MISSING))
+def test_an_applications_rules_made_by_shape_are_what_ufw_makes_of_each_template():
+    results = oracles.ufw_app_rules_by_shape(APP_RULES, APP_PROFILES, os.path.dirname(batch_module.__file__))
+    for words, result in zip(APP_RULES, results, strict=True):
+        assert "error" not in result["ufw"] and result["ufw"], words
+        assert result["shaped"] == result["ufw"], words
+    assert len(results[0]["ufw"]) == 2 and {rule["protocol"] for rule in results[0]["ufw"]} == {"tcp", "udp"}
+    assert results[2]["ufw"][0]["src"] == "2001:db8::7"
