@@ -421,7 +421,7 @@ class UfwBatch:
         backend.is_enabled = lambda: self.running() and not self.rules_only
         self.normalize_rules_once(ufw.common.UFWRule, ufw.util.supported_protocols)
         self.remember_pure_helpers(ufw.util)
-        backend.get_app_rules_from_template = self.app_rules_by_shape(backend.get_app_rules_from_template)
+        backend.get_app_rules_from_template = self.app_rules_by_shape(backend.get_app_rules_from_template, backend)
         restores = {backend.iptables: backend.iptables_restore, backend.ip6tables: backend.ip6tables_restore}
         self.probe_capabilities_in_restores(ufw.util, restores)
         self.restore_logging_chains(backend, ufw.common.UFWError)
@@ -525,7 +525,7 @@ class UfwBatch:
         util.human_sort = human_sort
 
     @staticmethod
-    def app_rules_by_shape(get_app_rules):
+    def app_rules_by_shape(get_app_rules, owner):
         """ufw's ``get_app_rules_from_template(template)`` makes a rule a port
         group of the template's profile: a copy of the template (``dup_rule``)
         with its ports and protocol set, which never read the source. So
@@ -534,13 +534,17 @@ class UfwBatch:
         are kept (copies, taken before ufw's code changes them), and each next
         template gets copies of those with its source, as ``dup_rule`` copies
         it. A shape whose rules did not all take the template's source, or
-        with a field that cannot be a key, is left to ufw each time."""
-        made = {}
+        with a field that cannot be a key, is left to ufw each time; the kept
+        rules go when ``owner.profiles`` (ufw's profiles) is another object."""
+        made, profiles = {}, [owner.profiles]
 
         def get_app_rules_from_template(template):
+            if owner.profiles is not profiles[0]:
+                made.clear()
+                profiles[0] = owner.profiles
             try:
-                fields = vars(template).items()
-                shape = frozenset((name, value) for name, value in fields if name not in ("src", "normalized_fields"))
+                fields = [(name, type(value), value) for name, value in vars(template).items()]
+                shape = frozenset(field for field in fields if field[0] not in ("src", "normalized_fields"))
             except TypeError:
                 return get_app_rules(template)
             kept = made.get(shape)

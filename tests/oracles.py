@@ -225,7 +225,7 @@ def made(make, template):
 templates = [ufw.frontend.parse_command(["ufw", *words]).data["rule"] for words in request["commands"]]
 own = [made(ufws, template.dup_rule()) for template in templates]
 UfwBatch.normalize_rules_once(ufw.common.UFWRule, ufw.util.supported_protocols)  # as in the batch
-shaped = UfwBatch.app_rules_by_shape(ufws)
+shaped = UfwBatch.app_rules_by_shape(ufws, owner)
 results = [{"ufw": mine, "shaped": made(shaped, template.dup_rule())} for mine, template in zip(own, templates)]
 json.dump([results], sys.stdout)
 """

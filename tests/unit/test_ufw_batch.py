@@ -65,6 +65,7 @@ class FakeBackend:
         self.iptables_restore = ufw.script("iptables-restore", 0)
         self.ip6tables_restore = ufw.script("ip6tables-restore", 0)
         self.iptables, self.ip6tables = "/sbin/iptables", "/sbin/ip6tables"
+        self.profiles = {}
         self.rules, self.rules6 = ["old rule"], ["old rule v6"]
         self.written = 0
 
@@ -1337,3 +1338,42 @@ def test_an_applications_rules_made_by_shape_are_what_ufw_makes_of_each_template
         assert result["shaped"] == result["ufw"], words
     assert len(results[0]["ufw"]) == 2 and {rule["protocol"] for rule in results[0]["ufw"]} == {"tcp", "udp"}
     assert results[2]["ufw"][0]["src"] == "2001:db8::7"
+
+
+def test_application_rules_are_kept_per_shape_and_its_types_and_forgotten_with_new_profiles():
+    owner = types.SimpleNamespace(profiles={"Web": "80"})
+    asked = []
+
+    def ufws(template):  # a rule a port group, copies of the template
+        asked.append(template.src)
+        made = template.dup_rule()
+        made.dport = owner.profiles["Web"]
+        return [made]
+
+    shaped = UfwBatch.app_rules_by_shape(ufws, owner)
+
+    class AppRule:  # ufw's fields of an application rule, as far as this goes
+        def __init__(self, src, v6):
+            self.src, self.v6, self.dapp, self.dport = src, v6, "Web", "Web"
+
+        def dup_rule(self):
+            copy = AppRule(self.src, self.v6)
+            copy.dport = self.dport
+            return copy
+
+    def template(source, v6=False):
+        return AppRule(source, v6)
+
+    first = shaped(template("10.0.0.1"))
+    again = shaped(template("10.0.0.2"))
+    assert asked == ["10.0.0.1"] and [(r.src, r.dport) for r in first + again] == [
+        ("10.0.0.1", "80"),
+        ("10.0.0.2", "80"),
+    ]
+    again[0].dport = "changed by ufw's code"
+    assert shaped(template("10.0.0.3"))[0].dport == "80"
+    shaped(template("10.0.0.4", v6=0))  # equal to False, of another type: another shape
+    assert asked == ["10.0.0.1", "10.0.0.4"]
+    owner.profiles = {"Web": "443"}
+    assert [(r.src, r.dport) for r in shaped(template("10.0.0.5"))] == [("10.0.0.5", "443")]
+    assert asked[-1] == "10.0.0.5"
