@@ -864,7 +864,10 @@ def test_a_copy_of_a_normalized_rule_is_not_normalized_again(ufw):
     assert len(rule_class.normalized) == 3 and changed.src == "10.0.0.2/32"
 
 
-ORACLE_MISSING = oracles.available()
+ORACLE_MISSING = oracles.available() or (
+    # make mutation: the helper imported above is mutmut's copy, which the system Python cannot import
+    "the helper is mutmut's mutated copy" if "mutmut" in sys.modules else None
+)
 
 # Each shape several times (a template, then copies), in both IP versions,
 # with the source written as ufw accepts it (upper case, a host /32, a
