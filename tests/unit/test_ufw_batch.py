@@ -10,6 +10,7 @@ the rule with each rule, keep, replace, drop or append) runs on the rules that
 can match only, and the whole list ends as ufw's full loop would leave it. The
 sandbox tests (tests/sandbox/test_sandbox_ufw_batch.py) hold the batch to real ufw."""
 
+import errno
 import io
 import ipaddress
 import json
@@ -202,7 +203,7 @@ def ufw(tmp_path, monkeypatch):
         cmd=lambda args: (
             package.calls.append(("cmd", *args)) or ((1, "gone") if args[1] in package.failing else (0, ""))
         ),
-        get_netfilter_capabilities=lambda exe=None, do_checks=True: probe_capabilities(package, exe),
+        get_netfilter_capabilities=lambda exe=None, do_checks=True: probe_capabilities(package, exe, do_checks),
         release_lock=lambda lock: package.calls.append(("unlock", lock)),
     )
     package.failing_chains, package.failing = set(), set()  # chains, iptables options that fail
@@ -213,8 +214,9 @@ def ufw(tmp_path, monkeypatch):
     return package
 
 
-def probe_capabilities(ufw, exe):
+def probe_capabilities(ufw, exe, do_checks):
     """ufw's probe through ``ufw.util.cmd``: a chain, a rule a capability, flushed and deleted."""
+    ufw.calls.append(("probe", exe, do_checks))
     chain = "ufw-caps-test1234"
     ufw.util.cmd([exe, "-N", chain])
     found = [name for name in ("recent-set", "recent-update") if ufw.util.cmd([exe, "-A", chain, "-m", name])[0] == 0]
@@ -1121,6 +1123,8 @@ def test_ufws_capability_probe_becomes_two_restores_only_in_its_own_shape():
         [good[0], [*good[1][:2], "other-chain", *good[1][3:]], *good[2:]],
         [good[0], [*good[1], "--comment", 'a "quoted" word'], *good[2:]],
         [good[0], *good[1:3], [*good[3], "extra"], good[4]],
+        good[:1],  # the chain made, nothing else
+        [*good[:2], [good[2][0], "-I", *good[2][2:]], *good[3:]],  # the last rule inserted
     ]
     for commands in others:
         assert batch_module.probe_restores(commands, "/sbin/iptables") is None, commands
@@ -1178,7 +1182,10 @@ def test_logging_commands_of_another_shape_are_left_to_ufw():
     wrong_chain = [*commands, ("ufw6-logging-deny", ["-A", "ufw-logging-deny", "-j", "LOG"], False)]
     # a chain whose first change is not its flush: its -Z would stop ufw's run before restored lines
     unflushed = [(chain, args, fail_ok) for chain, args, fail_ok in commands if args[:2] != ["-F", "ufw6-logging-deny"]]
-    for case in (late_check, stop_first, may_fail, unquotable, other_op, wrong_chain, unflushed):
+    check_may_fail = [(commands[0][0], commands[0][1], True), *commands[1:]]
+    check_without_n = [(commands[0][0], commands[0][1][:2], False), *commands[1:]]
+    cases = (late_check, stop_first, may_fail, unquotable, other_op, wrong_chain, unflushed, check_may_fail)
+    for case in (*cases, check_without_n):
         assert batch_module.logging_plan(case) is None, case
 
 
@@ -1195,7 +1202,7 @@ def test_capabilities_are_probed_in_two_restores_or_by_ufw_when_the_first_fails(
     ufw.backend.iptables_restore = recording_restore(tmp_path, ufw, "iptables-restore", code)
     UfwBatch(ufw, io.StringIO())
     ufw.calls.clear()
-    found = ufw.util.get_netfilter_capabilities("/sbin/iptables")
+    found = ufw.util.get_netfilter_capabilities("/sbin/iptables", False)
     assert found == ["recent-set", "recent-update"]
     log = restores(ufw)
     assert log[:5] == [
@@ -1212,7 +1219,11 @@ def test_capabilities_are_probed_in_two_restores_or_by_ufw_when_the_first_fails(
     else:
         assert len(log) == 6  # the failed restore committed nothing; ufw's probe ran instead
         assert [call[2] for call in commands] == ["-N", "-A", "-A", "-F", "-X"]
-    assert ufw.util.get_netfilter_capabilities("/sbin/other") == ["recent-set", "recent-update"]
+    probes = [call for call in ufw.calls if call[0] == "probe"]
+    assert probes == [("probe", "/sbin/iptables", False)] * (1 if code == 0 else 2)  # recorded, then ufw's own
+    ufw.calls.clear()
+    assert ufw.util.get_netfilter_capabilities("/sbin/other", False) == ["recent-set", "recent-update"]
+    assert [call for call in ufw.calls if call[0] == "probe"] == [("probe", "/sbin/other", False)]
     assert [call[2] for call in ufw.calls if call[0] == "cmd"][-5:] == ["-N", "-A", "-A", "-F", "-X"]  # ufw's own
 
 
@@ -1230,13 +1241,15 @@ def test_a_probe_chain_the_second_restore_leaves_is_removed_as_ufws_probe_remove
     if removed:
         assert ufw.util.get_netfilter_capabilities("/sbin/iptables") == ["recent-set", "recent-update"]
     else:
-        with pytest.raises(OSError, match="gone"):
+        with pytest.raises(OSError, match="gone") as raised:
             ufw.util.get_netfilter_capabilities("/sbin/iptables")
+        assert raised.value.errno == errno.ENOENT  # as ufw's probe raises it
     cleanup = [
         ("cmd", "/sbin/iptables", "-F", "ufw-caps-test1234"),
         ("cmd", "/sbin/iptables", "-X", "ufw-caps-test1234"),
     ]
     assert [call for call in ufw.calls if call[0] == "cmd"] == cleanup
+    assert [call for call in ufw.calls if call[0] == "probe"] == [("probe", "/sbin/iptables", True)]  # ufw's default
 
 
 @pytest.mark.parametrize("failing", ["none", "restore", "check"])
@@ -1268,7 +1281,7 @@ def test_logging_chains_are_restored_or_left_to_ufws_own_update_logging(ufw, tmp
     if failing == "none":
         assert (runs, restores(ufw), chains) == ([("update_logging", "low")], restore, [check, delete])
     elif failing == "restore":
-        assert (len(runs), restores(ufw), chains) == (2, restore, [check, *ufws_own])
+        assert (runs, restores(ufw), chains) == ([("update_logging", "low")] * 2, restore, [check, *ufws_own])
     else:
         assert (len(runs), restores(ufw), chains) == (2, [], [check, *ufws_own[:2]])
 
@@ -1379,4 +1392,39 @@ def test_application_rules_are_kept_per_shape_and_its_types_and_forgotten_with_n
     assert asked == ["10.0.0.1", "10.0.0.4"]
     owner.profiles = {"Web": "443"}
     assert [(r.src, r.dport) for r in shaped(template("10.0.0.5"))] == [("10.0.0.5", "443")]
-    assert asked[-1] == "10.0.0.5"
+    assert [(r.src, r.dport) for r in shaped(template("10.0.0.6"))] == [("10.0.0.6", "443")]
+    marked = template("10.0.0.7")
+    marked.normalized_fields = ("10.0.0.7", "any")  # the batch's own mark is no field of the shape
+    assert [(r.src, r.dport) for r in shaped(marked)] == [("10.0.0.7", "443")]
+    assert asked[2:] == ["10.0.0.5"]
+    odd = template("10.0.0.8")
+    odd.ports = ["a list"]  # a field that cannot be a key: ufw makes its rules, each time
+    assert [(r.src, r.dport) for r in shaped(odd) + shaped(odd)] == [("10.0.0.8", "443")] * 2
+    assert asked[2:] == ["10.0.0.5", "10.0.0.8", "10.0.0.8"]
+
+
+def test_logging_commands_on_chains_none_of_which_is_flushed_run_as_ufw_runs_them():
+    user = "ufw-user-logging-input"
+    commands = [(user, ["-L", user, "-n"], False), (user, ["-D", user, "-j", "RETURN"], True)]
+    commands.append((user, ["-I", user, "-j", "RETURN"], False))
+    assert batch_module.logging_plan(commands) == (commands[:1], {}, commands[1:])
+    assert batch_module.logging_plan([commands[0], commands[2]]) == (commands[:1], {}, commands[2:])
+
+
+def test_a_restore_reports_what_it_printed_and_one_that_cannot_start_fails_with_127(tmp_path):
+    program = tmp_path / "restore"
+    program.write_bytes(b"#!/bin/sh\ncat\nprintf 'bad \\377 byte' >&2\nexit 3\n")
+    program.chmod(0o755)
+    done = batch_module.run_restore(str(program), ["-F chain"])
+    assert (done.returncode, done.stdout) == (3, "*filter\n-F chain\nCOMMIT\n")
+    assert done.stderr == "bad \ufffd byte"
+    missing = batch_module.run_restore(str(tmp_path / "missing"), ["-F chain"])
+    assert (missing.args, missing.returncode, missing.stdout) == ([str(tmp_path / "missing"), "-n"], 127, "")
+    assert "No such file" in missing.stderr
+
+
+def test_ufws_messages_are_translated_as_ufw_translates_them(monkeypatch):
+    monkeypatch.delattr(batch_module.builtins, "_", raising=False)
+    assert batch_module.translated("Could not update running firewall") == "Could not update running firewall"
+    monkeypatch.setattr(batch_module.builtins, "_", lambda text: f"<{text}>", raising=False)
+    assert batch_module.translated("Could not update running firewall") == "<Could not update running firewall>"
