@@ -1428,3 +1428,15 @@ def test_ufws_messages_are_translated_as_ufw_translates_them(monkeypatch):
     assert batch_module.translated("Could not update running firewall") == "Could not update running firewall"
     monkeypatch.setattr(batch_module.builtins, "_", lambda text: f"<{text}>", raising=False)
     assert batch_module.translated("Could not update running firewall") == "<Could not update running firewall>"
+
+
+def test_the_batch_puts_its_pieces_in_ufws_place(ufw):
+    made = []
+    ufw.backend.get_app_rules_from_template = lambda template: made.append(template) or [template.dup_rule()]
+    UfwBatch(ufw, io.StringIO())
+    assert isinstance(ufw.backend_iptables.re, batch_module.LiteralFirstRe)
+    rule = ufw.backend_iptables.UFWRule(["allow", "from", "10.0.0.1"])  # not as _read_rules calls it: ufw's class
+    assert isinstance(rule, ufw.common.UFWRule)
+    template = ufw.common.UFWRule(["allow", "from", "10.0.0.1", "app", "Web"])
+    assert [copy.src for copy in ufw.backend.get_app_rules_from_template(template)] == ["10.0.0.1"]
+    assert made == [template]
