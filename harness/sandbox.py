@@ -214,11 +214,11 @@ class Minion(Namespace):
         shutil.copyfile("/etc/default/ufw", os.path.join(self.state, "default-ufw"))
         # An inactive, quiet ufw that loads no kernel modules and sets no
         # sysctls: nothing it does reaches outside the namespace.
-        _replace_line(os.path.join(etc, "ufw.conf"), "ENABLED=", "ENABLED=no")
-        _replace_line(os.path.join(etc, "ufw.conf"), "LOGLEVEL=", "LOGLEVEL=off")
+        replace_line(os.path.join(etc, "ufw.conf"), "ENABLED=", "ENABLED=no")
+        replace_line(os.path.join(etc, "ufw.conf"), "LOGLEVEL=", "LOGLEVEL=off")
         with open(os.path.join(etc, "sysctl.conf"), "w", encoding="utf-8"):
             pass
-        _replace_line(os.path.join(self.state, "default-ufw"), "IPT_MODULES=", 'IPT_MODULES=""')
+        replace_line(os.path.join(self.state, "default-ufw"), "IPT_MODULES=", 'IPT_MODULES=""')
         os.makedirs(os.path.join(self.state, "run"))
         # ufw's package with harness/ufw_hook.py: counts ufw processes and commands, injects faults
         self._make_hooked_copy("ufw-package", os.path.join(ufw_package_dir(), "__init__.py"), UFW_HOOK)
@@ -492,7 +492,8 @@ def _wait_for(ready, what, seconds=60):
         time.sleep(0.1)
 
 
-def _replace_line(path, prefix, line):
+def replace_line(path, prefix, line):
+    """Each line of the file at ``path`` that starts with ``prefix`` becomes ``line``."""
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     lines = [line if current.startswith(prefix) else current for current in lines]

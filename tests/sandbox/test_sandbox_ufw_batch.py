@@ -15,7 +15,7 @@ import pytest
 import zimbra_fw_ufw as ufw
 import zimbra_fw_ufw_files as ufw_files
 
-from harness.sandbox import REPO, UFW, Minion, Topology
+from harness.sandbox import REPO, UFW, Minion, Topology, replace_line
 
 BATCH = os.path.join(REPO, "_utils", "zimbra_fw_ufw_batch.py")
 PROFILE = """[Zimbra]
@@ -272,11 +272,7 @@ def counted_run(minion, program, commands):
 
 
 def set_loglevel(minion, level):
-    path = os.path.join(minion.state, "etc-ufw", "ufw.conf")
-    with open(path, encoding="utf-8") as handle:
-        lines = [f"LOGLEVEL={level}" if line.startswith("LOGLEVEL=") else line for line in handle.read().splitlines()]
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+    replace_line(os.path.join(minion.state, "etc-ufw", "ufw.conf"), "LOGLEVEL=", f"LOGLEVEL={level}")
 
 
 @pytest.mark.parametrize("level", ["off", "low"])
