@@ -324,7 +324,7 @@ def probe_restores(commands, exe):
     return None if None in lines else (lines[:-2], lines[-2:])
 
 
-CHANGES = (["-F"], ["-Z"], ["-A"], ["-I"], ["-D"])  # what a logging restore may do to a chain
+LOGGING_CHANGES = (["-F"], ["-Z"], ["-A"], ["-I"], ["-D"])  # what a logging restore may do to a chain
 
 
 def logging_plan(commands):
@@ -344,7 +344,7 @@ def logging_plan(commands):
     changes = commands[len(checks) :]
     if commands[: len(checks)] != checks or any(args != ["-L", chain, "-n"] or may for chain, args, may in checks):
         return None
-    if any(args[:1] not in CHANGES or args[1:2] != [chain] for chain, args, _ in changes):
+    if any(args[:1] not in LOGGING_CHANGES or args[1:2] != [chain] for chain, args, _ in changes):
         return None
     may_fail = {chain for chain, _, may in changes if may}
     first = {}
@@ -637,8 +637,10 @@ class UfwBatch:
                 update_logging(level)
             finally:
                 del backend._chain_cmd
-            plan = logging_plan(commands) if commands else None
-            if commands and not (plan and restored(plan)):
+            if not commands:
+                return  # the firewall is not running: ufw changed no chain
+            plan = logging_plan(commands)
+            if not (plan and restored(plan)):
                 update_logging(level)
 
         backend.update_logging = update_logging_restored
