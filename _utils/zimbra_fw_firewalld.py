@@ -19,7 +19,9 @@ rules in one zone, permanent and runtime alike.
 * ``plan(part, policy, snapshot)`` is pure; ``apply(steps, run)`` runs the
   steps in one helper process. Services and ipsets are defined permanently
   only: firewalld loads new or changed ones on ``reload``, which the profile
-  part does only then. Ipset entries change in both scopes without a reload.
+  part does only then, after putting the rules and ipset entries in the
+  permanent configuration, so that one reload loads them all. Otherwise
+  ipset entries and rules change in both scopes without a reload.
 * ``save(run, config)`` and ``restore(saved, run)``: firewalld as a rollback
   puts it back (zimbra_fw_rollback): the files of our services and ipsets
   and of the zone (permanent), and the zone's and our ipsets' runtime state.
@@ -468,12 +470,12 @@ def _zone_step(snapshot, scope, change):
     return Step("zone", (snapshot.zone, scope, change), f"{scope} zone {snapshot.zone}: {_summary(change)}")
 
 
-def _scope_steps(snapshot, own_names, wanted, policy=None):
-    """Steps and changes that make both scopes hold ``wanted`` (a Desired):
+def _scope_steps(snapshot, own_names, wanted, policy=None, scopes=("runtime", "permanent")):
+    """Steps and changes that make ``scopes`` hold ``wanted`` (a Desired):
     ipset entries, then the zone's services and rules; with ``policy``, the
     foreign openings go too (zimbra_fw:close_foreign)."""
     steps, described = [], {}
-    for scope in ("runtime", "permanent"):
+    for scope in scopes:
         zone = getattr(snapshot, scope)
         foreign = foreign_openings(policy, snapshot, zone) if policy is not None else None
         ipsets = snapshot.runtime_ipsets if scope == "runtime" else snapshot.ipsets
@@ -497,14 +499,16 @@ def _kind(ipset):
     return f"{ipset.type} {ipset.family}" if ipset is not None else None
 
 
-def plan_profile(policy, snapshot):
+def _definition_steps(policy, snapshot):
+    """Changes and steps that write, redefine and remove our services and
+    ipsets (permanent), and the permanent zone and ipsets they leave."""
     wanted = service_definitions(policy)
     wanted_sets = ipset_definitions(policy)
     changes, steps = {}, []
     retired = sorted(set(snapshot.services) - set(wanted))
     retired_sets = sorted(set(snapshot.ipsets) - set(wanted_sets))
     # Rules and zone entries naming a service or an ipset go before it does.
-    removed = set()
+    removed, left = set(), snapshot
     for scope in ("runtime", "permanent"):
         zone = getattr(snapshot, scope)
         change = {
@@ -515,6 +519,9 @@ def plan_profile(policy, snapshot):
             steps.append(_zone_step(snapshot, scope, change))
             removed.update(f"service {name}" for name in change["remove_services"])
             removed.update(change["remove_rules"])
+            if scope == "permanent":
+                kept = tuple(r for r in zone.rules if r not in change["remove_rules"])
+                left = left._replace(permanent=zone._replace(services=zone.services - set(retired), rules=kept))
     if removed:
         changes["rules removed"] = sorted(removed)
     for name, definition in wanted.items():
@@ -530,19 +537,41 @@ def plan_profile(policy, snapshot):
         if _kind(snapshot.ipsets.get(name)) != kind:
             changes.setdefault("ipsets", {})[name] = {"old": _kind(snapshot.ipsets.get(name)), "new": kind}
             steps.append(Step("ipset", (name, definition), f"write ipset {name}"))
+            left = left._replace(ipsets={n: s for n, s in left.ipsets.items() if n != name})  # written empty
     for name in retired:
         changes.setdefault("ports", {})[name] = {"old": _ports_text(snapshot.services[name]), "new": None}
         steps.append(Step("drop-service", (name,), f"remove service {name}"))
     for name in retired_sets:
         changes.setdefault("ipsets", {})[name] = {"old": _kind(snapshot.ipsets[name]), "new": None}
         steps.append(Step("drop-ipset", (name,), f"remove ipset {name}"))
-    stale = [n for n, d in wanted.items() if snapshot.runtime_services.get(n) != tuple(d["ports"])]
-    stale += [n for n in wanted_sets if n not in snapshot.runtime_ipsets]
+    return changes, steps, left
+
+
+def _stale(policy, snapshot):
+    """Our services and ipsets that the runtime lacks or runs with other ports."""
+    services = service_definitions(policy).items()
+    stale = [name for name, definition in services if snapshot.runtime_services.get(name) != tuple(definition["ports"])]
+    return stale + [name for name in ipset_definitions(policy) if name not in snapshot.runtime_ipsets]
+
+
+def plan_profile(policy, snapshot):
+    changes, steps, left = _definition_steps(policy, snapshot)
+    stale = _stale(policy, snapshot)
     if steps or stale:
-        steps.append(Step("reload", (), "firewall-cmd --reload (loads the services and ipsets)"))
         if stale and not changes:
             changes["runtime"] = {"reloaded": stale}
+        # The reload makes the runtime what the permanent configuration holds:
+        # with the rules and ipset entries there first, the one reload loads
+        # them too (no runtime call of their own; no ipset it loads runs empty).
+        rule_steps, rule_changes = _rule_steps(policy, left, scopes=("permanent",))
+        changes.update(rule_changes.get("permanent", {}))
+        steps += [*rule_steps, Step("reload", (), "firewall-cmd --reload (loads the services, ipsets and rules)")]
     return Plan(changes, steps, None)
+
+
+def _reloads(policy, snapshot):
+    """Does the profile part reload firewalld?"""
+    return bool(_definition_steps(policy, snapshot)[1] or _stale(policy, snapshot))
 
 
 def _names_any(rule, names):
@@ -550,10 +579,19 @@ def _names_any(rule, names):
     return any(f'service name="{name}"' in rule or f'source ipset="{name}"' in rule for name in names)
 
 
-def plan_rules(policy, snapshot):
+def _rule_steps(policy, snapshot, scopes=("runtime", "permanent")):
     own_names = set(snapshot.services) | set(service_definitions(policy))
     closing = policy if policy.config.close_foreign else None
-    steps, changes = _scope_steps(snapshot, own_names, desired(policy), closing)
+    return _scope_steps(snapshot, own_names, desired(policy), closing, scopes)
+
+
+LOADED_BY_PROFILE = "The rules and ipset entries are loaded with the services by the profile part's reload"
+
+
+def plan_rules(policy, snapshot):
+    if _reloads(policy, snapshot):
+        return Plan({}, [], LOADED_BY_PROFILE)
+    steps, changes = _rule_steps(policy, snapshot)
     return Plan(changes, steps, None)
 
 

@@ -151,41 +151,38 @@ def test_services_carry_the_groups_ports_and_the_mark():
     assert shown["profiles"]["zimbra"].startswith("25/tcp,80/tcp,143/tcp")
 
 
-def test_fresh_firewalld_gets_the_services_a_reload_and_then_the_rules_in_both_scopes():
+def test_fresh_firewalld_gets_the_services_and_the_rules_in_the_permanent_configuration_and_one_reload():
     policy = policy_of(SINGLE)
     profile = fwd.plan_profile(policy, snapshot())
-    assert [s.action for s in profile.steps] == ["service", "reload"]
+    assert [(s.action, s.args[1] if s.action == "zone" else None) for s in profile.steps] == [
+        ("service", None),
+        ("zone", "permanent"),
+        ("reload", None),
+    ]
     assert profile.changes["ports"]["zimbra"]["old"] is None
-    rules = fwd.plan_rules(policy, snapshot())
-    assert rules.changes == {"added": ["service zimbra", SSH, TRUSTED]}
-    assert [(s.action, s.args[1]) for s in rules.steps] == [("zone", "runtime"), ("zone", "permanent")]
-    change = rules.steps[0].args[2]
-    assert change == {
+    assert profile.changes["added"] == ["service zimbra", SSH, TRUSTED]
+    assert profile.steps[1].args[2] == {
         "add_services": ["zimbra"],
         "add_rules": [SSH, TRUSTED],
         "remove_services": [],
         "remove_rules": [],
     }
+    # The rules part, planned before the reload (test=True), leaves them to it.
+    assert fwd.plan_rules(policy, snapshot()) == fwd.Plan({}, [], fwd.LOADED_BY_PROFILE)
 
 
-def test_peers_get_ipsets_loaded_by_the_reload_then_entries_in_both_scopes():
+def test_peers_get_ipsets_and_their_entries_before_the_one_reload():
     policy = policy_of(dict(SINGLE, cluster={"peers": PEERS}))
     profile = fwd.plan_profile(policy, snapshot())
     assert [(s.action, s.args[0]) for s in profile.steps if s.action == "ipset"] == [
         ("ipset", name) for name in ("zimbra-all-v4", "zimbra-all-v6", "zimbra-mta-v4", "zimbra-mta-v6")
     ]
-    assert profile.steps[-1].action == "reload"
     assert profile.changes["ipsets"]["zimbra-mta-v6"] == {"old": None, "new": "hash:net inet6"}
-    rules = fwd.plan_rules(policy, snapshot())
-    assert [(s.action, s.args[0]) for s in rules.steps] == [
-        ("entries", "runtime"),
-        ("zone", "public"),
-        ("entries", "permanent"),
-        ("zone", "public"),
-    ]
-    assert rules.steps[0].args[1]["zimbra-mta-v4"] == {"add": ["10.1.0.1", "10.1.0.2"], "remove": []}
-    assert "zimbra-mta-v6" not in rules.steps[0].args[1]  # nothing to put in it
-    assert rules.changes["added"] == [
+    entries = profile.steps[-3]
+    assert entries.action == "entries" and entries.args[0] == "permanent"
+    assert entries.args[1]["zimbra-mta-v4"] == {"add": ["10.1.0.1", "10.1.0.2"], "remove": []}
+    assert "zimbra-mta-v6" not in entries.args[1]  # nothing to put in it
+    assert profile.changes["added"] == [
         "service zimbra",
         SSH,
         TRUSTED,
@@ -193,16 +190,12 @@ def test_peers_get_ipsets_loaded_by_the_reload_then_entries_in_both_scopes():
         *ipset_rules("zimbra-mta"),
         *[f"10.1.0.{i} in ipset zimbra-{group}-v4" for group in ("all", "mta") for i in (1, 2)],
     ]
-    assert [s.describe for s in rules.steps] == [
-        "runtime ipset entries: 4 added, 0 removed",
-        "runtime zone public: 1 add services, 6 add rules",
-        "permanent ipset entries: 4 added, 0 removed",
-        "permanent zone public: 1 add services, 6 add rules",
-    ]
-    assert [s.describe for s in profile.steps][-3:] == [
+    assert [s.describe for s in profile.steps][-5:] == [
         "write ipset zimbra-mta-v4",
         "write ipset zimbra-mta-v6",
-        "firewall-cmd --reload (loads the services and ipsets)",
+        "permanent ipset entries: 4 added, 0 removed",
+        "permanent zone public: 1 add services, 6 add rules",
+        "firewall-cmd --reload (loads the services, ipsets and rules)",
     ]
 
 
@@ -312,12 +305,20 @@ def test_a_service_firewalld_has_not_loaded_yet_only_reloads():
     assert list(plan.changes) == ["ports"]  # the reload is part of writing the service
 
 
-def test_a_retired_service_still_in_the_zone_is_taken_out_by_the_rules_part():
+def test_a_retired_service_still_in_the_zone_is_taken_out_of_both_scopes_before_it_goes():
     policy, state = converged()
     zone_with_old = state.runtime._replace(services=state.runtime.services | {"zimbra-old"})
     old = {**state.services, "zimbra-old": (("1", "tcp"),)}
-    plan = fwd.plan_rules(policy, state._replace(services=old, runtime=zone_with_old, permanent=zone_with_old))
-    assert plan.changes == {"removed": ["service zimbra-old"]}
+    retired = state._replace(services=old, runtime=zone_with_old, permanent=zone_with_old)
+    plan = fwd.plan_profile(policy, retired)
+    assert plan.changes["rules removed"] == ["service zimbra-old"]
+    assert [(s.action, s.args[1] if s.action == "zone" else s.args[:1]) for s in plan.steps] == [
+        ("zone", "runtime"),
+        ("zone", "permanent"),
+        ("drop-service", ("zimbra-old",)),
+        ("reload", ()),
+    ]
+    assert fwd.plan_rules(policy, retired) == fwd.Plan({}, [], fwd.LOADED_BY_PROFILE)
 
 
 def test_a_retired_service_loses_its_rules_before_it_goes():
@@ -339,7 +340,7 @@ def test_a_retired_service_loses_its_rules_before_it_goes():
         "remove service zimbra-admin",
         "remove ipset zimbra-admin-v4",
         "remove ipset zimbra-admin-v6",
-        "firewall-cmd --reload (loads the services and ipsets)",
+        "firewall-cmd --reload (loads the services, ipsets and rules)",
     ]
     admin_rules = ipset_rules("zimbra-admin")
     assert plan.steps[0].args[2] == {"remove_services": [], "remove_rules": admin_rules}  # nothing else goes here
