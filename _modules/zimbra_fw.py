@@ -247,14 +247,14 @@ def _session_notes(policy, test, held=(), kept=(), starts=False):
 def _run_session_notes(policy, backend, parts, snapshot, test):
     """The session check of a run of ``parts``; only while the firewall
     filters, or will: it is enabled by the pillar, or runs not allowing what
-    no rule allows. A run without the ``rules`` part leaves the rules in the
-    firewall as they are: what admits then is those of ours and the
-    management accesses the other parts make sure of."""
+    no rule allows. A run without the backend's ``RULE_PARTS`` leaves the
+    rules in the firewall as they are: what admits then is those of ours
+    and the management accesses the other parts make sure of."""
     config = policy.config
     if not (config.enabled or (snapshot.active and snapshot.incoming != "allow")):
         return []
     held, starts = backend.own_rules(snapshot), snapshot.active is False  # None: not read, not turned on here
-    if "rules" in parts:
+    if set(parts) & set(backend.RULE_PARTS):
         return _session_notes(policy, test, held, starts=starts)
     return _session_notes(_management_only(policy), test, held, kept=held, starts=starts)
 
@@ -318,7 +318,13 @@ def _before_changes(policy, backend, parts, test):
     notes, armed = [], None
     parts = backend.PARTS if cache is not None else parts
     snapshot = _snapshot(policy, parts)
-    if any(plan_.steps for plan_ in _plans(policy, parts, snapshot).values()):
+    plans = _plans(policy, parts, snapshot)
+    waiting = [name for name, plan_ in plans.items() if plan_.waits_for and plan_.waits_for not in parts]
+    if waiting:
+        raise _refused(
+            [f"part {name}: {plans[name].comment}: converge part={plans[name].waits_for} first" for name in waiting]
+        )
+    if any(plan_.steps for plan_ in plans.values()):
         notes = _run_session_notes(policy, backend, parts, snapshot, test)
         rollback_notes, armed = _rollback_notes(policy, backend, snapshot, test)
         notes += rollback_notes

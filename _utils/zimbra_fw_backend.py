@@ -24,6 +24,8 @@ Reading (the only reads a run makes):
   when not read live) and ``incoming`` ("allow" or "deny": what happens to
   what no rule allows). ``live`` asks for the running firewall's state too,
   which the parts in ``LIVE_PARTS`` need.
+* ``RULE_PARTS``: the parts whose steps may add or remove rules; the
+  session check of a run of any of them reads the whole policy.
 
 Planning, pure: no reads, no writes, no commands:
 
@@ -32,7 +34,9 @@ Planning, pure: no reads, no writes, no commands:
   the policy) and whose ``steps`` make it so; ``comment`` explains a plan
   that deliberately changes nothing (None otherwise). A plan never leaves
   the firewall without its management access: it refuses (raising
-  CommandExecutionError naming the pillar key) or checks it first.
+  CommandExecutionError naming the pillar key) or checks it first. A plan
+  whose changes another part's steps carry names that part in
+  ``waits_for``; a converge without that part is refused.
 * ``describe(changes, test)``: the changes in words, for a state comment
   ("Added 3 rules; enabled the firewall"; with ``test``, what would be).
 * ``DONE``: ``{part: sentence}`` for a part that needs no change.
@@ -86,11 +90,11 @@ REGISTRY = {
 NAMES = tuple(REGISTRY)
 PARTS = ("profile", "rules", "firewall")  # converged in this order
 CONTRACT = (
-    "NAME PACKAGE PROGRAM SERVICE PARTS LIVE_PARTS DONE unavailable ipv6_off name_taken read_snapshot plan "
+    "NAME PACKAGE PROGRAM SERVICE PARTS LIVE_PARTS RULE_PARTS DONE unavailable ipv6_off name_taken read_snapshot plan "
     "describe profiles apply prepare_stopped status access_rules own_rules audit_findings save restore"
 ).split()
 
-Plan = namedtuple("Plan", "changes steps comment")
+Plan = namedtuple("Plan", "changes steps comment waits_for", defaults=(None,))
 Step = namedtuple("Step", "action args describe")  # action: what apply does; describe: in words
 
 

@@ -63,6 +63,7 @@ NAME = "firewalld"
 PACKAGE = SERVICE = "firewalld"
 PROGRAM = "firewall-cmd"
 LIVE_PARTS = PARTS  # every part reads firewalld over D-Bus
+RULE_PARTS = ("profile", "rules")  # the profile part's reload loads the rules it puts in too
 PRIORITY = 32000
 IPSET_TYPE = "hash:net"
 IPSET_NAME_MAX = 32  # firewalld's limit
@@ -73,6 +74,7 @@ OFFLINE_PROGRAM = "firewall-offline-cmd"
 SERVICE_NAMED = re.compile(r'service name="([^"]+)"')  # firewalld's permanent configuration while it does not run
 
 Zone = namedtuple("Zone", "services rules target ports")
+SCOPES = ("runtime", "permanent")
 
 
 # services: our permanent services, {name: ((port, proto), ...)}; runtime_services:
@@ -470,12 +472,13 @@ def _zone_step(snapshot, scope, change):
     return Step("zone", (snapshot.zone, scope, change), f"{scope} zone {snapshot.zone}: {_summary(change)}")
 
 
-def _scope_steps(snapshot, own_names, wanted, policy=None, scopes=("runtime", "permanent")):
-    """Steps and changes that make ``scopes`` hold ``wanted`` (a Desired):
-    ipset entries, then the zone's services and rules; with ``policy``, the
-    foreign openings go too (zimbra_fw:close_foreign)."""
-    steps, described = [], {}
-    for scope in scopes:
+def _scope_steps(snapshot, own_names, wanted, policy=None):
+    """``{scope: steps}`` and the changes that make both scopes hold
+    ``wanted`` (a Desired): ipset entries, then the zone's services and
+    rules; with ``policy``, the foreign openings go too (zimbra_fw:close_foreign)."""
+    steps, described = {}, {}
+    for scope in SCOPES:
+        steps[scope] = []
         zone = getattr(snapshot, scope)
         foreign = foreign_openings(policy, snapshot, zone) if policy is not None else None
         ipsets = snapshot.runtime_ipsets if scope == "runtime" else snapshot.ipsets
@@ -484,10 +487,10 @@ def _scope_steps(snapshot, own_names, wanted, policy=None, scopes=("runtime", "p
             added = sum(len(c["add"]) for c in entries_change.values())
             removed = sum(len(c["remove"]) for c in entries_change.values())
             text = f"{scope} ipset entries: {added} added, {removed} removed"
-            steps.append(Step("entries", (scope, entries_change), text))
+            steps[scope].append(Step("entries", (scope, entries_change), text))
         change = _zone_change(zone, own_names, wanted.services, wanted.rules, foreign)
         if change:
-            steps.append(_zone_step(snapshot, scope, change))
+            steps[scope].append(_zone_step(snapshot, scope, change))
         if change or entries_change:
             described[scope] = _describe(change or {}, entries_change)
     if described.get("runtime") == described.get("permanent"):
@@ -501,7 +504,8 @@ def _kind(ipset):
 
 def _definition_steps(policy, snapshot):
     """Changes and steps that write, redefine and remove our services and
-    ipsets (permanent), and the permanent zone and ipsets they leave."""
+    ipsets (permanent), and the snapshot they leave: the zone without what
+    named retired ones, the ipsets written anew empty."""
     wanted = service_definitions(policy)
     wanted_sets = ipset_definitions(policy)
     changes, steps = {}, []
@@ -519,9 +523,8 @@ def _definition_steps(policy, snapshot):
             steps.append(_zone_step(snapshot, scope, change))
             removed.update(f"service {name}" for name in change["remove_services"])
             removed.update(change["remove_rules"])
-            if scope == "permanent":
-                kept = tuple(r for r in zone.rules if r not in change["remove_rules"])
-                left = left._replace(permanent=zone._replace(services=zone.services - set(retired), rules=kept))
+            kept = tuple(r for r in zone.rules if r not in change["remove_rules"])
+            left = left._replace(**{scope: zone._replace(services=zone.services - set(retired), rules=kept)})
     if removed:
         changes["rules removed"] = sorted(removed)
     for name, definition in wanted.items():
@@ -548,24 +551,30 @@ def _definition_steps(policy, snapshot):
 
 
 def _stale(policy, snapshot):
-    """Our services and ipsets that the runtime lacks or runs with other ports."""
+    """Our services and ipsets that the runtime lacks, or runs with other ports, type or family."""
     services = service_definitions(policy).items()
     stale = [name for name, definition in services if snapshot.runtime_services.get(name) != tuple(definition["ports"])]
-    return stale + [name for name in ipset_definitions(policy) if name not in snapshot.runtime_ipsets]
+    kinds = {name: _kind(IPSet(IPSET_TYPE, d["family"], ())) for name, d in ipset_definitions(policy).items()}
+    return stale + [name for name, kind in kinds.items() if _kind(snapshot.runtime_ipsets.get(name)) != kind]
 
 
 def plan_profile(policy, snapshot):
     changes, steps, left = _definition_steps(policy, snapshot)
     stale = _stale(policy, snapshot)
     if steps or stale:
-        if stale and not changes:
-            changes["runtime"] = {"reloaded": stale}
         # The reload makes the runtime what the permanent configuration holds:
         # with the rules and ipset entries there first, the one reload loads
         # them too (no runtime call of their own; no ipset it loads runs empty).
-        rule_steps, rule_changes = _rule_steps(policy, left, scopes=("permanent",))
-        changes.update(rule_changes.get("permanent", {}))
-        steps += [*rule_steps, Step("reload", (), "firewall-cmd --reload (loads the services, ipsets and rules)")]
+        # The changes say what that makes of each scope.
+        rule_steps, rule_changes = _rule_steps(policy, left)
+        reloaded_only = stale and not changes
+        changes.update(rule_changes)
+        if reloaded_only:
+            changes.setdefault("runtime", {})["reloaded"] = stale
+        steps += [
+            *rule_steps["permanent"],
+            Step("reload", (), "firewall-cmd --reload (loads the services, ipsets and rules)"),
+        ]
     return Plan(changes, steps, None)
 
 
@@ -579,10 +588,10 @@ def _names_any(rule, names):
     return any(f'service name="{name}"' in rule or f'source ipset="{name}"' in rule for name in names)
 
 
-def _rule_steps(policy, snapshot, scopes=("runtime", "permanent")):
+def _rule_steps(policy, snapshot):
     own_names = set(snapshot.services) | set(service_definitions(policy))
     closing = policy if policy.config.close_foreign else None
-    return _scope_steps(snapshot, own_names, desired(policy), closing, scopes)
+    return _scope_steps(snapshot, own_names, desired(policy), closing)
 
 
 LOADED_BY_PROFILE = "The rules and ipset entries are loaded with the services by the profile part's reload"
@@ -590,9 +599,9 @@ LOADED_BY_PROFILE = "The rules and ipset entries are loaded with the services by
 
 def plan_rules(policy, snapshot):
     if _reloads(policy, snapshot):
-        return Plan({}, [], LOADED_BY_PROFILE)
+        return Plan({}, [], LOADED_BY_PROFILE, waits_for="profile")
     steps, changes = _rule_steps(policy, snapshot)
-    return Plan(changes, steps, None)
+    return Plan(changes, [*steps["runtime"], *steps["permanent"]], None)
 
 
 def plan_firewall(policy, snapshot):

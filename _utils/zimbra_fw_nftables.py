@@ -53,6 +53,7 @@ PROGRAM = "nft"
 SERVICE = None
 UNIT = "nftables.service"
 LIVE_PARTS = PARTS  # every part reads the table
+RULE_PARTS = ("rules",)
 TABLE_NAME = f"{FAMILY} {TABLE}"
 SYSTEMD_RUNNING = "/run/systemd/system"  # present when systemd is the init system
 UNIT_LINKS = "/etc/systemd/system/*.wants/" + UNIT

@@ -402,6 +402,7 @@ def plan_firewall(policy, snapshot):
 
 PLANNERS = dict(zip(PARTS, (plan_profile, plan_rules, plan_firewall), strict=True))
 LIVE_PARTS = ("firewall",)  # the parts whose plan needs ufw's live state
+RULE_PARTS = ("rules",)
 
 
 def plan(part, policy, snapshot):

@@ -168,7 +168,7 @@ def test_fresh_firewalld_gets_the_services_and_the_rules_in_the_permanent_config
         "remove_rules": [],
     }
     # The rules part, planned before the reload (test=True), leaves them to it.
-    assert fwd.plan_rules(policy, snapshot()) == fwd.Plan({}, [], fwd.LOADED_BY_PROFILE)
+    assert fwd.plan_rules(policy, snapshot()) == fwd.Plan({}, [], fwd.LOADED_BY_PROFILE, "profile")
 
 
 def test_peers_get_ipsets_and_their_entries_before_the_one_reload():
@@ -249,6 +249,33 @@ def test_an_ipset_firewalld_has_not_loaded_or_of_another_family_is_redone():
     plan = fwd.plan_profile(policy, state._replace(ipsets=wrong))
     assert [s.action for s in plan.steps] == ["ipset", "reload"]
     assert plan.changes["ipsets"] == {"zimbra-mta-v6": {"old": "hash:ip inet6", "new": "hash:net inet6"}}
+    # Written anew but not reloaded yet (a run that failed before its reload): the runtime's is another family.
+    running = dict(state.runtime_ipsets, **{"zimbra-mta-v4": fwd.IPSet("hash:net", "inet6", ())})
+    plan = fwd.plan_profile(policy, state._replace(runtime_ipsets=running))
+    assert [s.action for s in plan.steps] == ["reload"]
+    assert plan.changes == {
+        "runtime": {
+            "added": ["10.1.0.1 in ipset zimbra-mta-v4", "10.1.0.2 in ipset zimbra-mta-v4"],
+            "reloaded": ["zimbra-mta-v4"],
+        }
+    }
+    assert fwd.describe(plan.changes, test=False) == (
+        "Added 2 ipset entries (runtime); reloaded firewalld for zimbra-mta-v4"
+    )
+
+
+def test_a_reload_names_what_it_changes_in_the_runtime_alone():
+    policy, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
+    extra = fwd.IPSet("hash:net", "inet", ("10.1.0.1", "10.1.0.2", "198.51.100.6"))
+    drifted = state._replace(runtime_ipsets=dict(state.runtime_ipsets, **{"zimbra-mta-v4": extra}), runtime_services={})
+    plan = fwd.plan_profile(policy, drifted)
+    assert [s.action for s in plan.steps] == ["reload"]
+    assert plan.changes == {
+        "runtime": {
+            "removed": ["198.51.100.6 in ipset zimbra-mta-v4"],
+            "reloaded": ["zimbra", "zimbra-all", "zimbra-mta"],
+        }
+    }
 
 
 def test_a_retired_ipset_loses_its_rules_before_it_goes():
@@ -318,7 +345,7 @@ def test_a_retired_service_still_in_the_zone_is_taken_out_of_both_scopes_before_
         ("drop-service", ("zimbra-old",)),
         ("reload", ()),
     ]
-    assert fwd.plan_rules(policy, retired) == fwd.Plan({}, [], fwd.LOADED_BY_PROFILE)
+    assert fwd.plan_rules(policy, retired) == fwd.Plan({}, [], fwd.LOADED_BY_PROFILE, "profile")
 
 
 def test_a_retired_service_loses_its_rules_before_it_goes():

@@ -162,12 +162,31 @@ def assert_converged(model, policy):
         assert fwd.plan(part, policy, model.snapshot()) == fwd.Plan({}, [], None), part
 
 
+STRAY = 'rule priority="32000" family="ipv4" source address="198.51.100.6" accept'
+DRIFT = st.lists(st.sampled_from(["stray rule", "stray entry", "lost rule", "lost entry"]), unique=True)
+
+
+def drift(model, kinds):
+    """Changes to the runtime only, as ``firewall-cmd`` without ``--permanent`` makes them."""
+    rules, sets = model.zones["runtime"]["rules_str"], model.runtime_ipsets
+    if "stray rule" in kinds:
+        rules.append(STRAY)
+    if "lost rule" in kinds and rules:
+        rules.pop(0)
+    ours = sorted(name for name in sets if name.endswith("-v4"))
+    if "stray entry" in kinds and ours:
+        sets[ours[0]][1].append("198.51.100.7")
+    if "lost entry" in kinds and ours and sets[ours[-1]][1]:
+        sets[ours[-1]][1].pop()
+
+
 @settings(max_examples=150, deadline=None)
-@given(PILLARS, PILLARS, st.sampled_from(["default", "ACCEPT"]))
-def test_one_run_from_any_earlier_pillar_leaves_nothing_to_do(before, after, target):
+@given(PILLARS, PILLARS, st.sampled_from(["default", "ACCEPT"]), DRIFT)
+def test_one_run_from_any_earlier_pillar_leaves_nothing_to_do(before, after, target, kinds):
     model = ModelFirewalld(target)
     run(model, policy_of(pillar_of(before)))
     assert_converged(model, policy_of(pillar_of(before)))
+    drift(model, kinds)
     reloads = model.reloads
     policy = policy_of(pillar_of(after))
     plans = run(model, policy)
@@ -189,7 +208,7 @@ def test_a_first_run_puts_rules_and_entries_in_the_permanent_configuration_then_
     assert profile.changes["added"][-1] == "10.1.0.1 in ipset zimbra-mta-v4"
     assert fwd.describe(profile.changes, test=True).endswith("; 5 rules and 1 ipset entry would be added")
     # Under test=True the rules part is planned on the same snapshot: it says who loads them.
-    assert fwd.plan("rules", policy, model.snapshot()) == fwd.Plan({}, [], fwd.LOADED_BY_PROFILE)
+    assert fwd.plan("rules", policy, model.snapshot()) == fwd.Plan({}, [], fwd.LOADED_BY_PROFILE, "profile")
     carry_out(model, profile)
     assert model.reloads == 1
     assert model.runtime_ipsets["zimbra-mta-v4"] == ("inet", ["10.1.0.1"])
@@ -207,4 +226,22 @@ def test_an_ipset_written_anew_gets_all_its_entries_back_before_the_reload():
     assert [s.action for s in profile.steps] == ["ipset", "entries", "reload"]
     assert profile.steps[1].args == ("permanent", {"zimbra-mta-v4": {"add": ["10.1.0.1"], "remove": []}})
     carry_out(model, profile)
+    assert_converged(model, policy)
+
+
+def test_a_run_that_failed_before_its_reload_is_reloaded_by_the_next():
+    pillar = pillar_of(
+        {"roles": ["mailbox"], "peers": [{"addresses": ["10.1.0.1"], "roles": ["mta"]}], "admin_subnets": []}
+    )
+    policy, model = policy_of(pillar), ModelFirewalld()
+    run(model, policy)
+    model.ipsets["zimbra-mta-v4"] = ("inet6", [])  # edited by hand, and loaded
+    model.reload()
+    profile = fwd.plan("profile", policy, model.snapshot())
+    carry_out(model, profile._replace(steps=profile.steps[:-1]))  # dies before its reload
+    assert model.runtime_ipsets["zimbra-mta-v4"] == ("inet6", [])
+    again = fwd.plan("profile", policy, model.snapshot())
+    assert [s.action for s in again.steps] == ["reload"]
+    assert again.changes["runtime"]["reloaded"] == ["zimbra-mta-v4"]
+    carry_out(model, again)
     assert_converged(model, policy)

@@ -271,6 +271,7 @@ def test_pillar_state_summarises_and_warns_about_the_open_admin_console():
 
 class FakeBackend:
     PARTS = ("profile", "rules")
+    RULE_PARTS = ("rules",)
     DONE = types.MappingProxyType({"profile": "done", "rules": "done"})
 
     @staticmethod
@@ -303,7 +304,7 @@ HOST = {"network__ip_addrs": lambda: ["192.168.1.1"], "network__ip_addrs6": lamb
 def converging(opts):
     module, _ = face(SINGLE, opts=opts, **HOST)
     backend = FakeBackend()
-    plan = types.SimpleNamespace(steps=["allow x"], changes={"added": ["allow x"]}, comment=None)
+    plan = zimbra_fw_backend.Plan({"added": ["allow x"]}, ["allow x"], None)
     module._backend = lambda config=None, settings=None: backend
     module._plans = lambda policy, parts, snapshot=None: {part: plan for part in parts}
     module._snapshot = lambda policy, parts: types.SimpleNamespace(active=True, incoming="deny")
@@ -460,7 +461,7 @@ def gated(
     backend = FakeBackend()
     backend.NAME = "ufw"
     backend.save = lambda run, config: {"saved": "before"}
-    plan = types.SimpleNamespace(steps=list(steps), changes={"added": list(steps)} if steps else {}, comment=None)
+    plan = zimbra_fw_backend.Plan({"added": list(steps)} if steps else {}, list(steps), None)
     module._backend = lambda config=None, settings=None: backend
     module._plans = lambda policy, parts, snapshot=None: {part: plan for part in parts}
     found = types.SimpleNamespace(active=active, incoming=incoming, **({"zone": zone} if zone else {}))
@@ -589,8 +590,8 @@ def test_a_run_that_fails_half_way_says_when_the_rollback_puts_the_firewall_back
 
 def test_a_direct_converge_of_one_part_is_checked_for_that_part_only(rollback_directory):
     module, backend, _ = gated(AWAY)
-    changing = types.SimpleNamespace(steps=["allow x"], changes={"added": ["allow x"]}, comment=None)
-    still = types.SimpleNamespace(steps=[], changes={}, comment=None)
+    changing = zimbra_fw_backend.Plan({"added": ["allow x"]}, ["allow x"], None)
+    still = zimbra_fw_backend.Plan({}, [], None)
     module._plans = lambda policy, parts, snapshot=None: {p: changing if p == "profile" else still for p in parts}
     assert module.converge(part="rules")["rules"]["applied"] == []  # nothing to change there: not refused
     with pytest.raises(CommandExecutionError, match=r"would cut the ssh session from 10\.9\.4\.2"):
@@ -711,6 +712,41 @@ def test_a_converge_of_one_part_but_the_rules_is_checked_against_the_rules_it_le
     assert len(backend.applied) == 2
 
 
+@pytest.mark.parametrize("rule_parts, refused", [(("rules",), False), (("profile", "rules"), True)])
+def test_a_part_that_sets_rules_is_checked_against_the_whole_policy(rule_parts, refused, rollback_directory):
+    # Our live rule admits the admin (10.9.4.2), the pillar does not. firewalld's
+    # profile part loads the pillar's rules with its reload: alone, it is
+    # checked as the rules part is; ufw's leaves the live rules as they are.
+    module, backend, _ = gated(AWAY)
+    backend.RULE_PARTS = rule_parts
+    backend.held = [Rule("allow", "10.9.0.0/16", None)]
+    if refused:
+        with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+            module.converge(part="profile")
+        assert backend.applied == []
+    else:
+        module.converge(part="profile")
+        assert len(backend.applied) == 1
+
+
+def test_a_part_waiting_for_another_is_refused_alone_and_planned_in_a_state_run(rollback_directory):
+    module, backend, _ = gated(AWAY)
+    waiting = zimbra_fw_backend.Plan({}, [], "The rules go in with the profile part's reload", waits_for="profile")
+    changing = zimbra_fw_backend.Plan({"added": ["allow x"]}, ["allow x"], None)
+    module._plans = lambda policy, parts, snapshot=None: {p: waiting if p == "rules" else changing for p in parts}
+    module._sessions = lambda: []
+    with pytest.raises(CommandExecutionError) as info:
+        module.converge(part="rules")
+    assert str(info.value) == (
+        "Refused, nothing was changed:\n- part rules: The rules go in with the profile part's reload: "
+        "converge part=profile first"
+    )
+    assert backend.applied == []
+    results = module.converge()  # both parts: the profile part carries the rules
+    assert results["rules"]["comment"] == "The rules go in with the profile part's reload"
+    assert backend.applied == [["allow x"], []]
+
+
 def test_a_rollback_directory_that_is_not_ours_refuses_the_run(rollback_directory, tmp_path):
     rollback_directory.symlink_to(tmp_path)
     module, backend, _ = gated(SINGLE)
@@ -744,7 +780,7 @@ def test_in_a_state_run_each_part_is_planned_once_per_read_of_the_firewall():
     def plan(part, policy, snapshot):
         planned.append(part)
         steps = ["allow x"] if part == "rules" and len(reads) == 1 else []
-        return types.SimpleNamespace(steps=steps, changes={"added": steps} if steps else {}, comment=None)
+        return zimbra_fw_backend.Plan({"added": steps} if steps else {}, steps, None)
 
     backend.read_snapshot, backend.plan = read_snapshot, plan
     module._backend = lambda config=None, settings=None: backend
