@@ -313,24 +313,36 @@ def _before_changes(policy, backend, parts, test):
     _rollback_notes). Returns (the notes for the comment of the first part
     that changes, the token of the rollback armed or None)."""
     cache = __context__.get(RUN_CACHE)
+    run_parts = backend.PARTS if cache is not None else parts
+    snapshot = _snapshot(policy, run_parts)
+    _refuse_waiting(_plans(policy, parts, snapshot), parts)
     if cache is not None and "notes" in cache:
         return cache["notes"], cache["armed"]
     notes, armed = [], None
-    parts = backend.PARTS if cache is not None else parts
-    snapshot = _snapshot(policy, parts)
-    plans = _plans(policy, parts, snapshot)
-    waiting = [name for name, plan_ in plans.items() if plan_.waits_for and plan_.waits_for not in parts]
-    if waiting:
-        raise _refused(
-            [f"part {name}: {plans[name].comment}: converge part={plans[name].waits_for} first" for name in waiting]
-        )
-    if any(plan_.steps for plan_ in plans.values()):
+    if any(plan_.steps for plan_ in _plans(policy, run_parts, snapshot).values()):
         notes = _run_session_notes(policy, backend, parts, snapshot, test)
         rollback_notes, armed = _rollback_notes(policy, backend, snapshot, test)
         notes += rollback_notes
     if cache is not None:
         cache["notes"], cache["armed"] = notes, armed
     return notes, armed
+
+
+def _refuse_waiting(plans, parts):
+    """Refuse a part whose plan waits for another part (Plan.waits_for) that
+    this run has not converged: earlier in this call, or in an earlier state
+    of this state run (``state.single`` of the rules state alone is refused)."""
+    cache = __context__.get(RUN_CACHE)
+    converged = cache.get("converged", set()) if cache is not None else set()
+    waiting = [
+        name
+        for index, name in enumerate(parts)
+        if plans[name].waits_for and plans[name].waits_for not in converged | set(parts[:index])
+    ]
+    if waiting:
+        raise _refused(
+            [f"part {name}: {plans[name].comment}: converge part={plans[name].waits_for} first" for name in waiting]
+        )
 
 
 def catalogue():
@@ -487,6 +499,8 @@ def converge(part=None, test=False):
                     backend.describe(plan_.changes, test) if plan_.changes else plan_.comment or backend.DONE[name]
                 )
                 results[name] = {"changes": plan_.changes, "applied": applied, "comment": comment}
+                if RUN_CACHE in __context__:
+                    __context__[RUN_CACHE].setdefault("converged", set()).add(name)
                 if plan_.steps and notes:  # told once, by the first part that changes
                     results[name].update(notes=notes, comment="; ".join([comment, *notes]))
                     notes = __context__.get(RUN_CACHE, {})["notes"] = []

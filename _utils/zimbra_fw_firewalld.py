@@ -63,7 +63,7 @@ NAME = "firewalld"
 PACKAGE = SERVICE = "firewalld"
 PROGRAM = "firewall-cmd"
 LIVE_PARTS = PARTS  # every part reads firewalld over D-Bus
-RULE_PARTS = ("profile", "rules")  # the profile part's reload loads the rules it puts in too
+RULE_PARTS = PARTS  # the profile and firewall parts reload: the runtime gets the permanent configuration's rules
 PRIORITY = 32000
 IPSET_TYPE = "hash:net"
 IPSET_NAME_MAX = 32  # firewalld's limit
@@ -571,11 +571,42 @@ def plan_profile(policy, snapshot):
         changes.update(rule_changes)
         if reloaded_only:
             changes.setdefault("runtime", {})["reloaded"] = stale
+        others = _reload_others(left, set(snapshot.services) | set(service_definitions(policy)), rule_steps)
+        if others:
+            changes.setdefault("runtime", {})["others"] = others
         steps += [
             *rule_steps["permanent"],
             Step("reload", (), "firewall-cmd --reload (loads the services, ipsets and rules)"),
         ]
     return Plan(changes, steps, None)
+
+
+def _others(zone, own_names):
+    """What ``zone`` holds that is not this formula's, in words."""
+    return (
+        {f"service {name}" for name in zone.services - own_names}
+        | {f"port {port}/{proto}" for port, proto in zone.ports}
+        | {rule for rule in zone.rules if not rule.startswith(RULE_PREFIX)}
+    )
+
+
+def _reload_others(left, own_names, rule_steps):
+    """What a reload loads into the runtime zone, or drops from it, that is
+    not this formula's: the permanent zone (after the steps) against the
+    runtime's. ``{"loaded": [...], "dropped": [...]}``, the empty ones left out."""
+    zone = left.permanent
+    for step in rule_steps["permanent"]:
+        if step.action == "zone":
+            change = step.args[2]
+            gone_ports = {tuple(port) for port in change.get("remove_ports", ())}
+            zone = zone._replace(
+                services=(zone.services | set(change["add_services"])) - set(change["remove_services"]),
+                rules=tuple(r for r in zone.rules if r not in change["remove_rules"]),
+                ports=tuple(port for port in zone.ports if tuple(port) not in gone_ports),
+            )
+    after, now = _others(zone, own_names), _others(left.runtime, own_names)
+    found = {"loaded": sorted(after - now), "dropped": sorted(now - after)}
+    return {key: items for key, items in found.items() if items}
 
 
 def _reloads(policy, snapshot):
@@ -663,6 +694,18 @@ def describe(changes, test):
     if "reloaded" in changes.get("runtime", {}):
         loaded = ", ".join(changes["runtime"]["reloaded"])
         words.append(said(test, f"reloaded firewalld for {loaded}", f"firewalld would be reloaded for {loaded}"))
+    others = changes.get("runtime", {}).get("others", {})
+    for key, done, pending in (("loaded", "loaded", "load"), ("dropped", "dropped", "drop")):
+        if others.get(key):
+            what = f"{', '.join(others[key])} (not zimbra_fw's)"
+            where = "into" if key == "loaded" else "from"
+            words.append(
+                said(
+                    test,
+                    f"the reload {done} {what} {where} the runtime",
+                    f"the reload would {pending} {what} {where} the runtime",
+                )
+            )
     if "target" in changes:
         words.append(said(test, "set the zone's target to default", "the zone's target would be set to default"))
     return sentence(words)

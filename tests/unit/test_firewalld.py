@@ -278,6 +278,22 @@ def test_a_reload_names_what_it_changes_in_the_runtime_alone():
     }
 
 
+def test_a_reload_says_what_it_loads_or_drops_that_is_not_ours():
+    policy, state = converged()
+    permanent = state.permanent._replace(ports=(("11211", "tcp"),))  # firewall-cmd --permanent --add-port
+    runtime = state.runtime._replace(services=state.runtime.services | {"memcache"})  # --add-service, runtime only
+    pending = state._replace(permanent=permanent, runtime=runtime, runtime_services={})
+    plan = fwd.plan_profile(policy, pending)
+    assert plan.changes["runtime"]["others"] == {"loaded": ["port 11211/tcp"], "dropped": ["service memcache"]}
+    assert fwd.describe(plan.changes, test=True) == (
+        "Firewalld would be reloaded for zimbra; the reload would load port 11211/tcp (not zimbra_fw's) into the "
+        "runtime; the reload would drop service memcache (not zimbra_fw's) from the runtime"
+    )
+    closing = fwd.plan_profile(policy_of(dict(SINGLE, close_foreign=True)), pending)
+    assert closing.changes["runtime"]["others"] == {"dropped": ["service memcache"]}  # 11211 leaves the permanent first
+    assert closing.changes["permanent"] == {"removed": ["port 11211/tcp"]}
+
+
 def test_a_retired_ipset_loses_its_rules_before_it_goes():
     _, state = converged(dict(SINGLE, cluster={"peers": PEERS}))
     plan = fwd.plan_profile(policy_of(SINGLE), state)

@@ -157,18 +157,36 @@ def pillar_of(drawn):
     }
 
 
+def others(model):
+    """The runtime zone's items that are not zimbra_fw's, in the words of the plan's changes."""
+    zone = model.zones["runtime"]
+    return (
+        {f"service {name}" for name in zone["services"] if not name.startswith("zimbra")}
+        | {f"port {port}/{proto}" for port, proto in zone["ports"]}
+        | {rule for rule in zone["rules_str"] if not rule.startswith('rule priority="32000" ')}
+    )
+
+
 def assert_converged(model, policy):
     for part in fwd.PARTS:
         assert fwd.plan(part, policy, model.snapshot()) == fwd.Plan({}, [], None), part
 
 
 STRAY = 'rule priority="32000" family="ipv4" source address="198.51.100.6" accept'
-DRIFT = st.lists(st.sampled_from(["stray rule", "stray entry", "lost rule", "lost entry"]), unique=True)
+DRIFT = st.lists(
+    st.sampled_from(["stray rule", "stray entry", "lost rule", "lost entry", "their service", "their port"]),
+    unique=True,
+)
 
 
 def drift(model, kinds):
-    """Changes to the runtime only, as ``firewall-cmd`` without ``--permanent`` makes them."""
+    """Changes to the runtime only, as ``firewall-cmd`` without ``--permanent``
+    makes them; and an admin's port in the permanent configuration only."""
     rules, sets = model.zones["runtime"]["rules_str"], model.runtime_ipsets
+    if "their service" in kinds:
+        model.zones["runtime"]["services"].append("memcache")
+    if "their port" in kinds:
+        model.zones["permanent"]["ports"].append(["11211", "tcp"])
     if "stray rule" in kinds:
         rules.append(STRAY)
     if "lost rule" in kinds and rules:
@@ -187,12 +205,15 @@ def test_one_run_from_any_earlier_pillar_leaves_nothing_to_do(before, after, tar
     run(model, policy_of(pillar_of(before)))
     assert_converged(model, policy_of(pillar_of(before)))
     drift(model, kinds)
-    reloads = model.reloads
+    reloads, theirs = model.reloads, others(model)
     policy = policy_of(pillar_of(after))
     plans = run(model, policy)
     assert_converged(model, policy)
     if model.reloads > reloads:  # the profile part reloaded: the rules part had nothing left
         assert plans["rules"].steps == []
+        # and its changes named what the reload loaded or dropped that is not ours
+        found = {"loaded": sorted(others(model) - theirs), "dropped": sorted(theirs - others(model))}
+        assert plans["profile"].changes.get("runtime", {}).get("others", {}) == {k: v for k, v in found.items() if v}
     assert model.reloads - reloads <= 1 + (target == "ACCEPT" and reloads == 0)
 
 

@@ -745,6 +745,14 @@ def test_a_part_waiting_for_another_is_refused_alone_and_planned_in_a_state_run(
     results = module.converge()  # both parts: the profile part carries the rules
     assert results["rules"]["comment"] == "The rules go in with the profile part's reload"
     assert backend.applied == [["allow x"], []]
+    # A state run: the rules state alone (state.single) is refused; after the profile state it is not.
+    module.__context__[module.RUN_CACHE] = {}
+    with pytest.raises(CommandExecutionError, match="part rules: The rules go in with the profile part's reload"):
+        module.converge(part="rules")
+    assert len(backend.applied) == 2
+    module.converge(part="profile")
+    assert module.converge(part="rules")["rules"]["comment"] == "The rules go in with the profile part's reload"
+    assert module.__context__[module.RUN_CACHE]["converged"] == {"profile", "rules"}
 
 
 def test_a_rollback_directory_that_is_not_ours_refuses_the_run(rollback_directory, tmp_path):
