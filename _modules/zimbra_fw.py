@@ -320,7 +320,7 @@ def _before_changes(policy, backend, parts, test):
         return cache["notes"], cache["armed"]
     notes, armed = [], None
     if any(plan_.steps for plan_ in _plans(policy, run_parts, snapshot).values()):
-        notes = _run_session_notes(policy, backend, parts, snapshot, test)
+        notes = _run_session_notes(policy, backend, run_parts, snapshot, test)
         rollback_notes, armed = _rollback_notes(policy, backend, snapshot, test)
         notes += rollback_notes
     if cache is not None:

@@ -729,6 +729,17 @@ def test_a_part_that_sets_rules_is_checked_against_the_whole_policy(rule_parts, 
         assert len(backend.applied) == 1
 
 
+def test_the_first_state_of_a_state_run_is_checked_against_every_part(rollback_directory):
+    # The profile state runs first: it refuses for the rules part to come,
+    # which takes away our live rule that admits the admin now.
+    module, backend, _ = gated(AWAY)
+    backend.held = [Rule("allow", "10.9.0.0/16", None)]
+    module.__context__[module.RUN_CACHE] = {}
+    with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+        module.converge(part="profile")
+    assert backend.applied == []
+
+
 def test_a_part_waiting_for_another_is_refused_alone_and_planned_in_a_state_run(rollback_directory):
     module, backend, _ = gated(AWAY)
     waiting = zimbra_fw_backend.Plan({}, [], "The rules go in with the profile part's reload", waits_for="profile")
