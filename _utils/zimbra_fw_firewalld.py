@@ -35,6 +35,7 @@ from collections import namedtuple
 
 import salt.utils.path
 import zimbra_fw_audit as audit
+import zimbra_fw_firewalld_client as client
 import zimbra_fw_firewalld_files as files
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
@@ -523,8 +524,7 @@ def _definition_steps(policy, snapshot):
             steps.append(_zone_step(snapshot, scope, change))
             removed.update(f"service {name}" for name in change["remove_services"])
             removed.update(change["remove_rules"])
-            kept = tuple(r for r in zone.rules if r not in change["remove_rules"])
-            left = left._replace(**{scope: zone._replace(services=zone.services - set(retired), rules=kept)})
+            left = left._replace(**{scope: _zone_after(zone, change)})
     if removed:
         changes["rules removed"] = sorted(removed)
     for name, definition in wanted.items():
@@ -581,6 +581,14 @@ def plan_profile(policy, snapshot):
     return Plan(changes, steps, None)
 
 
+def _zone_after(zone, change):
+    """``zone`` as the helper's zone step leaves it after ``change``."""
+    settings = {"services": sorted(zone.services), "rules_str": list(zone.rules), "ports": list(zone.ports)}
+    settings.update(client.zone_update(settings, change))
+    ports = tuple(tuple(port) for port in settings["ports"])
+    return zone._replace(services=frozenset(settings["services"]), rules=tuple(settings["rules_str"]), ports=ports)
+
+
 def _others(zone, own_names):
     """What ``zone`` holds that is not this formula's, in words."""
     return (
@@ -597,13 +605,7 @@ def _reload_others(left, own_names, rule_steps):
     zone = left.permanent
     for step in rule_steps["permanent"]:
         if step.action == "zone":
-            change = step.args[2]
-            gone_ports = {tuple(port) for port in change.get("remove_ports", ())}
-            zone = zone._replace(
-                services=(zone.services | set(change["add_services"])) - set(change["remove_services"]),
-                rules=tuple(r for r in zone.rules if r not in change["remove_rules"]),
-                ports=tuple(port for port in zone.ports if tuple(port) not in gone_ports),
-            )
+            zone = _zone_after(zone, step.args[2])
     after, now = _others(zone, own_names), _others(left.runtime, own_names)
     found = {"loaded": sorted(after - now), "dropped": sorted(now - after)}
     return {key: items for key, items in found.items() if items}
