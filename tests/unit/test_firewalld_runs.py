@@ -217,11 +217,14 @@ def test_one_run_from_any_earlier_pillar_leaves_nothing_to_do(before, after, tar
     assert model.reloads - reloads <= 1 + (target == "ACCEPT" and reloads == 0)
 
 
+def one_mta():
+    """A mailbox with one MTA peer, and a fresh firewalld."""
+    pillar = {"roles": ["mailbox"], "peers": [{"addresses": ["10.1.0.1"], "roles": ["mta"]}], "admin_subnets": []}
+    return policy_of(pillar_of(pillar)), ModelFirewalld()
+
+
 def test_a_first_run_puts_rules_and_entries_in_the_permanent_configuration_then_reloads_once():
-    pillar = pillar_of(
-        {"roles": ["mailbox"], "peers": [{"addresses": ["10.1.0.1"], "roles": ["mta"]}], "admin_subnets": []}
-    )
-    policy, model = policy_of(pillar), ModelFirewalld()
+    policy, model = one_mta()
     profile = fwd.plan("profile", policy, model.snapshot())
     assert [s.action for s in profile.steps][-3:] == ["entries", "zone", "reload"]
     assert [s.args[0] for s in profile.steps if s.action == "entries"] == ["permanent"]
@@ -237,10 +240,7 @@ def test_a_first_run_puts_rules_and_entries_in_the_permanent_configuration_then_
 
 
 def test_an_ipset_written_anew_gets_all_its_entries_back_before_the_reload():
-    pillar = pillar_of(
-        {"roles": ["mailbox"], "peers": [{"addresses": ["10.1.0.1"], "roles": ["mta"]}], "admin_subnets": []}
-    )
-    policy, model = policy_of(pillar), ModelFirewalld()
+    policy, model = one_mta()
     run(model, policy)
     model.ipsets["zimbra-mta-v4"] = ("inet6", ["10.1.0.1"])  # another family: the profile part rewrites it, empty
     profile = fwd.plan("profile", policy, model.snapshot())
@@ -251,10 +251,7 @@ def test_an_ipset_written_anew_gets_all_its_entries_back_before_the_reload():
 
 
 def test_a_run_that_failed_before_its_reload_is_reloaded_by_the_next():
-    pillar = pillar_of(
-        {"roles": ["mailbox"], "peers": [{"addresses": ["10.1.0.1"], "roles": ["mta"]}], "admin_subnets": []}
-    )
-    policy, model = policy_of(pillar), ModelFirewalld()
+    policy, model = one_mta()
     run(model, policy)
     model.ipsets["zimbra-mta-v4"] = ("inet6", [])  # edited by hand, and loaded
     model.reload()
