@@ -681,7 +681,7 @@ def describe(changes, test):
     """A plan's changes in words: 'Added 3 rules and 200 ipset entries; reloaded firewalld for zimbra'."""
     words = group_changes(changes, "ports", "service", test) + group_changes(changes, "ipsets", "ipset", test)
     if "rules removed" in changes:
-        counted = count(changes["rules removed"], "rule of a retired service")
+        counted = count(changes["rules removed"], "rule of a retired service", "rules of a retired service")
         words.append(said(test, f"removed {counted}", f"{counted} would be removed"))
     # Both scopes alike give added/removed; else each scope has its own.
     for scope, scoped in (

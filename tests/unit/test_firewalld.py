@@ -280,17 +280,19 @@ def test_a_reload_names_what_it_changes_in_the_runtime_alone():
 
 def test_a_reload_says_what_it_loads_or_drops_that_is_not_ours():
     policy, state = converged()
-    permanent = state.permanent._replace(ports=(("11211", "tcp"),))  # firewall-cmd --permanent --add-port
+    permanent = state.permanent._replace(ports=(("11211", "tcp"), ("25", "tcp")))  # firewall-cmd --permanent --add-port
     runtime = state.runtime._replace(services=state.runtime.services | {"memcache"})  # --add-service, runtime only
     pending = state._replace(permanent=permanent, runtime=runtime, runtime_services={})
     plan = fwd.plan_profile(policy, pending)
-    assert plan.changes["runtime"]["others"] == {"loaded": ["port 11211/tcp"], "dropped": ["service memcache"]}
+    others = {"loaded": ["port 11211/tcp", "port 25/tcp"], "dropped": ["service memcache"]}
+    assert plan.changes["runtime"]["others"] == others
     assert fwd.describe(plan.changes, test=True) == (
-        "Firewalld would be reloaded for zimbra; the reload would load port 11211/tcp (not zimbra_fw's) into the "
-        "runtime; the reload would drop service memcache (not zimbra_fw's) from the runtime"
+        "Firewalld would be reloaded for zimbra; the reload would load port 11211/tcp, port 25/tcp (not "
+        "zimbra_fw's) into the runtime; the reload would drop service memcache (not zimbra_fw's) from the runtime"
     )
     closing = fwd.plan_profile(policy_of(dict(SINGLE, close_foreign=True)), pending)
-    assert closing.changes["runtime"]["others"] == {"dropped": ["service memcache"]}  # 11211 leaves the permanent first
+    # 11211 leaves the permanent configuration first; 25 is public anyway, so it stays
+    assert closing.changes["runtime"]["others"] == {"loaded": ["port 25/tcp"], "dropped": ["service memcache"]}
     assert closing.changes["permanent"] == {"removed": ["port 11211/tcp"]}
 
 
@@ -1008,3 +1010,43 @@ def test_own_rules_are_the_zones_rich_rules_of_ours_as_the_audit_reads_them():
     found = fwd.own_rules(snapshot(runtime=zone(rules=[*ours, other])))
     assert Rule("allow", "10.9.0.0/16", [PortSpec(2222, 2222, "tcp")]) in found
     assert all(rule.source != "10.7.0.0/16" for rule in found)
+
+
+def test_every_change_is_said_in_words_done_and_pending():
+    changes = {
+        "ports": {"zimbra": {"old": None, "new": "25/tcp"}},
+        "ipsets": {"zimbra-mta-v4": {"old": "hash:ip inet", "new": "hash:net inet"}},
+        "rules removed": [SSH, "service zimbra-old"],
+        "added": [TRUSTED, "10.1.0.1 in ipset zimbra-mta-v4"],
+        "runtime": {
+            "removed": ["10.9.0.9 in ipset zimbra-mta-v4"],
+            "reloaded": ["zimbra", "zimbra-mta-v4"],
+            "others": {"loaded": ["port 11211/tcp", "service memcache"], "dropped": ["service http"]},
+        },
+        "permanent": {"added": [SSH]},
+        "target": {"old": "ACCEPT", "new": "default"},
+    }
+    assert fwd.describe(changes, test=False).split("; ") == [
+        "Added service zimbra",
+        "updated ipset zimbra-mta-v4",
+        "removed 2 rules of a retired service",
+        "added 1 rule and 1 ipset entry",
+        "removed 1 ipset entry (runtime)",
+        "added 1 rule (permanent)",
+        "reloaded firewalld for zimbra, zimbra-mta-v4",
+        "the reload loaded port 11211/tcp, service memcache (not zimbra_fw's) into the runtime",
+        "the reload dropped service http (not zimbra_fw's) from the runtime",
+        "set the zone's target to default",
+    ]
+    assert fwd.describe(changes, test=True).split("; ") == [
+        "Service zimbra would be added",
+        "ipset zimbra-mta-v4 would be updated",
+        "2 rules of a retired service would be removed",
+        "1 rule and 1 ipset entry would be added",
+        "1 ipset entry would be removed (runtime)",
+        "1 rule would be added (permanent)",
+        "firewalld would be reloaded for zimbra, zimbra-mta-v4",
+        "the reload would load port 11211/tcp, service memcache (not zimbra_fw's) into the runtime",
+        "the reload would drop service http (not zimbra_fw's) from the runtime",
+        "the zone's target would be set to default",
+    ]
