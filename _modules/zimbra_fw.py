@@ -308,12 +308,12 @@ def _rollback_notes(policy, backend, snapshot, test):
 
 def _before_changes(policy, backend, parts, test):
     """Once per run, before anything changes: the checks and the rollback of
-    a run that changes something in ``parts`` (in a state run: in any part,
-    as the first state runs before the others; see _session_notes,
-    _rollback_notes). Returns (the notes for the comment of the first part
+    a run that changes something in ``parts`` (in a state run: in any part
+    whose state it holds, as the first state runs before the others; see
+    _run_parts, _session_notes, _rollback_notes). Returns (the notes for the comment of the first part
     that changes, the token of the rollback armed or None)."""
     cache = __context__.get(RUN_CACHE)
-    run_parts = backend.PARTS if cache is not None else parts
+    run_parts = _run_parts(backend, parts)
     snapshot = _snapshot(policy, run_parts)
     _refuse_waiting(_plans(policy, parts, snapshot), parts)
     if cache is not None and "notes" in cache:
@@ -326,6 +326,16 @@ def _before_changes(policy, backend, parts, test):
     if cache is not None:
         cache["notes"], cache["armed"] = notes, armed
     return notes, armed
+
+
+def _run_parts(backend, parts):
+    """The parts this run converges: in a state run, those whose states it
+    holds (every part when it cannot tell), else ``parts``."""
+    cache = __context__.get(RUN_CACHE)
+    if cache is None:
+        return parts
+    held = cache.get("parts")
+    return tuple(part for part in backend.PARTS if part in held) if held else backend.PARTS
 
 
 def _refuse_waiting(plans, parts):

@@ -38,8 +38,24 @@ def __virtual__():
     return (False, "the zimbra_fw execution module is not loaded: run saltutil.sync_all")
 
 
+# The part of the firewall each state converges (zimbra_fw.converge part=...).
+PARTS = {"profile_managed": "profile", "rules_managed": "rules", "firewall_enabled": "firewall"}
+
+
+def _parts_in_run():
+    """The parts whose states this state run holds (``state.single`` holds one)."""
+    try:
+        chunks = __lowstate__  # Salt's low chunks of this run, given to each state function
+    except NameError:
+        chunks = ()
+    return sorted(
+        {PARTS[chunk["fun"]] for chunk in chunks if chunk.get("fun") in PARTS and chunk.get("state") == "zimbra_fw"}
+    )
+
+
 def _call(function, **kwargs):
-    __context__.setdefault(RUN_CACHE, {})
+    cache = __context__.setdefault(RUN_CACHE, {})
+    cache.setdefault("parts", _parts_in_run())
     return __salt__[function](**kwargs)
 
 

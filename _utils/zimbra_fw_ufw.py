@@ -402,7 +402,7 @@ def plan_firewall(policy, snapshot):
 
 PLANNERS = dict(zip(PARTS, (plan_profile, plan_rules, plan_firewall), strict=True))
 LIVE_PARTS = ("firewall",)  # the parts whose plan needs ufw's live state
-RULE_PARTS = ("rules",)
+RULE_PARTS = ("profile", "rules")  # the profile part deletes rules of a retired profile, and changes apps' ports
 
 
 def plan(part, policy, snapshot):

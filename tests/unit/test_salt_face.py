@@ -189,9 +189,20 @@ def test_state_reports_the_changes_and_the_comment_converge_gives():
     module, _, context = states({"rules": {"changes": changes, "applied": [], "comment": comment}})
     ret = module.rules_managed()
     assert ret == {"name": "zimbra_fw-rules", "changes": changes, "result": True, "comment": comment}
-    assert context == {"zimbra_fw.state_run": {}}
+    assert context == {"zimbra_fw.state_run": {"parts": []}}  # not told by Salt: every part
     pending, _, _ = states({"rules": {"changes": changes, "applied": [], "comment": comment}}, test=True)
     assert pending.rules_managed()["result"] is None
+
+
+def test_a_state_run_tells_the_module_which_parts_its_states_converge():
+    module, _, context = states({"firewall": {"changes": {}, "applied": [], "comment": "done"}})
+    module.__lowstate__ = [
+        {"state": "zimbra_fw", "fun": "firewall_enabled", "name": "zimbra_fw-firewall"},
+        {"state": "zimbra_fw", "fun": "pillar_valid", "name": "zimbra_fw-pillar"},
+        {"state": "file", "fun": "managed", "name": "/etc/motd"},
+    ]
+    module.firewall_enabled()
+    assert context == {"zimbra_fw.state_run": {"parts": ["firewall"]}}
 
 
 def test_ufw_says_its_changes_in_words():
@@ -714,9 +725,9 @@ def test_a_converge_of_one_part_but_the_rules_is_checked_against_the_rules_it_le
 
 @pytest.mark.parametrize("rule_parts, refused", [(("rules",), False), (("profile", "rules"), True)])
 def test_a_part_that_sets_rules_is_checked_against_the_whole_policy(rule_parts, refused, rollback_directory):
-    # Our live rule admits the admin (10.9.4.2), the pillar does not. firewalld's
-    # profile part loads the pillar's rules with its reload: alone, it is
-    # checked as the rules part is; ufw's leaves the live rules as they are.
+    # Our live rule admits the admin (10.9.4.2), the pillar does not. A profile
+    # part that changes rules (firewalld's reload, ufw's deletes) is checked
+    # as the rules part is; nftables' leaves the live rules as they are.
     module, backend, _ = gated(AWAY)
     backend.RULE_PARTS = rule_parts
     backend.held = [Rule("allow", "10.9.0.0/16", None)]
@@ -740,6 +751,29 @@ def test_the_first_state_of_a_state_run_is_checked_against_every_part(rollback_d
     assert backend.applied == []
 
 
+def test_a_state_run_of_some_states_is_checked_and_armed_for_those_parts_only(rollback_directory):
+    # Only the firewall state (state.single): the trusted subnet that admits the
+    # admin is not live, and this run does not put it in, so it is refused.
+    pillar = {**SINGLE, "trusted_subnets": ["10.9.0.0/16"], "ssh": {"from": ["10.8.0.0/16"]}}
+    module, backend, _ = gated(pillar)
+    module.__context__[module.RUN_CACHE] = {"parts": ["firewall"]}
+    backend.PARTS = ("profile", "rules", "firewall")
+    with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+        module.converge(part="firewall")
+    module.__context__[module.RUN_CACHE] = {"parts": ["firewall", "profile", "rules"]}  # the whole formula
+    module.converge(part="profile")
+    assert len(backend.applied) == 1
+    # Only the profile state, which has nothing to do: no rollback is armed for the others' steps.
+    quiet, quiet_backend, _ = gated({**SINGLE, "confirm": 60})
+    quiet_backend.PARTS = ("profile", "rules")
+    still = zimbra_fw_backend.Plan({}, [], None)
+    changing = zimbra_fw_backend.Plan({"added": ["allow x"]}, ["allow x"], None)
+    quiet._plans = lambda policy, parts, snapshot=None: {p: still if p == "profile" else changing for p in parts}
+    quiet.__context__[quiet.RUN_CACHE] = {"parts": ["profile"]}
+    assert quiet.converge(part="profile")["profile"]["comment"] == "done"
+    assert rollback.pending() is None
+
+
 def test_a_part_waiting_for_another_is_refused_alone_and_planned_in_a_state_run(rollback_directory):
     module, backend, _ = gated(AWAY)
     waiting = zimbra_fw_backend.Plan({}, [], "The rules go in with the profile part's reload", waits_for="profile")
@@ -757,10 +791,11 @@ def test_a_part_waiting_for_another_is_refused_alone_and_planned_in_a_state_run(
     assert results["rules"]["comment"] == "The rules go in with the profile part's reload"
     assert backend.applied == [["allow x"], []]
     # A state run: the rules state alone (state.single) is refused; after the profile state it is not.
-    module.__context__[module.RUN_CACHE] = {}
+    module.__context__[module.RUN_CACHE] = {"parts": ["rules"]}
     with pytest.raises(CommandExecutionError, match="part rules: The rules go in with the profile part's reload"):
         module.converge(part="rules")
     assert len(backend.applied) == 2
+    module.__context__[module.RUN_CACHE] = {"parts": ["profile", "rules"]}
     module.converge(part="profile")
     assert module.converge(part="rules")["rules"]["comment"] == "The rules go in with the profile part's reload"
     assert module.__context__[module.RUN_CACHE]["converged"] == {"profile", "rules"}

@@ -282,6 +282,7 @@ def test_plans_of_a_profile_change_step_by_step():
         ],
         None,
     )
+    assert "profile" in ufw.RULE_PARTS  # it deletes rules: the session check reads the whole policy
 
 
 def test_the_plan_for_enabled_false_says_so():
