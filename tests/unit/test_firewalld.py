@@ -293,6 +293,10 @@ def test_a_reload_says_what_it_loads_or_drops_that_is_not_ours():
     closing = fwd.plan_profile(policy_of(dict(SINGLE, close_foreign=True)), pending)
     # 11211 leaves the permanent configuration first; 25 is public anyway, so it stays
     assert closing.changes["runtime"]["others"] == {"loaded": ["port 25/tcp"], "dropped": ["service memcache"]}
+    # A service rewritten (not only reloaded): the runtime's changes are the others alone.
+    old = {"zimbra": state.services["zimbra"][:-1]}
+    rewritten = fwd.plan_profile(policy, pending._replace(services=old, runtime_services=old))
+    assert rewritten.changes["runtime"] == {"others": others}
     assert closing.changes["permanent"] == {"removed": ["port 11211/tcp"]}
 
 
@@ -1038,6 +1042,7 @@ def test_every_change_is_said_in_words_done_and_pending():
         "the reload dropped service http (not zimbra_fw's) from the runtime",
         "set the zone's target to default",
     ]
+    assert fwd.describe({"rules removed": [SSH]}, test=False) == "Removed 1 rule of a retired service"
     assert fwd.describe(changes, test=True).split("; ") == [
         "Service zimbra would be added",
         "ipset zimbra-mta-v4 would be updated",
