@@ -310,8 +310,9 @@ def _before_changes(policy, backend, parts, test):
     """Once per run, before anything changes: the checks and the rollback of
     a run that changes something in ``parts`` (in a state run: in any part
     whose state it holds, as the first state runs before the others; see
-    _run_parts, _session_notes, _rollback_notes). Returns (the notes for the comment of the first part
-    that changes, the token of the rollback armed or None)."""
+    _run_parts, _session_notes, _rollback_notes). Returns (the notes for
+    the comment of the first part that changes, the token of the rollback
+    armed or None). Refuses a part that waits for another first."""
     cache = __context__.get(RUN_CACHE)
     run_parts = _run_parts(backend, parts)
     snapshot = _snapshot(policy, run_parts)

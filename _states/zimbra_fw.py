@@ -39,7 +39,7 @@ def __virtual__():
 
 
 # The part of the firewall each state converges (zimbra_fw.converge part=...).
-PARTS = {"profile_managed": "profile", "rules_managed": "rules", "firewall_enabled": "firewall"}
+PART_OF_STATE = {"profile_managed": "profile", "rules_managed": "rules", "firewall_enabled": "firewall"}
 
 
 def _parts_in_run():
@@ -49,7 +49,11 @@ def _parts_in_run():
     except NameError:
         chunks = ()
     return sorted(
-        {PARTS[chunk["fun"]] for chunk in chunks if chunk.get("fun") in PARTS and chunk.get("state") == "zimbra_fw"}
+        {
+            PART_OF_STATE[chunk["fun"]]
+            for chunk in chunks
+            if chunk.get("fun") in PART_OF_STATE and chunk.get("state") == "zimbra_fw"
+        }
     )
 
 
