@@ -316,11 +316,14 @@ def _before_changes(policy, backend, parts, test):
     cache = __context__.get(RUN_CACHE)
     run_parts = _run_parts(backend, parts)
     snapshot = _snapshot(policy, run_parts)
-    _refuse_waiting(_plans(policy, parts, snapshot), parts)
+    plans = _plans(policy, parts, snapshot)
+    _refuse_waiting(plans, parts)
     if cache is not None and "notes" in cache:
         return cache["notes"], cache["armed"]
     notes, armed = [], None
-    if any(plan_.steps for plan_ in _plans(policy, run_parts, snapshot).values()):
+    if run_parts != parts:  # a state run: its other states' parts too
+        plans = _plans(policy, run_parts, snapshot)
+    if any(plan_.steps for plan_ in plans.values()):
         notes = _run_session_notes(policy, backend, run_parts, snapshot, test)
         rollback_notes, armed = _rollback_notes(policy, backend, snapshot, test)
         notes += rollback_notes

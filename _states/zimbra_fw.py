@@ -59,7 +59,8 @@ def _parts_in_run():
 
 def _call(function, **kwargs):
     cache = __context__.setdefault(RUN_CACHE, {})
-    cache.setdefault("parts", _parts_in_run())
+    if "parts" not in cache:  # once a run: every state sees the same low chunks
+        cache["parts"] = _parts_in_run()
     return __salt__[function](**kwargs)
 
 

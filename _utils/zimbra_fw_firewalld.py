@@ -514,7 +514,7 @@ def _definition_steps(policy, snapshot):
     retired_sets = sorted(set(snapshot.ipsets) - set(wanted_sets))
     # Rules and zone entries naming a service or an ipset go before it does.
     removed, left = set(), snapshot
-    for scope in ("runtime", "permanent"):
+    for scope in SCOPES:
         zone = getattr(snapshot, scope)
         change = {
             "remove_services": sorted(zone.services & set(retired)),
@@ -571,7 +571,7 @@ def plan_profile(policy, snapshot):
         changes.update(rule_changes)
         if reloaded_only:
             changes.setdefault("runtime", {})["reloaded"] = stale
-        others = _reload_others(left, set(snapshot.services) | set(service_definitions(policy)), rule_steps)
+        others = _reload_others(left, _own_names(policy, snapshot), rule_steps)
         if others:
             changes.setdefault("runtime", {})["others"] = others
         steps += [
@@ -621,10 +621,14 @@ def _names_any(rule, names):
     return any(f'service name="{name}"' in rule or f'source ipset="{name}"' in rule for name in names)
 
 
+def _own_names(policy, snapshot):
+    """The names of our services: those in our files and those the policy wants."""
+    return set(snapshot.services) | set(service_definitions(policy))
+
+
 def _rule_steps(policy, snapshot):
-    own_names = set(snapshot.services) | set(service_definitions(policy))
     closing = policy if policy.config.close_foreign else None
-    return _scope_steps(snapshot, own_names, desired(policy), closing)
+    return _scope_steps(snapshot, _own_names(policy, snapshot), desired(policy), closing)
 
 
 LOADED_BY_PROFILE = "The rules and ipset entries are loaded with the services by the profile part's reload"
@@ -697,10 +701,9 @@ def describe(changes, test):
         loaded = ", ".join(changes["runtime"]["reloaded"])
         words.append(said(test, f"reloaded firewalld for {loaded}", f"firewalld would be reloaded for {loaded}"))
     others = changes.get("runtime", {}).get("others", {})
-    for key, done, pending in (("loaded", "loaded", "load"), ("dropped", "dropped", "drop")):
-        if others.get(key):
-            what = f"{', '.join(others[key])} (not zimbra_fw's)"
-            where = "into" if key == "loaded" else "from"
+    for done, pending, where in (("loaded", "load", "into"), ("dropped", "drop", "from")):
+        if others.get(done):
+            what = f"{', '.join(others[done])} (not zimbra_fw's)"
             words.append(
                 said(
                     test,
