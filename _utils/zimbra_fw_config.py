@@ -123,12 +123,14 @@ def _unique_networks(networks):
     """``networks`` each once, in network_order (a list of one as it is)."""
     if len(networks) == 1:
         return tuple(networks)
-    return tuple(sorted(set(networks), key=network_order))
+    by_order = {network_order(network): network for network in networks}  # equal networks, equal keys
+    return tuple(by_order[order] for order in sorted(by_order))
 
 
 def _check_keys(problems, prefix, mapping, known):
     """Each key of ``mapping`` not in ``known`` is a problem, named ``prefix`` + key."""
-    for unknown in sorted(set(mapping) - set(known), key=str):
+    unknown_keys = [key for key in mapping if key not in known]
+    for unknown in sorted(set(unknown_keys), key=str) if unknown_keys else ():
         hint = difflib.get_close_matches(str(unknown), known)
         extra = f" (did you mean {hint[0]!r}?)" if hint else f"; known keys: {', '.join(known)}"
         problems.add(f"{prefix}{unknown}", mapping[unknown], "is not a known key" + extra)
@@ -326,6 +328,22 @@ SPECIAL_BOUNDS = {
     ]
     for version in (4, 6)
 }
+# A network at least MIN_PREFIX long lies in one block of that length, and a
+# special range is either nested with that block or disjoint from it: so only
+# the ranges nested with its block need checking (none, for most addresses).
+BLOCK_SHIFT = {version: bits - MIN_PREFIX[version] for version, bits in ((4, 32), (6, 128))}
+
+
+def _special_by_block(version):
+    """``{block: SPECIAL_BOUNDS entries nested with it}``, in SPECIAL_BOUNDS order."""
+    shift, by_block = BLOCK_SHIFT[version], {}
+    for bound in SPECIAL_BOUNDS[version]:
+        for block in range(bound[0] >> shift, (bound[1] >> shift) + 1):
+            by_block.setdefault(block, []).append(bound)
+    return by_block
+
+
+SPECIAL_BY_BLOCK = {version: _special_by_block(version) for version in (4, 6)}
 
 
 def special_reason(network):
@@ -337,11 +355,15 @@ def special_reason(network):
     # As integers, without ipaddress's broadcast_address: every peer address passes here.
     first = int(network.network_address)
     last = first | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)
-    same = SPECIAL_BOUNDS[network.version]
+    version = network.version
+    if network.prefixlen >= MIN_PREFIX[version]:
+        same = SPECIAL_BY_BLOCK[version].get(first >> BLOCK_SHIFT[version], ())
+    else:
+        same = SPECIAL_BOUNDS[version]
     for low, high, _, _, reason in same:
         if low <= first and last <= high:  # network inside the special range
             return reason
-    if network.prefixlen >= MIN_PREFIX[network.version]:
+    if network.prefixlen >= MIN_PREFIX[version]:
         for low, high, special, kind, _ in same:
             if first <= low and high <= last:  # the special range inside network
                 return f"holds {special}, {kind} addresses no rule may name: list networks without them"

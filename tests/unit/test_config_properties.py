@@ -116,3 +116,61 @@ def test_source_text_is_the_address_ipaddress_prints_without_a_host_prefix(netwo
 def test_network_order_sorts_as_ipaddress_compares(networks):
     by_family = sorted(networks, key=lambda network: (network.version, network))
     assert sorted(networks, key=cfg.network_order) == by_family
+
+
+@given(st.lists(NETWORKS, max_size=12))
+@settings(max_examples=500, deadline=None)
+def test_unique_networks_are_each_network_once_in_ipaddress_order(networks):
+    want = tuple(sorted(set(networks), key=lambda network: (network.version, network)))
+    assert cfg._unique_networks(networks) == (tuple(networks) if len(networks) == 1 else want)
+
+
+def _near(special, offset, length):
+    """A network at ``offset`` addresses from the start of ``special`` (either
+    side), of prefix ``length``: in it, around it, or just beside it."""
+    top = 2**special.max_prefixlen - 1
+    value = min(max(int(special.network_address) + offset, 0), top)
+    return ipaddress.ip_network((value, min(length, special.max_prefixlen)), strict=False)
+
+
+SPECIAL_ADJACENT = st.builds(
+    _near,
+    st.sampled_from([special for special, _, _ in cfg.SPECIAL_NETWORKS]),
+    st.one_of(st.integers(-3, 3), st.integers(-(2**40), 2**40), st.integers(-(2**100), 2**100)),
+    st.integers(0, 128),
+)
+
+
+def _special_reason_reference(network):
+    """special_reason as ipaddress itself would answer it: every special range, by subnet_of."""
+    if network.prefixlen == 0:
+        return "is the whole internet: it would give everyone access (LDAP, memcached, MySQL)"
+    same = [(s, kind, reason) for s, kind, reason in cfg.SPECIAL_NETWORKS if s.version == network.version]
+    for special, _, reason in same:
+        if network.subnet_of(special):
+            return reason
+    if network.prefixlen >= cfg.MIN_PREFIX[network.version]:
+        for special, kind, _ in same:
+            if special.subnet_of(network):
+                return f"holds {special}, {kind} addresses no rule may name: list networks without them"
+    return None
+
+
+@given(st.one_of(SPECIAL_ADJACENT, NETWORKS))
+@settings(max_examples=2000, deadline=None)
+def test_special_reason_answers_as_ipaddress_does(network):
+    """The integer check with its index by block refuses exactly what
+    ipaddress's subnet_of refuses, with the same reason."""
+    assert cfg.special_reason(network) == _special_reason_reference(network)
+
+
+def test_special_reason_answers_as_ipaddress_does_at_every_prefix_around_each_range():
+    """Every prefix length of the networks at and just beside each special
+    range's first and last address: each check of a network's block is met."""
+    for special, _, _ in cfg.SPECIAL_NETWORKS:
+        top = 2**special.max_prefixlen - 1
+        first, last = int(special.network_address), int(special.broadcast_address)
+        for anchor in {max(first - 1, 0), first, last, min(last + 1, top)}:
+            for length in range(special.max_prefixlen + 1):
+                network = ipaddress.ip_network((anchor, length), strict=False)
+                assert cfg.special_reason(network) == _special_reason_reference(network), network
