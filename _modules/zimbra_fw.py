@@ -89,6 +89,7 @@ def _run(argv, stdin=None):
 # cannot exhaust the stack here or in the check's messages.
 MAX_DEPTH = 8
 TOO_DEEP = "<nested too deep>"
+LEAVES = frozenset((str, int, float, bool, type(None)))
 
 
 def _plain(value, depth=0):
@@ -96,10 +97,12 @@ def _plain(value, depth=0):
     mask output), at most MAX_DEPTH levels deep."""
     if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
         return TOO_DEEP
+    # Strings and numbers are returned in place, without a call each: a large
+    # cluster's pillar holds tens of thousands.
     if isinstance(value, dict):
-        return {key: _plain(item, depth + 1) for key, item in value.items()}
+        return {key: item if type(item) in LEAVES else _plain(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [_plain(item, depth + 1) for item in value]
+        return [item if type(item) in LEAVES else _plain(item, depth + 1) for item in value]
     return value
 
 
