@@ -9,6 +9,7 @@ more than once).
 """
 
 import contextlib
+import contextvars
 import gc
 import json
 import os
@@ -46,6 +47,41 @@ def collector_paused():
             _pause["count"] -= 1
             if _pause["count"] == 0 and _pause["was_enabled"]:
                 gc.enable()
+
+
+@contextlib.contextmanager
+def in_background(function, *args):
+    """Run ``function(*args)`` in a thread while the block runs; the block
+    gets a callable that waits for it and returns its result (or raises its
+    error). When both fail, the thread's error is raised (from the block's):
+    it is the one a caller running them in turn would have met first. The
+    thread runs in a copy of this context, so Salt's dunders stay reachable
+    from it. For a command whose wait can overlap work of ours."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = function(*args)
+        except BaseException as exc:  # pylint: disable=broad-except  # handed to the waiter
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,), daemon=True)
+    thread.start()
+
+    def result():
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    try:
+        yield result
+    except BaseException as exc:
+        thread.join()
+        if outcome.get("error") not in (None, exc):
+            raise outcome["error"] from exc
+        raise
+    thread.join()
 
 
 class ApplyFailed(CommandExecutionError):

@@ -30,7 +30,7 @@ import zimbra_fw_policy as policies
 import zimbra_fw_ufw_files as files
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_backend import PARTS, Plan, Step, count, dispatch, group_changes, said, sentence
-from zimbra_fw_commands import ApplyFailed, helper_outcome, json_lines, write_atomic
+from zimbra_fw_commands import ApplyFailed, helper_outcome, in_background, json_lines, write_atomic
 from zimbra_fw_commands import checked as _checked
 from zimbra_fw_commands import program_python as ufw_python
 from zimbra_fw_config import source_text
@@ -154,11 +154,22 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
     reason = unavailable()
     if reason:
         raise CommandExecutionError(reason)
-    active = _active(run) if live else None
+    if not live:
+        return _read_files(None)
+    # iptables lists the whole user chain (tens of ms at thousands of rules):
+    # the files are read and parsed meanwhile.
+    with in_background(_active, run) as active:
+        return _read_files(active)
+
+
+def _read_files(active):
+    """The Snapshot from ufw's files; ``active``, a callable, says whether ufw runs (None: not read)."""
     defaults = _read_file(DEFAULTS_PATH) or ""  # read once: IPv6 and the default policy
     incoming = files.parse_defaults_file(defaults)
     rules, copies, ipv6 = _read_rules(defaults)
-    return Snapshot(rules, _read_file(PROFILE_PATH), _app_profiles(), active, incoming, copies, ipv6)
+    profile_text, app_profiles = _read_file(PROFILE_PATH), _app_profiles()
+    running = None if active is None else active()
+    return Snapshot(rules, profile_text, app_profiles, running, incoming, copies, ipv6)
 
 
 def managed_rules(snapshot):
@@ -294,16 +305,17 @@ def stale_app_rules(policy, snapshot):
     profile has (``ufw app update`` failed after the file was written, or
     the rule was made from an older profile)."""
     stale = {}
+    wanted_by_name = {name: frozenset(group.ports) for name, group in policy.groups.items()}
     for words, copies in managed_copies(snapshot).items():
-        group = policy.groups.get(files.rule_profile(words))
-        if group is None:
+        name = files.rule_profile(words)
+        wanted = wanted_by_name.get(name)
+        if wanted is None:
             continue
-        wanted = frozenset(group.ports)
         for family, ports in copies.items():
             if ports is not None and ports != wanted:
                 text = f"{rule_text(words)} ({family})"
                 old = "|".join(files.port_groups(ports))
-                stale.setdefault(group.name, {})[text] = {"old": old, "new": "|".join(files.port_groups(wanted))}
+                stale.setdefault(name, {})[text] = {"old": old, "new": "|".join(files.port_groups(wanted))}
     return stale
 
 

@@ -153,15 +153,20 @@ def _tuple_rule(line):
     if source is not None:
         fields[5] = SOURCE
     parsed = _tuple_shape(tuple(fields), comment_hex.strip())
-    if parsed is None or source is None:
-        return parsed
-    (words, comment), ports = parsed
-    return (tuple(source if word is SOURCE else word for word in words), comment), ports
+    if parsed is None:
+        return None
+    (words, comment), ports, at = parsed
+    if source is None:
+        return (words, comment), ports
+    if at is None:
+        return (tuple(source if word is SOURCE else word for word in words), comment), ports
+    return ((*words[:at], source, *words[at + 1 :]), comment), ports
 
 
 @functools.lru_cache(maxsize=1024)  # rules files repeat a few shapes over thousands of rules
 def _tuple_shape(fields, comment_hex):
-    """``_tuple_rule`` of a line's fields after ``### tuple ###`` and its comment."""
+    """``_tuple_rule`` of a line's fields after ``### tuple ###`` and its comment,
+    with the index of SOURCE in its words (None: not there once)."""
     fields = list(fields)
     if not 6 <= len(fields) <= 9:
         return None
@@ -177,8 +182,10 @@ def _tuple_shape(fields, comment_hex):
     if action not in ("allow", "reject", "limit"):
         action = "deny"
     words = _command_words(UfwTuple(action, proto, dport, dst, sport, src, *apps, *iface, logtype))
-    rule = (("route", *words) if route else words), _tuple_comment(comment_hex)
-    return rule, _tuple_ports(proto, dport)
+    words = ("route", *words) if route else tuple(words)
+    # Where the source goes in the words, when it is there once (one slice per line, not a scan).
+    at = words.index(SOURCE) if words.count(SOURCE) == 1 else None
+    return (words, _tuple_comment(comment_hex)), _tuple_ports(proto, dport), at
 
 
 def _tuple_comment(comment_hex):

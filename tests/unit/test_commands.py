@@ -1,8 +1,11 @@
 """zimbra_fw_commands: what every backend uses to run commands and write files."""
 
+import contextvars
 import gc
 import os
 import stat
+import threading
+import time
 
 import pytest
 import zimbra_fw_commands as commands
@@ -66,3 +69,56 @@ def test_the_collector_is_back_on_after_an_error_and_stays_off_if_it_was_off():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+LABEL = contextvars.ContextVar("label")
+
+
+def test_in_background_gives_the_result_in_this_context_and_leaves_no_thread():
+    LABEL.set("the caller's")
+    seen = {}
+
+    def work(value):
+        seen["thread"], seen["label"] = threading.current_thread(), LABEL.get()
+        time.sleep(0.05)
+        return value * 2
+
+    with commands.in_background(work, 21) as result:
+        assert result() == 42
+        assert result() == 42  # asked again: the same answer, no second run
+    assert seen["label"] == "the caller's" and seen["thread"] is not threading.current_thread()
+    assert not seen["thread"].is_alive()
+
+
+def test_in_background_raises_the_threads_error_to_its_waiter():
+    def fails():
+        raise CommandExecutionError("iptables: no lock")
+
+    with pytest.raises(CommandExecutionError, match="no lock"):
+        with commands.in_background(fails) as result:
+            result()
+
+
+def test_when_both_fail_the_threads_error_is_raised_from_the_blocks():
+    """As if run in turn: the command's error first, the block's as its cause."""
+
+    def fails():
+        raise CommandExecutionError("iptables: no lock")
+
+    with pytest.raises(CommandExecutionError, match="no lock") as info:
+        with commands.in_background(fails):
+            raise PermissionError("user.rules")
+    assert isinstance(info.value.__cause__, PermissionError)
+
+
+def test_a_block_that_fails_alone_raises_its_own_error_after_the_thread_ends():
+    seen = {}
+
+    def slow():
+        seen["thread"] = threading.current_thread()
+        time.sleep(0.05)
+
+    with pytest.raises(PermissionError):
+        with commands.in_background(slow):
+            raise PermissionError("user.rules")
+    assert not seen["thread"].is_alive()

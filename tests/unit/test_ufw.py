@@ -421,6 +421,17 @@ def test_a_failing_status_names_the_command(etc):
         ufw.read_snapshot(Answers({LIST: (4, "", "no perm\n")}))
 
 
+def test_the_status_is_read_while_the_files_are_and_its_error_comes_first(etc):
+    """iptables runs in the background while the files are read; when both
+    fail, its error is raised, as when it ran first."""
+    (etc / "user.rules").write_bytes(b"\xff not utf-8\n")
+    with pytest.raises(ufw.CommandExecutionError, match="no perm") as info:
+        ufw.read_snapshot(Answers({LIST: (4, "", "no perm\n")}))
+    assert isinstance(info.value.__cause__, UnicodeDecodeError)
+    with pytest.raises(UnicodeDecodeError):  # the files' error alone
+        ufw.read_snapshot(Answers({LIST: (0, CHAIN, "")}))
+
+
 def test_missing_ufw_is_said_plainly(etc, monkeypatch):
     monkeypatch.setattr(ufw.salt.utils.path, "which", lambda name: None)
     assert ufw.unavailable() == "ufw is not available on this minion: install the 'ufw' package"

@@ -284,6 +284,7 @@ def test_a_line_read_through_its_shape_reads_as_the_line_itself(line, source):
     fields = line.split()
     fields[5] = source
     text = f"### tuple ### {' '.join(fields)} comment=7a696d6272615f6677"
-    whole = ufw_files._tuple_shape.__wrapped__(tuple(fields), "7a696d6272615f6677")
+    shape = ufw_files._tuple_shape.__wrapped__(tuple(fields), "7a696d6272615f6677")
+    whole = None if shape is None else shape[:2]  # (rule, ports), without where the source goes
     assert ufw_files._tuple_rule(text) == whole
     assert ufw_files._tuple_rule(text) == whole  # read again, from the cache
