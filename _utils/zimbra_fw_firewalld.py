@@ -299,8 +299,9 @@ def _entries(networks):
     another is left out: firewalld refuses overlapping entries, and the wider
     one admits it."""
     wider = [net for net in networks if net.prefixlen < net.max_prefixlen]  # only these can hold others
-    kept = [net for net in networks if not any(net != other and net.subnet_of(other) for other in wider)]
-    return tuple(sorted(source_text(net) for net in kept))
+    if wider:
+        networks = [net for net in networks if not any(net != other and net.subnet_of(other) for other in wider)]
+    return tuple(sorted(source_text(net) for net in networks))
 
 
 def ipset_definitions(policy):
