@@ -89,20 +89,20 @@ def _run(argv, stdin=None):
 # cannot exhaust the stack here or in the check's messages.
 MAX_DEPTH = 8
 TOO_DEEP = "<nested too deep>"
-LEAVES = frozenset((str, int, float, bool, type(None)))
+NESTED = (dict, list)
 
 
 def _plain(value, depth=0):
     """Pillar or mine data as plain dicts and lists (Salt may wrap them to
     mask output), at most MAX_DEPTH levels deep."""
-    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+    if isinstance(value, NESTED) and depth >= MAX_DEPTH:
         return TOO_DEEP
-    # Strings and numbers are returned in place, without a call each: a large
-    # cluster's pillar holds tens of thousands.
+    # Anything else is returned in place, without a call each: a large
+    # cluster's pillar holds tens of thousands of strings.
     if isinstance(value, dict):
-        return {key: item if type(item) in LEAVES else _plain(item, depth + 1) for key, item in value.items()}
+        return {key: _plain(item, depth + 1) if isinstance(item, NESTED) else item for key, item in value.items()}
     if isinstance(value, list):
-        return [item if type(item) in LEAVES else _plain(item, depth + 1) for item in value]
+        return [_plain(item, depth + 1) if isinstance(item, NESTED) else item for item in value]
     return value
 
 

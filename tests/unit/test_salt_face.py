@@ -18,6 +18,8 @@ import zimbra_fw_firewalld as fwd
 import zimbra_fw_rollback as rollback
 import zimbra_fw_sessions as sessions
 import zimbra_fw_ufw as ufw
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
 from zimbra_fw_catalogue import PortSpec
@@ -423,6 +425,59 @@ def test_the_audit_reports_the_backends_own_findings(monkeypatch):
     monkeypatch.setattr(module, "_read_proc", lambda name: "")
     report = module.audit()
     assert {"severity": "high", "port": None, "message": "zone z holds no interface"} in report["findings"]
+
+
+def _plain_reference(value, depth=0, max_depth=8):
+    """_plain as first written: a call for every value."""
+    if isinstance(value, (dict, list)) and depth >= max_depth:
+        return "<nested too deep>"
+    if isinstance(value, dict):
+        return {key: _plain_reference(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_reference(item, depth + 1) for item in value]
+    return value
+
+
+class Masked(dict):
+    """A mapping as Salt may hand one over, wrapped."""
+
+
+class Text(str):
+    pass
+
+
+PLAIN_VALUES = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=3), st.builds(Text, st.text(max_size=3))
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.text(max_size=2), inner, max_size=3),
+        st.builds(Masked, st.dictionaries(st.text(max_size=2), inner, max_size=3)),
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PLAIN_VALUES, st.integers(0, 3))
+def test_plain_copies_as_a_call_for_every_value_would_and_keeps_the_depth_bound(value, wrap):
+    for _ in range(wrap * 3):  # pushes some values past MAX_DEPTH
+        value = [value]
+    module, _ = face(SINGLE)
+    copied = module._plain(value)
+    assert copied == _plain_reference(value)
+    assert _kinds(copied) == _kinds(_plain_reference(value))  # plain dicts, the same leaves
+    assert module.MAX_DEPTH == 8  # the reference's bound
+
+
+def _kinds(value):
+    """``value``'s shape with the type of every part: equal shapes, equal types."""
+    if isinstance(value, dict):
+        return (type(value), {key: _kinds(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return (type(value), [_kinds(item) for item in value])
+    return (type(value), repr(value))
 
 
 def test_mine_data_nested_deeper_than_any_identity_is_cut_before_anyone_reads_it():
