@@ -423,6 +423,15 @@ SPECIAL = [
 ]
 
 
+def test_a_peers_addresses_are_each_kept_once_in_address_order():
+    peers = [{"name": "p", "addresses": ["10.0.0.9", "10.0.0.5/32", "10.0.0.5"], "roles": ["mta"]}]
+    config = cfg.parse_config({**SINGLE, "cluster": {"peers": peers}}, UFW_FACTS)
+    assert [str(a) for a in config.peers[0].addresses] == ["10.0.0.5/32", "10.0.0.9/32"]
+    peers[0]["addresses"] = ["2001:db8::7", "10.0.0.9"]  # two, the IPv6 one first
+    config = cfg.parse_config({**SINGLE, "cluster": {"peers": peers}}, UFW_FACTS)
+    assert [str(a) for a in config.peers[0].addresses] == ["10.0.0.9/32", "2001:db8::7/128"]
+
+
 def special_reason_reference(network):
     """special_reason as ipaddress itself would answer it: every special range, by subnet_of."""
     if network.prefixlen == 0:

@@ -41,7 +41,12 @@ def test_tuple_lines_read_as_ufw_show_added_prints_them(line, words):
 
 @pytest.mark.parametrize(
     "line",
-    ["allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 bad_field", "allow tcp 22", "allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 a b c d"],
+    [
+        "allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 bad_field",
+        "allow tcp 22",
+        "allow tcp 22 0.0.0.0/0 any",  # five fields: one short of a source
+        "allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 a b c d",
+    ],
 )
 def test_malformed_tuple_lines_are_skipped(line):
     assert ufw_files.rules_from_files([f"### tuple ### {line}\n"]) == []
