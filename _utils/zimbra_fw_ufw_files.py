@@ -158,15 +158,13 @@ def _tuple_rule(line):
     (words, comment), ports, at = parsed
     if source is None:
         return (words, comment), ports
-    if at is None:
-        return (tuple(source if word is SOURCE else word for word in words), comment), ports
     return ((*words[:at], source, *words[at + 1 :]), comment), ports
 
 
 @functools.lru_cache(maxsize=1024)  # rules files repeat a few shapes over thousands of rules
 def _tuple_shape(fields, comment_hex):
     """``_tuple_rule`` of a line's fields after ``### tuple ###`` and its comment,
-    with the index of SOURCE in its words (None: not there once)."""
+    with the index of SOURCE in its words (None: not there)."""
     fields = list(fields)
     if not 6 <= len(fields) <= 9:
         return None
@@ -183,8 +181,9 @@ def _tuple_shape(fields, comment_hex):
         action = "deny"
     words = _command_words(UfwTuple(action, proto, dport, dst, sport, src, *apps, *iface, logtype))
     words = ("route", *words) if route else tuple(words)
-    # Where the source goes in the words, when it is there once (one slice per line, not a scan).
-    at = words.index(SOURCE) if words.count(SOURCE) == 1 else None
+    # Where the source goes back (one slice per line, not a scan): a source
+    # that is not anywhere is written once, as ``from SOURCE``.
+    at = words.index(SOURCE) if SOURCE in words else None
     return (words, _tuple_comment(comment_hex)), _tuple_ports(proto, dport), at
 
 
