@@ -504,6 +504,11 @@ def _kind(ipset):
     return f"{ipset.type} {ipset.family}" if ipset is not None else None
 
 
+def _wanted_kind(definition):
+    """The kind of the ipset an ``ipset_definitions`` entry defines."""
+    return _kind(IPSet(IPSET_TYPE, definition["family"], ()))
+
+
 def _definition_steps(policy, snapshot):
     """Changes and steps that write, redefine and remove our services and
     ipsets (permanent), and the snapshot they leave: the zone without what
@@ -537,7 +542,7 @@ def _definition_steps(policy, snapshot):
             }
             steps.append(Step("service", (name, definition), f"write service {name}"))
     for name, definition in wanted_sets.items():
-        kind = _kind(IPSet(IPSET_TYPE, definition["family"], ()))
+        kind = _wanted_kind(definition)
         if _kind(snapshot.ipsets.get(name)) != kind:
             changes.setdefault("ipsets", {})[name] = {"old": _kind(snapshot.ipsets.get(name)), "new": kind}
             steps.append(Step("ipset", (name, definition), f"write ipset {name}"))
@@ -555,8 +560,8 @@ def _stale(policy, snapshot):
     """Our services and ipsets that the runtime lacks, or runs with other ports, type or family."""
     services = service_definitions(policy).items()
     stale = [name for name, definition in services if snapshot.runtime_services.get(name) != tuple(definition["ports"])]
-    kinds = {name: _kind(IPSet(IPSET_TYPE, d["family"], ())) for name, d in ipset_definitions(policy).items()}
-    return stale + [name for name, kind in kinds.items() if _kind(snapshot.runtime_ipsets.get(name)) != kind]
+    sets = ipset_definitions(policy).items()
+    return stale + [name for name, d in sets if _kind(snapshot.runtime_ipsets.get(name)) != _wanted_kind(d)]
 
 
 def plan_profile(policy, snapshot):
