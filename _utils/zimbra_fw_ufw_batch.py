@@ -369,6 +369,39 @@ def logging_plan(commands):
     return [command for command in checks if command[0] not in unchecked], lines, rest
 
 
+def rest_plan(rest):
+    """The commands ``logging_plan`` leaves to ufw's processes, in ufw's
+    order, as ``(v6, units)`` items: a run of units of one family on chains
+    of their own goes into one restore, a unit being a ``-D`` that may fail,
+    alone or followed by the ``-I`` of the same rule in that chain (how ufw
+    puts its rule first in a user logging chain, once). Any other command
+    is an item ``(None, command)``."""
+    items, at = [], 0
+    while at < len(rest):
+        size = _delete_unit(rest[at : at + 2])
+        if not size:
+            items.append((None, rest[at]))
+            at += 1
+            continue
+        unit, chain = tuple(rest[at : at + size]), rest[at][0]
+        v6, last = chain.startswith("ufw6"), items[-1] if items else (None, ())
+        if last[0] is v6 and all(chain != earlier[0][0] for earlier in last[1]):
+            last[1].append(unit)
+        else:
+            items.append((v6, [unit]))
+        at += size
+    return items
+
+
+def _delete_unit(commands):
+    """2 for a -D that may fail followed by the -I of its rule in its
+    chain, 1 for such a -D alone, 0 for anything else."""
+    (chain, delete, may_fail), *after = commands
+    if not (may_fail and delete[:2] == ["-D", chain] and len(delete) > 2 and restore_line(delete) is not None):
+        return 0
+    return 2 if after and tuple(after[0][:2]) == (chain, ["-I", *delete[1:]]) else 1
+
+
 class UfwBatch:
     """Runs ufw commands as /usr/sbin/ufw runs one, all in one process: ufw
     starts, reads its rules and probes iptables once. This class runs in
@@ -423,7 +456,7 @@ class UfwBatch:
         self.remember_pure_helpers(ufw.util)
         backend.get_app_rules_from_template = self.app_rules_by_shape(backend.get_app_rules_from_template, backend)
         restores = {backend.iptables: backend.iptables_restore, backend.ip6tables: backend.ip6tables_restore}
-        self.probe_capabilities_in_restores(ufw.util, restores)
+        self.probe_ahead = self.probe_capabilities_in_restores(ufw.util, restores)
         self.restore_logging_chains(backend, ufw.common.UFWError)
         ufw.backend_iptables.re = LiteralFirstRe()
         self.index = RuleIndex(backend)
@@ -570,22 +603,22 @@ class UfwBatch:
         (``restores[exe]``) makes the chain and its rules, a second flushes
         and deletes it. If the first fails (it commits nothing), ufw's
         function runs as in ufw, one process a command, to tell which
-        capability is missing."""
-        probe = util.get_netfilter_capabilities
+        capability is missing. Returns ``probe_ahead(exe)``: that probe by
+        restores now, its answer kept for ufw's next probe of ``exe``; on a
+        failure nothing is kept, and ufw probes when it would."""
+        probe, ahead = util.get_netfilter_capabilities, {}
 
-        def get_netfilter_capabilities(exe=None, do_checks=True):
-            restore, commands, run = restores.get(exe), [], util.cmd
-            if restore is None:
-                return probe(exe, do_checks)
+        def by_restores(exe, do_checks):
+            commands, run = [], util.cmd
             util.cmd = lambda args, *more, **named: commands.append(list(args)) or (0, "")
             try:
                 capabilities = probe(exe, do_checks)
             finally:
                 util.cmd = run
             restored = probe_restores(commands, exe)
-            if restored is None or run_restore(restore, restored[0]).returncode != 0:
-                return probe(exe, do_checks)
-            if run_restore(restore, restored[1]).returncode != 0:  # ufw's own clean-up, as its probe ends
+            if restored is None or run_restore(restores[exe], restored[0]).returncode != 0:
+                return None
+            if run_restore(restores[exe], restored[1]).returncode != 0:  # ufw's own clean-up, as its probe ends
                 chain = commands[0][2]
                 run([exe, "-F", chain])
                 code, out = run([exe, "-X", chain])
@@ -593,7 +626,22 @@ class UfwBatch:
                     raise OSError(errno.ENOENT, out)
             return capabilities
 
+        def get_netfilter_capabilities(exe=None, do_checks=True):
+            if (exe, do_checks) in ahead:
+                return ahead.pop((exe, do_checks))
+            capabilities = by_restores(exe, do_checks) if exe in restores else None
+            return probe(exe, do_checks) if capabilities is None else capabilities
+
+        def probe_ahead(exe):
+            try:
+                capabilities = by_restores(exe, True) if exe in restores else None
+            except OSError:
+                return
+            if capabilities is not None:
+                ahead[(exe, True)] = capabilities
+
         util.get_netfilter_capabilities = get_netfilter_capabilities
+        return probe_ahead
 
     @staticmethod
     def restore_logging_chains(backend, error):
@@ -622,13 +670,36 @@ class UfwBatch:
             if any(run_restore(restores[v6], lines[v6]).returncode != 0 for v6 in sorted(lines)):
                 return False
             try:
-                for chain, args, may_fail in rest:
-                    chain_cmd(chain, args, may_fail)
+                for v6, group in rest_plan(rest):
+                    if v6 is None:
+                        chain_cmd(*group)
+                    else:
+                        restore_units(v6, group)
             except error as exc:
                 # The chains are where ufw's run stops, and this is its error
                 # (update_logging's, for any command that fails).
                 raise error(translated("Could not update running firewall")) from exc
             return True
+
+        def present(chain, delete):
+            try:
+                chain_cmd(chain, ["-C", *delete[1:]])  # finds a rule as -D finds it
+            except error:
+                return False
+            return True
+
+        def restore_units(v6, units):
+            # A -D deletes a rule in one commit that costs as much as the
+            # table's rules; a failed one changes nothing. So a run of them
+            # goes into one restore, each -D only where -C finds its rule. A
+            # failed restore commits nothing: its units then run as in ufw.
+            lines = []
+            for (chain, delete, _), *insert in units:
+                lines += [restore_line(delete)] if present(chain, delete) else []
+                lines += [restore_line(args) for _, args, _ in insert]
+            if lines and run_restore(restores[v6], lines).returncode != 0:
+                for command in (command for unit in units for command in unit):
+                    chain_cmd(*command)
 
         def update_logging_restored(level):
             commands = []
@@ -717,6 +788,17 @@ class UfwBatch:
         for path in loaded:
             subprocess.run([restores[path], "-n", path], capture_output=True, check=False)
 
+    def probe_before_start(self):
+        """ufw probes netfilter's capabilities once it has started its
+        chains, where each restore of the probe takes longer the more rules
+        they hold (a large cluster: twice as long). The kernel's answer is
+        the same before the start, so the probe runs then (once)."""
+        backend = self.ui.backend
+        if backend.caps is None:
+            self.probe_ahead(backend.iptables)
+            if backend.use_ipv6():
+                self.probe_ahead(backend.ip6tables)
+
     def run(self, argv):
         parsed = self.parser.parse(argv)
         app_update = argv[:1] == ["app"] and parsed.action == "update"
@@ -726,6 +808,8 @@ class UfwBatch:
             self.index.compact()  # ufw's code for anything but a plain rule reads its lists whole
         if not self.rules_only:
             self.write_pending()  # anything else may read the rules files or the chains
+        if parsed.action == "enable" and not self.running():
+            self.probe_before_start()
         try:
             if argv[:1] == ["app"] and parsed.data.get("type") == "app":
                 self.ui.do_application_action(parsed.action, parsed.data["name"])

@@ -69,6 +69,13 @@ class FakeBackend:
         self.profiles = {}
         self.rules, self.rules6 = ["old rule"], ["old rule v6"]
         self.written = 0
+        self.caps = None
+
+    def initcaps(self):  # ufw's: one probe a family, the first time capabilities are asked for
+        if self.caps is None:
+            self.caps = {"4": self.ufw.util.get_netfilter_capabilities(self.iptables)}
+            if self.use_ipv6():
+                self.caps["6"] = self.ufw.util.get_netfilter_capabilities(self.ip6tables)
 
     def _chain_cmd(self, chain, args, fail_ok=False):
         self.ufw.calls.append(("chain", chain, *args, fail_ok))
@@ -132,6 +139,10 @@ class FakeFrontend:
         if rule and "SURROGATE" in rule.words:
             sys.stderr.write("bad \udcff char\n")
             raise RuntimeError("crash")
+        if action == "enable":  # ufw starts its chains, then probes as it loads its logging rules
+            self.ufw.calls.append(("start",))
+            self.backend.enabled = True
+            self.backend.initcaps()
         if action in RULE_ACTIONS:  # as ufw does: each rule rewrites its family's rules file
             rule.normalize()
             self.backend._write_rules(rule.v6)
@@ -547,7 +558,7 @@ def test_a_command_that_is_not_a_rule_gets_ufws_arguments_as_ufw_gives_them(ufw)
     run_batch(ufw, [["--force", "enable"], ["default", "deny", "incoming"]])
     assert calls(ufw, "do_action") == [
         ("do_action", "enable", "", "", True, False),
-        ("do_action", "default-deny-incoming", "", "", False, False),
+        ("do_action", "default-deny-incoming", "", "", False, True),  # ufw runs now
     ]
 
 
@@ -1227,6 +1238,51 @@ def test_capabilities_are_probed_in_two_restores_or_by_ufw_when_the_first_fails(
     assert [call[2] for call in ufw.calls if call[0] == "cmd"][-5:] == ["-N", "-A", "-A", "-F", "-X"]  # ufw's own
 
 
+def probe_events(ufw):
+    return [call[:2] for call in ufw.calls if isinstance(call, tuple) and call[0] in ("probe", "start")]
+
+
+@pytest.mark.parametrize("ipv6", [True, False])
+def test_enabling_a_stopped_firewall_probes_before_ufw_starts_it_and_ufw_does_not_probe_again(ufw, ipv6):
+    ufw.backend.ipv6 = ipv6
+    run_batch(ufw, [["--force", "enable"]])
+    ahead = [("probe", "/sbin/iptables"), ("probe", "/sbin/ip6tables")][: 2 if ipv6 else 1]
+    assert probe_events(ufw) == [*ahead, ("start",)]
+    assert ufw.backend.caps == {key: ["recent-set", "recent-update"] for key in ["4", "6"][: len(ahead)]}
+    assert len(restores(ufw)) == 2 * len(ahead) and calls(ufw, "cmd") == []  # two restores a family
+
+
+def test_enabling_a_running_firewall_or_one_already_probed_probes_as_ufw_does(ufw):
+    ufw.backend.enabled = True
+    run_batch(ufw, [["--force", "enable"]])
+    assert probe_events(ufw) == [("start",), ("probe", "/sbin/iptables"), ("probe", "/sbin/ip6tables")]
+    ufw.calls.clear()
+    ufw.backend.enabled = False  # stopped again, its capabilities known
+    run_batch(ufw, [["--force", "enable"]])
+    assert probe_events(ufw) == [("start",)]
+
+
+@pytest.mark.parametrize("failing", ["restore", "removal"])
+def test_a_probe_before_the_start_that_fails_keeps_nothing_and_ufw_probes_after_it(ufw, tmp_path, failing):
+    if failing == "restore":  # the first restore commits nothing: ufw's own probe runs after the start
+        ufw.backend.iptables_restore = recording_restore(tmp_path, ufw, "iptables-restore", 1)
+    else:  # the chain made stays: ufw's clean-up fails (OSError, as in ufw's probe)
+        ufw.backend.iptables_restore = str(tmp_path / "second-fails")
+        script = f"#!/bin/sh\ncat > /dev/null\n[ -e {tmp_path}/made ] && exit 1\ntouch {tmp_path}/made\n"
+        (tmp_path / "second-fails").write_text(script)
+        (tmp_path / "second-fails").chmod(0o755)
+        ufw.failing.add("-X")
+    ufw.backend.ipv6 = False
+    run_batch(ufw, [["--force", "enable"]])
+    events = probe_events(ufw)
+    assert events[: events.index(("start",))] == [("probe", "/sbin/iptables")]  # recorded, then nothing kept
+    # after the start: recorded, then ufw's own (the restore fails again), as without the probe before it
+    assert events[events.index(("start",)) + 1 :] == [("probe", "/sbin/iptables")] * 2
+    assert ufw.backend.caps == {"4": ["recent-set", "recent-update"]}
+    cleanup = ["-F", "-X"] if failing == "removal" else []  # ufw's clean-up of the chain, as its probe ends
+    assert [call[2] for call in calls(ufw, "cmd")] == [*cleanup, "-N", "-A", "-A", "-F", "-X"]  # then ufw's probe
+
+
 @pytest.mark.parametrize("removed", [True, False])
 def test_a_probe_chain_the_second_restore_leaves_is_removed_as_ufws_probe_removes_it(ufw, tmp_path, removed):
     ufw.backend.iptables_restore = str(tmp_path / "second-fails")
@@ -1278,16 +1334,40 @@ def test_logging_chains_are_restored_or_left_to_ufws_own_update_logging(ufw, tmp
     ]
     chains = [call[1:] for call in ufw.calls if call[0] == "chain"]
     runs = [call for call in ufw.calls if call[0] == "update_logging"]
-    if failing == "none":
-        assert (runs, restores(ufw), chains) == ([("update_logging", "low")], restore, [check, delete])
+    if failing == "none":  # the -D that may fail: -C finds its rule, and a restore deletes it
+        found = ("ufw6-user-logging-input", "-C", "ufw6-user-logging-input", "-j", "RETURN", False)
+        deleted = [*restore, "ip6tables-restore -n"]
+        assert (runs, restores(ufw), chains) == ([("update_logging", "low")], deleted, [check, found])
     elif failing == "restore":
         assert (runs, restores(ufw), chains) == ([("update_logging", "low")] * 2, restore, [check, *ufws_own])
     else:
         assert (len(runs), restores(ufw), chains) == (2, [], [check, *ufws_own[:2]])
 
 
-def test_a_failing_command_after_the_restores_stops_with_ufws_error_where_ufws_run_stops(ufw, tmp_path):
+@pytest.mark.parametrize("present", [True, False])
+def test_a_delete_and_insert_of_one_rule_go_into_a_restore_the_delete_where_its_rule_is(ufw, tmp_path, present):
     ufw.backend.iptables_restore = recording_restore(tmp_path, ufw, "iptables-restore", 0)
+    ufw.backend.ip6tables_restore = recording_restore(tmp_path, ufw, "ip6tables-restore", 0)
+    if not present:
+        ufw.failing.add("-C")
+    UfwBatch(ufw, io.StringIO())
+    ufw.calls.clear()
+    ufw.backend.update_logging("off")
+    user = "ufw6-user-logging-input"
+    assert [call[1:] for call in ufw.calls if call[0] == "chain"] == [
+        (user, "-L", user, "-n", False),
+        (user, "-C", user, "-j", "RETURN", False),  # one cheap check, no -D or -I process
+    ]
+    delete = [f"-D {user} -j RETURN"] if present else []  # a -D that would fail changes nothing
+    pair = ["ip6tables-restore -n", "*filter", *delete, f"-I {user} -j RETURN", "COMMIT"]
+    assert restores(ufw)[-len(pair) :] == pair and restores(ufw)[0] == "iptables-restore -n"
+    assert [call for call in ufw.calls if call[0] == "update_logging"] == [("update_logging", "off")]
+
+
+def test_a_failing_command_after_the_restores_stops_with_ufws_error_where_ufws_run_stops(ufw, tmp_path):
+    # The pair's restore fails (it commits nothing): its commands run as ufw runs them, and its -I fails.
+    ufw.backend.iptables_restore = recording_restore(tmp_path, ufw, "iptables-restore", 0)
+    ufw.backend.ip6tables_restore = recording_restore(tmp_path, ufw, "ip6tables-restore", 1)
     ufw.failing.add("-I")
     UfwBatch(ufw, io.StringIO())
     ufw.calls.clear()
@@ -1296,10 +1376,11 @@ def test_a_failing_command_after_the_restores_stops_with_ufws_error_where_ufws_r
     assert [call for call in ufw.calls if call[0] == "update_logging"] == [("update_logging", "off")]  # not run again
     assert [call[1:3] for call in ufw.calls if call[0] == "chain"] == [
         ("ufw6-user-logging-input", "-L"),
+        ("ufw6-user-logging-input", "-C"),
         ("ufw6-user-logging-input", "-D"),
         ("ufw6-user-logging-input", "-I"),
     ]
-    assert restores(ufw)[0] == "iptables-restore -n"
+    assert restores(ufw)[0] == "iptables-restore -n" and "ip6tables-restore -n" in restores(ufw)
 
 
 def test_a_restore_program_that_cannot_start_is_a_failed_restore(ufw, tmp_path):
@@ -1409,6 +1490,47 @@ def test_logging_commands_on_chains_none_of_which_is_flushed_run_as_ufw_runs_the
     commands.append((user, ["-I", user, "-j", "RETURN"], False))
     assert batch_module.logging_plan(commands) == (commands[:1], {}, commands[1:])
     assert batch_module.logging_plan([commands[0], commands[2]]) == (commands[:1], {}, commands[2:])
+
+
+def pair(chain, *spec, insert_may_fail=False):
+    return (chain, ["-D", chain, *spec], True), (chain, ["-I", chain, *spec], insert_may_fail)
+
+
+def test_delete_and_insert_pairs_of_one_family_on_chains_of_their_own_go_into_one_restore():
+    user = [f"ufw{six}-user-logging-{way}" for six in ("", "6") for way in ("input", "output", "forward")]
+    limit = ["-m", "limit", "--limit", "3/minute", "-j", "LOG", "--log-prefix", "[UFW LIMIT BLOCK] "]
+    pairs = [pair(chain, "-j", "RETURN") for chain in user]
+    lone = [("ufw-user-limit", ["-D", "ufw-user-limit", *limit], True)]
+    limits = [pair(chain, *limit, insert_may_fail=True) for chain in ("ufw-user-limit", "ufw6-user-limit")]
+    # as ufw's update_logging runs them at log level off, then low
+    assert batch_module.rest_plan([command for p in pairs for command in p] + lone) == [
+        (False, pairs[:3]),
+        (True, pairs[3:]),
+        (False, [tuple(lone)]),  # a -D that may fail, alone
+    ]
+    at_low = [command for p in pairs[3:] + limits for command in p]
+    # a unit of the other family: a restore of its own
+    assert batch_module.rest_plan(at_low) == [(True, pairs[3:]), (False, limits[:1]), (True, limits[1:])]
+    again = pair(user[0], "-j", "LOG")  # its chain has a unit in the restore already: the -C would come too early
+    assert batch_module.rest_plan([*pairs[0], *again]) == [(False, [pairs[0]]), (False, [again])]
+    deletes = [(chain, ["-D", chain, "-j", "RETURN"], True) for chain in user[:2]]
+    assert batch_module.rest_plan([*deletes, *pairs[2]]) == [(False, [(deletes[0],), (deletes[1],), pairs[2]])]
+
+
+def test_commands_other_than_deletes_that_may_fail_and_their_inserts_run_as_ufw_runs_them():
+    chain = "ufw-user-logging-input"
+    delete, insert = pair(chain, "-j", "RETURN")
+    must_delete = (chain, delete[1], False)
+    no_rule = (chain, ["-D", chain], True), (chain, ["-I", chain], False)
+    unquotable = pair(chain, "--log-prefix", 'x"y')
+    another_chain = ("ufw-user-logging-output", delete[1], True)
+    for case in [must_delete, insert], list(no_rule), list(unquotable), [another_chain]:
+        assert batch_module.rest_plan(case) == [(None, command) for command in case], case
+    other_rule = (chain, ["-I", chain, "-j", "LOG"], False)
+    other_chain = ("ufw-user-logging-output", ["-I", "ufw-user-logging-output", "-j", "RETURN"], False)
+    appended = (chain, ["-A", chain, "-j", "RETURN"], False)
+    for after in other_rule, other_chain, appended:  # the -D alone, then ufw's process
+        assert batch_module.rest_plan([delete, after]) == [(False, [(delete,)]), (None, after)], after
 
 
 def test_a_restore_reports_what_it_printed_and_one_that_cannot_start_fails_with_127(tmp_path):
