@@ -393,11 +393,29 @@ def rest_plan(rest):
     return items
 
 
+# What a unit's rule may jump to: no chain, as a restore checks for loops
+# once, where ufw's processes check after each command.
+UNIT_TARGETS = ("RETURN", "LOG")
+
+
+def _target(spec):
+    """What a rule's one ``-j`` jumps to; None for no jump, a goto or several."""
+    jumps = [at for at, word in enumerate(spec) if word in ("-j", "--jump", "-g", "--goto")]
+    return next(iter(spec[jumps[0] + 1 :]), None) if len(jumps) == 1 and spec[jumps[0]] == "-j" else None
+
+
 def _delete_unit(commands):
     """2 for a -D that may fail followed by the -I of its rule in its
-    chain, 1 for such a -D alone, 0 for anything else."""
+    chain, 1 for such a -D alone, 0 for anything else (a rule by number,
+    or one that jumps elsewhere than UNIT_TARGETS)."""
     (chain, delete, may_fail), *after = commands
-    if not (may_fail and delete[:2] == ["-D", chain] and len(delete) > 2 and restore_line(delete) is not None):
+    if not (
+        may_fail
+        and delete[:2] == ["-D", chain]
+        and _target(delete[2:]) in UNIT_TARGETS
+        and delete[2].startswith("-")
+        and restore_line(delete) is not None
+    ):
         return 0
     return 2 if after and tuple(after[0][:2]) == (chain, ["-I", *delete[1:]]) else 1
 
@@ -689,17 +707,16 @@ class UfwBatch:
             return True
 
         def restore_units(v6, units):
-            # A -D deletes a rule in one commit that costs as much as the
-            # table's rules; a failed one changes nothing. So a run of them
-            # goes into one restore, each -D only where -C finds its rule. A
-            # failed restore commits nothing: its units then run as in ufw.
-            lines = []
-            for (chain, delete, _), *insert in units:
-                lines += [restore_line(delete)] if present(chain, delete) else []
-                lines += [restore_line(args) for _, args, _ in insert]
-            if lines and run_restore(restores[v6], lines).returncode != 0:
-                for command in (command for unit in units for command in unit):
-                    chain_cmd(*command)
+            # Each -D is a commit that costs as much as the table holds. When
+            # -C finds every -D's rule, the units go into one restore; if -C
+            # finds one not (or fails), or the restore fails (committing
+            # nothing), the units run as ufw runs them.
+            if all(present(chain, delete) for (chain, delete, _), *_ in units):
+                lines = [restore_line(args) for unit in units for _, args, _ in unit]
+                if run_restore(restores[v6], lines).returncode == 0:
+                    return
+            for command in (command for unit in units for command in unit):
+                chain_cmd(*command)
 
         def update_logging_restored(level):
             commands = []
@@ -791,8 +808,10 @@ class UfwBatch:
     def probe_before_start(self):
         """ufw probes netfilter's capabilities once it has started its
         chains, where each restore of the probe takes longer the more rules
-        they hold (a large cluster: twice as long). The kernel's answer is
-        the same before the start, so the probe runs then (once)."""
+        they hold (a large cluster: twice as long). The probe runs before
+        the start instead, on the assumption that the kernel answers the
+        same before ``ufw-init`` (its modprobes, ``before.init``) as after:
+        a rule command on a stopped ufw probes before it too."""
         backend = self.ui.backend
         if backend.caps is None:
             self.probe_ahead(backend.iptables)

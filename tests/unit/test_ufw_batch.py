@@ -1345,22 +1345,25 @@ def test_logging_chains_are_restored_or_left_to_ufws_own_update_logging(ufw, tmp
 
 
 @pytest.mark.parametrize("present", [True, False])
-def test_a_delete_and_insert_of_one_rule_go_into_a_restore_the_delete_where_its_rule_is(ufw, tmp_path, present):
+def test_a_delete_and_insert_of_one_rule_go_into_a_restore_when_the_rule_is_there(ufw, tmp_path, present):
     ufw.backend.iptables_restore = recording_restore(tmp_path, ufw, "iptables-restore", 0)
     ufw.backend.ip6tables_restore = recording_restore(tmp_path, ufw, "ip6tables-restore", 0)
-    if not present:
+    if not present:  # or -C fails for another reason: it cannot tell, so ufw's way
         ufw.failing.add("-C")
     UfwBatch(ufw, io.StringIO())
     ufw.calls.clear()
     ufw.backend.update_logging("off")
     user = "ufw6-user-logging-input"
-    assert [call[1:] for call in ufw.calls if call[0] == "chain"] == [
-        (user, "-L", user, "-n", False),
-        (user, "-C", user, "-j", "RETURN", False),  # one cheap check, no -D or -I process
-    ]
-    delete = [f"-D {user} -j RETURN"] if present else []  # a -D that would fail changes nothing
-    pair = ["ip6tables-restore -n", "*filter", *delete, f"-I {user} -j RETURN", "COMMIT"]
-    assert restores(ufw)[-len(pair) :] == pair and restores(ufw)[0] == "iptables-restore -n"
+    checked = [(user, "-L", user, "-n", False), (user, "-C", user, "-j", "RETURN", False)]
+    chains = [call[1:] for call in ufw.calls if call[0] == "chain"]
+    if present:  # one cheap check, no -D or -I process
+        assert chains == checked
+        pair = ["ip6tables-restore -n", "*filter", f"-D {user} -j RETURN", f"-I {user} -j RETURN", "COMMIT"]
+        assert restores(ufw)[-len(pair) :] == pair
+    else:
+        assert chains == [*checked, (user, "-D", user, "-j", "RETURN", True), (user, "-I", user, "-j", "RETURN", False)]
+        assert "ip6tables-restore -n" not in restores(ufw)
+    assert restores(ufw)[0] == "iptables-restore -n"
     assert [call for call in ufw.calls if call[0] == "update_logging"] == [("update_logging", "off")]
 
 
@@ -1522,9 +1525,14 @@ def test_commands_other_than_deletes_that_may_fail_and_their_inserts_run_as_ufw_
     delete, insert = pair(chain, "-j", "RETURN")
     must_delete = (chain, delete[1], False)
     no_rule = (chain, ["-D", chain], True), (chain, ["-I", chain], False)
-    unquotable = pair(chain, "--log-prefix", 'x"y')
+    by_number = (chain, ["-D", chain, "1"], True), (chain, ["-I", chain, "1", "-j", "RETURN"], False)
+    unquotable = pair(chain, "-j", "LOG", "--log-prefix", 'x"y')
     another_chain = ("ufw-user-logging-output", delete[1], True)
-    for case in [must_delete, insert], list(no_rule), list(unquotable), [another_chain]:
+    cases = [[must_delete, insert], list(no_rule), list(by_number), list(unquotable), [another_chain]]
+    # jumps to a chain (a restore checks for loops once, ufw's processes after each command), or no jump
+    jumps = [["-j", "ufw-user-input"], ["-g", "RETURN"], ["-j", "RETURN", "-j", "LOG"], ["-p", "tcp"], ["-j"]]
+    cases += [list(pair(chain, *spec)) for spec in jumps]
+    for case in cases:
         assert batch_module.rest_plan(case) == [(None, command) for command in case], case
     other_rule = (chain, ["-I", chain, "-j", "LOG"], False)
     other_chain = ("ufw-user-logging-output", ["-I", "ufw-user-logging-output", "-j", "RETURN"], False)
