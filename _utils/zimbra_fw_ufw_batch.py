@@ -652,7 +652,7 @@ class UfwBatch:
 
         def probe_ahead(exe):
             try:
-                capabilities = by_restores(exe, True) if exe in restores else None
+                capabilities = by_restores(exe, True)
             except OSError:
                 return
             if capabilities is not None:

@@ -1248,6 +1248,7 @@ def test_enabling_a_stopped_firewall_probes_before_ufw_starts_it_and_ufw_does_no
     run_batch(ufw, [["--force", "enable"]])
     ahead = [("probe", "/sbin/iptables"), ("probe", "/sbin/ip6tables")][: 2 if ipv6 else 1]
     assert probe_events(ufw) == [*ahead, ("start",)]
+    assert {call[2] for call in calls(ufw, "probe")} == {True}  # with ufw's checks, as initcaps asks
     assert ufw.backend.caps == {key: ["recent-set", "recent-update"] for key in ["4", "6"][: len(ahead)]}
     assert len(restores(ufw)) == 2 * len(ahead) and calls(ufw, "cmd") == []  # two restores a family
 
@@ -1531,6 +1532,7 @@ def test_commands_other_than_deletes_that_may_fail_and_their_inserts_run_as_ufw_
     cases = [[must_delete, insert], list(no_rule), list(by_number), list(unquotable), [another_chain]]
     # jumps to a chain (a restore checks for loops once, ufw's processes after each command), or no jump
     jumps = [["-j", "ufw-user-input"], ["-g", "RETURN"], ["-j", "RETURN", "-j", "LOG"], ["-p", "tcp"], ["-j"]]
+    jumps += [["-j", "RETURN", option, "ufw-user-input"] for option in ("--jump", "-g", "--goto")]
     cases += [list(pair(chain, *spec)) for spec in jumps]
     for case in cases:
         assert batch_module.rest_plan(case) == [(None, command) for command in case], case
