@@ -668,8 +668,10 @@ class UfwBatch:
         and fills them: about 70 iptables processes. Here its commands are
         recorded first (ufw's code does not read what they print); the
         chains it flushes are then filled by one ``-n`` restore a family
-        (see ``logging_plan``), and the other commands run as ufw runs them.
-        Whenever that cannot be done exactly (commands of another shape) or
+        (see ``logging_plan``), its deletes and re-inserts of one rule go
+        into another (see ``rest_plan``; as ufw runs them when ``-C`` does
+        not find every rule or that restore fails), and the other commands
+        run as ufw runs them. Whenever the first cannot be done exactly (commands of another shape) or
         a check or restore fails, ufw's ``update_logging`` runs as in ufw:
         it flushes every chain it fills again first, and ends where its one
         run would have ended, or stops at the same error. A command after
@@ -707,8 +709,8 @@ class UfwBatch:
             return True
 
         def restore_units(v6, units):
-            # Each -D is a commit that costs as much as the table holds. When
-            # -C finds every -D's rule, the units go into one restore; if -C
+            # Each -D that deletes is a commit of its own (10-26 ms). When -C
+            # finds every -D's rule, the units go into one restore; if -C
             # finds one not (or fails), or the restore fails (committing
             # nothing), the units run as ufw runs them.
             if all(present(chain, delete) for (chain, delete, _), *_ in units):
