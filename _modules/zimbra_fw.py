@@ -235,7 +235,11 @@ def _session_notes(policy, test, held=(), kept=(), starts=False):
     config = policy.config
     try:
         found = _sessions()
-        cuts = zimbra_fw_sessions.cut_sessions(policy, found, held, _own_addresses(), kept)
+        # This host's addresses only take sessions off the list (a session
+        # from one is no admin's): they are asked for when one is left.
+        cuts = zimbra_fw_sessions.cut_sessions(policy, found, held, (), kept)
+        if cuts:
+            cuts = zimbra_fw_sessions.cut_sessions(policy, found, held, _own_addresses(), kept)
         cuts += zimbra_fw_sessions.master_cuts(policy, found) if starts else []
     except zimbra_fw_sessions.TooManySessions as exc:
         if not config.allow_cut_sessions:

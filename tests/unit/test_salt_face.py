@@ -589,6 +589,18 @@ def test_the_session_check_reads_our_rules_in_the_firewall_and_this_hosts_addres
     assert len(backend.applied) == 2
 
 
+def test_the_session_check_asks_for_this_hosts_addresses_only_when_a_session_would_be_cut(rollback_directory):
+    asked = []
+    host = {key: lambda key=key: asked.append(key) or [] for key in HOST}
+    module, backend, _ = gated(SINGLE, host=host)  # the admin's session stays admitted
+    module.converge()
+    assert asked == [] and len(backend.applied) == 2
+    module, backend, _ = gated(AWAY, host=host)
+    with pytest.raises(CommandExecutionError, match=re.escape(CUT)):
+        module.converge()
+    assert sorted(asked) == sorted(HOST) and backend.applied == []
+
+
 def test_more_sessions_than_the_check_reads_refuse_unless_cutting_is_allowed(rollback_directory, monkeypatch):
     monkeypatch.setattr(sessions, "MAX_SESSIONS", 0)
     module, _, _ = gated(SINGLE)

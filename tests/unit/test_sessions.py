@@ -8,6 +8,8 @@ import pytest
 import zimbra_fw_config as cfg
 import zimbra_fw_policy as policies
 import zimbra_fw_sessions as sessions
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from zimbra_fw_audit import Rule
 from zimbra_fw_catalogue import PortSpec
 from zimbra_fw_sessions import Session
@@ -222,3 +224,30 @@ def test_the_salt_master_connection_is_its_own_check_and_cut_when_its_replies_ar
 def test_allow_salt_master_false_is_deliberate_no_master_connection_counts():
     policy = policy_of({"allow_salt_master": False}, cfg.Facts(salt_master=MASTER))
     assert sessions.master_cuts(policy, [Session(ip("192.168.1.1"), 20000, ip("10.77.0.1"), 4506)]) == []
+
+
+ADDRESSES = [ip(text) for text in ("192.0.2.10", "10.0.0.5", "10.9.4.2", "127.0.0.1", "2001:db8::7", "::1")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    found=st.lists(
+        st.builds(
+            Session,
+            st.sampled_from(ADDRESSES),
+            st.sampled_from([22, 2222, 2223, 25]),
+            st.sampled_from(ADDRESSES),
+            st.integers(1024, 1030),
+        ),
+        max_size=8,
+    ),
+    own=st.sets(st.sampled_from(ADDRESSES)),
+    held_ports=st.sets(st.sampled_from([2222, 25])),
+    ssh_from=st.booleans(),
+)
+def test_this_hosts_addresses_only_ever_take_sessions_off_the_cut_list(found, own, held_ports, ssh_from):
+    # The face asks for this host's addresses only when a cut is left without them.
+    policy = policy_of({"ssh": {"port": 2223, **({"from": ["10.8.0.0/16"]} if ssh_from else {})}})
+    held = [Rule("allow", "any", [PortSpec(port, port, "tcp")]) for port in sorted(held_ports)]
+    with_own = cut_texts(policy, found, held, own=own)
+    assert set(with_own) <= set(cut_texts(policy, found, held, own=()))
