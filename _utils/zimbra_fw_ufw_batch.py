@@ -671,12 +671,12 @@ class UfwBatch:
         (see ``logging_plan``), its deletes and re-inserts of one rule go
         into another (see ``rest_plan``; as ufw runs them when ``-C`` does
         not find every rule or that restore fails), and the other commands
-        run as ufw runs them. Whenever the first cannot be done exactly (commands of another shape) or
-        a check or restore fails, ufw's ``update_logging`` runs as in ufw:
-        it flushes every chain it fills again first, and ends where its one
-        run would have ended, or stops at the same error. A command after
-        the restores that fails stops the run with ufw's error, the chains
-        as ufw's run leaves them there."""
+        run as ufw runs them. Whenever the first cannot be done exactly
+        (commands of another shape) or a check or restore fails, ufw's
+        ``update_logging`` runs as in ufw: it flushes every chain it fills
+        again first, and ends where its one run would have ended, or stops
+        at the same error. A command after the restores that fails stops
+        the run with ufw's error, the chains as ufw's run leaves them there."""
         update_logging, chain_cmd = backend.update_logging, backend._chain_cmd
         restores = {False: backend.iptables_restore, True: backend.ip6tables_restore}
 
@@ -690,11 +690,11 @@ class UfwBatch:
             if any(run_restore(restores[v6], lines[v6]).returncode != 0 for v6 in sorted(lines)):
                 return False
             try:
-                for v6, group in rest_plan(rest):
+                for v6, item in rest_plan(rest):  # a command, or a family's units
                     if v6 is None:
-                        chain_cmd(*group)
+                        chain_cmd(*item)
                     else:
-                        restore_units(v6, group)
+                        restore_units(v6, item)
             except error as exc:
                 # The chains are where ufw's run stops, and this is its error
                 # (update_logging's, for any command that fails).
