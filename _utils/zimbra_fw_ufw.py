@@ -26,6 +26,8 @@ from collections import namedtuple
 
 import salt.utils.path
 import zimbra_fw_audit as audit
+import zimbra_fw_netlink as netlink
+import zimbra_fw_noop as noop
 import zimbra_fw_policy as policies
 import zimbra_fw_ufw_files as files
 from salt.exceptions import CommandExecutionError
@@ -51,6 +53,8 @@ PROFILE_PATH = os.path.join(APPS_DIR, "zimbra")
 DEFAULTS_PATH = "/etc/default/ufw"
 RULES_FILES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
 CONF_PATH = "/etc/ufw/ufw.conf"  # ENABLED=yes|no
+USER_CHAIN = "ufw-user-input"  # loaded while ufw runs: ufw status asks iptables for it
+NFT_IPTABLES = "xtables-nft-multi"
 PROFILE_HEADER = "# Managed by Salt (zimbra_fw formula). Local changes are overwritten.\n"
 BATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_ufw_batch.py")
 
@@ -60,8 +64,11 @@ BATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_
 # (zimbra_fw_ufw_files.read_rules), or None: every rule then counts as present
 # in each of its families, an application rule as opening its profile's ports.
 # ipv6: whether ufw handles IPv6 (user6.rules was read).
-Snapshot = namedtuple("Snapshot", "rules profile_text app_profiles active incoming copies ipv6")
-Snapshot.__new__.__defaults__ = (None, True)
+# fingerprint: the digest of what the snapshot was parsed from (Texts) and
+# of active (zimbra_fw_noop): equal fingerprints, equal snapshots.
+Snapshot = namedtuple("Snapshot", "rules profile_text app_profiles active incoming copies ipv6 fingerprint")
+Snapshot.__new__.__defaults__ = (None, True, None)
+Texts = namedtuple("Texts", "defaults ipv6 rules profile apps")
 # Step actions: ufw (a command), write or remove (the profile file), check (management access).
 
 
@@ -126,24 +133,35 @@ def _ipv6_read(defaults=None):
     return ipv6_off(defaults) is None and os.path.exists("/proc/sys/net/ipv6")
 
 
-def _read_rules(defaults=None):
-    """(rules, copies, ipv6) from ufw's rules files, as the Snapshot holds them."""
+def _read_texts():
+    """What a Snapshot is parsed from, unparsed: /etc/default/ufw, whether
+    ufw handles IPv6 (then user6.rules counts), the rules files, our profile
+    file and the application profiles ufw reads ((name, text) each)."""
+    defaults = _read_file(DEFAULTS_PATH) or ""  # read once: IPv6 and the default policy
     ipv6 = _ipv6_read(defaults)
-    paths = RULES_FILES if ipv6 else RULES_FILES[:1]
-    rules, copies = files.read_rules([_read_file(path) for path in paths])
-    return rules, copies, ipv6
-
-
-def _app_profiles():
-    return files.parse_app_profiles(_read_file(os.path.join(APPS_DIR, name)) or "" for name in _app_files())
+    rules = tuple(_read_file(path) for path in (RULES_FILES if ipv6 else RULES_FILES[:1]))
+    apps = tuple((name, _read_file(os.path.join(APPS_DIR, name))) for name in _app_files())
+    return Texts(defaults, ipv6, rules, _read_file(PROFILE_PATH), apps)
 
 
 def _active(run):
     """Whether ufw is running, decided as ``ufw status`` decides it: its user
-    chain is loaded in iptables (exit 0) or not (exit 1). Only its first
-    rule is listed (none when it is empty, still exit 0): printing thousands
-    of peer rules costs more than the rest of a no-op read."""
-    return _checked(run, ["iptables", "-n", "-L", "ufw-user-input", "1"], succeeded=(0, 1)) == 0
+    chain is loaded in iptables (exit 0) or not (exit 1). Where iptables
+    keeps its chains in nf_tables, the kernel is asked over netlink for the
+    chain alone; else (or when it cannot be asked) only its first rule is
+    listed (none when it is empty, still exit 0): printing thousands of peer
+    rules costs more than the rest of a no-op read."""
+    if _iptables_is_nft():
+        found = netlink.chain_exists(4, "filter", USER_CHAIN)
+        if found is not None:
+            return found
+    return _checked(run, ["iptables", "-n", "-L", USER_CHAIN, "1"], succeeded=(0, 1)) == 0
+
+
+def _iptables_is_nft():
+    """Is the iptables ufw runs the nf_tables one (xtables-nft-multi)?"""
+    program = salt.utils.path.which("iptables")
+    return program is not None and os.path.basename(os.path.realpath(program)) == NFT_IPTABLES
 
 
 def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argument
@@ -155,21 +173,31 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
     if reason:
         raise CommandExecutionError(reason)
     if not live:
-        return _read_files(None)
+        return _parse_texts(_read_texts(), None)
     # iptables lists the whole user chain (tens of ms at thousands of rules):
     # the files are read and parsed meanwhile.
     with in_background(_active, run) as active:
-        return _read_files(active)
+        return _parse_texts(_read_texts(), active)
 
 
-def _read_files(active):
-    """The Snapshot from ufw's files; ``active``, a callable, says whether ufw runs (None: not read)."""
-    defaults = _read_file(DEFAULTS_PATH) or ""  # read once: IPv6 and the default policy
-    incoming = files.parse_defaults_file(defaults)
-    rules, copies, ipv6 = _read_rules(defaults)
-    profile_text, app_profiles = _read_file(PROFILE_PATH), _app_profiles()
+def read_fingerprint(run):
+    """The fingerprint read_snapshot(run) would carry, from the same reads, unparsed."""
+    reason = unavailable()
+    if reason:
+        raise CommandExecutionError(reason)
+    with in_background(_active, run) as active:
+        texts = _read_texts()
+        return noop.digest((texts, active()))
+
+
+def _parse_texts(texts, active):
+    """The Snapshot of ``texts``; ``active``, a callable, says whether ufw runs (None: not read)."""
+    incoming = files.parse_defaults_file(texts.defaults)
+    rules, copies = files.read_rules(texts.rules)
+    app_profiles = files.parse_app_profiles(text or "" for _, text in texts.apps)
     running = None if active is None else active()
-    return Snapshot(rules, profile_text, app_profiles, running, incoming, copies, ipv6)
+    fingerprint = noop.digest((texts, running))
+    return Snapshot(rules, texts.profile, app_profiles, running, incoming, copies, texts.ipv6, fingerprint)
 
 
 def managed_rules(snapshot):
@@ -496,9 +524,10 @@ def _apply_step(step):
         if os.path.exists(PROFILE_PATH):
             os.unlink(PROFILE_PATH)
     elif step.action == "check":
-        rules, copies, ipv6 = _read_rules()  # as they are now, not as planned
+        texts = _read_texts()  # the rules as they are now, not as planned
+        rules, copies = files.read_rules(texts.rules)
         present = _managed_copies(rules, copies)
-        missing = [text for _, text in missing_copies([tuple(words) for words in step.args], present, ipv6)]
+        missing = [text for _, text in missing_copies([tuple(words) for words in step.args], present, texts.ipv6)]
         if missing:
             raise CommandExecutionError(
                 "refusing to enable default-deny: management access is not allowed yet "

@@ -415,6 +415,36 @@ def test_ipv6_off_leaves_user6_rules_unread_and_is_a_fact(etc):
     assert ("allow", "from", "2001:db8::/64") not in ufw.managed_rules(snap)
 
 
+@pytest.mark.parametrize(
+    "change",
+    ["user.rules", "user6.rules", "default-ufw", "applications.d/zimbra", "applications.d/openssh-server", "status"],
+)
+def test_the_fingerprint_is_the_snapshots_and_changes_with_every_read(etc, change):
+    loaded = Answers({LIST: (0, CHAIN, "")})
+    before = ufw.read_fingerprint(loaded)
+    assert ufw.read_snapshot(loaded).fingerprint == before
+    assert ufw.read_fingerprint(loaded) == before  # the same reads, the same fingerprint
+    if change == "status":
+        after = ufw.read_fingerprint(Answers({LIST: (1, "", "iptables: No chain/target/match by that name.\n")}))
+    else:
+        with open(etc / change, "a", encoding="utf-8") as handle:
+            handle.write("\n")  # a byte more, the same rules
+        after = ufw.read_fingerprint(loaded)
+    assert after != before
+
+
+def test_where_iptables_keeps_nf_tables_the_chain_alone_is_asked_over_netlink(etc, monkeypatch):
+    (etc / "xtables-nft-multi").write_text("")
+    os.symlink(etc / "xtables-nft-multi", etc / "iptables")
+    monkeypatch.setattr(ufw.salt.utils.path, "which", lambda name: str(etc / name))
+    asked, answers = [], iter([True, False, None])
+    monkeypatch.setattr(ufw.netlink, "chain_exists", lambda *chain: asked.append(chain) or next(answers))
+    runner = Answers({LIST: (0, CHAIN, "")})
+    assert [ufw.read_snapshot(runner).active for _ in range(3)] == [True, False, True]
+    assert asked == [(4, "filter", "ufw-user-input")] * 3
+    assert runner.calls == [(("iptables", "-n", "-L", "ufw-user-input", "1"), None)]  # netlink could not tell
+
+
 def test_a_failing_status_names_the_command(etc):
     failed = r"'iptables -n -L ufw-user-input 1' failed \(exit 4\): no perm"
     with pytest.raises(ufw.CommandExecutionError, match=failed):
