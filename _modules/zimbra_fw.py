@@ -11,6 +11,7 @@ registry and the contract are in ``zimbra_fw_backend``). Only the functions in
 
 import ipaddress
 import logging
+import os
 import time
 
 import salt.utils.systemd
@@ -21,6 +22,7 @@ try:
     import zimbra_fw_catalogue
     import zimbra_fw_commands
     import zimbra_fw_config
+    import zimbra_fw_noop
     import zimbra_fw_policy
     import zimbra_fw_rollback
     import zimbra_fw_sessions
@@ -89,19 +91,19 @@ def _run(argv, stdin=None):
 # cannot exhaust the stack here or in the check's messages.
 MAX_DEPTH = 8
 TOO_DEEP = "<nested too deep>"
-NESTED = (dict, list)
+NESTED = (dict, list, tuple)
 
 
 def _plain(value, depth=0):
     """Pillar or mine data as plain dicts and lists (Salt may wrap them to
-    mask output), at most MAX_DEPTH levels deep."""
+    mask output; a tuple becomes a list), at most MAX_DEPTH levels deep."""
     if isinstance(value, NESTED) and depth >= MAX_DEPTH:
         return TOO_DEEP
     # Anything else is returned in place, without a call each: a large
     # cluster's pillar holds tens of thousands of strings.
     if isinstance(value, dict):
         return {key: _plain(item, depth + 1) if isinstance(item, NESTED) else item for key, item in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_plain(item, depth + 1) if isinstance(item, NESTED) else item for item in value]
     return value
 
@@ -147,20 +149,142 @@ def _facts(settings, with_mine):
     )
 
 
+def _inputs(with_mine=True):
+    """(pillar, facts): what the policy is computed from; read once per state run."""
+    cache = __context__.get(RUN_CACHE) if with_mine else None
+    if cache is not None and "inputs" in cache:
+        return cache["inputs"]
+    # __pillar__ rather than pillar.get: Salt 3008 masks values pillar.get returns.
+    pillar = _plain(__pillar__.get(zimbra_fw_config.PILLAR_KEY))
+    settings = pillar if isinstance(pillar, dict) else {}
+    inputs = pillar, _facts(settings, with_mine)
+    if cache is not None:
+        cache["inputs"] = inputs
+    return inputs
+
+
 def _policy(with_mine=True):
     """The policy from this minion's pillar; computed once per state run."""
     cache = __context__.get(RUN_CACHE) if with_mine else None
     if cache is not None and "policy" in cache:
         return cache["policy"]
-    # __pillar__ rather than pillar.get: Salt 3008 masks values pillar.get returns.
+    asked = {}  # the facts asked while parsing, with their answers (see _verified_record)
     with zimbra_fw_commands.collector_paused():
-        pillar = _plain(__pillar__.get(zimbra_fw_config.PILLAR_KEY))
-        settings = pillar if isinstance(pillar, dict) else {}
-        config = zimbra_fw_config.parse_config(pillar, _facts(settings, with_mine))
+        pillar, facts = _inputs(with_mine)
+        name_taken = facts.name_taken
+        facts = facts._replace(name_taken=lambda name: asked.setdefault(name, name_taken(name)))
+        config = zimbra_fw_config.parse_config(pillar, facts)
         policy = zimbra_fw_policy.build(config)
     if cache is not None:
-        cache["policy"] = policy
+        cache["policy"], cache["asked"] = policy, asked
     return policy
+
+
+# ---------------------------------------------------------------- the verified no-op (zimbra_fw_noop)
+
+
+def _noop_directory():
+    """Where the record of the last verified no-op lives: the minion's cache."""
+    cachedir = __opts__.get("cachedir")
+    return os.path.join(cachedir, "zimbra_fw") if cachedir else None
+
+
+def _code_files():
+    """The files of zimbra_fw's code this minion runs: this module and the core."""
+    here = zimbra_fw_backend.HERE
+    names = [name for name in os.listdir(here) if name.startswith("zimbra_fw_") and name.endswith(".py")]
+    return [os.path.abspath(__file__), *(os.path.join(here, name) for name in names)]
+
+
+def _inputs_digest():
+    """The digest of the code, the pillar and the facts of this state run (None: not digestible)."""
+    cache = __context__[RUN_CACHE]
+    if "inputs_digest" not in cache:
+        pillar, facts = _inputs()
+        plain_facts = {name: value for name, value in facts._asdict().items() if not callable(value)}
+        code = zimbra_fw_noop.file_digest(_code_files())
+        cache["inputs_digest"] = zimbra_fw_noop.inputs_digest(code, pillar, plain_facts)
+    return cache["inputs_digest"]
+
+
+def _every_part_in_run(backend):
+    return _run_parts(backend, backend.PARTS) == tuple(backend.PARTS)
+
+
+def _verified_record():
+    """In a state run of every part: the record of the last verified no-op
+    when this run's code, pillar and facts are the ones it verified, else None."""
+    cache = __context__.get(RUN_CACHE)
+    if cache is None:
+        return None
+    if "record" not in cache:
+        cache["record"] = _matching_record()
+    return cache["record"]
+
+
+def _matching_record():
+    directory = _noop_directory()
+    record = zimbra_fw_noop.load(directory) if directory else None
+    if record is None or record["backend"] not in zimbra_fw_backend.NAMES:
+        return None
+    backend = zimbra_fw_backend.load(record["backend"])
+    if not hasattr(backend, "read_fingerprint") or not _every_part_in_run(backend):
+        return None
+    if set(record["comments"]) != set(backend.PARTS) or record["inputs"] != _inputs_digest():
+        return None
+    name_taken = _inputs()[1].name_taken
+    for name, answer in record["asked"]:  # the same answers, asked again
+        if not isinstance(name, str) or name_taken(name) != answer:
+            return None
+    return record
+
+
+def _verified_noop(part):
+    """In a state run that matches the record (_verified_record): the results
+    of ``part`` (every part when None) when the firewall reads as it did then
+    (by its backend's fingerprint, one read a run), else None."""
+    record = _verified_record()
+    if record is None:
+        return None
+    cache = __context__[RUN_CACHE]
+    backend = zimbra_fw_backend.load(record["backend"])
+    parts = _parts(part, backend)
+    if "fingerprint" not in cache:
+        with zimbra_fw_commands.collector_paused():
+            cache["fingerprint"] = backend.read_fingerprint(_run)
+    if cache["fingerprint"] != record["firewall"]:
+        cache["record"] = None  # the firewall changed: this run computes and plans
+        return None
+    cache.setdefault("converged", set()).update(parts)
+    log.debug("zimbra_fw: inputs and firewall as in the last verified no-op: nothing to change")
+    return {name: {"changes": {}, "applied": [], "comment": record["comments"][name]} for name in parts}
+
+
+def _record_noop(policy, backend, snapshot, plans):
+    """After a state run planned every part and found nothing to change:
+    record it (see zimbra_fw_noop). A record that cannot be written is none."""
+    directory = _noop_directory()
+    fingerprint = getattr(snapshot, "fingerprint", None)
+    if directory is None or fingerprint is None or not hasattr(backend, "read_fingerprint"):
+        return
+    if not _every_part_in_run(backend) or any(p.steps or p.changes or p.waits_for for p in plans.values()):
+        return
+    inputs = _inputs_digest()
+    if inputs is None:
+        return
+    asked = __context__[RUN_CACHE].get("asked", {})
+    record = {
+        "inputs": inputs,
+        "asked": sorted([name, answer] for name, answer in asked.items()),
+        "backend": backend.NAME,
+        "firewall": fingerprint,
+        "open_ports": zimbra_fw_policy.open_ports(policy),
+        "comments": {name: plans[name].comment or backend.DONE[name] for name in backend.PARTS},
+    }
+    try:
+        zimbra_fw_noop.save(directory, record)
+    except (OSError, RuntimeError, TypeError, ValueError) as exc:
+        log.debug("zimbra_fw: the verified no-op was not recorded: %s", exc)
 
 
 def _parts(part, backend):
@@ -334,6 +458,8 @@ def _before_changes(policy, backend, parts, test):
         notes = _run_session_notes(policy, backend, run_parts, snapshot, test)
         rollback_notes, armed = _rollback_notes(policy, backend, snapshot, test)
         notes += rollback_notes
+    elif cache is not None:
+        _record_noop(policy, backend, snapshot, plans)
     if cache is not None:
         cache["notes"], cache["armed"] = notes, armed
     return notes, armed
@@ -422,9 +548,12 @@ def open_ports():
 
         salt '*' zimbra_fw.open_ports
     """
-    policy = _policy()
-    backend = _backend(policy.config)
-    ports = zimbra_fw_policy.open_ports(policy)
+    record = _verified_record()
+    if record is not None:  # this state run's pillar and facts are those it verified
+        backend, ports = zimbra_fw_backend.load(record["backend"]), dict(record["open_ports"])
+    else:
+        policy = _policy()
+        backend, ports = _backend(policy.config), zimbra_fw_policy.open_ports(policy)
     ports["firewall"] = {
         "backend": backend.NAME,
         "package": backend.PACKAGE,
@@ -504,6 +633,9 @@ def converge(part=None, test=False):
         salt '*' zimbra_fw.converge part=rules
     """
     test = bool(test or __opts__.get("test"))  # the minion's own test: True wins
+    verified = _verified_noop(part)
+    if verified is not None:
+        return verified
     policy, results = _policy(), {}
     backend = _backend(policy.config)
     parts = _parts(part, backend)

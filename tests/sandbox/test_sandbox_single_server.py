@@ -353,3 +353,33 @@ def test_crafted_plans_paths_and_commands_change_nothing(unchanged):
     assert lab.minion.snapshot() == before
     assert not os.path.exists(target)
     assert "Status: active" in lab.minion.ufw("status").stdout
+
+
+def test_a_verified_noop_is_recorded_and_the_firewall_changed_behind_it_is_mended(converged):
+    """The second run like a verified no-op takes its word from the record;
+    a rule deleted by hand, or ufw stopped, is still seen and mended."""
+    lab, _ = converged
+    cache = os.path.join(lab.minion.state, "salt-root", "var", "cache", "salt", "minion")
+    record = os.path.join(cache, "zimbra_fw", "noop.json")
+    verified = lab.minion.apply()  # planned in full: nothing to change, recorded
+    assert all_succeeded(verified) and changes(verified) == {}
+    written = os.stat(record)
+    assert written.st_mode & 0o777 == 0o600
+    lab.minion.reset_ufw_counts()
+    again = lab.minion.apply()
+    assert {state: result["comment"] for state, result in again.items()} == {
+        state: result["comment"] for state, result in verified.items()
+    }
+    assert all_succeeded(again) and changes(again) == {} and lab.minion.ufw_processes() == []
+    assert os.stat(record).st_ino == written.st_ino  # from the record: not planned, not written again
+    lab.minion.listen([389])
+    lab.minion.ufw("delete", "allow", "from", "192.168.1.0/24")
+    assert lab.lan.probe(lab.MINION_LAN, [389]) == {389: False}
+    mended = lab.minion.apply()
+    assert mended["zimbra_fw-rules"]["changes"] == {"added": ["allow from 192.168.1.0/24"]}
+    assert lab.lan.probe(lab.MINION_LAN, [389]) == {389: True}
+    lab.minion.apply()  # verified again, recorded
+    lab.minion.ufw("disable")
+    enabled = lab.minion.apply()
+    assert enabled["zimbra_fw-firewall"]["changes"]["active"] == {"old": False, "new": True}
+    assert lab.internet.probe(lab.MINION_INTERNET, [389]) == {389: False}

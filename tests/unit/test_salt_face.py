@@ -914,3 +914,130 @@ def test_in_a_state_run_each_part_is_planned_once_per_read_of_the_firewall():
     assert (reads, planned, backend.applied) == ([True], ["profile", "rules"], [[], ["allow x"]])
     module.converge(part="profile")  # after a change: a new read, a new plan
     assert (reads, planned) == ([True, True], ["profile", "rules", "profile"])
+
+
+# ---------------------------------------------------------------- the verified no-op (zimbra_fw_noop)
+
+
+class RecordedRuns:
+    """State runs of the face on the real ufw backend, whose reads and plans
+    the test gives: ``firewall`` is what the firewall reads as (its
+    fingerprint), ``changes`` what the plans hold. Counts the parses and plans."""
+
+    def __init__(self, monkeypatch, cachedir):
+        self.cachedir, self.firewall, self.changes, self.taken = cachedir, "F1", {}, None
+        self.parses, self.plans, self.reads = 0, [], []
+        import zimbra_fw_config
+
+        parse = zimbra_fw_config.parse_config
+
+        def counted_parse(pillar, facts):
+            self.parses += 1
+            return parse(pillar, facts)
+
+        def plan(part, policy, snapshot):
+            self.plans.append(part)
+            changes = self.changes.get(part, {})
+            return zimbra_fw_backend.Plan(changes, ["step"] if changes else [], None)
+
+        def read_snapshot(run, live=True, config=None):
+            self.reads.append("snapshot")
+            return ufw.Snapshot([], None, {}, True, "deny", fingerprint=self.firewall)
+
+        def read_fingerprint(run):
+            self.reads.append("fingerprint")
+            return self.firewall
+
+        monkeypatch.setattr(zimbra_fw_config, "parse_config", counted_parse)
+        for name, value in {
+            "plan": plan,
+            "read_snapshot": read_snapshot,
+            "read_fingerprint": read_fingerprint,
+            "name_taken": lambda name: self.taken,
+            "ipv6_off": lambda defaults=None: None,
+            "apply": lambda steps, run: [str(step) for step in steps],
+        }.items():
+            monkeypatch.setattr(ufw, name, value)
+
+    def run(self, pillar=SINGLE, parts=("profile", "rules", "firewall")):
+        """One state run of ``parts``: {state: (changes, comment)}."""
+        self.parses, self.plans, self.reads = 0, [], []
+        opts = {"id": "mail1", "file_client": "local", "cachedir": self.cachedir}
+        module, _ = face(dict(pillar, backend="ufw"), opts=opts, **HOST)
+        module._sessions = lambda: []
+        module.__context__[module.RUN_CACHE] = {"parts": list(parts)}
+        ports = module.open_ports()
+        results = {"pillar": ({}, f"{len(ports['public'])} public ports")}
+        for part in parts:
+            outcome = module.converge(part=part)[part]
+            results[part] = (outcome["changes"], outcome["comment"])
+        return results
+
+    @property
+    def record_path(self):
+        return os.path.join(self.cachedir, "zimbra_fw", "noop.json")
+
+
+@pytest.fixture
+def recorded(monkeypatch, tmp_path):
+    return RecordedRuns(monkeypatch, str(tmp_path))
+
+
+def test_a_verified_noop_is_recorded_and_a_run_like_it_neither_parses_nor_plans(recorded):
+    first = recorded.run()
+    assert (recorded.parses, recorded.plans, recorded.reads) == (1, ["profile", "rules", "firewall"], ["snapshot"])
+    assert stat_mode(recorded.record_path) == 0o600 and stat_mode(os.path.dirname(recorded.record_path)) == 0o700
+    assert recorded.run() == first  # the same words, from the record
+    assert (recorded.parses, recorded.plans, recorded.reads) == (0, [], ["fingerprint"])
+
+
+def stat_mode(path):
+    return os.stat(path).st_mode & 0o777
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["pillar", "firewall", "asked", "code", "one state", "record mode", "record text"],
+)
+def test_a_run_unlike_the_verified_noop_parses_reads_and_plans(recorded, change, tmp_path, monkeypatch):
+    recorded.run()
+    pillar, parts = SINGLE, ("profile", "rules", "firewall")
+    if change == "pillar":
+        pillar = dict(SINGLE, trusted_subnets=["192.168.2.0/24"])
+    elif change == "firewall":
+        recorded.firewall = "F2"
+    elif change == "asked":  # ufw's answer to the profile name changed (another file now defines it)
+        recorded.taken = None if recorded.taken else "is the application profile 'Zimbra' of another file"
+    elif change == "code":
+        extra = tmp_path / "zimbra_fw_extra.py"
+        extra.write_text("VALUE = 1\n")
+        monkeypatch.setattr(zimbra_fw_backend, "HERE", str(tmp_path))
+        recorded.run()  # recorded with this code
+        extra.write_text("VALUE = 2\n")
+    elif change == "one state":
+        parts = ("rules",)
+    elif change == "record mode":
+        os.chmod(recorded.record_path, 0o644)
+    elif change == "record text":
+        with open(recorded.record_path, "a", encoding="utf-8") as handle:
+            handle.write("x")
+    if change == "asked":  # parsed again: the pillar check now fails
+        with pytest.raises(CommandExecutionError, match="profile:name: 'Zimbra' is the application profile"):
+            recorded.run(pillar, parts)
+        return
+    recorded.run(pillar, parts)
+    assert recorded.parses == 1 and recorded.plans and "snapshot" in recorded.reads
+
+
+def test_a_run_that_changes_something_is_not_recorded(recorded):
+    recorded.changes = {"rules": {"added": ["allow from 192.168.1.0/24"]}}
+    recorded.run()
+    assert not os.path.exists(recorded.record_path)
+    recorded.changes = {}
+    recorded.run()  # verified: nothing to change
+    recorded.changes = {"rules": {"added": ["allow from 192.168.1.0/24"]}}
+    recorded.firewall = "F2"  # changed behind our back: the next run sees it, and the record stays F1's
+    results = recorded.run()
+    assert results["rules"][0] == {"added": ["allow from 192.168.1.0/24"]}
+    with open(recorded.record_path, encoding="utf-8") as handle:
+        assert json.load(handle)["firewall"] == "F1"
