@@ -37,6 +37,7 @@ import salt.utils.path
 import zimbra_fw_audit as audit
 import zimbra_fw_firewalld_client as client
 import zimbra_fw_firewalld_files as files
+import zimbra_fw_noop as noop
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule
@@ -88,11 +89,11 @@ SCOPES = ("runtime", "permanent")
 # files; None when not read.
 _FIELDS = (
     "active zone default_zone services runtime_services ipsets runtime_ipsets permanent runtime active_zones interfaces"
-    " other_services"
+    " other_services fingerprint"
 )
 
 
-class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=(None, None, None))):
+class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=(None, None, None, None))):
     __slots__ = ()
 
     @property
@@ -164,12 +165,49 @@ def _zone(view):
 
 
 def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argument
-    """firewalld as it is now: our permanent services (from their files) and,
-    over D-Bus in one process, the zone's permanent and runtime settings (the
-    zone of ``config.zone``, else the default zone)."""
+    """firewalld as it is now: our permanent services and ipsets (from their
+    files) and, over D-Bus in one process, the zone's permanent and runtime
+    settings (the zone of ``config.zone``, else the default zone)."""
     zone = config.zone if config is not None else None
-    services = files.own_services()
-    retcode, lines, stderr = _helper(run, {"read": zone, "services": sorted(services)})
+    reads, state = _read(run, zone)
+    runtime_services = {name: tuple(tuple(p) for p in ports) for name, ports in state["runtime_services"].items()}
+    runtime_ipsets = {
+        name: IPSet(found["type"], found["family"], tuple(sorted(found["entries"])))
+        for name, found in state["ipsets"].items()
+    }
+    return Snapshot(
+        True,
+        state["zone"],
+        state["default_zone"],
+        files.own_services(reads.services),
+        runtime_services,
+        files.own_ipsets(reads.ipsets),
+        runtime_ipsets,
+        _zone(state["permanent"]),
+        _zone(state["runtime"]),
+        {name: (tuple(held["interfaces"]), tuple(held["sources"])) for name, held in state["active_zones"].items()},
+        tuple(state["interfaces"]),
+        {name: tuple(files.ports_of(found)) for name, found in reads.others},
+        noop.digest(reads),
+    )
+
+
+def read_fingerprint(run, zone=None):
+    """The fingerprint read_snapshot(run) would carry with ``zone`` as
+    config.zone, from the same reads, the ipsets unparsed."""
+    return noop.digest(_read(run, zone)[0])
+
+
+# What a snapshot is parsed from: the zone asked for, our service and ipset
+# files (files.xml_files), what the helper printed, and the files of the
+# other services the zone names (files.service_files).
+Reads = namedtuple("Reads", "zone services ipsets helper others")
+
+
+def _read(run, zone):
+    """(Reads, the helper's state): firewalld read once, the helper's answer checked."""
+    services = files.xml_files(files.SERVICE_DIRS[-1])
+    retcode, lines, stderr = _helper(run, {"read": zone, "services": sorted(files.own_services(services))})
     if retcode != 0 or not lines:
         raise CommandExecutionError(f"reading firewalld failed (exit {retcode}): {stderr.strip()}")
     state = lines[-1]
@@ -181,30 +219,14 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
     if zone is not None and zone not in state["zones"]:
         known = ", ".join(state["zones"])
         raise CommandExecutionError(f"zimbra_fw:firewalld:zone: {zone!r} is not a firewalld zone (zones: {known})")
-    runtime_services = {name: tuple(tuple(p) for p in ports) for name, ports in state["runtime_services"].items()}
-    runtime_ipsets = {
-        name: IPSet(found["type"], found["family"], tuple(sorted(found["entries"])))
-        for name, found in state["ipsets"].items()
-    }
     others = set()
     for scope in ("permanent", "runtime"):
         others.update(state[scope]["services"])
         others.update(name for rule in state[scope]["rich_rules"] for name in SERVICE_NAMED.findall(rule))
-    others -= set(services)
-    return Snapshot(
-        True,
-        state["zone"],
-        state["default_zone"],
-        services,
-        runtime_services,
-        files.own_ipsets(),
-        runtime_ipsets,
-        _zone(state["permanent"]),
-        _zone(state["runtime"]),
-        {name: (tuple(held["interfaces"]), tuple(held["sources"])) for name, held in state["active_zones"].items()},
-        tuple(state["interfaces"]),
-        {name: tuple(files.service_ports(name)) for name in sorted(others)},
-    )
+    others -= set(files.own_services(services))
+    helper = json.dumps(lines, sort_keys=True)
+    reads = Reads(zone, services, files.xml_files(files.IPSET_DIRS[-1]), helper, files.service_files(sorted(others)))
+    return reads, state
 
 
 # ---------------------------------------------------------------- the policy in firewalld's words

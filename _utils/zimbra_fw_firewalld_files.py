@@ -23,48 +23,87 @@ IPSET_DIRS = ("/usr/lib/firewalld/ipsets", "/etc/firewalld/ipsets")
 IPSet = namedtuple("IPSet", "type family entries")  # entries: a tuple of texts
 
 
-def read_service(path):
-    """(short, description, ((port, proto), ...)) from a service XML file, or None."""
+def _read_bytes(path):
     try:
-        root = ElementTree.parse(path).getroot()
-    except (OSError, ElementTree.ParseError):
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _root(data):
+    try:
+        return None if data is None else ElementTree.fromstring(data)
+    except ElementTree.ParseError:
+        return None
+
+
+def service_of(data):
+    """(short, description, ((port, proto), ...)) from a service XML file's bytes, or None."""
+    root = _root(data)
+    if root is None:
         return None
     ports = tuple((p.get("port", ""), p.get("protocol", "")) for p in root.findall("port"))
     return root.findtext("short", ""), root.findtext("description", ""), ports
 
 
-def read_ipset(path):
-    """(description, IPSet) from an ipset XML file, or None."""
-    try:
-        root = ElementTree.parse(path).getroot()
-    except (OSError, ElementTree.ParseError):
+def ipset_of(data):
+    """(description, IPSet) from an ipset XML file's bytes, or None."""
+    root = _root(data)
+    if root is None:
         return None
     options = {option.get("name"): option.get("value") for option in root.findall("option")}
     entries = tuple(sorted(entry.text.strip() for entry in root.findall("entry") if entry.text))
     return root.findtext("description", ""), IPSet(root.get("type", ""), options.get("family", "inet"), entries)
 
 
-def _files(directory, read):
-    """``{name: read(path)}`` for the NAME.xml files in ``directory``; files
-    ``read`` cannot read are left out."""
+def read_service(path):
+    return service_of(_read_bytes(path))
+
+
+def read_ipset(path):
+    return ipset_of(_read_bytes(path))
+
+
+def xml_files(directory):
+    """``((name, bytes), ...)`` of the NAME.xml files in ``directory``, by name."""
     try:
         names = sorted(n[: -len(".xml")] for n in os.listdir(directory) if n.endswith(".xml"))
     except FileNotFoundError:
-        return {}
-    found = {name: read(os.path.join(directory, name + ".xml")) for name in names}
-    return {name: item for name, item in found.items() if item is not None}
+        return ()
+    found = ((name, _read_bytes(os.path.join(directory, name + ".xml"))) for name in names)
+    return tuple((name, data) for name, data in found if data is not None)
 
 
-def own_ipsets():
-    """Our permanent ipsets: ``{name: IPSet}``."""
-    found = _files(IPSET_DIRS[-1], read_ipset)
-    return {name: ipset for name, (description, ipset) in found.items() if MARK in description}
+def own_ipsets(found=None):
+    """Our permanent ipsets: ``{name: IPSet}``, from ``found`` (xml_files) or read now."""
+    parsed = {name: ipset_of(data) for name, data in (xml_files(IPSET_DIRS[-1]) if found is None else found)}
+    return {name: item[1] for name, item in parsed.items() if item is not None and MARK in item[0]}
 
 
-def own_services():
-    """Our permanent services: ``{name: ((port, proto), ...)}``."""
-    found = _files(SERVICE_DIRS[-1], read_service)
-    return {name: ports for name, (_, description, ports) in found.items() if MARK in description}
+def own_services(found=None):
+    """Our permanent services: ``{name: ((port, proto), ...)}``, from ``found`` (xml_files) or read now."""
+    parsed = {name: service_of(data) for name, data in (xml_files(SERVICE_DIRS[-1]) if found is None else found)}
+    return {name: item[2] for name, item in parsed.items() if item is not None and MARK in item[1]}
+
+
+def service_files(names):
+    """``((name, (bytes or None, ...)), ...)``: each named service's file in
+    each of SERVICE_DIRS, as read now."""
+    return tuple(
+        (name, tuple(_read_bytes(os.path.join(directory, name + ".xml")) for directory in SERVICE_DIRS))
+        for name in names
+    )
+
+
+def ports_of(found):
+    """The ports of a service, from its files in SERVICE_DIRS (``found``, as
+    service_files gives them): the last directory's file that parses wins."""
+    for data in reversed(found):
+        parsed = service_of(data)
+        if parsed is not None:
+            return [port_spec(port, proto) for port, proto in parsed[2] if proto in ("tcp", "udp") and port]
+    return []
 
 
 RICH_ACTIONS = {"accept": "allow", "reject": "reject", "drop": "deny"}
@@ -80,11 +119,7 @@ def port_spec(port, proto):
 
 
 def service_ports(name):
-    for directory in reversed(SERVICE_DIRS):
-        found = read_service(os.path.join(directory, name + ".xml"))
-        if found is not None:
-            return [port_spec(port, proto) for port, proto in found[2] if proto in ("tcp", "udp") and port]
-    return []
+    return ports_of(service_files([name])[0][1])
 
 
 def _rule_sources(fields, ipsets):

@@ -461,12 +461,26 @@ def test_a_helper_that_died_is_reported_with_what_it_said():
     assert fwd.helper_outcome([], len(steps), 1, "Traceback ...") == (0, "exit 1: Traceback ...")
 
 
-def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monkeypatch):
+@pytest.fixture
+def xml_dirs(tmp_path, monkeypatch):
+    """firewalld's service and ipset directories (system, then /etc) in a
+    temporary directory: ours, zimbra and zimbra-mta with an ipset, and ssh."""
+    dirs = {name: tmp_path / name for name in ("lib-services", "etc-services", "lib-ipsets", "etc-ipsets")}
+    for directory in dirs.values():
+        directory.mkdir()
+    mark = f"<description>{fwd.MARK}</description>"
+    for name, port in (("zimbra", "25"), ("zimbra-mta", "7025")):
+        service = f'<service>{mark}<port port="{port}" protocol="tcp"/></service>'
+        (dirs["etc-services"] / f"{name}.xml").write_text(service)
+    (dirs["etc-ipsets"] / "zimbra-mta-v4.xml").write_text(f'<ipset type="hash:net">{mark}</ipset>')
+    (dirs["lib-services"] / "ssh.xml").write_text('<service><port port="22" protocol="tcp"/></service>')
+    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(dirs["lib-services"]), str(dirs["etc-services"])))
+    monkeypatch.setattr(fwd_files, "IPSET_DIRS", (str(dirs["lib-ipsets"]), str(dirs["etc-ipsets"])))
+    return dirs
+
+
+def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, xml_dirs):
     services = {"zimbra-mta": (("7025", "tcp"),), "zimbra": (("25", "tcp"),)}
-    monkeypatch.setattr(fwd_files, "own_services", lambda: services)
-    monkeypatch.setattr(fwd_files, "own_ipsets", lambda: {"zimbra-mta-v4": fwd.IPSet("hash:net", "inet", ())})
-    # The ports of the services that are not ours, from their files
-    monkeypatch.setattr(fwd_files, "service_ports", lambda name: {"ssh": [PortSpec(22, 22, "tcp")]}.get(name, []))
     theirs = 'rule family="ipv4" source address="10.9.0.1" service name="http" accept'
     view = {"services": ["ssh", "zimbra"], "rich_rules": [SSH, theirs], "target": "default", "ports": [["5", "udp"]]}
     answer = {
@@ -499,12 +513,41 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, monke
         {"public": (("eth0",), ("10.9.0.0/16",))},
         ("eth0", "eth1"),
         {"http": (), "ssh": (PortSpec(22, 22, "tcp"),)},
+        read.fingerprint,
     )
+    assert fwd.read_fingerprint(run) == read.fingerprint
     with pytest.raises(fwd.CommandExecutionError) as info:
         fwd.read_snapshot(Helper(retcode=1))
     assert str(info.value) == "reading firewalld failed (exit 1): stderr text"
     with pytest.raises(fwd.CommandExecutionError, match=r"reading firewalld failed \(exit 2\)"):
         fwd.read_snapshot(Helper(answer, retcode=2))
+
+
+@pytest.mark.parametrize(
+    "change", ["our ipset", "our service", "their service", "the helper's answer", "the zone asked for"]
+)
+def test_the_fingerprint_changes_with_every_read(firewall_cmd, xml_dirs, change):
+    view = {"services": ["ssh"], "rich_rules": [], "target": "default", "ports": []}
+    answer = {"running": True, "zone": "public", "default_zone": "public", "zones": ["public", "mail"]}
+    answer.update(permanent=view, runtime=view, runtime_services={}, ipsets={}, active_zones={}, interfaces=[])
+    before = fwd.read_fingerprint(Helper(answer))
+    assert fwd.read_snapshot(Helper(answer)).fingerprint == before
+    zone, path = (
+        None,
+        {
+            "our ipset": xml_dirs["etc-ipsets"] / "zimbra-mta-v4.xml",
+            "our service": xml_dirs["etc-services"] / "zimbra.xml",
+            "their service": xml_dirs["lib-services"] / "ssh.xml",
+        }.get(change),
+    )
+    if path is not None:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write("\n")  # a byte more, the same settings
+    elif change == "the helper's answer":
+        answer["interfaces"] = ["eth0"]
+    else:
+        zone = "mail"
+    assert fwd.read_fingerprint(Helper(answer), zone) != before
 
 
 def test_the_helper_needs_firewall_cmd_and_its_python(monkeypatch):
@@ -519,8 +562,7 @@ def test_the_helper_needs_firewall_cmd_and_its_python(monkeypatch):
     assert str(info.value) == "cannot tell which Python runs firewall-cmd (its first line)"
 
 
-def test_reading_a_stopped_firewalld_says_how_to_start_it(firewall_cmd, monkeypatch):
-    monkeypatch.setattr(fwd_files, "own_services", dict)
+def test_reading_a_stopped_firewalld_says_how_to_start_it(firewall_cmd, xml_dirs):
     with pytest.raises(fwd.CommandExecutionError) as info:
         fwd.read_snapshot(Helper({"running": False}))
     assert str(info.value) == (
@@ -530,9 +572,7 @@ def test_reading_a_stopped_firewalld_says_how_to_start_it(firewall_cmd, monkeypa
         fwd.read_snapshot(Helper({"unavailable": "firewall.client cannot be loaded"}, retcode=3))
 
 
-def test_reading_an_unknown_zone_names_the_pillar_key(firewall_cmd, monkeypatch):
-    monkeypatch.setattr(fwd_files, "own_services", dict)
-    monkeypatch.setattr(fwd_files, "own_ipsets", dict)
+def test_reading_an_unknown_zone_names_the_pillar_key(firewall_cmd, xml_dirs):
     view = {"services": [], "rich_rules": [], "target": "default", "ports": []}
     state = {"running": True, "zone": "mail", "default_zone": "public", "zones": ["public", "trusted"], "ipsets": {}}
     config = cfg.parse_config(dict(SINGLE, firewalld={"zone": "mail"}))
