@@ -31,6 +31,7 @@ from collections import namedtuple
 
 import salt.utils.path
 import zimbra_fw_nftables_files as files
+import zimbra_fw_noop as noop
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
 from zimbra_fw_audit import Rule, address_sources
@@ -92,11 +93,12 @@ BASE_RULES = tuple(
 # persisted file's text (None: absent); included: whether the main
 # configuration includes it; boot: whether nftables.service starts at boot
 # (None: no systemd here); layout: the distribution's paths; flags: the
-# table's flags (any is drift: "dormant" unhooks every chain of the table).
-_FIELDS = "table chain rules exprs chains sets persisted included boot layout flags"
+# table's flags (any is drift: "dormant" unhooks every chain of the table);
+# fingerprint: the digest of what it was parsed from (zimbra_fw_noop).
+_FIELDS = "table chain rules exprs chains sets persisted included boot layout flags fingerprint"
 
 
-class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=((),))):
+class Snapshot(namedtuple("Snapshot", _FIELDS, defaults=((), None))):
     __slots__ = ()
 
     @property
@@ -180,13 +182,24 @@ def _boot():
 
 def _read_table(run):
     """Our table as nft lists it, or None when it does not exist."""
+    return _parse_listed(_list_table(run))
+
+
+def _list_table(run):
+    """What ``nft -j list table`` printed of our table, or None when it does not exist."""
     retcode, stdout, stderr = run([PROGRAM, "-j", "list", "table", FAMILY, TABLE])
     if retcode != 0:
         if "No such file or directory" in stderr:
             return None
         raise CommandExecutionError(f"'nft -j list table {TABLE_NAME}' failed (exit {retcode}): {stderr.strip()}")
+    return stdout
+
+
+def _parse_listed(listed):
+    if listed is None:
+        return None
     try:
-        return files.parse_table(stdout)
+        return files.parse_table(listed)
     except (ValueError, KeyError, TypeError) as exc:
         raise CommandExecutionError(f"'nft -j list table {TABLE_NAME}' printed no table nft's JSON: {exc}") from exc
 
@@ -213,12 +226,27 @@ def snapshot_of(table, persisted=None, included=False, boot=None, where=DEBIAN):
 
 def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argument
     """Our table as it runs (one ``nft`` process) and as it is persisted (files)."""
+    reads = _read(run)
+    listed, persisted, main, path, boot, where = reads
+    snapshot = snapshot_of(_parse_listed(listed), persisted, includes(main, path), boot, where)
+    return snapshot._replace(fingerprint=noop.digest(reads))
+
+
+def read_fingerprint(run, zone=None):  # pylint: disable=unused-argument
+    """The fingerprint read_snapshot(run) would carry, from the same reads,
+    unparsed (nftables has no zones)."""
+    return noop.digest(_read(run))
+
+
+def _read(run):
+    """What a snapshot is parsed from: the table as listed, the persisted
+    file, the main configuration, the persisted file's path, boot, the layout."""
     reason = unavailable()
     if reason:
         raise CommandExecutionError(reason)
     where = layout()
     path = persisted_path(where)
-    return snapshot_of(_read_table(run), _read_file(path), includes(_read_file(where.main), path), _boot(), where)
+    return _list_table(run), _read_file(path), _read_file(where.main), path, _boot(), where
 
 
 # ---------------------------------------------------------------- the policy in nftables' words

@@ -199,6 +199,34 @@ def test_a_missing_table_reads_as_absent_and_other_failures_are_errors():
         nft._read_table(lambda argv, stdin=None: (1, "", "Error: Operation not permitted"))
 
 
+@pytest.mark.parametrize("change", ["the table", "the persisted file", "the main configuration", "no table"])
+def test_the_fingerprint_is_the_snapshots_and_changes_with_every_read(tmp_path, monkeypatch, change):
+    where = nft.Layout(str(tmp_path / "nftables.conf"), str(tmp_path))
+    monkeypatch.setattr(nft, "layout", lambda: where)
+    monkeypatch.setattr(nft.salt.utils.path, "which", lambda name: f"/usr/sbin/{name}")
+    (tmp_path / "nftables.conf").write_text(f'include "{tmp_path}/*.nft"\n')
+    (tmp_path / nft.FILE_NAME).write_text("table inet zimbra_fw {}\n")
+    listing = [listed_json()]
+
+    def run(argv, stdin=None):
+        if listing[0] is None:
+            return 1, "", "Error: No such file or directory\n"
+        return 0, listing[0], ""
+
+    before = nft.read_fingerprint(run)
+    snapshot = nft.read_snapshot(run)
+    assert snapshot.fingerprint == before and snapshot.included and snapshot.table
+    if change == "the table":
+        listing[0] = listing[0].replace('"handle":3', '"handle":9', 1)
+    elif change == "no table":
+        listing[0] = None
+    else:
+        name = nft.FILE_NAME if change == "the persisted file" else "nftables.conf"
+        with open(tmp_path / name, "a", encoding="utf-8") as handle:
+            handle.write("\n")
+    assert nft.read_fingerprint(run) != before
+
+
 # ---------------------------------------------------------------- planning
 
 
