@@ -228,7 +228,7 @@ def _matching_record():
     if record is None or record["backend"] not in zimbra_fw_backend.NAMES:
         return None
     backend = zimbra_fw_backend.load(record["backend"])
-    if not hasattr(backend, "read_fingerprint") or not _every_part_in_run(backend):
+    if not _every_part_in_run(backend):
         return None
     if set(record["comments"]) != set(backend.PARTS) or record["inputs"] != _inputs_digest():
         return None
@@ -251,7 +251,7 @@ def _verified_noop(part):
     parts = _parts(part, backend)
     if "fingerprint" not in cache:
         with zimbra_fw_commands.collector_paused():
-            cache["fingerprint"] = backend.read_fingerprint(_run)
+            cache["fingerprint"] = backend.read_fingerprint(_run, zone=record["zone"])
     if cache["fingerprint"] != record["firewall"]:
         cache["record"] = None  # the firewall changed: this run computes and plans
         return None
@@ -265,7 +265,7 @@ def _record_noop(policy, backend, snapshot, plans):
     record it (see zimbra_fw_noop). A record that cannot be written is none."""
     directory = _noop_directory()
     fingerprint = getattr(snapshot, "fingerprint", None)
-    if directory is None or fingerprint is None or not hasattr(backend, "read_fingerprint"):
+    if directory is None or fingerprint is None:
         return
     if not _every_part_in_run(backend) or any(p.steps or p.changes or p.waits_for for p in plans.values()):
         return
@@ -277,6 +277,7 @@ def _record_noop(policy, backend, snapshot, plans):
         "inputs": inputs,
         "asked": sorted([name, answer] for name, answer in asked.items()),
         "backend": backend.NAME,
+        "zone": policy.config.zone,  # what firewalld reads: the pillar's zone, else the default one
         "firewall": fingerprint,
         "open_ports": zimbra_fw_policy.open_ports(policy),
         "comments": {name: plans[name].comment or backend.DONE[name] for name in backend.PARTS},

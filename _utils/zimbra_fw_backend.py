@@ -23,7 +23,11 @@ Reading (the only reads a run makes):
   as an immutable snapshot. It carries at least ``active`` (bool, or None
   when not read live) and ``incoming`` ("allow" or "deny": what happens to
   what no rule allows). ``live`` asks for the running firewall's state too,
-  which the parts in ``LIVE_PARTS`` need.
+  which the parts in ``LIVE_PARTS`` need. It also carries ``fingerprint``:
+  the digest (zimbra_fw_noop.digest) of everything it was parsed from.
+* ``read_fingerprint(run, zone=None)``: that fingerprint of a live read
+  (``zone``: ``config.zone``), from the same reads, not parsed: equal
+  fingerprints mean equal snapshots (the verified no-op, zimbra_fw_noop).
 * ``RULE_PARTS``: the parts whose steps may add or remove rules; the
   session check of a run of any of them reads the whole policy.
 
@@ -90,7 +94,8 @@ REGISTRY = {
 NAMES = tuple(REGISTRY)
 PARTS = ("profile", "rules", "firewall")  # converged in this order
 CONTRACT = (
-    "NAME PACKAGE PROGRAM SERVICE PARTS LIVE_PARTS RULE_PARTS DONE unavailable ipv6_off name_taken read_snapshot plan "
+    "NAME PACKAGE PROGRAM SERVICE PARTS LIVE_PARTS RULE_PARTS DONE unavailable ipv6_off name_taken read_snapshot "
+    "read_fingerprint plan "
     "describe profiles apply prepare_stopped status access_rules own_rules audit_findings save restore"
 ).split()
 

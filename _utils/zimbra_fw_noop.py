@@ -33,7 +33,7 @@ def __virtual__():
 
 VERSION = 1
 FILE_NAME = "noop.json"
-RECORD_KEYS = ("version", "inputs", "asked", "backend", "firewall", "open_ports", "comments")
+RECORD_KEYS = ("version", "inputs", "asked", "backend", "zone", "firewall", "open_ports", "comments")
 
 
 def _hasher():
@@ -128,11 +128,19 @@ def load(directory):
             record = json.loads(handle.read())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or sorted(record) != sorted(RECORD_KEYS) or record["version"] != VERSION:
-        return None
-    if not isinstance(record["comments"], dict) or not isinstance(record["asked"], list):
-        return None
-    return record
+    return record if _whole(record) else None
+
+
+def _whole(record):
+    """Is ``record`` a record of this version, every key of it of its type?"""
+    return (
+        isinstance(record, dict)
+        and sorted(record) == sorted(RECORD_KEYS)
+        and record["version"] == VERSION
+        and isinstance(record["comments"], dict)
+        and isinstance(record["asked"], list)
+        and (record["zone"] is None or isinstance(record["zone"], str))
+    )
 
 
 def save(directory, record):

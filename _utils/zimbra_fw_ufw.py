@@ -180,8 +180,9 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         return _parse_texts(_read_texts(), active)
 
 
-def read_fingerprint(run):
-    """The fingerprint read_snapshot(run) would carry, from the same reads, unparsed."""
+def read_fingerprint(run, zone=None):  # pylint: disable=unused-argument
+    """The fingerprint read_snapshot(run) would carry, from the same reads,
+    unparsed (ufw has no zones)."""
     reason = unavailable()
     if reason:
         raise CommandExecutionError(reason)

@@ -14,6 +14,7 @@ RECORD = {
     "inputs": "i" * 64,
     "asked": [["Zimbra", None]],
     "backend": "ufw",
+    "zone": None,
     "firewall": "f" * 64,
     "open_ports": {"public": ["25/tcp"]},
     "comments": {"profile": "done", "rules": "done", "firewall": "done"},

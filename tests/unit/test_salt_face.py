@@ -944,7 +944,7 @@ class RecordedRuns:
             self.reads.append("snapshot")
             return ufw.Snapshot([], None, {}, True, "deny", fingerprint=self.firewall)
 
-        def read_fingerprint(run):
+        def read_fingerprint(run, zone=None):
             self.reads.append("fingerprint")
             return self.firewall
 
