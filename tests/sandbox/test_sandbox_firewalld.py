@@ -94,9 +94,17 @@ def test_seed_policy_on_firewalld_survives_a_reload_and_a_second_run_changes_not
 
 
 def test_runtime_drift_is_repaired_without_a_reload(fw_lab, pillar):
+    """Even right after a verified no-op: the next run takes its word from
+    the record, and the one after a runtime-only change still sees it."""
     minion = fw_lab.minion
     minion.set_pillar(pillar)
     minion.apply()
+    record = os.path.join(minion.state, "salt-root", "var", "cache", "salt", "minion", "zimbra_fw", "noop.json")
+    verified = minion.apply()  # planned in full: nothing to change, recorded
+    written = os.stat(record).st_ino
+    again = minion.apply()
+    assert changes(verified) == changes(again) == {} and os.stat(record).st_ino == written
+    assert [result["comment"] for result in again.values()] == [result["comment"] for result in verified.values()]
     firewall_cmd(minion, "--remove-rich-rule", TRUSTED_RULE)  # runtime only: the permanent config still has it
     firewall_cmd(minion, "--add-rich-rule", RUNTIME_MARK)
     minion.listen([389])
