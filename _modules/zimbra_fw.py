@@ -28,6 +28,7 @@ try:
     import zimbra_fw_sessions
 
     CORE_MISSING = None
+    FACE_AT_IMPORT = zimbra_fw_noop.file_digest([os.path.abspath(__file__)])  # see zimbra_fw_noop.code_digest
 except ImportError as exc:  # _utils not synced
     CORE_MISSING = str(exc)
 
@@ -189,21 +190,19 @@ def _noop_directory():
     return os.path.join(cachedir, "zimbra_fw") if cachedir else None
 
 
-def _code_files():
-    """The files of zimbra_fw's code this minion runs: this module and the core."""
-    here = zimbra_fw_backend.HERE
-    names = [name for name in os.listdir(here) if name.startswith("zimbra_fw_") and name.endswith(".py")]
-    return [os.path.abspath(__file__), *(os.path.join(here, name) for name in names)]
-
-
 def _inputs_digest():
-    """The digest of the code, the pillar and the facts of this state run (None: not digestible)."""
+    """The digest of the code, the pillar and the facts of this state run
+    (None: not digestible, or the code on disk is not the code running)."""
     cache = __context__[RUN_CACHE]
     if "inputs_digest" not in cache:
+        cache["inputs_digest"] = None
         pillar, facts = _inputs()
-        plain_facts = {name: value for name, value in facts._asdict().items() if not callable(value)}
-        code = zimbra_fw_noop.file_digest(_code_files())
-        cache["inputs_digest"] = zimbra_fw_noop.inputs_digest(code, pillar, plain_facts)
+        code = zimbra_fw_noop.code_digest(os.path.abspath(__file__), FACE_AT_IMPORT)
+        plain_facts = {name: value for name, value in facts._asdict().items() if name != "name_taken"}
+        # name_taken's answers are in the record's "asked"; a callable fact
+        # other than it would be a fact whose answers no record holds.
+        if code is not None and not any(callable(value) for value in plain_facts.values()):
+            cache["inputs_digest"] = zimbra_fw_noop.inputs_digest(code, pillar, plain_facts)
     return cache["inputs_digest"]
 
 

@@ -64,6 +64,8 @@ def answer(data, sequence, found=False):
             if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWCHAIN:
                 found = True
             elif kind == NLMSG_ERROR:
+                if length < HEADER.size + 4:
+                    raise OSError(errno.EBADMSG, "a netlink error message without its error")
                 (error,) = struct.unpack_from("=i", data, offset + HEADER.size)
                 if error == 0:  # the acknowledgement: the answer is complete
                     return True, found
@@ -81,7 +83,7 @@ def answer(data, sequence, found=False):
 def chain_exists(version, table, chain):
     """Does ``chain`` exist in nf_tables' ``table`` of the IPv4 (4) or IPv6 (6)
     family? None when netlink cannot tell (no permission, no nf_tables, no answer)."""
-    sequence = next(_SEQUENCE)
+    sequence = next(_SEQUENCE) & 0xFFFFFFFF
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as sock:
             sock.settimeout(ANSWER_WAIT)

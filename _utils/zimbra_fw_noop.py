@@ -9,9 +9,13 @@ whose code, pillar, facts and firewall reads are the same would plan nothing
 again, and may say so without parsing and planning: the record holds digests
 of those, never a rule.
 
+* ``code_digest(face_file, face_at_import)``: the code this process runs
+  (the face's file, the core's, Python's and Salt's versions); None when the
+  files on disk are not those it imported (a minion that kept the old core
+  after ``saltutil.sync_all``, until it restarts).
 * ``inputs_digest(code, pillar, facts)``: the code, the pillar and the facts
-  (JSON with sorted keys); None when JSON cannot hold them, or holds them
-  ambiguously (a key that is not a string).
+  (JSON with sorted keys, non-ASCII as such); None when JSON cannot hold
+  them, or holds them ambiguously (a key that is not a string).
 * ``digest(value)``: what a backend read (str, bytes, int, bool, None, and
   tuples or lists of them), framed so that different reads never meet.
 * ``load(directory)`` and ``save(directory, record)``: the record in a
@@ -22,7 +26,9 @@ of those, never a rule.
 import hashlib
 import json
 import os
+import sys
 
+import salt.version
 from zimbra_fw_commands import write_atomic
 from zimbra_fw_firewalld_client import _lock_dir  # the same root-only directory
 
@@ -77,6 +83,31 @@ def file_digest(paths):
     return digest(found)
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def core_files():
+    """The core's files: zimbra_fw_*.py beside this one."""
+    return [
+        os.path.join(HERE, name) for name in os.listdir(HERE) if name.startswith("zimbra_fw_") and name.endswith(".py")
+    ]
+
+
+# The core as this process imported it: the face imports it whole, this
+# module with it. Python keeps an imported module: after saltutil.sync_all a
+# long-lived minion process runs the old core from memory, not the new files.
+CORE_AT_IMPORT = file_digest(core_files())
+
+
+def code_digest(face_file, face_at_import):
+    """The digest of the code this process runs, or None when the files on
+    disk (the face's, ``face_file``, and the core's) are not those it imported."""
+    face, core = file_digest([face_file]), file_digest(core_files())
+    if face != face_at_import or core != CORE_AT_IMPORT:
+        return None
+    return digest((sys.version, salt.version.__version__, face, core))
+
+
 def _string_keys_only(value):
     """Are all mapping keys within ``value`` strings? JSON would make 1 and '1' one key."""
     pending = [value]
@@ -106,7 +137,9 @@ def inputs_digest(code, pillar, facts):
     if not _string_keys_only(value):
         return None
     try:
-        text = json.dumps(value, sort_keys=True, default=_refuse, allow_nan=False)
+        # Non-ASCII as such: escaped, a character beyond the BMP and the two
+        # surrogates that stand for it would read the same.
+        text = json.dumps(value, sort_keys=True, default=_refuse, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError):  # a value JSON cannot hold
         return None
     return digest(text)
@@ -132,15 +165,26 @@ def load(directory):
 
 
 def _whole(record):
-    """Is ``record`` a record of this version, every key of it of its type?"""
+    """Is ``record`` a record of this version, every key of it of its shape?"""
+    if not isinstance(record, dict) or sorted(record) != sorted(RECORD_KEYS) or record["version"] != VERSION:
+        return False
+    comments, asked = record["comments"], record["asked"]
+    if not isinstance(comments, dict) or not isinstance(asked, list) or not isinstance(record["open_ports"], dict):
+        return False
+    texts = (record["inputs"], record["backend"], record["firewall"], *comments.values())
     return (
-        isinstance(record, dict)
-        and sorted(record) == sorted(RECORD_KEYS)
-        and record["version"] == VERSION
-        and isinstance(record["comments"], dict)
-        and isinstance(record["asked"], list)
-        and (record["zone"] is None or isinstance(record["zone"], str))
+        all(isinstance(text, str) for text in texts)
+        and all(_asked_pair(pair) for pair in asked)
+        and _text_or_none(record["zone"])
     )
+
+
+def _asked_pair(pair):
+    return isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and _text_or_none(pair[1])
+
+
+def _text_or_none(value):
+    return value is None or isinstance(value, str)
 
 
 def save(directory, record):

@@ -60,7 +60,13 @@ def test_messages_of_another_request_are_skipped():
 
 
 @pytest.mark.parametrize(
-    "data", [error(3, -errno.EPERM), message(CHAIN, 3)[:-1] + b"", struct.pack("=IHHII", 8, CHAIN, 0, 3, 0)]
+    "data",
+    [
+        error(3, -errno.EPERM),
+        message(CHAIN, 3)[:-1],
+        struct.pack("=IHHII", 8, CHAIN, 0, 3, 0),
+        message(netlink.NLMSG_ERROR, 3),  # an error without its error code
+    ],
 )
 def test_any_other_answer_is_an_error_and_the_caller_runs_iptables(data):
     with pytest.raises(OSError):

@@ -68,6 +68,11 @@ def test_inputs_json_cannot_tell_apart_make_no_digest(pillar):
     assert noop.inputs_digest("code", pillar, {}) is None
 
 
+def test_a_character_and_the_surrogates_that_escape_it_differ():
+    character, surrogates = {"title": "Zimbra \U0001f600"}, {"title": "Zimbra \ud83d\ude00"}
+    assert noop.inputs_digest("code", character, {}) != noop.inputs_digest("code", surrogates, {})
+
+
 def test_the_code_facts_and_pillar_each_count():
     digests = {
         noop.inputs_digest("code", {"a": 1}, {"f": 1}),
@@ -132,3 +137,39 @@ def test_a_record_directory_that_is_a_symlink_is_refused(tmp_path):
     assert noop.load(str(tmp_path / "zimbra_fw")) is None
     with pytest.raises(RuntimeError):
         noop.save(str(tmp_path / "zimbra_fw"), RECORD)
+
+
+def test_code_on_disk_that_is_not_the_code_running_has_no_digest(tmp_path, monkeypatch):
+    core, face = tmp_path / "zimbra_fw_core.py", tmp_path / "face.py"
+    core.write_text("A = 1\n")
+    face.write_text("B = 1\n")
+    monkeypatch.setattr(noop, "HERE", str(tmp_path))
+    monkeypatch.setattr(noop, "CORE_AT_IMPORT", noop.file_digest([str(core)]))
+    face_at_import = noop.file_digest([str(face)])
+    running = noop.code_digest(str(face), face_at_import)
+    assert running is not None and noop.code_digest(str(face), face_at_import) == running
+    face.write_text("B = 2\n")  # the face reloaded would be another: not yet
+    assert noop.code_digest(str(face), face_at_import) is None
+    face.write_text("B = 1\n")
+    core.write_text("A = 2\n")  # a new core on disk, the old one in memory
+    assert noop.code_digest(str(face), face_at_import) is None
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        {"asked": [["Zimbra"]]},
+        {"asked": [[1, None]]},
+        {"asked": "Zimbra"},
+        {"comments": {"profile": 1}},
+        {"comments": []},
+        {"open_ports": []},
+        {"firewall": None},
+        {"zone": 5},
+    ],
+    ids=repr,
+)
+def test_a_record_of_another_shape_is_none(tmp_path, spoil):
+    directory = str(tmp_path / "zimbra_fw")
+    noop.save(directory, dict(RECORD, **spoil))
+    assert noop.load(directory) is None
