@@ -28,7 +28,8 @@ try:
     import zimbra_fw_sessions
 
     CORE_MISSING = None
-    FACE_AT_IMPORT = zimbra_fw_noop.file_digest([os.path.abspath(__file__)])  # see zimbra_fw_noop.code_digest
+    FACE_AT_IMPORT = zimbra_fw_noop.files_digest([os.path.abspath(__file__)])  # see zimbra_fw_noop.code_digest
+    zimbra_fw_noop.imported_later()  # the core imported after zimbra_fw_noop in the lines above
 except ImportError as exc:  # _utils not synced
     CORE_MISSING = str(exc)
 

@@ -80,6 +80,8 @@ import sys
 import threading
 from collections import namedtuple
 
+import zimbra_fw_noop
+
 
 def __virtual__():
     return (False, "zimbra_fw_backend is a library of the zimbra_fw module, not a Salt util")
@@ -122,10 +124,12 @@ def load(name):
         if added:
             sys.path.append(HERE)
         try:
-            return importlib.import_module(REGISTRY[name])
+            module = importlib.import_module(REGISTRY[name])
         finally:
             if added:
                 sys.path.remove(HERE)
+        zimbra_fw_noop.imported_later()  # the core it came with, or no verified no-op in this process
+        return module
 
 
 def dispatch(planners, part, policy, snapshot):

@@ -224,7 +224,7 @@ def _read(run, zone):
         others.update(state[scope]["services"])
         others.update(name for rule in state[scope]["rich_rules"] for name in SERVICE_NAMED.findall(rule))
     others -= set(files.own_services(services))
-    helper = json.dumps(lines, sort_keys=True)
+    helper = json.dumps(lines, sort_keys=True, ensure_ascii=False)  # as zimbra_fw_noop.inputs_digest
     reads = Reads(zone, services, files.xml_files(files.IPSET_DIRS[-1]), helper, files.service_files(sorted(others)))
     return reads, state
 

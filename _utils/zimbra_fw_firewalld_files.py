@@ -34,7 +34,7 @@ def _read_bytes(path):
 def _root(data):
     try:
         return None if data is None else ElementTree.fromstring(data)
-    except ElementTree.ParseError:
+    except (ElementTree.ParseError, LookupError, ValueError):  # LookupError: an encoding Python does not know
         return None
 
 
@@ -102,8 +102,20 @@ def ports_of(found):
     for data in reversed(found):
         parsed = service_of(data)
         if parsed is not None:
-            return [port_spec(port, proto) for port, proto in parsed[2] if proto in ("tcp", "udp") and port]
+            return [spec for port, proto in parsed[2] if (spec := _port_spec_or_none(port, proto)) is not None]
     return []
+
+
+def _port_spec_or_none(port, proto):
+    """The PortSpec of a tcp or udp port of a service file; None for another
+    protocol, no port, or one that is no port or range (firewalld refuses it too)."""
+    if proto not in ("tcp", "udp") or not port:
+        return None
+    try:
+        spec = port_spec(port, proto)
+    except ValueError:
+        return None
+    return spec if 0 < spec.first <= spec.last <= 65535 else None
 
 
 RICH_ACTIONS = {"accept": "allow", "reject": "reject", "drop": "deny"}

@@ -12,7 +12,6 @@ this asks for the chain alone. It only reads.
 
 import errno
 import itertools
-import os
 import socket
 import struct
 
@@ -71,7 +70,7 @@ def answer(data, sequence, found=False):
                     return True, found
                 if -error == errno.ENOENT:
                     return True, False
-                raise OSError(-error, os.strerror(-error))
+                raise OSError(-error, f"netlink error {-error}")
             elif kind == NLMSG_DONE:
                 return True, found
         offset += (length + 3) & ~3

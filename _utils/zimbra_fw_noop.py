@@ -93,17 +93,34 @@ def core_files():
     ]
 
 
+def files_digest(paths):
+    """file_digest, or None when a file cannot be read (one went while listed)."""
+    try:
+        return file_digest(paths)
+    except OSError:
+        return None
+
+
 # The core as this process imported it: the face imports it whole, this
-# module with it. Python keeps an imported module: after saltutil.sync_all a
-# long-lived minion process runs the old core from memory, not the new files.
-CORE_AT_IMPORT = file_digest(core_files())
+# module with it, and a backend later (imported_later). Python keeps an
+# imported module: after saltutil.sync_all a long-lived minion process runs
+# the old core from memory, not the new files.
+CORE_AT_IMPORT = files_digest(core_files())
+_MIXED = []  # once not empty, this process runs a core of more than one version
+
+
+def imported_later():
+    """After a core module was imported later than this one: was it the
+    same core? If not, no digest of the code running exists (code_digest)."""
+    if files_digest(core_files()) != CORE_AT_IMPORT:
+        _MIXED.append(True)
 
 
 def code_digest(face_file, face_at_import):
     """The digest of the code this process runs, or None when the files on
     disk (the face's, ``face_file``, and the core's) are not those it imported."""
-    face, core = file_digest([face_file]), file_digest(core_files())
-    if face != face_at_import or core != CORE_AT_IMPORT:
+    face, core = files_digest([face_file]), files_digest(core_files())
+    if _MIXED or None in (face, core) or face != face_at_import or core != CORE_AT_IMPORT:
         return None
     return digest((sys.version, salt.version.__version__, face, core))
 
@@ -159,14 +176,16 @@ def load(directory):
             if found.st_uid != os.geteuid() or found.st_mode & 0o077:
                 return None
             record = json.loads(handle.read())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return record if _whole(record) else None
 
 
 def _whole(record):
     """Is ``record`` a record of this version, every key of it of its shape?"""
-    if not isinstance(record, dict) or sorted(record) != sorted(RECORD_KEYS) or record["version"] != VERSION:
+    if not isinstance(record, dict) or sorted(record) != sorted(RECORD_KEYS) or type(record["version"]) is not int:
+        return False
+    if record["version"] != VERSION:
         return False
     comments, asked = record["comments"], record["asked"]
     if not isinstance(comments, dict) or not isinstance(asked, list) or not isinstance(record["open_ports"], dict):

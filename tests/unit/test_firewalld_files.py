@@ -93,3 +93,14 @@ def test_an_ipset_rule_is_read_as_one_rule_per_entry(tmp_path, monkeypatch):
     assert read('rule source ipset="hosts" accept', ipsets) == [(0, Rule("allow", "10.4.0.9/24", None))]
     assert read('rule protocol value="gre" accept') == [(0, Rule("allow", "any", [PortSpec(1, 65535, "gre")]))]
     assert read('rule source ipset="unknown" accept', ipsets) == []
+
+
+def test_a_file_in_an_unknown_encoding_or_with_no_port_is_read_as_none_or_skipped(tmp_path, monkeypatch):
+    (tmp_path / "odd.xml").write_text('<?xml version="1.0" encoding="x-unknown"?><service/>')
+    (tmp_path / "bad.xml").write_text(
+        '<service><port port="http" protocol="tcp"/><port port="70000" protocol="tcp"/>'
+        '<port port="25" protocol="tcp"/></service>'
+    )
+    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path),))
+    assert fwd_files.read_service(str(tmp_path / "odd.xml")) is None
+    assert fwd_files.service_ports("bad") == [PortSpec(25, 25, "tcp")]

@@ -66,6 +66,7 @@ def test_messages_of_another_request_are_skipped():
         message(CHAIN, 3)[:-1],
         struct.pack("=IHHII", 8, CHAIN, 0, 3, 0),
         message(netlink.NLMSG_ERROR, 3),  # an error without its error code
+        error(3, -(2**31)),
     ],
 )
 def test_any_other_answer_is_an_error_and_the_caller_runs_iptables(data):

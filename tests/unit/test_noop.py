@@ -130,6 +130,16 @@ def test_a_record_that_is_not_ours_or_not_whole_is_none(tmp_path, spoil):
     assert noop.load(directory) is None
 
 
+def test_a_record_nested_too_deep_for_json_or_of_a_bool_version_is_none(tmp_path):
+    directory = str(tmp_path / "zimbra_fw")
+    noop.save(directory, RECORD)
+    path = os.path.join(directory, noop.FILE_NAME)
+    for text in ("[" * 100000 + "]" * 100000, json.dumps(dict(RECORD, version=True))):
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        assert noop.load(directory) is None
+
+
 def test_a_record_directory_that_is_a_symlink_is_refused(tmp_path):
     real = tmp_path / "elsewhere"
     noop.save(str(real), RECORD)
@@ -152,6 +162,24 @@ def test_code_on_disk_that_is_not_the_code_running_has_no_digest(tmp_path, monke
     assert noop.code_digest(str(face), face_at_import) is None
     face.write_text("B = 1\n")
     core.write_text("A = 2\n")  # a new core on disk, the old one in memory
+    assert noop.code_digest(str(face), face_at_import) is None
+    core.unlink()  # gone while listed, as during a sync
+    assert noop.files_digest([str(core)]) is None and noop.code_digest(str(face), face_at_import) is None
+
+
+def test_a_backend_imported_from_another_core_leaves_no_digest_until_restart(tmp_path, monkeypatch):
+    core, face = tmp_path / "zimbra_fw_core.py", tmp_path / "face.py"
+    core.write_text("A = 1\n")
+    face.write_text("B = 1\n")
+    monkeypatch.setattr(noop, "HERE", str(tmp_path))
+    monkeypatch.setattr(noop, "CORE_AT_IMPORT", noop.file_digest([str(core)]))
+    monkeypatch.setattr(noop, "_MIXED", [])
+    face_at_import = noop.file_digest([str(face)])
+    noop.imported_later()  # the same core: nothing said
+    assert noop.code_digest(str(face), face_at_import) is not None
+    core.write_text("A = 2\n")  # synced: a backend imported now is of the new core
+    noop.imported_later()
+    core.write_text("A = 1\n")  # and back: the process still holds both
     assert noop.code_digest(str(face), face_at_import) is None
 
 
