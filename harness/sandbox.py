@@ -100,6 +100,22 @@ def firewalld_ipset_config_path():
     return _run(["/usr/bin/python3", "-c", code]).stdout.strip()
 
 
+def formula_marks(etc_ufw):
+    """The files under ``etc_ufw`` (a /etc/ufw) that zimbra_fw writes or marks:
+    on the host there must be none (the sandboxes copy the host's)."""
+    found = []
+    if os.path.exists(os.path.join(etc_ufw, "applications.d", "zimbra")):
+        found.append(os.path.join(etc_ufw, "applications.d", "zimbra"))
+    for name in ("user.rules", "user6.rules"):
+        try:
+            with open(os.path.join(etc_ufw, name), encoding="utf-8", errors="replace") as handle:
+                if "comment=7a696d6272615f6677" in handle.read():  # ufw's hex of the comment zimbra_fw
+                    found.append(os.path.join(etc_ufw, name))
+        except FileNotFoundError:
+            pass
+    return found
+
+
 def requirements_missing():
     """Why sandbox tests cannot run here, or None."""
     if os.geteuid() != 0:
@@ -210,6 +226,10 @@ class Minion(Namespace):
 
     def _make_private_ufw(self):
         etc = os.path.join(self.state, "etc-ufw")
+        host_marks = formula_marks("/etc/ufw")
+        if host_marks:  # every sandbox would start from them: refuse, and say where
+            raise RuntimeError(f"the host's /etc/ufw holds zimbra_fw's files ({', '.join(host_marks)}): "
+                               "something wrote the host outside a sandbox; remove them")  # fmt: skip
         shutil.copytree("/etc/ufw", etc)
         shutil.copyfile("/etc/default/ufw", os.path.join(self.state, "default-ufw"))
         # An inactive, quiet ufw that loads no kernel modules and sets no

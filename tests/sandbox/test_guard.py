@@ -77,3 +77,14 @@ def test_guard_runs_inside_its_namespace_with_private_ufw_files():
         seen = lab.minion.guarded(["cat", "/etc/ufw/zfw-marker"]).stdout
         assert seen == "private"
         assert not os.path.exists("/etc/ufw/zfw-marker")
+
+
+def test_a_host_etc_ufw_with_the_formulas_files_is_named_before_any_sandbox_copies_it(tmp_path):
+    from harness.sandbox import formula_marks
+
+    (tmp_path / "applications.d").mkdir()
+    (tmp_path / "user.rules").write_text("### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n")
+    assert formula_marks(str(tmp_path)) == []
+    (tmp_path / "applications.d" / "zimbra").write_text("[Zimbra]\n")
+    (tmp_path / "user6.rules").write_text("### tuple ### allow any any ::/0 any ::/0 in comment=7a696d6272615f6677\n")
+    assert formula_marks(str(tmp_path)) == [str(tmp_path / "applications.d" / "zimbra"), str(tmp_path / "user6.rules")]
