@@ -149,13 +149,20 @@ def test_a_record_directory_that_is_a_symlink_is_refused(tmp_path):
         noop.save(str(tmp_path / "zimbra_fw"), RECORD)
 
 
-def test_code_on_disk_that_is_not_the_code_running_has_no_digest(tmp_path, monkeypatch):
+@pytest.fixture
+def code(tmp_path, monkeypatch):
+    """A core of one file and a face, as this process imported them: (core, face, face_at_import)."""
     core, face = tmp_path / "zimbra_fw_core.py", tmp_path / "face.py"
     core.write_text("A = 1\n")
     face.write_text("B = 1\n")
     monkeypatch.setattr(noop, "HERE", str(tmp_path))
     monkeypatch.setattr(noop, "CORE_AT_IMPORT", noop.file_digest([str(core)]))
-    face_at_import = noop.file_digest([str(face)])
+    monkeypatch.setattr(noop, "_MIXED", [])
+    return core, face, noop.file_digest([str(face)])
+
+
+def test_code_on_disk_that_is_not_the_code_running_has_no_digest(code):
+    core, face, face_at_import = code
     running = noop.code_digest(str(face), face_at_import)
     assert running is not None and noop.code_digest(str(face), face_at_import) == running
     face.write_text("B = 2\n")  # the face reloaded would be another: not yet
@@ -167,14 +174,8 @@ def test_code_on_disk_that_is_not_the_code_running_has_no_digest(tmp_path, monke
     assert noop.files_digest([str(core)]) is None and noop.code_digest(str(face), face_at_import) is None
 
 
-def test_a_backend_imported_from_another_core_leaves_no_digest_until_restart(tmp_path, monkeypatch):
-    core, face = tmp_path / "zimbra_fw_core.py", tmp_path / "face.py"
-    core.write_text("A = 1\n")
-    face.write_text("B = 1\n")
-    monkeypatch.setattr(noop, "HERE", str(tmp_path))
-    monkeypatch.setattr(noop, "CORE_AT_IMPORT", noop.file_digest([str(core)]))
-    monkeypatch.setattr(noop, "_MIXED", [])
-    face_at_import = noop.file_digest([str(face)])
+def test_a_backend_imported_from_another_core_leaves_no_digest_until_restart(code):
+    core, face, face_at_import = code
     noop.imported_later()  # the same core: nothing said
     assert noop.code_digest(str(face), face_at_import) is not None
     core.write_text("A = 2\n")  # synced: a backend imported now is of the new core
