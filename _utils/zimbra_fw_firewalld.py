@@ -169,7 +169,7 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
     files) and, over D-Bus in one process, the zone's permanent and runtime
     settings (the zone of ``config.zone``, else the default zone)."""
     zone = config.zone if config is not None else None
-    reads, state = _read(run, zone)
+    reads, state, own_services = _read(run, zone)
     runtime_services = {name: tuple(tuple(p) for p in ports) for name, ports in state["runtime_services"].items()}
     runtime_ipsets = {
         name: IPSet(found["type"], found["family"], tuple(sorted(found["entries"])))
@@ -179,7 +179,7 @@ def read_snapshot(run, live=True, config=None):  # pylint: disable=unused-argume
         True,
         state["zone"],
         state["default_zone"],
-        files.own_services(reads.services),
+        own_services,
         runtime_services,
         files.own_ipsets(reads.ipsets),
         runtime_ipsets,
@@ -205,9 +205,10 @@ Reads = namedtuple("Reads", "zone services ipsets helper others")
 
 
 def _read(run, zone):
-    """(Reads, the helper's state): firewalld read once, the helper's answer checked."""
+    """(Reads, the helper's state, our services): firewalld read once, the helper's answer checked."""
     services = files.xml_files(files.SERVICE_DIRS[-1])
-    retcode, lines, stderr = _helper(run, {"read": zone, "services": sorted(files.own_services(services))})
+    own = files.own_services(services)
+    retcode, lines, stderr = _helper(run, {"read": zone, "services": sorted(own)})
     if retcode != 0 or not lines:
         raise CommandExecutionError(f"reading firewalld failed (exit {retcode}): {stderr.strip()}")
     state = lines[-1]
@@ -223,10 +224,10 @@ def _read(run, zone):
     for scope in ("permanent", "runtime"):
         others.update(state[scope]["services"])
         others.update(name for rule in state[scope]["rich_rules"] for name in SERVICE_NAMED.findall(rule))
-    others -= set(files.own_services(services))
+    others -= set(own)
     helper = json.dumps(lines, sort_keys=True, ensure_ascii=False)  # as zimbra_fw_noop.inputs_digest
     reads = Reads(zone, services, files.xml_files(files.IPSET_DIRS[-1]), helper, files.service_files(sorted(others)))
-    return reads, state
+    return reads, state, own
 
 
 # ---------------------------------------------------------------- the policy in firewalld's words

@@ -74,12 +74,16 @@ def digest(value):
     return hasher.hexdigest()
 
 
-def file_digest(paths):
-    """The digest of the files at ``paths`` (their names and bytes): the code."""
+def files_digest(paths):
+    """The digest of the files at ``paths`` (their names and bytes): the code;
+    None when one cannot be read (it went while listed)."""
     found = []
-    for path in sorted(paths):
-        with open(path, "rb") as handle:
-            found.append((os.path.basename(path), handle.read()))
+    try:
+        for path in sorted(paths):
+            with open(path, "rb") as handle:
+                found.append((os.path.basename(path), handle.read()))
+    except OSError:
+        return None
     return digest(found)
 
 
@@ -91,14 +95,6 @@ def core_files():
     return [
         os.path.join(HERE, name) for name in os.listdir(HERE) if name.startswith("zimbra_fw_") and name.endswith(".py")
     ]
-
-
-def files_digest(paths):
-    """file_digest, or None when a file cannot be read (one went while listed)."""
-    try:
-        return file_digest(paths)
-    except OSError:
-        return None
 
 
 # The core as this process imported it: the face imports it whole, this

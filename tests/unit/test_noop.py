@@ -87,10 +87,10 @@ def test_the_code_digest_is_of_names_and_bytes(tmp_path):
     one, other = tmp_path / "zimbra_fw_a.py", tmp_path / "zimbra_fw_b.py"
     one.write_text("A = 1\n")
     other.write_text("B = 1\n")
-    before = noop.file_digest([str(one), str(other)])
-    assert noop.file_digest([str(other), str(one)]) == before
+    before = noop.files_digest([str(one), str(other)])
+    assert noop.files_digest([str(other), str(one)]) == before
     other.write_text("B = 2\n")
-    assert noop.file_digest([str(one), str(other)]) != before
+    assert noop.files_digest([str(one), str(other)]) != before
 
 
 def test_a_record_is_saved_root_only_and_loaded(tmp_path):
@@ -156,9 +156,9 @@ def code(tmp_path, monkeypatch):
     core.write_text("A = 1\n")
     face.write_text("B = 1\n")
     monkeypatch.setattr(noop, "HERE", str(tmp_path))
-    monkeypatch.setattr(noop, "CORE_AT_IMPORT", noop.file_digest([str(core)]))
+    monkeypatch.setattr(noop, "CORE_AT_IMPORT", noop.files_digest([str(core)]))
     monkeypatch.setattr(noop, "_MIXED", [])
-    return core, face, noop.file_digest([str(face)])
+    return core, face, noop.files_digest([str(face)])
 
 
 def test_code_on_disk_that_is_not_the_code_running_has_no_digest(code):

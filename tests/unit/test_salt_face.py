@@ -1016,7 +1016,7 @@ def test_a_run_unlike_the_verified_noop_parses_reads_and_plans(recorded, change,
         extra = tmp_path / "zimbra_fw_extra.py"
         extra.write_text("VALUE = 1\n")
         monkeypatch.setattr(zimbra_fw_noop, "HERE", str(tmp_path))
-        monkeypatch.setattr(zimbra_fw_noop, "CORE_AT_IMPORT", zimbra_fw_noop.file_digest([str(extra)]))
+        monkeypatch.setattr(zimbra_fw_noop, "CORE_AT_IMPORT", zimbra_fw_noop.files_digest([str(extra)]))
         recorded.run()  # recorded with this code
         extra.write_text("VALUE = 2\n")
     elif change == "one state":
