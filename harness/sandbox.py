@@ -109,7 +109,7 @@ def formula_marks(etc_ufw):
     for name in ("user.rules", "user6.rules"):
         try:
             with open(os.path.join(etc_ufw, name), encoding="utf-8", errors="replace") as handle:
-                if "comment=7a696d6272615f6677" in handle.read():  # ufw's hex of the comment zimbra_fw
+                if "comment=" + b"zimbra_fw".hex() in handle.read():  # ufw writes a comment in hex
                     found.append(os.path.join(etc_ufw, name))
         except FileNotFoundError:
             pass
