@@ -14,8 +14,8 @@ rules in one zone, permanent and runtime alike.
   run after the zone's own services, ports and rules, so an admin's reject
   rule still wins, and the priority marks the rule as this formula's (only
   those are ever removed).
-* ``read_snapshot(run, live)`` reads firewalld once, over D-Bus, in one
-  helper process (zimbra_fw_firewalld_client, run with firewalld's Python).
+* ``read_snapshot(run, live)`` reads firewalld once, over D-Bus, in this
+  process (zimbra_fw_firewalld_read), and our service and ipset files.
 * ``plan(part, policy, snapshot)`` is pure; ``apply(steps, run)`` runs the
   steps in one helper process. Services and ipsets are defined permanently
   only: firewalld loads new or changed ones on ``reload``, which the profile
@@ -37,6 +37,7 @@ import salt.utils.path
 import zimbra_fw_audit as audit
 import zimbra_fw_firewalld_client as client
 import zimbra_fw_firewalld_files as files
+import zimbra_fw_firewalld_read as reader
 import zimbra_fw_noop as noop
 import zimbra_fw_policy as policies
 from salt.exceptions import CommandExecutionError
@@ -144,21 +145,6 @@ def name_taken(name):
 # ---------------------------------------------------------------- reading
 
 
-def _helper(run, request):
-    """Run the D-Bus helper with ``request``: (retcode, JSON lines it printed, stderr)."""
-    reason = unavailable()
-    if reason:
-        raise CommandExecutionError(reason)
-    python = program_python(salt.utils.path.which("firewall-cmd"))
-    if python is None:
-        raise CommandExecutionError("cannot tell which Python runs firewall-cmd (its first line)")
-    retcode, stdout, stderr = run([python, "-I", CLIENT_SCRIPT], stdin=json.dumps(request))
-    lines = json_lines(stdout)
-    if any("unavailable" in line for line in lines):
-        raise CommandExecutionError(next(line["unavailable"] for line in lines if "unavailable" in line))
-    return retcode, lines, stderr
-
-
 def _zone(view):
     ports = tuple(tuple(port) for port in view["ports"])
     return Zone(frozenset(view["services"]), tuple(view["rich_rules"]), view["target"], ports)
@@ -199,19 +185,27 @@ def read_fingerprint(run, zone=None):
 
 
 # What a snapshot is parsed from: the zone asked for, our service and ipset
-# files (files.xml_files), what the helper printed, and the files of the
-# other services the zone names (files.service_files).
-Reads = namedtuple("Reads", "zone services ipsets helper others")
+# files (files.xml_files), what firewalld answered over D-Bus (as JSON), and
+# the files of the other services the zone names (files.service_files).
+Reads = namedtuple("Reads", "zone services ipsets answer others")
 
 
-def _read(run, zone):
-    """(Reads, the helper's state, our services): firewalld read once, the helper's answer checked."""
+def _read(run, zone):  # pylint: disable=unused-argument
+    """(Reads, firewalld's state, our services): firewalld read once, in this process, its answer checked."""
+    reason = unavailable()
+    if reason:
+        raise CommandExecutionError(reason)
     services = files.xml_files(files.SERVICE_DIRS[-1])
     own = files.own_services(services)
-    retcode, lines, stderr = _helper(run, {"read": zone, "services": sorted(own)})
-    if retcode != 0 or not lines:
-        raise CommandExecutionError(f"reading firewalld failed (exit {retcode}): {stderr.strip()}")
-    state = lines[-1]
+    try:
+        state = reader.state(zone, sorted(own))
+    except (
+        reader.dbus.DBusFailure,
+        AttributeError,
+        TypeError,
+        ValueError,
+    ) as exc:  # the others: not firewalld's shapes
+        raise CommandExecutionError(f"reading firewalld over D-Bus failed: {exc}") from exc
     if not state.get("running"):
         raise FirewallStopped(
             "firewalld is not running: start it (systemctl enable --now firewalld); "
@@ -225,8 +219,8 @@ def _read(run, zone):
         others.update(state[scope]["services"])
         others.update(name for rule in state[scope]["rich_rules"] for name in SERVICE_NAMED.findall(rule))
     others -= set(own)
-    helper = json.dumps(lines, sort_keys=True, ensure_ascii=False)  # as zimbra_fw_noop.inputs_digest
-    reads = Reads(zone, services, files.xml_files(files.IPSET_DIRS[-1]), helper, files.service_files(sorted(others)))
+    answer = json.dumps(state, sort_keys=True, ensure_ascii=False)  # as zimbra_fw_noop.inputs_digest
+    reads = Reads(zone, services, files.xml_files(files.IPSET_DIRS[-1]), answer, files.service_files(sorted(others)))
     return reads, state, own
 
 
@@ -746,6 +740,22 @@ def describe(changes, test):
 
 
 # ---------------------------------------------------------------- applying
+
+
+def _helper(run, request):
+    """Run the D-Bus helper (zimbra_fw_firewalld_client, with firewalld's
+    Python) with ``request``: (retcode, JSON lines it printed, stderr)."""
+    reason = unavailable()
+    if reason:
+        raise CommandExecutionError(reason)
+    python = program_python(salt.utils.path.which("firewall-cmd"))
+    if python is None:
+        raise CommandExecutionError("cannot tell which Python runs firewall-cmd (its first line)")
+    retcode, stdout, stderr = run([python, "-I", CLIENT_SCRIPT], stdin=json.dumps(request))
+    lines = json_lines(stdout)
+    if any("unavailable" in line for line in lines):
+        raise CommandExecutionError(next(line["unavailable"] for line in lines if "unavailable" in line))
+    return retcode, lines, stderr
 
 
 def apply(steps, run):

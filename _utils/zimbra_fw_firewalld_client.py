@@ -1,16 +1,10 @@
 """
 Helper of the zimbra_fw execution module, not an execution module itself:
 ``zimbra_fw`` runs this file with firewalld's own Python (the one that has
-the ``dbus`` package) to talk to firewalld over D-Bus in one process, as
+the ``dbus`` package) to change firewalld over D-Bus in one process, as
 ``python3 -I zimbra_fw_firewalld_client.py`` with a JSON
-request on stdin.
-
-``{"read": ZONE, "services": [NAME, ...]}`` prints one JSON object: whether
-firewalld runs, its default zone, ZONE's (or the default zone's) services,
-rich rules, ports and target, permanent and runtime, the runtime ports of
-the named services, every runtime ipset (type, family, entries), the
-zones that hold interfaces or sources (``getActiveZones``) and this host's
-interfaces.
+request on stdin. (Reading firewalld needs no process:
+zimbra_fw_firewalld_read.)
 
 ``{"steps": [STEP, ...]}`` holds ``LOCK``, in a directory only root can enter (one zimbra_fw change at a time:
 each step reads what it changes and writes it back), carries out steps in
@@ -33,16 +27,15 @@ settings update.
 
 Any other output means firewalld's Python library could not be used: ``{"unavailable": why}``.
 
-Both talk to firewalld in plain D-Bus calls (``Firewalld``), not through
+It talks to firewalld in plain D-Bus calls (``Firewalld``), not through
 ``firewall.client``: importing it and introspecting its objects costs more
-than the calls, and a helper process runs on every state run.
+than the calls.
 """
 
 import fcntl
 import ipaddress
 import json
 import os
-import socket
 import stat
 import sys
 import time
@@ -224,61 +217,6 @@ def connect(dbus):
     return (firewalld, None) if running else (None, NOT_RUNNING)
 
 
-def zone_view(settings):
-    """A zone's settings (getZoneSettings2's dictionary) as the backend reads them."""
-    return {
-        "services": sorted(settings.get("services", [])),
-        "rich_rules": list(settings.get("rules_str", [])),
-        "target": str(settings.get("target", "default")),
-        "ports": [list(port) for port in settings.get("ports", [])],
-    }
-
-
-def read(dbus, zone, names):
-    """The read request's answer."""
-    firewalld, _ = connect(dbus)
-    if firewalld is None:
-        return {"running": False}
-    default_zone = firewalld.runtime("", "getDefaultZone")
-    zone = zone or default_zone
-    zones = list(firewalld.runtime(".zone", "getZones"))
-    known = set(firewalld.runtime("", "listServices"))
-    runtime_services = {
-        name: [list(port) for port in firewalld.runtime("", "getServiceSettings2", name).get("ports", [])]
-        for name in names
-        if name in known
-    }
-    ipsets = {}
-    for name in firewalld.runtime(".ipset", "getIPSets"):
-        _, _, _, kind, options, entries = firewalld.runtime(".ipset", "getIPSetSettings", name)
-        ipsets[name] = {"type": kind, "family": options.get("family", "inet"), "entries": sorted(entries)}
-    permanent = runtime = None
-    if zone in zones:
-        permanent = zone_view(firewalld.zone_settings(zone, "permanent"))
-        runtime = zone_view(firewalld.zone_settings(zone, "runtime"))
-    active = firewalld.runtime(".zone", "getActiveZones")
-    return {
-        "running": True,
-        "default_zone": default_zone,
-        "zone": zone,
-        "zones": zones,
-        "permanent": permanent,
-        "runtime": runtime,
-        "runtime_services": runtime_services,
-        "ipsets": ipsets,
-        "active_zones": {
-            str(name): {"interfaces": sorted(held.get("interfaces", [])), "sources": sorted(held.get("sources", []))}
-            for name, held in active.items()
-        },
-        "interfaces": interfaces(),
-    }
-
-
-def interfaces():
-    """This host's network interfaces but the loopback (firewalld always accepts it)."""
-    return sorted(name for _, name in socket.if_nameindex() if name != "lo")
-
-
 ZONE_LISTS = (
     ("services", "add_services", "remove_services"),
     ("rules_str", "add_rules", "remove_rules"),
@@ -453,9 +391,6 @@ def main():
     except ImportError as exc:
         tell(unavailable=f"firewalld's Python library cannot be loaded: {exc}")
         sys.exit(3)
-    if "read" in request:
-        tell(**read(dbus, request["read"], request.get("services", [])))
-        return
     firewall, reason = connect(dbus)
     if firewall is None:
         tell(failed=0, error=reason)

@@ -7,9 +7,9 @@ sandbox lock). For each case it converges a fresh sandbox
 (``state.apply zimbra_fw``), then, inside the sandbox, loads the minion's
 modules and beacons with Salt's loader as the salt-minion daemon does and
 times ``TICKS`` ticks of the beacon (after one tick to warm up): the policy
-from the pillar, the firewall read (ufw: its files and one ``iptables``
-process; firewalld: one helper process, one D-Bus read), the plans and the
-audit. Peers come from the pillar here; from the Salt Mine, a tick also
+from the pillar, the firewall read (ufw: its files and netlink, or one
+``iptables`` process; firewalld: D-Bus calls in the beacon's process), the
+plans and the audit. Peers come from the pillar here; from the Salt Mine, a tick also
 asks the master for the mine data (one request, not measured).
 """
 

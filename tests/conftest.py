@@ -60,6 +60,18 @@ def _no_host_netlink(monkeypatch):
     monkeypatch.setattr(zimbra_fw_netlink, "chain_exists", lambda version, table, chain: None)
 
 
+@pytest.fixture(autouse=True)
+def _no_host_bus(monkeypatch):
+    """Code under test in this process never talks to the host's system bus:
+    the only bus zimbra_fw_dbus finds is one a test points it to
+    (DBUS_SYSTEM_BUS_ADDRESS); by default it finds none (firewalld reads as
+    not running). Minions in sandboxes talk to their sandbox's bus."""
+    import zimbra_fw_dbus
+
+    monkeypatch.delenv("DBUS_SYSTEM_BUS_ADDRESS", raising=False)
+    monkeypatch.setattr(zimbra_fw_dbus, "DEFAULT_ADDRESS", "unix:path=/proc/no-system-bus-in-tests")
+
+
 @pytest.fixture(scope="session")
 def example_pillar():
     with open(os.path.join(REPO, "pillar.example"), encoding="utf-8") as handle:

@@ -10,7 +10,8 @@ stage=$repo/.mutation
 # The helpers run as scripts with ufw's or firewalld's Python are mutated too:
 # their unit tests drive them with fake ufw and firewall packages.
 core=(zimbra_fw_catalogue zimbra_fw_config zimbra_fw_policy zimbra_fw_audit zimbra_fw_ufw zimbra_fw_ufw_files
-    zimbra_fw_ufw_batch zimbra_fw_firewalld zimbra_fw_firewalld_files zimbra_fw_firewalld_client zimbra_fw_commands zimbra_fw_backend)
+    zimbra_fw_ufw_batch zimbra_fw_firewalld zimbra_fw_firewalld_files zimbra_fw_firewalld_read zimbra_fw_firewalld_client
+    zimbra_fw_dbus zimbra_fw_commands zimbra_fw_backend)
 rm -rf "$stage"
 mkdir -p "$stage"
 # Every other module in _utils/ is copied beside them, unmutated: the core imports some.

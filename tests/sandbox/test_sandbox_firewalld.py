@@ -5,7 +5,9 @@ after a ``firewall-cmd --reload`` too, runtime drift, only ours, bad input."""
 import concurrent.futures
 import copy
 import fcntl
+import json
 import os
+import sys
 import time
 
 import pytest
@@ -36,6 +38,31 @@ def pillar(example_pillar):
 
 def firewall_cmd(minion, *args, check=True):
     return minion.guarded(["firewall-cmd", *args], check=check).stdout
+
+
+UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "_utils")
+READ = """
+import json, sys
+sys.path.insert(0, {utils!r})
+import zimbra_fw_firewalld_read as reader
+{connect}
+print(json.dumps(reader.read(firewalld, None, ["zimbra", "zimbra-mta", "ssh", "nothing"])))
+"""
+OURS = "import zimbra_fw_dbus\nfirewalld = reader.Firewalld(zimbra_fw_dbus.SystemBus())"
+DBUS_PYTHON = """import dbus, zimbra_fw_firewalld_client as client
+firewalld, why = client.connect(dbus)
+firewalld.running = lambda: why is None"""
+
+
+def assert_read_as_dbus_python_reads(minion):
+    """firewalld read in Salt's Python by zimbra_fw_dbus is firewalld as
+    dbus-python (firewalld's own library, in the system's Python) reads it."""
+    ours, theirs = (
+        json.loads(minion.guarded([python, "-I", "-c", READ.format(utils=UTILS, connect=connect)]).stdout)
+        for python, connect in ((sys.executable, OURS), ("/usr/bin/python3", DBUS_PYTHON))
+    )
+    assert ours["running"] and ours["ipsets"] and ours["runtime"]["rich_rules"]
+    assert ours == theirs
 
 
 def changes(results):
@@ -170,6 +197,9 @@ def test_a_peer_is_an_ipset_entry_that_reaches_its_ports_and_survives_a_reload(f
     assert all(r["result"] for r in results.values()), results
     added = results["zimbra_fw-profile"]["changes"]["added"]
     assert "203.0.113.10 in ipset zimbra-mta-v4" in added and "2001:db8:113::10 in ipset zimbra-mta-v6" in added
+    firewall_cmd(minion, "--add-rich-rule", RUNTIME_MARK)
+    assert_read_as_dbus_python_reads(minion)
+    firewall_cmd(minion, "--remove-rich-rule", RUNTIME_MARK)
     for scope in ((), ("--permanent",)):
         assert firewall_cmd(minion, *scope, "--ipset=zimbra-mta-v4", "--get-entries").split() == ["203.0.113.10"]
     minion.listen([7025, 11211])

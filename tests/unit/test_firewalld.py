@@ -456,6 +456,18 @@ def test_apply_sends_every_step_to_one_helper_and_reports_the_failed_one(firewal
     assert fwd.apply([], None) == []
 
 
+def test_applying_needs_firewall_cmds_python_and_its_dbus_library(monkeypatch):
+    steps = [fwd.Step("reload", (), "reload")]
+    monkeypatch.setattr(fwd.salt.utils.path, "which", {"firewall-cmd": "/usr/bin/firewall-cmd"}.get)
+    monkeypatch.setattr(fwd, "program_python", {}.get)
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.apply(steps, Helper())
+    assert str(info.value) == "cannot tell which Python runs firewall-cmd (its first line)"
+    monkeypatch.setattr(fwd, "program_python", {"/usr/bin/firewall-cmd": "/usr/bin/python3"}.get)
+    with pytest.raises(fwd.CommandExecutionError, match="cannot be loaded"):
+        fwd.apply(steps, Helper({"unavailable": "firewalld's Python library cannot be loaded"}, retcode=3))
+
+
 def test_a_helper_that_died_is_reported_with_what_it_said():
     steps = [fwd.Step("reload", (), "reload")]
     assert fwd.helper_outcome([], len(steps), 1, "Traceback ...") == (0, "exit 1: Traceback ...")
@@ -479,7 +491,27 @@ def xml_dirs(tmp_path, monkeypatch):
     return dirs
 
 
-def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, xml_dirs):
+class FirewalldAnswers:
+    """zimbra_fw_firewalld_read.state answering ``answer`` (raised when an
+    exception) as a firewalld on the bus would; records what was asked."""
+
+    def __init__(self, monkeypatch):
+        self.answer, self.asked = None, []
+        monkeypatch.setattr(fwd.reader, "state", self)
+
+    def __call__(self, zone, names):
+        self.asked.append((zone, names))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.fixture
+def firewalld(monkeypatch, firewall_cmd):
+    return FirewalldAnswers(monkeypatch)
+
+
+def test_reading_asks_firewalld_once_and_makes_the_snapshot(firewalld, xml_dirs):
     services = {"zimbra-mta": (("7025", "tcp"),), "zimbra": (("25", "tcp"),)}
     theirs = 'rule family="ipv4" source address="10.9.0.1" service name="http" accept'
     view = {"services": ["ssh", "zimbra"], "rich_rules": [SSH, theirs], "target": "default", "ports": [["5", "udp"]]}
@@ -495,10 +527,9 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, xml_d
         "active_zones": {"public": {"interfaces": ["eth0"], "sources": ["10.9.0.0/16"]}},
         "interfaces": ["eth0", "eth1"],
     }
-    run = Helper(answer)
-    read = fwd.read_snapshot(run)
-    request = {"read": None, "services": ["zimbra", "zimbra-mta"]}
-    assert run.requests == [(["/usr/bin/python3", "-I", fwd.CLIENT_SCRIPT], request)]
+    firewalld.answer = answer
+    read = fwd.read_snapshot(None)
+    assert firewalld.asked == [(None, ["zimbra", "zimbra-mta"])]
     zone_read = fwd.Zone(frozenset({"ssh", "zimbra"}), (SSH, theirs), "default", (("5", "udp"),))
     assert read == fwd.Snapshot(
         True,
@@ -515,23 +546,26 @@ def test_reading_asks_the_helper_once_and_makes_the_snapshot(firewall_cmd, xml_d
         {"http": (), "ssh": (PortSpec(22, 22, "tcp"),)},
         read.fingerprint,
     )
-    assert fwd.read_fingerprint(run) == read.fingerprint
+    assert fwd.read_fingerprint(None) == read.fingerprint
+    firewalld.answer = fwd.reader.dbus.BusError("org.freedesktop.DBus.Error.NoReply", "no reply")
     with pytest.raises(fwd.CommandExecutionError) as info:
-        fwd.read_snapshot(Helper(retcode=1))
-    assert str(info.value) == "reading firewalld failed (exit 1): stderr text"
-    with pytest.raises(fwd.CommandExecutionError, match=r"reading firewalld failed \(exit 2\)"):
-        fwd.read_snapshot(Helper(answer, retcode=2))
+        fwd.read_snapshot(None)
+    assert str(info.value) == "reading firewalld over D-Bus failed: org.freedesktop.DBus.Error.NoReply: no reply"
+    firewalld.answer = ValueError("not enough values to unpack (expected 6, got 5)")  # not firewalld's shape
+    with pytest.raises(fwd.CommandExecutionError, match="reading firewalld over D-Bus failed: not enough values"):
+        fwd.read_snapshot(None)
 
 
 @pytest.mark.parametrize(
-    "change", ["our ipset", "our service", "their service", "the helper's answer", "the zone asked for"]
+    "change", ["our ipset", "our service", "their service", "firewalld's answer", "the zone asked for"]
 )
-def test_the_fingerprint_changes_with_every_read(firewall_cmd, xml_dirs, change):
+def test_the_fingerprint_changes_with_every_read(firewalld, xml_dirs, change):
     view = {"services": ["ssh"], "rich_rules": [], "target": "default", "ports": []}
     answer = {"running": True, "zone": "public", "default_zone": "public", "zones": ["public", "mail"]}
     answer.update(permanent=view, runtime=view, runtime_services={}, ipsets={}, active_zones={}, interfaces=[])
-    before = fwd.read_fingerprint(Helper(answer))
-    assert fwd.read_snapshot(Helper(answer)).fingerprint == before
+    firewalld.answer = answer
+    before = fwd.read_fingerprint(None)
+    assert fwd.read_snapshot(None).fingerprint == before
     zone, path = (
         None,
         {
@@ -543,46 +577,42 @@ def test_the_fingerprint_changes_with_every_read(firewall_cmd, xml_dirs, change)
     if path is not None:
         with open(path, "a", encoding="utf-8") as handle:
             handle.write("\n")  # a byte more, the same settings
-    elif change == "the helper's answer":
+    elif change == "firewalld's answer":
         answer["interfaces"] = ["eth0"]
     else:
         zone = "mail"
-    assert fwd.read_fingerprint(Helper(answer), zone) != before
+    assert fwd.read_fingerprint(None, zone) != before
 
 
-def test_the_helper_needs_firewall_cmd_and_its_python(monkeypatch):
+def test_reading_needs_firewall_cmd(monkeypatch):
     monkeypatch.setattr(fwd.salt.utils.path, "which", {}.get)
     with pytest.raises(fwd.CommandExecutionError) as info:
-        fwd.read_snapshot(Helper())
+        fwd.read_snapshot(None)
     assert str(info.value) == "firewalld is not available on this minion: install the 'firewalld' package"
-    monkeypatch.setattr(fwd.salt.utils.path, "which", {"firewall-cmd": "/usr/bin/firewall-cmd"}.get)
-    monkeypatch.setattr(fwd, "program_python", {}.get)
-    with pytest.raises(fwd.CommandExecutionError) as info:
-        fwd.read_snapshot(Helper())
-    assert str(info.value) == "cannot tell which Python runs firewall-cmd (its first line)"
 
 
-def test_reading_a_stopped_firewalld_says_how_to_start_it(firewall_cmd, xml_dirs):
-    with pytest.raises(fwd.CommandExecutionError) as info:
-        fwd.read_snapshot(Helper({"running": False}))
+def test_reading_a_stopped_firewalld_says_how_to_start_it(firewalld, xml_dirs):
+    firewalld.answer = {"running": False}
+    with pytest.raises(fwd.FirewallStopped) as info:
+        fwd.read_snapshot(None)
     assert str(info.value) == (
         "firewalld is not running: start it (systemctl enable --now firewalld); 'firewall-cmd --state' must say running"
     )
-    with pytest.raises(fwd.CommandExecutionError, match="cannot be loaded"):
-        fwd.read_snapshot(Helper({"unavailable": "firewall.client cannot be loaded"}, retcode=3))
 
 
-def test_reading_an_unknown_zone_names_the_pillar_key(firewall_cmd, xml_dirs):
+def test_reading_an_unknown_zone_names_the_pillar_key(firewalld, xml_dirs):
     view = {"services": [], "rich_rules": [], "target": "default", "ports": []}
     state = {"running": True, "zone": "mail", "default_zone": "public", "zones": ["public", "trusted"], "ipsets": {}}
     config = cfg.parse_config(dict(SINGLE, firewalld={"zone": "mail"}))
     with pytest.raises(fwd.CommandExecutionError) as info:
-        fwd.read_snapshot(Helper(dict(state, permanent=None, runtime=None)), config=config)
+        firewalld.answer = dict(state, permanent=None, runtime=None)
+        fwd.read_snapshot(None, config=config)
     assert str(info.value) == "zimbra_fw:firewalld:zone: 'mail' is not a firewalld zone (zones: public, trusted)"
     ipsets = {"blocked": {"type": "hash:ip", "family": "inet", "entries": ["10.0.0.2", "10.0.0.1"]}}
     answer = dict(state, zone="public", permanent=view, runtime=view, runtime_services={}, ipsets=ipsets)
     answer.update(active_zones={}, interfaces=[])
-    read = fwd.read_snapshot(Helper(answer))
+    firewalld.answer = answer
+    read = fwd.read_snapshot(None)
     assert read.zone == "public" and read.incoming == "deny"
     assert read.runtime_ipsets == {"blocked": fwd.IPSet("hash:ip", "inet", ("10.0.0.1", "10.0.0.2"))}
 

@@ -763,87 +763,13 @@ def test_main_without_firewalld_or_its_lock_fails_at_the_first_step(monkeypatch,
     assert bus.calls == []  # nothing changed without the lock
 
 
-@pytest.mark.parametrize("request_", [{"steps": [["reload"]]}, {"read": None}])
-def test_main_without_firewalds_library_says_it_is_unavailable(monkeypatch, capsys, request_):
+def test_main_without_firewalds_library_says_it_is_unavailable(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "dbus", None)
-    code, lines = run_main(monkeypatch, capsys, request_)
+    code, lines = run_main(monkeypatch, capsys, {"steps": [["reload"]]})
     assert code == 3
     assert lines == [
         {"unavailable": "firewalld's Python library cannot be loaded: import of dbus halted; None in sys.modules"}
     ]
-
-
-def test_main_answers_a_read_with_one_line(monkeypatch, capsys):
-    asked = []
-    fake_dbus(monkeypatch, FakeBus({}))
-    monkeypatch.setattr(helper, "read", lambda dbus, zone, names: asked.append((zone, names)) or {"running": False})
-    assert run_main(monkeypatch, capsys, {"read": "dmz", "services": ["zimbra"]}) == (0, [{"running": False}])
-    assert run_main(monkeypatch, capsys, {"read": None}) == (0, [{"running": False}])
-    assert asked == [("dmz", ["zimbra"]), (None, [])]
-
-
-# ---------------------------------------------------------------- read, over a fake D-Bus
-
-
-ZONE_SETTINGS = {
-    "services": ["zimbra", "ssh"],
-    "rules_str": [SSH],
-    "target": "default",
-    "ports": [("5", "udp")],
-    "interfaces": ["eth0"],
-}
-
-
-def test_a_zone_view_fills_in_what_firewalld_left_out():
-    assert helper.zone_view({}) == {"services": [], "rich_rules": [], "target": "default", "ports": []}
-
-
-def test_read_answers_with_the_zone_ipsets_and_where_interfaces_and_sources_are(monkeypatch):
-    path, config_path, zone_path = helper.PATH, helper.PATH + "/config", helper.PATH + "/config/zone/1"
-    answers = {
-        (path, "", "getDefaultZone"): "public",
-        (path, ".zone", "getZones"): ["public", "trusted"],
-        (path, "", "listServices"): ["zimbra", "ssh", "zimbra-mta"],
-        (path, "", "getServiceSettings2", "zimbra"): {"ports": [("25", "tcp")]},
-        (path, "", "getServiceSettings2", "zimbra-mta"): {},
-        (path, ".ipset", "getIPSets"): ["zimbra-mta-v4", "zimbra-mta-v6"],
-        (path, ".ipset", "getIPSetSettings", "zimbra-mta-v4"): ("", "", "", "hash:net", {}, ["10.0.0.2", "10.0.0.1"]),
-        (path, ".ipset", "getIPSetSettings", "zimbra-mta-v6"): ("", "", "", "hash:net", {"family": "inet6"}, []),
-        (config_path, ".config", "getZoneByName", "public"): zone_path,
-        (zone_path, ".config.zone", "getSettings2"): dict(ZONE_SETTINGS, target="ACCEPT"),
-        (path, ".zone", "getZoneSettings2", "public"): ZONE_SETTINGS,
-        (path, ".zone", "getActiveZones"): {
-            "public": {"interfaces": ["eth1", "eth0"]},
-            "trusted": {"sources": ["10.9.0.0/16"]},
-        },
-    }
-    dbus = fake_dbus(monkeypatch, FakeBus(answers))
-    monkeypatch.setattr(helper.socket, "if_nameindex", lambda: [(1, "lo"), (2, "eth1"), (3, "eth0")])
-    view = {"services": ["ssh", "zimbra"], "rich_rules": [SSH], "target": "default", "ports": [["5", "udp"]]}
-    assert helper.read(dbus, None, ["zimbra", "zimbra-mta"]) == {
-        "running": True,
-        "default_zone": "public",
-        "zone": "public",
-        "zones": ["public", "trusted"],
-        "permanent": dict(view, target="ACCEPT"),
-        "runtime": view,
-        "runtime_services": {"zimbra": [["25", "tcp"]], "zimbra-mta": []},
-        "ipsets": {
-            "zimbra-mta-v4": {"type": "hash:net", "family": "inet", "entries": ["10.0.0.1", "10.0.0.2"]},
-            "zimbra-mta-v6": {"type": "hash:net", "family": "inet6", "entries": []},
-        },
-        "active_zones": {
-            "public": {"interfaces": ["eth0", "eth1"], "sources": []},
-            "trusted": {"interfaces": [], "sources": ["10.9.0.0/16"]},
-        },
-        "interfaces": ["eth0", "eth1"],
-    }
-    assert helper.read(dbus, "mail", [])["permanent"] is None  # not a zone: the backend says so
-
-
-@pytest.mark.parametrize("bus", [FakeBus({}, owned=False), FakeBus({}, state="INIT"), RuntimeError("no bus")])
-def test_read_of_a_firewalld_that_does_not_run(monkeypatch, bus):
-    assert helper.read(fake_dbus(monkeypatch, bus), None, []) == {"running": False}
 
 
 def test_a_set_where_many_more_entries_change_than_stay_is_refilled_in_one_call():

@@ -1,0 +1,399 @@
+"""
+A D-Bus client for method calls with string arguments, in this process:
+the system bus's unix socket, EXTERNAL authentication, messages marshalled
+and read here. zimbra_fw reads firewalld with it (zimbra_fw_firewalld_read)
+without starting a process or loading dbus-python, which Salt's Python may
+not have; changes still go through the helper (zimbra_fw_firewalld_client).
+
+* ``SystemBus()``: a connection (a context manager); ``call(destination,
+  path, interface, member, *strings)`` returns the reply's values: strings,
+  numbers and bools as such, arrays as lists, dicts as dicts, structs as
+  tuples, variants as their value. An error reply raises ``BusError``.
+* ``Unreachable``: no bus to talk to; ``BrokenMessage``: a reply not in
+  D-Bus's wire format. Both are ``DBusFailure``, as ``BusError`` is.
+* ``method_call`` and ``read_message`` build and read messages: pure.
+
+Calls carry NO_AUTO_START: reading never starts a service.
+"""
+
+import itertools
+import os
+import socket
+import struct
+import time
+
+
+def __virtual__():
+    return (False, "zimbra_fw_dbus is a library of the zimbra_fw module, not a Salt util")
+
+
+DEFAULT_ADDRESS = "unix:path=/run/dbus/system_bus_socket"
+BUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
+REPLY_WAIT = 25.0  # seconds, libdbus's default
+MESSAGE_MAX = 128 * 1024 * 1024  # the specification's limit
+NESTING_MAX = 64  # 32 arrays and 32 structs deep, as the specification allows
+METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL = 1, 2, 3, 4
+NO_AUTO_START = 0x2
+PATH, INTERFACE, MEMBER, ERROR_NAME, REPLY_SERIAL, DESTINATION, SENDER, SIGNATURE = range(1, 9)
+FIXED = struct.Struct("<4BIII")  # endianness, type, flags, version, body length, serial, fields' length
+ALIGNMENT = {"y": 1, "b": 4, "n": 2, "q": 2, "i": 4, "u": 4, "x": 8, "t": 8, "d": 8, "h": 4}
+ALIGNMENT.update({"s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8})
+NUMBERS = {"y": "B", "n": "h", "q": "H", "i": "i", "u": "I", "x": "q", "t": "Q", "d": "d", "h": "I"}
+BASIC = {*NUMBERS, "b", "s", "o", "g"}  # the types a dict's key may have
+
+
+class DBusFailure(Exception):
+    """Talking to the bus failed."""
+
+
+class Unreachable(DBusFailure):
+    """No system bus here, or it refused us."""
+
+
+class BrokenMessage(DBusFailure):
+    """A message not in D-Bus's wire format."""
+
+
+class BusError(DBusFailure):
+    """An error reply: its D-Bus error name and message."""
+
+    def __init__(self, name, message):
+        super().__init__(f"{name}: {message}" if message else name)
+        self.name, self.message = name, message
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def parse_signature(signature):
+    """A signature as a list of complete types: a letter, ``("a", TYPE)``
+    (an array; a dict's TYPE is ``("{", KEY, VALUE)``) or ``("(", [TYPE,
+    ...])``."""
+    types, index = [], 0
+    while index < len(signature):
+        parsed, index = _complete_type(signature, index, 0)
+        types.append(parsed)
+    return types
+
+
+def _complete_type(signature, index, depth):
+    if depth > NESTING_MAX:
+        raise BrokenMessage(f"signature {signature!r} nests too deep")
+    code = signature[index : index + 1]
+    if code in ALIGNMENT and code not in "a({":
+        return code, index + 1
+    if code == "a" and signature[index + 1 : index + 2] == "{":
+        key, after = _complete_type(signature, index + 2, depth + 1)
+        value, after = _complete_type(signature, after, depth + 1)
+        if key not in BASIC or signature[after : after + 1] != "}":
+            raise BrokenMessage(f"signature {signature!r}: a dict entry is a basic key and one value")
+        return ("a", ("{", key, value)), after + 1
+    if code == "a":
+        element, after = _complete_type(signature, index + 1, depth + 1)
+        return ("a", element), after
+    if code == "(":
+        members, after = [], index + 1
+        while signature[after : after + 1] not in (")", ""):
+            member, after = _complete_type(signature, after, depth + 1)
+            members.append(member)
+        if not members or signature[after : after + 1] != ")":
+            raise BrokenMessage(f"signature {signature!r}: an empty or open struct")
+        return ("(", members), after + 1
+    raise BrokenMessage(f"signature {signature!r}: unknown type at {index}")
+
+
+def _alignment(kind):
+    return ALIGNMENT[kind if isinstance(kind, str) else kind[0]]
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _Reader:
+    """Values read from a message's bytes; offsets count from the message's
+    start, which alignment is relative to."""
+
+    def __init__(self, data, order):
+        self.data, self.order, self.offset = data, order, 0
+
+    def _take(self, size):
+        end = self.offset + size
+        if end > len(self.data):
+            raise BrokenMessage("a value runs past the end of the message")
+        chunk, self.offset = self.data[self.offset : end], end
+        return chunk
+
+    def align(self, boundary):
+        padding = -self.offset % boundary
+        if any(self._take(padding)):
+            raise BrokenMessage("padding that is not zero")
+
+    def number(self, code):
+        self.align(ALIGNMENT[code])
+        fmt = self.order + NUMBERS[code]
+        return struct.unpack(fmt, self._take(struct.calcsize(fmt)))[0]
+
+    def text(self, length):
+        raw = self._take(length + 1)
+        if raw[-1] != 0 or 0 in raw[:-1]:
+            raise BrokenMessage("a string that is not ended by, or holds, a NUL")
+        try:
+            return raw[:-1].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BrokenMessage("a string that is not UTF-8") from exc
+
+    def value(self, kind, depth=0):
+        if depth > NESTING_MAX:
+            raise BrokenMessage("values nested too deep")
+        if isinstance(kind, tuple):
+            return self._container(kind, depth)
+        if kind in ("s", "o"):
+            return self.text(self.number("u"))
+        if kind == "g":
+            return self.text(self.number("y"))
+        if kind == "b":
+            flag = self.number("u")
+            if flag > 1:
+                raise BrokenMessage(f"a boolean of {flag}")
+            return bool(flag)
+        if kind == "v":
+            inner = parse_signature(self.text(self.number("y")))
+            if len(inner) != 1:
+                raise BrokenMessage("a variant that is not one complete type")
+            return self.value(inner[0], depth + 1)
+        return self.number(kind)
+
+    def _container(self, kind, depth):
+        if kind[0] == "(":
+            self.align(8)
+            return tuple(self.value(member, depth + 1) for member in kind[1])
+        length = self.number("u")
+        if length > MESSAGE_MAX // 2:
+            raise BrokenMessage(f"an array of {length} bytes")
+        element = kind[1]
+        self.align(_alignment(element))
+        end = self.offset + length
+        if end > len(self.data):
+            raise BrokenMessage("an array runs past the end of the message")
+        if element in ("s", "o"):
+            return self._strings(end)
+        items = []
+        while self.offset < end:
+            if element[0] == "{":
+                self.align(8)
+                items.append((self.value(element[1], depth + 1), self.value(element[2], depth + 1)))
+            else:
+                items.append(self.value(element, depth + 1))
+        if self.offset != end:
+            raise BrokenMessage("an array's elements overrun its length")
+        return dict(items) if element[0] == "{" else items
+
+    def _strings(self, end):
+        """An array's strings up to ``end``: ``value`` inlined (an ipset's
+        thousands of entries)."""
+        data, offset, items = self.data, self.offset, []
+        length_at = struct.Struct(self.order + "I").unpack_from
+        while offset < end:
+            padding = -offset % 4
+            if any(data[offset : offset + padding]):
+                raise BrokenMessage("padding that is not zero")
+            offset += padding
+            if offset + 4 > end:
+                raise BrokenMessage("an array's elements overrun its length")
+            start = offset + 4
+            stop = start + length_at(data, offset)[0]
+            if stop >= end or data[stop] != 0:
+                raise BrokenMessage("a string that is not ended by a NUL within its array")
+            raw = data[start:stop]
+            if 0 in raw:
+                raise BrokenMessage("a string that is not ended by, or holds, a NUL")
+            try:
+                items.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise BrokenMessage("a string that is not UTF-8") from exc
+            offset = stop + 1
+        if offset != end:
+            raise BrokenMessage("an array's elements overrun its length")
+        self.offset = offset
+        return items
+
+
+def read_message(data):
+    """(type, header fields, body values) of one whole message's bytes."""
+    if len(data) < FIXED.size or data[0:1] not in (b"l", b"B"):
+        raise BrokenMessage("not a D-Bus message")
+    reader = _Reader(data, "<" if data[0:1] == b"l" else ">")
+    reader.offset = 4
+    body_length, _serial = reader.number("u"), reader.number("u")
+    fields = dict(reader.value(("a", ("(", ["y", "v"]))))
+    reader.align(8)
+    if len(data) - reader.offset != body_length:
+        raise BrokenMessage("a body of another length than its header says")
+    types = parse_signature(fields.get(SIGNATURE, ""))
+    body = [reader.value(kind) for kind in types]
+    if reader.offset != len(data):
+        raise BrokenMessage("bytes after the body")
+    return data[1], fields, body
+
+
+def message_size(head):
+    """The length of the whole message whose first 16 bytes are ``head``."""
+    if head[0:1] not in (b"l", b"B"):
+        raise BrokenMessage("not a D-Bus message")
+    order = "<" if head[0:1] == b"l" else ">"
+    body_length, _serial, fields_length = struct.unpack(order + "III", head[4:16])
+    size = FIXED.size + fields_length + (-fields_length % 8) + body_length
+    if size > MESSAGE_MAX:
+        raise BrokenMessage(f"a message of {size} bytes")
+    return size
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _string(offset, text, length_code="u"):
+    """``text`` marshalled to go at ``offset``, padding first; its length is
+    a ``u`` (a string or object path) or a ``y`` (a signature)."""
+    raw = text.encode("utf-8")
+    if "\0" in text:
+        raise ValueError(f"a D-Bus string cannot hold a NUL: {text!r}")
+    size = struct.pack("<B", len(raw)) if length_code == "y" else struct.pack("<I", len(raw))
+    padding = b"\0" * (-offset % ALIGNMENT[length_code])
+    return padding + size + raw + b"\0"
+
+
+def method_call(serial, target, member, strings):
+    """A METHOD_CALL message's bytes: ``member`` of ``target`` (destination,
+    object path, interface or None), its arguments all strings."""
+    destination, path, interface = target
+    body = b""
+    for text in strings:
+        body += _string(len(body), text)
+    fields = [(PATH, "o", path), (MEMBER, "s", member), (DESTINATION, "s", destination)]
+    if interface:
+        fields.append((INTERFACE, "s", interface))
+    if strings:
+        fields.append((SIGNATURE, "g", "s" * len(strings)))
+    array = b""
+    for code, kind, text in fields:
+        array += b"\0" * (-(FIXED.size + len(array)) % 8) + bytes([code])
+        array += _string(0, kind, "y")
+        array += _string(FIXED.size + len(array), text, "y" if kind == "g" else "u")
+    head = FIXED.pack(ord("l"), METHOD_CALL, NO_AUTO_START, 1, len(body), serial, len(array))
+    return head + array + b"\0" * (-len(array) % 8) + body
+
+
+# ---------------------------------------------------------------- the connection
+
+
+def bus_path(address):
+    """The socket of the first unix address in a D-Bus address list: (path,
+    abstract or not), or raise Unreachable."""
+    for entry in address.split(";"):
+        transport, _, options = entry.partition(":")
+        if transport != "unix":
+            continue
+        values = dict(option.partition("=")[::2] for option in options.split(",") if option)
+        for key, abstract in (("path", False), ("abstract", True)):
+            if key in values:
+                return _unescape(values[key]), abstract
+    raise Unreachable(f"the system bus address {address!r} names no unix socket")
+
+
+def _unescape(value):
+    parts = value.split("%")
+    try:
+        raw = parts[0].encode() + b"".join(bytes([int(part[:2], 16)]) + part[2:].encode() for part in parts[1:])
+    except ValueError as exc:
+        raise Unreachable(f"a bus address with a bad escape: {value!r}") from exc
+    return os.fsdecode(raw)
+
+
+class SystemBus:
+    """A connection to the system bus (DBUS_SYSTEM_BUS_ADDRESS, else its
+    usual socket), authenticated as this process's user."""
+
+    def __init__(self, wait=REPLY_WAIT):
+        path, abstract = bus_path(os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_ADDRESS)
+        self.wait, self._serials, self._pending = wait, itertools.count(1), bytearray()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(wait)
+            self.sock.connect("\0" + path if abstract else path)
+            self._authenticate()
+            self.call(*BUS, "Hello")
+        except OSError as exc:
+            self.close()
+            raise Unreachable(f"cannot talk to the system bus at {path}: {exc}") from exc
+        except DBusFailure:
+            self.close()
+            raise
+
+    def _authenticate(self):
+        uid = str(os.geteuid()).encode().hex()
+        self.sock.sendall(b"\0AUTH EXTERNAL " + uid.encode() + b"\r\n")
+        answer = self._line()
+        if not answer.startswith(b"OK "):
+            raise Unreachable(f"the system bus refused us: {answer[:80]!r}")
+        self.sock.sendall(b"BEGIN\r\n")
+
+    def _line(self):
+        while b"\r\n" not in self._pending:
+            if len(self._pending) > 4096:
+                raise Unreachable("the system bus's answer to our authentication is too long")
+            self._receive()
+        line, _, rest = bytes(self._pending).partition(b"\r\n")
+        self._pending = bytearray(rest)
+        return line
+
+    def _receive(self):
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise Unreachable("the system bus closed the connection")
+        self._pending += chunk
+
+    def _message(self, deadline):
+        while len(self._pending) < FIXED.size:
+            self._wait_until(deadline)
+        size = message_size(bytes(self._pending[: FIXED.size]))
+        while len(self._pending) < size:
+            self._wait_until(deadline)
+        data = bytes(self._pending[:size])
+        del self._pending[:size]
+        return read_message(data)
+
+    def _wait_until(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Unreachable("no reply from the system bus in time")
+        self.sock.settimeout(left)
+        self._receive()
+
+    def call(self, destination, path, interface, member, *strings):
+        """The reply's values (a list) of one method call."""
+        serial = next(self._serials)
+        message = method_call(serial, (destination, path, interface), member, strings)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                if message:
+                    self.sock.sendall(message)
+                    message = None
+                kind, fields, body = self._message(deadline)
+            except OSError as exc:
+                raise Unreachable(f"the system bus connection failed: {exc}") from exc
+            if kind not in (METHOD_RETURN, ERROR) or fields.get(REPLY_SERIAL) != serial:
+                continue  # a signal (NameAcquired), or not ours
+            if kind == ERROR:
+                text = body[0] if body and isinstance(body[0], str) else ""
+                raise BusError(str(fields.get(ERROR_NAME, "an error")), text)
+            return body
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
