@@ -306,6 +306,8 @@ def _unescape(value):
         raw = parts[0].encode() + b"".join(bytes([int(part[:2], 16)]) + part[2:].encode() for part in parts[1:])
     except ValueError as exc:
         raise Unreachable(f"a bus address with a bad escape: {value!r}") from exc
+    if b"\0" in raw or not raw:
+        raise Unreachable(f"a bus address with an empty path or a NUL: {value!r}")
     return os.fsdecode(raw)
 
 
@@ -332,16 +334,16 @@ class SystemBus:
     def _authenticate(self):
         uid = str(os.geteuid()).encode().hex()
         self.sock.sendall(b"\0AUTH EXTERNAL " + uid.encode() + b"\r\n")
-        answer = self._line()
+        answer = self._line(time.monotonic() + self.wait)
         if not answer.startswith(b"OK "):
             raise Unreachable(f"the system bus refused us: {answer[:80]!r}")
         self.sock.sendall(b"BEGIN\r\n")
 
-    def _line(self):
+    def _line(self, deadline):
         while b"\r\n" not in self._pending:
             if len(self._pending) > 4096:
                 raise Unreachable("the system bus's answer to our authentication is too long")
-            self._receive()
+            self._wait_until(deadline)
         line, _, rest = bytes(self._pending).partition(b"\r\n")
         self._pending = bytearray(rest)
         return line

@@ -194,7 +194,10 @@ def test_the_first_unix_socket_of_an_address_is_used(address, found):
     assert dbus.bus_path(address) == found
 
 
-@pytest.mark.parametrize("address", ["", "tcp:host=localhost,port=1", "unix:tmpdir=/tmp", "unix:path=/a%zz"])
+@pytest.mark.parametrize(
+    "address",
+    ["", "tcp:host=localhost,port=1", "unix:tmpdir=/tmp", "unix:path=/a%zz", "unix:path=/a%00b", "unix:path="],
+)
 def test_an_address_without_a_unix_socket_is_unreachable(address):
     with pytest.raises(dbus.Unreachable):
         dbus.bus_path(address)
