@@ -9,9 +9,12 @@ not have; changes still go through the helper (zimbra_fw_firewalld_client).
   path, interface, member, *strings)`` returns the reply's values: strings,
   numbers and bools as such, arrays as lists, dicts as dicts, structs as
   tuples, variants as their value. An error reply raises ``BusError``.
-* ``Unreachable``: no bus to talk to; ``BrokenMessage``: a reply not in
-  D-Bus's wire format. Both are ``DBusFailure``, as ``BusError`` is.
-* ``method_call`` and ``read_message`` build and read messages: pure.
+* ``Unreachable``: the bus cannot be talked to (``NoBus``: none listens
+  where the address points); ``BrokenMessage``: a reply not in D-Bus's
+  wire format. All are ``DBusFailure``, as ``BusError`` is.
+* ``method_call`` builds a message; ``message_sizes``, ``read_header``,
+  ``read_body`` (and ``read_message``, all three) read one: pure. A
+  message that is not the reply awaited is dropped past its header.
 
 Calls carry NO_AUTO_START: reading never starts a service.
 """
@@ -31,10 +34,13 @@ DEFAULT_ADDRESS = "unix:path=/run/dbus/system_bus_socket"
 BUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
 REPLY_WAIT = 25.0  # seconds, libdbus's default
 MESSAGE_MAX = 128 * 1024 * 1024  # the specification's limit
+HEADER_MAX = 64 * 1024  # a reply's header is a few hundred bytes; a larger one is not read
 NESTING_MAX = 64  # 32 arrays and 32 structs deep, as the specification allows
 METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL = 1, 2, 3, 4
 NO_AUTO_START = 0x2
-PATH, INTERFACE, MEMBER, ERROR_NAME, REPLY_SERIAL, DESTINATION, SENDER, SIGNATURE = range(1, 9)
+PATH, INTERFACE, MEMBER, ERROR_NAME, REPLY_SERIAL, DESTINATION, SENDER, SIGNATURE, UNIX_FDS = range(1, 10)
+FIELD_TYPES = {PATH: "o", INTERFACE: "s", MEMBER: "s", ERROR_NAME: "s", REPLY_SERIAL: "u", DESTINATION: "s"}
+FIELD_TYPES.update({SENDER: "s", SIGNATURE: "g", UNIX_FDS: "u"})
 FIXED = struct.Struct("<4BIII")  # endianness, type, flags, version, body length, serial, fields' length
 ALIGNMENT = {"y": 1, "b": 4, "n": 2, "q": 2, "i": 4, "u": 4, "x": 8, "t": 8, "d": 8, "h": 4}
 ALIGNMENT.update({"s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8})
@@ -48,6 +54,10 @@ class DBusFailure(Exception):
 
 class Unreachable(DBusFailure):
     """No system bus here, or it refused us."""
+
+
+class NoBus(Unreachable):
+    """No bus listens where the address points."""
 
 
 class BrokenMessage(DBusFailure):
@@ -85,7 +95,7 @@ def _complete_type(signature, index, depth):
     if code == "a" and signature[index + 1 : index + 2] == "{":
         key, after = _complete_type(signature, index + 2, depth + 1)
         value, after = _complete_type(signature, after, depth + 1)
-        if key not in BASIC or signature[after : after + 1] != "}":
+        if not (isinstance(key, str) and key in BASIC) or signature[after : after + 1] != "}":
             raise BrokenMessage(f"signature {signature!r}: a dict entry is a basic key and one value")
         return ("a", ("{", key, value)), after + 1
     if code == "a":
@@ -218,34 +228,57 @@ class _Reader:
         return items
 
 
-def read_message(data):
-    """(type, header fields, body values) of one whole message's bytes."""
-    if len(data) < FIXED.size or data[0:1] not in (b"l", b"B"):
-        raise BrokenMessage("not a D-Bus message")
-    reader = _Reader(data, "<" if data[0:1] == b"l" else ">")
-    reader.offset = 4
-    body_length, _serial = reader.number("u"), reader.number("u")
-    fields = dict(reader.value(("a", ("(", ["y", "v"]))))
-    reader.align(8)
-    if len(data) - reader.offset != body_length:
-        raise BrokenMessage("a body of another length than its header says")
-    types = parse_signature(fields.get(SIGNATURE, ""))
-    body = [reader.value(kind) for kind in types]
-    if reader.offset != len(data):
-        raise BrokenMessage("bytes after the body")
-    return data[1], fields, body
-
-
-def message_size(head):
-    """The length of the whole message whose first 16 bytes are ``head``."""
-    if head[0:1] not in (b"l", b"B"):
+def message_sizes(head):
+    """(header size, whole size) of the message whose first 16 bytes are
+    ``head``; its body starts at the header's size, a multiple of 8."""
+    if len(head) < FIXED.size or head[0:1] not in (b"l", b"B"):
         raise BrokenMessage("not a D-Bus message")
     order = "<" if head[0:1] == b"l" else ">"
     body_length, _serial, fields_length = struct.unpack(order + "III", head[4:16])
-    size = FIXED.size + fields_length + (-fields_length % 8) + body_length
-    if size > MESSAGE_MAX:
-        raise BrokenMessage(f"a message of {size} bytes")
-    return size
+    header = FIXED.size + fields_length + (-fields_length % 8)
+    if header + body_length > MESSAGE_MAX:
+        raise BrokenMessage(f"a message of {header + body_length} bytes")
+    return header, header + body_length
+
+
+def read_header(header):
+    """(type, header fields) of a message's header bytes (message_sizes'
+    first size), each known field of the type the specification gives it."""
+    reader = _Reader(header, "<" if header[0:1] == b"l" else ">")
+    reader.offset = 12
+    end = reader.number("u") + FIXED.size
+    fields = {}
+    while reader.offset < end:
+        reader.align(8)
+        code, signature = reader.number("y"), reader.text(reader.number("y"))
+        kinds = parse_signature(signature)
+        if len(kinds) != 1 or FIELD_TYPES.get(code, signature) != signature:
+            raise BrokenMessage(f"a header field {code} of type {signature!r}")
+        fields[code] = reader.value(kinds[0], 1)
+    if reader.offset != end:
+        raise BrokenMessage("header fields that overrun their length")
+    reader.align(8)
+    if reader.offset != len(header):
+        raise BrokenMessage("a header of another length than it says")
+    return header[1], fields
+
+
+def read_body(body, fields, order="<"):
+    """The values of a message's body bytes, of its SIGNATURE field's types."""
+    reader = _Reader(body, order)
+    values = [reader.value(kind) for kind in parse_signature(fields.get(SIGNATURE, ""))]
+    if reader.offset != len(body):
+        raise BrokenMessage("a body of another length than its header says")
+    return values
+
+
+def read_message(data):
+    """(type, header fields, body values) of one whole message's bytes."""
+    header_size, size = message_sizes(data[: FIXED.size])
+    if size != len(data):
+        raise BrokenMessage("a message of another length than its header says")
+    kind, fields = read_header(data[:header_size])
+    return kind, fields, read_body(data[header_size:], fields, "<" if data[0:1] == b"l" else ">")
 
 
 # ---------------------------------------------------------------- writing
@@ -317,17 +350,20 @@ class SystemBus:
 
     def __init__(self, wait=REPLY_WAIT):
         path, abstract = bus_path(os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_ADDRESS)
-        self.wait, self._serials, self._pending = wait, itertools.count(1), bytearray()
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.wait, self._serials, self._pending, self.sock = wait, itertools.count(1), bytearray(), None
         try:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(wait)
-            self.sock.connect("\0" + path if abstract else path)
+            try:
+                self.sock.connect("\0" + path if abstract else path)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise NoBus(f"no system bus at {path}: {exc}") from exc
             self._authenticate()
             self.call(*BUS, "Hello")
         except OSError as exc:
             self.close()
             raise Unreachable(f"cannot talk to the system bus at {path}: {exc}") from exc
-        except DBusFailure:
+        except BaseException:
             self.close()
             raise
 
@@ -354,45 +390,64 @@ class SystemBus:
             raise Unreachable("the system bus closed the connection")
         self._pending += chunk
 
-    def _message(self, deadline):
-        while len(self._pending) < FIXED.size:
-            self._wait_until(deadline)
-        size = message_size(bytes(self._pending[: FIXED.size]))
+    def _reply(self, serial, deadline):
+        """(type, header fields, body values) of the reply to ``serial``. Any
+        other message (a signal anyone on the bus may send us) is dropped
+        unread past its header: its body costs no more than its bytes."""
+        while True:
+            self._fill(FIXED.size, deadline)
+            header_size, size = message_sizes(bytes(self._pending[: FIXED.size]))
+            if header_size <= HEADER_MAX:
+                self._fill(header_size, deadline)
+                kind, fields = read_header(bytes(self._pending[:header_size]))
+                if kind in (METHOD_RETURN, ERROR) and fields.get(REPLY_SERIAL) == serial:
+                    self._fill(size, deadline)
+                    order = "<" if self._pending[0:1] == b"l" else ">"
+                    body = bytes(self._pending[header_size:size])
+                    del self._pending[:size]
+                    return kind, fields, read_body(body, fields, order)
+            self._drop(size, deadline)
+
+    def _fill(self, size, deadline):
         while len(self._pending) < size:
             self._wait_until(deadline)
-        data = bytes(self._pending[:size])
-        del self._pending[:size]
-        return read_message(data)
+
+    def _drop(self, size, deadline):
+        while size > 0:
+            if not self._pending:
+                self._wait_until(deadline)
+            dropped = min(size, len(self._pending))
+            del self._pending[:dropped]
+            size -= dropped
 
     def _wait_until(self, deadline):
         left = deadline - time.monotonic()
-        if left <= 0:
-            raise Unreachable("no reply from the system bus in time")
-        self.sock.settimeout(left)
-        self._receive()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            self.sock.settimeout(left)
+            self._receive()
+        except TimeoutError as exc:
+            raise Unreachable(f"no answer from the system bus in {self.wait:g} s") from exc
 
     def call(self, destination, path, interface, member, *strings):
         """The reply's values (a list) of one method call."""
         serial = next(self._serials)
         message = method_call(serial, (destination, path, interface), member, strings)
         deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                if message:
-                    self.sock.sendall(message)
-                    message = None
-                kind, fields, body = self._message(deadline)
-            except OSError as exc:
-                raise Unreachable(f"the system bus connection failed: {exc}") from exc
-            if kind not in (METHOD_RETURN, ERROR) or fields.get(REPLY_SERIAL) != serial:
-                continue  # a signal (NameAcquired), or not ours
-            if kind == ERROR:
-                text = body[0] if body and isinstance(body[0], str) else ""
-                raise BusError(str(fields.get(ERROR_NAME, "an error")), text)
-            return body
+        try:
+            self.sock.sendall(message)
+            kind, fields, body = self._reply(serial, deadline)
+        except OSError as exc:
+            raise Unreachable(f"the system bus connection failed: {exc}") from exc
+        if kind == ERROR:
+            text = body[0] if body and isinstance(body[0], str) else ""
+            raise BusError(fields.get(ERROR_NAME, "an error"), text)
+        return body
 
     def close(self):
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
 
     def __enter__(self):
         return self

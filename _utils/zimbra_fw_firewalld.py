@@ -199,21 +199,21 @@ def _read(run, zone):  # pylint: disable=unused-argument
     own = files.own_services(services)
     try:
         state = reader.state(zone, sorted(own))
-    except (
-        reader.dbus.DBusFailure,
-        AttributeError,
-        TypeError,
-        ValueError,
-    ) as exc:  # the others: not firewalld's shapes
+    except (reader.dbus.DBusFailure, OSError) as exc:
         raise CommandExecutionError(f"reading firewalld over D-Bus failed: {exc}") from exc
-    if not state.get("running"):
+    if not state["running"]:
         raise FirewallStopped(
             "firewalld is not running: start it (systemctl enable --now firewalld); "
             "'firewall-cmd --state' must say running"
         )
-    if zone is not None and zone not in state["zones"]:
+    if state["permanent"] is None:  # the zone is not one of firewalld's
         known = ", ".join(state["zones"])
-        raise CommandExecutionError(f"zimbra_fw:firewalld:zone: {zone!r} is not a firewalld zone (zones: {known})")
+        if zone is not None:
+            raise CommandExecutionError(f"zimbra_fw:firewalld:zone: {zone!r} is not a firewalld zone (zones: {known})")
+        raise CommandExecutionError(
+            f"firewalld's default zone {state['zone']!r} is not one of its zones ({known}): "
+            "was firewalld reloaded meanwhile? Run again"
+        )
     others = set()
     for scope in ("permanent", "runtime"):
         others.update(state[scope]["services"])

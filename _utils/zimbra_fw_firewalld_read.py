@@ -22,38 +22,105 @@ PATH = "/org/fedoraproject/FirewallD1"
 
 
 class Firewalld:
-    """The read-only calls of firewalld's D-Bus API that zimbra_fw makes."""
+    """The read-only calls of firewalld's D-Bus API that zimbra_fw makes;
+    each answers one value."""
 
     def __init__(self, bus):
         self.bus = bus
 
-    def _call(self, path, interface, method, *args):
-        return self.bus.call(BUS_NAME, path, BUS_NAME + interface, method, *args)[0]
+    def _one(self, *call):
+        values = self.bus.call(*call)
+        if len(values) != 1:
+            raise dbus.BrokenMessage(f"{call[3]} answered {len(values)} values, not one")
+        return values[0]
 
     def running(self):
-        if not self.bus.call(*dbus.BUS, "NameHasOwner", BUS_NAME)[0]:
+        owned = self._one(*dbus.BUS, "NameHasOwner", BUS_NAME)
+        if not isinstance(owned, bool):
+            raise dbus.BrokenMessage(f"NameHasOwner answered {owned!r:.80}")
+        if not owned:
             return False
-        properties = "org.freedesktop.DBus.Properties"
-        return self.bus.call(BUS_NAME, PATH, properties, "Get", BUS_NAME, "state")[0] == "RUNNING"
+        return self._one(BUS_NAME, PATH, "org.freedesktop.DBus.Properties", "Get", BUS_NAME, "state") == "RUNNING"
 
     def runtime(self, interface, method, *args):
-        return self._call(PATH, interface, method, *args)
+        return self._one(BUS_NAME, PATH, BUS_NAME + interface, method, *args)
 
     def zone_settings(self, zone, scope):
         if scope == "permanent":
-            path = self._call(PATH + "/config", ".config", "getZoneByName", zone)
-            return self._call(path, ".config.zone", "getSettings2")
+            path = _text(
+                self._one(BUS_NAME, PATH + "/config", BUS_NAME + ".config", "getZoneByName", zone), "zone path"
+            )
+            return self._one(BUS_NAME, path, BUS_NAME + ".config.zone", "getSettings2")
         return self.runtime(".zone", "getZoneSettings2", zone)
 
 
-def zone_view(settings):
+# Each answer is checked for the shape firewalld gives it: a value of
+# another shape is an error, never a different snapshot.
+
+
+def _shape_error(what, value):
+    return dbus.BrokenMessage(f"firewalld's {what} is not as firewalld answers it: {value!r:.120}")
+
+
+def _text(value, what):
+    if not isinstance(value, str):
+        raise _shape_error(what, value)
+    return value
+
+
+def _texts(value, what):
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _shape_error(what, value)
+    return value
+
+
+def _mapping(value, what):
+    if not isinstance(value, dict):
+        raise _shape_error(what, value)
+    return value
+
+
+def _ports(value, what):
+    """``[[PORT, PROTOCOL], ...]`` from D-Bus's ``a(ss)``."""
+    if not isinstance(value, list) or not all(
+        isinstance(port, tuple) and len(port) == 2 and all(isinstance(word, str) for word in port) for port in value
+    ):
+        raise _shape_error(what, value)
+    return [list(port) for port in value]
+
+
+def zone_view(settings, what="zone"):
     """A zone's settings (getZoneSettings2's dictionary) as the backend reads them."""
+    settings = _mapping(settings, what)
     return {
-        "services": sorted(settings.get("services", [])),
-        "rich_rules": list(settings.get("rules_str", [])),
-        "target": str(settings.get("target", "default")),
-        "ports": [list(port) for port in settings.get("ports", [])],
+        "services": sorted(_texts(settings.get("services", []), f"{what}'s services")),
+        "rich_rules": list(_texts(settings.get("rules_str", []), f"{what}'s rich rules")),
+        "target": _text(settings.get("target", "default"), f"{what}'s target"),
+        "ports": _ports(settings.get("ports", []), f"{what}'s ports"),
     }
+
+
+def _ipset(settings, name):
+    """(type, family, entries) of getIPSetSettings' answer."""
+    if not isinstance(settings, tuple) or len(settings) != 6:
+        raise _shape_error(f"ipset {name}", settings)
+    options = _mapping(settings[4], f"ipset {name}'s options")
+    return {
+        "type": _text(settings[3], f"ipset {name}'s type"),
+        "family": _text(options.get("family", "inet"), f"ipset {name}'s family"),
+        "entries": sorted(_texts(settings[5], f"ipset {name}'s entries")),
+    }
+
+
+def _held(zones):
+    """getActiveZones' answer: each zone's interfaces and sources."""
+    held = {}
+    for name, answer in _mapping(zones, "active zones").items():
+        found = _mapping(answer, f"active zone {name}")
+        held[_text(name, "active zone")] = {
+            key: sorted(_texts(found.get(key, []), f"active zone {name}'s {key}")) for key in ("interfaces", "sources")
+        }
+    return held
 
 
 def interfaces():
@@ -63,11 +130,13 @@ def interfaces():
 
 def state(zone, names):
     """firewalld as it is now (see the module's docstring); ``{"running":
-    False}`` when there is no system bus or firewalld is not on it. Raises
-    zimbra_fw_dbus.DBusFailure when a call fails."""
+    False}`` when no system bus listens or firewalld is not on it. Raises
+    zimbra_fw_dbus.DBusFailure when the bus cannot be talked to, a call
+    fails or firewalld answers in another shape, OSError when this host's
+    interfaces cannot be listed."""
     try:
         bus = dbus.SystemBus()
-    except dbus.Unreachable:
+    except dbus.NoBus:
         return {"running": False}
     with bus:
         return read(Firewalld(bus), zone, names)
@@ -77,24 +146,23 @@ def read(firewalld, zone, names):
     """What ``state`` answers, read from ``firewalld`` (a Firewalld)."""
     if not firewalld.running():
         return {"running": False}
-    default_zone = firewalld.runtime("", "getDefaultZone")
+    default_zone = _text(firewalld.runtime("", "getDefaultZone"), "default zone")
     zone = zone or default_zone
-    zones = list(firewalld.runtime(".zone", "getZones"))
-    known = set(firewalld.runtime("", "listServices"))
-    runtime_services = {
-        name: [list(port) for port in firewalld.runtime("", "getServiceSettings2", name).get("ports", [])]
-        for name in names
-        if name in known
+    zones = _texts(firewalld.runtime(".zone", "getZones"), "zones")
+    known = set(_texts(firewalld.runtime("", "listServices"), "services"))
+    runtime_services = {}
+    for name in names:
+        if name in known:
+            settings = _mapping(firewalld.runtime("", "getServiceSettings2", name), f"service {name}")
+            runtime_services[name] = _ports(settings.get("ports", []), f"service {name}'s ports")
+    ipsets = {
+        name: _ipset(firewalld.runtime(".ipset", "getIPSetSettings", name), name)
+        for name in _texts(firewalld.runtime(".ipset", "getIPSets"), "ipsets")
     }
-    ipsets = {}
-    for name in firewalld.runtime(".ipset", "getIPSets"):
-        _, _, _, kind, options, entries = firewalld.runtime(".ipset", "getIPSetSettings", name)
-        ipsets[name] = {"type": kind, "family": options.get("family", "inet"), "entries": sorted(entries)}
     permanent = runtime = None
     if zone in zones:
-        permanent = zone_view(firewalld.zone_settings(zone, "permanent"))
-        runtime = zone_view(firewalld.zone_settings(zone, "runtime"))
-    active = firewalld.runtime(".zone", "getActiveZones")
+        permanent = zone_view(firewalld.zone_settings(zone, "permanent"), f"permanent zone {zone}")
+        runtime = zone_view(firewalld.zone_settings(zone, "runtime"), f"runtime zone {zone}")
     return {
         "running": True,
         "default_zone": default_zone,
@@ -104,9 +172,6 @@ def read(firewalld, zone, names):
         "runtime": runtime,
         "runtime_services": runtime_services,
         "ipsets": ipsets,
-        "active_zones": {
-            str(name): {"interfaces": sorted(held.get("interfaces", [])), "sources": sorted(held.get("sources", []))}
-            for name, held in active.items()
-        },
+        "active_zones": _held(firewalld.runtime(".zone", "getActiveZones")),
         "interfaces": interfaces(),
     }

@@ -155,7 +155,7 @@ def test_a_name_nobody_owns_is_not_started_and_the_bus_says_so(bus, monkeypatch)
 
 def test_no_bus_where_the_address_points_is_unreachable(tmp_path, monkeypatch):
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/nothing")
-    with pytest.raises(dbus.Unreachable, match="cannot talk to the system bus"):
+    with pytest.raises(dbus.NoBus, match="no system bus at"):
         dbus.SystemBus()
 
 
@@ -177,6 +177,84 @@ def test_a_bus_that_refuses_our_authentication_is_unreachable(tmp_path, monkeypa
         with pytest.raises(dbus.Unreachable, match="refused us"):
             dbus.SystemBus()
         thread.join(timeout=10)
+
+
+class FakeBus:
+    """A bus on a unix socket in a temporary directory that authenticates
+    anyone and answers each call with ``answer(serial)``: the bytes to send
+    (messages that are not the reply may come first)."""
+
+    def __init__(self, path, answer):
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(1)
+        self.answer = answer
+        self.thread = threading.Thread(target=self.serve)
+        self.thread.start()
+
+    def serve(self):
+        connection, _ = self.server.accept()
+        with connection:
+            pending = b""
+            while b"BEGIN\r\n" not in pending:
+                pending += connection.recv(4096)
+                if b"AUTH" in pending and b"OK" not in pending:
+                    connection.sendall(b"OK 0123456789abcdef0123456789abcdef\r\n")
+                    pending += b"OK"
+            pending = pending.split(b"BEGIN\r\n", 1)[1]
+            while True:
+                while len(pending) < 16 or len(pending) < dbus.message_sizes(pending[:16])[1]:
+                    chunk = connection.recv(1 << 16)
+                    if not chunk:
+                        return
+                    pending += chunk
+                size = dbus.message_sizes(pending[:16])[1]
+                serial = struct.unpack_from("<I", pending, 8)[0]
+                pending = pending[size:]
+                connection.sendall(reply("s", string(":1.7"), serial) if serial == 1 else self.answer(serial))
+
+    def close(self):
+        self.server.close()
+        self.thread.join(timeout=10)
+
+
+def test_a_message_that_is_not_our_reply_is_dropped_unread_past_its_header(tmp_path, monkeypatch):
+    path = str(tmp_path / "socket")
+    signal = [
+        (dbus.PATH, "o", "/x"),
+        (dbus.INTERFACE, "s", "x.y"),
+        (dbus.MEMBER, "s", "Z"),
+        (dbus.SIGNATURE, "g", "ay"),
+    ]
+    flood = 16 * 1024 * 1024
+    noise = [
+        message(dbus.SIGNAL, signal, struct.pack("<I", flood) + b"\1" * flood, serial=50),
+        message(dbus.SIGNAL, [(dbus.SIGNATURE, "g", "s")], string("x")[:-1] + b"\xff", serial=51),  # broken body
+        reply("s", string("another call's"), to=99),
+        message(dbus.SIGNAL, [(77, "ay", struct.pack("<I", dbus.HEADER_MAX) + b"\0" * dbus.HEADER_MAX)], serial=52),
+    ]
+    bus = FakeBus(path, lambda serial: b"".join(noise) + reply("s", string("ours"), serial))
+    read = []
+    monkeypatch.setattr(dbus, "read_body", lambda body, fields, order: read.append(len(body)) or ["ours"])
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
+    try:
+        with dbus.SystemBus() as connection:
+            assert connection.call("org.a", "/", "org.a", "M") == ["ours"]
+    finally:
+        bus.close()
+    assert read == [len(string(":1.7")), len(string("ours"))]  # the replies' bodies only
+
+
+def test_a_bus_that_stops_answering_fails_the_call_at_its_deadline(tmp_path, monkeypatch):
+    path = str(tmp_path / "socket")
+    bus = FakeBus(path, lambda serial: message(dbus.SIGNAL, [(dbus.SIGNATURE, "g", "")], serial=60)[:20])
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
+    try:
+        with dbus.SystemBus(wait=0.5) as connection:
+            with pytest.raises(dbus.Unreachable, match=r"no answer from the system bus in 0\.5 s"):
+                connection.call("org.a", "/", "org.a", "M")
+    finally:
+        bus.close()
 
 
 # ---------------------------------------------------------------- addresses and messages (pure)
@@ -213,19 +291,48 @@ def test_a_call_names_its_target_and_carries_no_auto_start():
         dbus.method_call(1, ("org.a", "/", "org.a"), "m", ["a\0b"])
 
 
-def reply(signature, body):
-    """A METHOD_RETURN's bytes with ``body`` (already marshalled) of ``signature``."""
-    fields = bytes([dbus.SIGNATURE, 1]) + b"g\0" + bytes([len(signature)]) + signature.encode() + b"\0"
-    head = dbus.FIXED.pack(ord("l"), dbus.METHOD_RETURN, 0, 1, len(body), 1, len(fields))
-    return head + fields + b"\0" * (-len(fields) % 8) + body
+def message(kind, fields, body=b"", serial=1):
+    """A message's bytes, built here by the specification: ``fields`` are
+    (code, signature, value) with values a str (``s``, ``o``, ``g``), an
+    int (``u``) or bytes already marshalled; ``body`` is marshalled."""
+    array = b""
+    for code, signature, value in fields:
+        array += b"\0" * (-len(array) % 8) + bytes([code, len(signature)]) + signature.encode() + b"\0"
+        if isinstance(value, bytes):
+            array += value
+        elif signature == "g":
+            array += bytes([len(value)]) + value.encode() + b"\0"
+        elif signature == "u":
+            array += b"\0" * (-(16 + len(array)) % 4) + struct.pack("<I", value)
+        else:
+            array += b"\0" * (-(16 + len(array)) % 4) + struct.pack("<I", len(value.encode())) + value.encode() + b"\0"
+    head = dbus.FIXED.pack(ord("l"), kind, 0, 1, len(body), serial, len(array))
+    return head + array + b"\0" * (-len(array) % 8) + body
 
 
-SETTINGS_REPLY = reply("as", struct.pack("<I", 13) + struct.pack("<I", 3) + b"ssh\0" + struct.pack("<I", 0) + b"\0")
+def reply(signature, body, to=1):
+    """A METHOD_RETURN to ``to`` with ``body`` of ``signature``."""
+    return message(dbus.METHOD_RETURN, [(dbus.REPLY_SERIAL, "u", to), (dbus.SIGNATURE, "g", signature)], body)
+
+
+def string(text):
+    return struct.pack("<I", len(text.encode())) + text.encode() + b"\0"
+
+
+SETTINGS_REPLY = reply("as", struct.pack("<I", 13) + string("ssh") + string(""))
 
 
 def test_a_reply_built_by_hand_reads_back():
-    assert dbus.read_message(SETTINGS_REPLY) == (dbus.METHOD_RETURN, {8: "as"}, [["ssh", ""]])
-    assert dbus.message_size(SETTINGS_REPLY[:16]) == len(SETTINGS_REPLY)
+    assert dbus.read_message(SETTINGS_REPLY) == (dbus.METHOD_RETURN, {5: 1, 8: "as"}, [["ssh", ""]])
+    assert dbus.message_sizes(SETTINGS_REPLY[:16]) == (32, len(SETTINGS_REPLY))
+
+
+@pytest.mark.parametrize(
+    "field", [(dbus.REPLY_SERIAL, "b", struct.pack("<I", 1)), (dbus.SIGNATURE, "s", string("as")), (5, "uu", b"\0" * 8)]
+)
+def test_a_header_field_of_another_type_than_the_specification_gives_is_refused(field):
+    with pytest.raises(dbus.BrokenMessage, match="header field"):
+        dbus.read_message(message(dbus.METHOD_RETURN, [field]))
 
 
 @pytest.mark.parametrize(
@@ -240,7 +347,7 @@ def test_a_reply_built_by_hand_reads_back():
         ("v", b"\x01v\0" * 100 + b"\x01y\0\x05", "deep"),
         ("v", b"\x02ss\0", "one complete type"),
         ("ys", b"\x05\x01\0\0" + struct.pack("<I", 0) + b"\0", "padding"),
-        ("y", b"\x05\x06", "after the body"),
+        ("y", b"\x05\x06", "another length"),
     ],
 )
 def test_a_broken_reply_is_refused_by_name(signature, body, why):
@@ -259,7 +366,7 @@ def test_a_signature_out_of_the_specification_is_refused(signature):
 def test_a_message_larger_than_the_specification_allows_is_refused_before_it_is_read():
     head = dbus.FIXED.pack(ord("l"), dbus.METHOD_RETURN, 0, 1, dbus.MESSAGE_MAX, 1, 0)
     with pytest.raises(dbus.BrokenMessage, match="bytes"):
-        dbus.message_size(head)
+        dbus.message_sizes(head)
 
 
 def read_or_refuse(data):

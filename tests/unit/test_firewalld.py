@@ -551,9 +551,15 @@ def test_reading_asks_firewalld_once_and_makes_the_snapshot(firewalld, xml_dirs)
     with pytest.raises(fwd.CommandExecutionError) as info:
         fwd.read_snapshot(None)
     assert str(info.value) == "reading firewalld over D-Bus failed: org.freedesktop.DBus.Error.NoReply: no reply"
-    firewalld.answer = ValueError("not enough values to unpack (expected 6, got 5)")  # not firewalld's shape
-    with pytest.raises(fwd.CommandExecutionError, match="reading firewalld over D-Bus failed: not enough values"):
+    firewalld.answer = OSError(105, "No buffer space available")  # listing the interfaces
+    with pytest.raises(fwd.CommandExecutionError, match=r"reading firewalld over D-Bus failed: \[Errno 105\]"):
         fwd.read_snapshot(None)
+    firewalld.answer = dict(answer, zone="gone", permanent=None, runtime=None)  # a reload between two calls
+    with pytest.raises(fwd.CommandExecutionError) as info:
+        fwd.read_snapshot(None)
+    assert str(info.value) == (
+        "firewalld's default zone 'gone' is not one of its zones (public): was firewalld reloaded meanwhile? Run again"
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@ against a fake bus answering each call as firewalld would. The calls are the
 exact ones firewalld's API takes; test_sandbox_firewalld.py reads a real
 firewalld and compares with dbus-python's reading."""
 
+import re
+
 import pytest
 import zimbra_fw_dbus as dbus
 import zimbra_fw_firewalld_read as reader
@@ -110,6 +112,15 @@ def test_state_without_a_system_bus_is_a_firewalld_that_does_not_run(monkeypatch
     assert reader.state(None, []) == {"running": False}
 
 
+def test_state_of_a_bus_that_cannot_be_talked_to_is_an_error_not_a_stopped_firewalld(monkeypatch):
+    def refused():
+        raise dbus.Unreachable("the system bus refused us: b'REJECTED EXTERNAL'")
+
+    monkeypatch.setattr(reader.dbus, "SystemBus", refused)
+    with pytest.raises(dbus.Unreachable, match="refused us"):
+        reader.state(None, [])
+
+
 def test_state_reads_on_one_connection_and_closes_it(monkeypatch):
     bus = FakeBus(firewalld_answers())
     closed = []
@@ -138,3 +149,56 @@ def test_a_failed_call_is_raised_as_a_dbus_failure(monkeypatch):
     monkeypatch.setattr(reader.dbus, "SystemBus", lambda: Closing(FakeBus(answers), []))
     with pytest.raises(dbus.DBusFailure, match="NOT_RUNNING"):
         reader.state(None, [])
+
+
+@pytest.mark.parametrize(
+    "call, answer, why",
+    [
+        ((*dbus.BUS[1:], "NameHasOwner", reader.BUS_NAME), "yes", "NameHasOwner answered 'yes'"),
+        ((PATH, "", "getDefaultZone"), ["public"], "default zone"),
+        ((PATH, ".zone", "getZones"), ["public", 7], "zones"),
+        ((PATH, "", "getServiceSettings2", "zimbra"), {"ports": ["25/tcp"]}, "service zimbra's ports"),
+        ((PATH, ".ipset", "getIPSetSettings", "zimbra-mta-v4"), ("", "", "", "hash:net", {}), "ipset zimbra-mta-v4"),
+        ((PATH, ".ipset", "getIPSetSettings", "zimbra-mta-v6"), ("", "", "", 1, {}, []), "ipset zimbra-mta-v6's type"),
+        (
+            (ZONE_PATH, ".config.zone", "getSettings2"),
+            dict(ZONE_SETTINGS, target=["ACCEPT"]),
+            "permanent zone public's target",
+        ),
+        (
+            (PATH, ".zone", "getZoneSettings2", "public"),
+            dict(ZONE_SETTINGS, rules_str=[7]),
+            "runtime zone public's rich",
+        ),
+        (
+            (PATH, ".zone", "getZoneSettings2", "public"),
+            dict(ZONE_SETTINGS, ports=[("25",)]),
+            "runtime zone public's ports",
+        ),
+        ((PATH, ".zone", "getActiveZones"), {"public": ["eth0"]}, "active zone public"),
+        ((CONFIG, ".config", "getZoneByName", "public"), 7, "zone path"),
+    ],
+)
+def test_an_answer_of_another_shape_than_firewalld_gives_is_an_error_not_a_snapshot(call, answer, why):
+    answers = firewalld_answers()
+    bus = FakeBus(answers)
+    bus.answers[call] = answer
+    with pytest.raises(dbus.BrokenMessage, match=re.escape(why)):
+        reader.read(reader.Firewalld(bus), None, ["zimbra"])
+
+
+class Answering(FakeBus):
+    """A FakeBus whose getDefaultZone answers ``values``, however many."""
+
+    def __init__(self, values):
+        super().__init__(firewalld_answers())
+        self.values = values
+
+    def call(self, destination, path, interface, member, *args):
+        return self.values if member == "getDefaultZone" else super().call(destination, path, interface, member, *args)
+
+
+@pytest.mark.parametrize("values", [[], ["public", "extra"]])
+def test_a_call_answered_with_no_value_or_two_is_an_error(values):
+    with pytest.raises(dbus.BrokenMessage, match=f"getDefaultZone answered {len(values)} values, not one"):
+        reader.read(reader.Firewalld(Answering(values)), None, [])
