@@ -53,7 +53,8 @@ class DBusFailure(Exception):
 
 
 class Unreachable(DBusFailure):
-    """No system bus here, or it refused us."""
+    """The system bus cannot be talked to: none there, or it refused us,
+    closed the connection or did not answer in time."""
 
 
 class NoBus(Unreachable):
