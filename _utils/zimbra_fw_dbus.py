@@ -32,7 +32,7 @@ def __virtual__():
 
 DEFAULT_ADDRESS = "unix:path=/run/dbus/system_bus_socket"
 BUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
-REPLY_WAIT = 25.0  # seconds, libdbus's default
+REPLY_WAIT = 25.0  # seconds for a connection's calls, libdbus's default for one
 MESSAGE_MAX = 128 * 1024 * 1024  # the specification's limit
 HEADER_MAX = 64 * 1024  # a reply's header is a few hundred bytes; a larger one is not read
 NESTING_MAX = 64  # 32 arrays and 32 structs deep, as the specification allows
@@ -347,11 +347,14 @@ def _unescape(value):
 
 class SystemBus:
     """A connection to the system bus (DBUS_SYSTEM_BUS_ADDRESS, else its
-    usual socket), authenticated as this process's user."""
+    usual socket), authenticated as this process's user, for the calls of
+    one task: ``wait`` bounds the whole of it, from connecting to the last
+    reply."""
 
     def __init__(self, wait=REPLY_WAIT):
         path, abstract = bus_path(os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_ADDRESS)
         self.wait, self._serials, self._pending, self.sock = wait, itertools.count(1), bytearray(), None
+        self.deadline = time.monotonic() + wait
         try:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(wait)
@@ -371,16 +374,16 @@ class SystemBus:
     def _authenticate(self):
         uid = str(os.geteuid()).encode().hex()
         self.sock.sendall(b"\0AUTH EXTERNAL " + uid.encode() + b"\r\n")
-        answer = self._line(time.monotonic() + self.wait)
+        answer = self._line()
         if not answer.startswith(b"OK "):
             raise Unreachable(f"the system bus refused us: {answer[:80]!r}")
         self.sock.sendall(b"BEGIN\r\n")
 
-    def _line(self, deadline):
+    def _line(self):
         while b"\r\n" not in self._pending:
             if len(self._pending) > 4096:
                 raise Unreachable("the system bus's answer to our authentication is too long")
-            self._wait_until(deadline)
+            self._wait_until()
         line, _, rest = bytes(self._pending).partition(b"\r\n")
         self._pending = bytearray(rest)
         return line
@@ -391,54 +394,53 @@ class SystemBus:
             raise Unreachable("the system bus closed the connection")
         self._pending += chunk
 
-    def _reply(self, serial, deadline):
+    def _reply(self, serial):
         """(type, header fields, body values) of the reply to ``serial``. Any
         other message (a signal anyone on the bus may send us) is dropped
         unread past its header: its body costs no more than its bytes."""
         while True:
-            self._fill(FIXED.size, deadline)
+            self._fill(FIXED.size)
             header_size, size = message_sizes(bytes(self._pending[: FIXED.size]))
             if header_size <= HEADER_MAX:
-                self._fill(header_size, deadline)
+                self._fill(header_size)
                 kind, fields = read_header(bytes(self._pending[:header_size]))
                 if kind in (METHOD_RETURN, ERROR) and fields.get(REPLY_SERIAL) == serial:
-                    self._fill(size, deadline)
+                    self._fill(size)
                     order = "<" if self._pending[0:1] == b"l" else ">"
                     body = bytes(self._pending[header_size:size])
                     del self._pending[:size]
                     return kind, fields, read_body(body, fields, order)
-            self._drop(size, deadline)
+            self._drop(size)
 
-    def _fill(self, size, deadline):
+    def _fill(self, size):
         while len(self._pending) < size:
-            self._wait_until(deadline)
+            self._wait_until()
 
-    def _drop(self, size, deadline):
+    def _drop(self, size):
         while size > 0:
             if not self._pending:
-                self._wait_until(deadline)
+                self._wait_until()
             dropped = min(size, len(self._pending))
             del self._pending[:dropped]
             size -= dropped
 
-    def _wait_until(self, deadline):
-        left = deadline - time.monotonic()
+    def _wait_until(self):
+        left = self.deadline - time.monotonic()
         try:
             if left <= 0:
                 raise TimeoutError
             self.sock.settimeout(left)
             self._receive()
         except TimeoutError as exc:
-            raise Unreachable(f"no answer from the system bus in {self.wait:g} s") from exc
+            raise Unreachable(f"no answer from the system bus within {self.wait:g} s") from exc
 
     def call(self, destination, path, interface, member, *strings):
         """The reply's values (a list) of one method call."""
         serial = next(self._serials)
         message = method_call(serial, (destination, path, interface), member, strings)
-        deadline = time.monotonic() + self.wait
         try:
             self.sock.sendall(message)
-            kind, fields, body = self._reply(serial, deadline)
+            kind, fields, body = self._reply(serial)
         except OSError as exc:
             raise Unreachable(f"the system bus connection failed: {exc}") from exc
         if kind == ERROR:

@@ -75,7 +75,8 @@ def _texts(value, what):
 
 
 def _mapping(value, what):
-    if not isinstance(value, dict):
+    """A dictionary with string keys, as firewalld's ``a{sv}``, ``a{ss}`` and ``a{s...}`` are."""
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
         raise _shape_error(what, value)
     return value
 

@@ -176,6 +176,9 @@ def test_a_failed_call_is_raised_as_a_dbus_failure(monkeypatch):
             "runtime zone public's ports",
         ),
         ((PATH, ".zone", "getActiveZones"), {"public": ["eth0"]}, "active zone public"),
+        ((PATH, ".zone", "getActiveZones"), {"public": {1: ["eth0"]}}, "active zone public"),
+        ((PATH, ".zone", "getZoneSettings2", "public"), {1: "DROP", 2: ["ssh"]}, "runtime zone public"),
+        ((PATH, ".ipset", "getIPSetSettings", "zimbra-mta-v6"), ("", "", "", "hash:net", {1: "inet6"}, []), "options"),
         ((CONFIG, ".config", "getZoneByName", "public"), 7, "zone path"),
     ],
 )
