@@ -3,9 +3,10 @@ Beacon: tells the master when this minion's firewall drifts from its
 ``zimbra_fw`` policy, within one ``interval``.
 
 Every ``interval`` it calls ``zimbra_fw.drift``: the same read as a run that
-changes nothing (ufw: its rules files and one ``iptables`` process, no ufw
-process; firewalld: one D-Bus read in one helper process), plus the
-listening sockets from /proc/net for the audit. It fires
+changes nothing (ufw: its rules files and whether its chain is loaded,
+over netlink, no ufw process; firewalld: D-Bus calls from the minion's
+process; nftables: ``nft -j list table``), plus the listening sockets from
+/proc/net for the audit. It fires
 
 * ``salt/beacon/<id>/zimbra_fw/drift`` with the drift as data when the
   firewall drifts, and again only when the drift changes;
