@@ -100,9 +100,10 @@ def test_read_answers_with_the_zone_ipsets_and_where_interfaces_and_sources_are(
 
 
 @pytest.mark.parametrize(
-    "bus, asked", [(FakeBus({}, owned=False), ["NameHasOwner"]), (FakeBus({}, state="INIT"), ["NameHasOwner", "Get"])]
+    "owned, state, asked", [(False, "RUNNING", ["NameHasOwner"]), (True, "INIT", ["NameHasOwner", "Get"])]
 )
-def test_read_of_a_firewalld_that_does_not_run_asks_nothing_more(bus, asked):
+def test_read_of_a_firewalld_that_does_not_run_asks_nothing_more(owned, state, asked):
+    bus = FakeBus({}, owned=owned, state=state)
     assert reader.read(reader.Firewalld(bus), None, []) == {"running": False}
     assert [call[3] for call in bus.calls] == asked
 
