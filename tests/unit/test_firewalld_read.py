@@ -3,7 +3,6 @@ against a fake bus answering each call as firewalld would. The calls are the
 exact ones firewalld's API takes; test_sandbox_firewalld.py reads a real
 firewalld and compares with dbus-python's reading."""
 
-import re
 
 import pytest
 import zimbra_fw_dbus as dbus
@@ -34,8 +33,8 @@ class FakeBus:
 
     def call(self, destination, path, interface, member, *args):
         self.calls.append((destination, path, interface, member, *args))
+        assert destination == (dbus.BUS[0] if path == dbus.BUS[1] else reader.BUS_NAME)
         if interface.startswith(reader.BUS_NAME):
-            assert destination == reader.BUS_NAME
             interface = interface[len(reader.BUS_NAME) :]
         answer = self.answers[(path, interface, member, *args)]
         if isinstance(answer, Exception):
@@ -126,7 +125,8 @@ def test_state_reads_on_one_connection_and_closes_it(monkeypatch):
     bus = FakeBus(firewalld_answers())
     closed = []
     monkeypatch.setattr(reader.dbus, "SystemBus", lambda: Closing(bus, closed))
-    assert reader.state("public", ["zimbra"])["zone"] == "public"
+    bus.answers[(PATH, "", "getDefaultZone")] = "trusted"
+    assert reader.state("public", ["zimbra"])["zone"] == "public"  # the zone asked for, not the default
     assert closed == [True]
 
 
@@ -169,7 +169,7 @@ def test_a_failed_call_is_raised_as_a_dbus_failure(monkeypatch):
         (
             (PATH, ".zone", "getZoneSettings2", "public"),
             dict(ZONE_SETTINGS, rules_str=[7]),
-            "runtime zone public's rich",
+            "runtime zone public's rich rules",
         ),
         (
             (PATH, ".zone", "getZoneSettings2", "public"),
@@ -179,7 +179,11 @@ def test_a_failed_call_is_raised_as_a_dbus_failure(monkeypatch):
         ((PATH, ".zone", "getActiveZones"), {"public": ["eth0"]}, "active zone public"),
         ((PATH, ".zone", "getActiveZones"), {"public": {1: ["eth0"]}}, "active zone public"),
         ((PATH, ".zone", "getZoneSettings2", "public"), {1: "DROP", 2: ["ssh"]}, "runtime zone public"),
-        ((PATH, ".ipset", "getIPSetSettings", "zimbra-mta-v6"), ("", "", "", "hash:net", {1: "inet6"}, []), "options"),
+        (
+            (PATH, ".ipset", "getIPSetSettings", "zimbra-mta-v6"),
+            ("", "", "", "hash:net", {1: "inet6"}, []),
+            "ipset zimbra-mta-v6's options",
+        ),
         ((CONFIG, ".config", "getZoneByName", "public"), 7, "zone path"),
     ],
 )
@@ -187,8 +191,10 @@ def test_an_answer_of_another_shape_than_firewalld_gives_is_an_error_not_a_snaps
     answers = firewalld_answers()
     bus = FakeBus(answers)
     bus.answers[call] = answer
-    with pytest.raises(dbus.BrokenMessage, match=re.escape(why)):
+    with pytest.raises(dbus.BrokenMessage) as info:
         reader.read(reader.Firewalld(bus), None, ["zimbra"])
+    expected = why if why.startswith("NameHasOwner") else f"firewalld's {why} is not as firewalld answers it: "
+    assert str(info.value).startswith(expected)
 
 
 class Answering(FakeBus):
