@@ -3,7 +3,6 @@ against a fake bus answering each call as firewalld would. The calls are the
 exact ones firewalld's API takes; test_sandbox_firewalld.py reads a real
 firewalld and compares with dbus-python's reading."""
 
-
 import pytest
 import zimbra_fw_dbus as dbus
 import zimbra_fw_firewalld_read as reader
