@@ -118,7 +118,7 @@ def _held(zones):
     held = {}
     for name, answer in _mapping(zones, "active zones").items():
         found = _mapping(answer, f"active zone {name}")
-        held[_text(name, "active zone")] = {
+        held[name] = {
             key: sorted(_texts(found.get(key, []), f"active zone {name}'s {key}")) for key in ("interfaces", "sources")
         }
     return held

@@ -184,6 +184,27 @@ def test_a_failed_call_is_raised_as_a_dbus_failure(monkeypatch):
             "ipset zimbra-mta-v6's options",
         ),
         ((CONFIG, ".config", "getZoneByName", "public"), 7, "zone path"),
+        ((PATH, "", "listServices"), "zimbra", "services"),
+        ((PATH, ".ipset", "getIPSets"), [1], "ipsets"),
+        ((PATH, ".zone", "getActiveZones"), ["public"], "active zones"),
+        ((PATH, ".zone", "getActiveZones"), {7: {}}, "active zones"),
+        ((PATH, ".zone", "getActiveZones"), {"public": {"interfaces": "eth0"}}, "active zone public's interfaces"),
+        (
+            (PATH, ".zone", "getZoneSettings2", "public"),
+            dict(ZONE_SETTINGS, services="ssh"),
+            "runtime zone public's services",
+        ),
+        (
+            (PATH, ".ipset", "getIPSetSettings", "zimbra-mta-v6"),
+            ("", "", "", "hash:net", {"family": 6}, []),
+            "ipset zimbra-mta-v6's family",
+        ),
+        (
+            (PATH, ".ipset", "getIPSetSettings", "zimbra-mta-v4"),
+            ("", "", "", "hash:net", {}, "10.0.0.1"),
+            "ipset zimbra-mta-v4's entries",
+        ),
+        ((PATH, "", "getServiceSettings2", "zimbra"), ["25"], "service zimbra"),
     ],
 )
 def test_an_answer_of_another_shape_than_firewalld_gives_is_an_error_not_a_snapshot(call, answer, why):
@@ -193,7 +214,7 @@ def test_an_answer_of_another_shape_than_firewalld_gives_is_an_error_not_a_snaps
     with pytest.raises(dbus.BrokenMessage) as info:
         reader.read(reader.Firewalld(bus), None, ["zimbra"])
     expected = why if why.startswith("NameHasOwner") else f"firewalld's {why} is not as firewalld answers it: "
-    assert str(info.value).startswith(expected)
+    assert str(info.value).startswith(expected) and not str(info.value).endswith(": None")  # the value shown
 
 
 class Answering(FakeBus):
