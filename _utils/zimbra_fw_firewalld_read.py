@@ -90,7 +90,7 @@ def _ports(value, what):
     return [list(port) for port in value]
 
 
-def zone_view(settings, what="zone"):
+def zone_view(settings, what):
     """A zone's settings (getZoneSettings2's dictionary) as the backend reads them."""
     settings = _mapping(settings, what)
     return {

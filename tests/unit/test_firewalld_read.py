@@ -62,7 +62,7 @@ def firewalld_answers():
 
 
 def test_a_zone_view_fills_in_what_firewalld_left_out():
-    assert reader.zone_view({}) == {"services": [], "rich_rules": [], "target": "default", "ports": []}
+    assert reader.zone_view({}, "zone") == {"services": [], "rich_rules": [], "target": "default", "ports": []}
 
 
 def test_read_answers_with_the_zone_ipsets_and_where_interfaces_and_sources_are(monkeypatch):
