@@ -23,6 +23,9 @@ from hypothesis import strategies as st
 ORACLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dbus_oracle.py")
 ORACLE_NAME, ORACLE_PATH = "org.example.Oracle", "/org/example/Oracle"
 SYSTEM_PYTHON = "/usr/bin/python3"
+# Children end when the test process ends, even killed (mutmut kills a test
+# run that takes too long): util-linux's setpriv sets their parent-death signal.
+WITH_THIS_PROCESS = ["setpriv", "--pdeathsig", "TERM"]
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -45,7 +48,7 @@ def _ready_line(process, wait=20.0):
 @pytest.fixture(scope="module")
 def bus_address(tmp_path_factory):
     """A private bus with the oracle service on it: its address."""
-    missing = [tool for tool in ("dbus-daemon", SYSTEM_PYTHON) if shutil.which(tool) is None]
+    missing = [tool for tool in ("dbus-daemon", "setpriv", SYSTEM_PYTHON) if shutil.which(tool) is None]
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"missing here: {missing} ('make setup' installs them)")
@@ -54,7 +57,7 @@ def bus_address(tmp_path_factory):
     config = directory / "bus.conf"
     config.write_text(BUS_CONFIG.format(socket=directory / "socket"))
     daemon = subprocess.Popen(
-        ["dbus-daemon", "--config-file", str(config), "--nofork", "--nopidfile", "--print-address"],
+        [*WITH_THIS_PROCESS, "dbus-daemon", "--config-file", str(config), "--nofork", "--nopidfile", "--print-address"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -63,7 +66,9 @@ def bus_address(tmp_path_factory):
         address = _ready_line(daemon).strip()
         assert address.startswith("unix:"), address
         service = subprocess.Popen(
-            [SYSTEM_PYTHON, "-I", ORACLE, address], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [*WITH_THIS_PROCESS, SYSTEM_PYTHON, "-I", ORACLE, address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         if not _ready_line(service).startswith("ready"):
             service.kill()
