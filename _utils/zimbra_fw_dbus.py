@@ -229,12 +229,21 @@ class _Reader:
         return items
 
 
+def _byte_order(data):
+    """struct's byte order of the message ``data`` starts: its first byte says."""
+    if data[0:1] == b"l":
+        return "<"
+    if data[0:1] == b"B":
+        return ">"
+    raise BrokenMessage("not a D-Bus message")
+
+
 def message_sizes(head):
     """(header size, whole size) of the message whose first 16 bytes are
     ``head``; its body starts at the header's size, a multiple of 8."""
-    if len(head) < FIXED.size or head[0:1] not in (b"l", b"B"):
+    if len(head) < FIXED.size:
         raise BrokenMessage("not a D-Bus message")
-    order = "<" if head[0:1] == b"l" else ">"
+    order = _byte_order(head)
     body_length, _serial, fields_length = struct.unpack(order + "III", head[4:16])
     header = FIXED.size + fields_length + (-fields_length % 8)
     if header + body_length > MESSAGE_MAX:
@@ -245,7 +254,7 @@ def message_sizes(head):
 def read_header(header):
     """(type, header fields) of a message's header bytes (message_sizes'
     first size), each known field of the type the specification gives it."""
-    reader = _Reader(header, "<" if header[0:1] == b"l" else ">")
+    reader = _Reader(header, _byte_order(header))
     reader.offset = 12
     end = reader.number("u") + FIXED.size
     fields = {}
@@ -279,7 +288,7 @@ def read_message(data):
     if size != len(data):
         raise BrokenMessage("a message of another length than its header says")
     kind, fields = read_header(data[:header_size])
-    return kind, fields, read_body(data[header_size:], fields, "<" if data[0:1] == b"l" else ">")
+    return kind, fields, read_body(data[header_size:], fields, _byte_order(data))
 
 
 # ---------------------------------------------------------------- writing
@@ -406,7 +415,7 @@ class SystemBus:
                 kind, fields = read_header(bytes(self._pending[:header_size]))
                 if kind in (METHOD_RETURN, ERROR) and fields.get(REPLY_SERIAL) == serial:
                     self._fill(size)
-                    order = "<" if self._pending[0:1] == b"l" else ">"
+                    order = _byte_order(self._pending)
                     body = bytes(self._pending[header_size:size])
                     del self._pending[:size]
                     return kind, fields, read_body(body, fields, order)
