@@ -7,6 +7,7 @@ The attacker's side: whatever bytes arrive, reading them ends in a value or
 in BrokenMessage, never in another error or a deep recursion."""
 
 import os
+import re
 import select
 import shutil
 import socket
@@ -38,6 +39,11 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
   </policy>
 </busconfig>
 """
+
+
+def exactly(text, prefix=False):
+    """A ``match`` for an error whose message is ``text`` (with ``prefix``: starts with it)."""
+    return "^" + re.escape(text) + ("" if prefix else "$")
 
 
 def _ready_line(process, wait=20.0):
@@ -186,9 +192,12 @@ def test_a_bus_that_refuses_our_authentication_is_unreachable(tmp_path, monkeypa
 
 
 class FakeBus:
-    """A bus on a unix socket in a temporary directory that authenticates
-    anyone and answers each call with ``answer(serial)``: the bytes to send
-    (messages that are not the reply may come first)."""
+    """A bus on a unix socket (``path``; abstract when it starts with a NUL)
+    that authenticates anyone and answers each call with ``answer(serial)``:
+    the bytes to send (messages that are not the reply may come first), a
+    list of byte strings to send a moment apart, or None to hang up."""
+
+    PAUSE = 0.2  # between pieces: the client has read all before the next
 
     def __init__(self, path, answer):
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -217,14 +226,30 @@ class FakeBus:
                 size = dbus.message_sizes(pending[:16])[1]
                 serial = struct.unpack_from("<I", pending, 8)[0]
                 pending = pending[size:]
+                answer = reply("s", string(":1.7"), serial) if serial == 1 else self.answer(serial)
+                if answer is None:
+                    return
                 try:
-                    connection.sendall(reply("s", string(":1.7"), serial) if serial == 1 else self.answer(serial))
+                    for piece in [answer] if isinstance(answer, bytes) else answer:
+                        connection.sendall(piece)
+                        time.sleep(self.PAUSE if piece is not answer else 0)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
                     return
 
     def close(self):
         self.server.close()
         self.thread.join(timeout=10)
+
+
+def calling(monkeypatch, path, answer, address=None):
+    """A call's reply from a FakeBus at ``path`` answering with ``answer``, and the connection after."""
+    bus = FakeBus(path, answer)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address or f"unix:path={path}")
+    try:
+        with dbus.SystemBus() as connection:
+            return connection.call("org.a", "/", "org.a", "M"), connection
+    finally:
+        bus.close()
 
 
 def test_a_message_that_is_not_our_reply_is_dropped_unread_past_its_header(tmp_path, monkeypatch):
@@ -280,6 +305,128 @@ def test_a_bus_that_stops_answering_fails_the_call_at_its_deadline(tmp_path, mon
         bus.close()
 
 
+def test_an_error_reply_without_a_name_or_a_text_is_raised_as_an_error(tmp_path, monkeypatch):
+    nameless = [(dbus.REPLY_SERIAL, "u", 2), (dbus.SIGNATURE, "g", "u")]
+    with pytest.raises(dbus.BusError) as info:
+        calling(
+            monkeypatch, str(tmp_path / "socket"), lambda serial: message(dbus.ERROR, nameless, struct.pack("<I", 5))
+        )
+    assert (info.value.name, info.value.message, str(info.value)) == ("an error", "", "an error")
+
+
+def test_a_connection_is_closed_when_its_task_ends(tmp_path, monkeypatch):
+    answer, connection = calling(
+        monkeypatch, str(tmp_path / "socket"), lambda serial: reply("s", string("done"), serial)
+    )
+    assert answer == ["done"] and connection.sock.fileno() == -1
+
+
+def test_a_bus_on_an_abstract_socket_is_reached(monkeypatch):
+    name = f"zimbra_fw-test-{os.getpid()}-{time.monotonic_ns()}"
+    answer, _ = calling(
+        monkeypatch, "\0" + name, lambda serial: reply("s", string("abstract"), serial), address=f"unix:abstract={name}"
+    )
+    assert answer == ["abstract"]
+
+
+def test_a_message_that_arrives_in_pieces_is_dropped_whole(tmp_path, monkeypatch):
+    signal = message(dbus.SIGNAL, [(dbus.SIGNATURE, "g", "s")], string("noise"), serial=40)
+    ours = reply("s", string("ours"), 2)
+    pieces = [signal[:-2], signal[-2:-1], signal[-1:] + ours]  # its last byte alone
+    assert calling(monkeypatch, str(tmp_path / "socket"), lambda serial: pieces)[0] == ["ours"]
+
+
+def test_our_reply_with_a_header_as_large_as_we_read_is_read(tmp_path, monkeypatch):
+    fields = [(dbus.REPLY_SERIAL, "u", 2), (dbus.SIGNATURE, "g", "s")]
+    filler = dbus.HEADER_MAX - len(message(dbus.METHOD_RETURN, [*fields, (77, "ay", [])]))
+    large = message(dbus.METHOD_RETURN, [*fields, (77, "ay", [0] * filler)], string("large"))
+    assert dbus.message_sizes(large[:16])[0] == dbus.HEADER_MAX
+    assert calling(monkeypatch, str(tmp_path / "socket"), lambda serial: large)[0] == ["large"]
+
+
+def test_a_call_on_a_connection_the_bus_has_hung_up_on_fails(tmp_path, monkeypatch):
+    path = str(tmp_path / "socket")
+    bus = FakeBus(path, lambda serial: None)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
+    try:
+        with dbus.SystemBus() as connection:
+            with pytest.raises(dbus.Unreachable, match=exactly("the system bus closed the connection")):
+                connection.call("org.a", "/", "org.a", "M")
+            with pytest.raises(dbus.Unreachable, match=exactly("the system bus connection failed: ", prefix=True)):
+                connection.call("org.a", "/", "org.a", "M")
+    finally:
+        bus.close()
+
+
+def test_a_bus_whose_queue_is_full_fails_at_once(tmp_path, monkeypatch):
+    """A bus that accepts no connection: connecting fails, it does not wait."""
+    path = str(tmp_path / "socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(0)
+        queued = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        queued.setblocking(False)
+        queued.connect(path)  # the queue's one place
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
+        try:
+            with pytest.raises(
+                dbus.Unreachable, match=exactly(f"cannot talk to the system bus at {path}: ", prefix=True)
+            ):
+                dbus.SystemBus()
+        finally:
+            queued.close()
+
+
+def test_a_socket_path_too_long_for_unix_sockets_is_unreachable(tmp_path, monkeypatch):
+    path = str(tmp_path / ("x" * 120))
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
+    with pytest.raises(dbus.Unreachable, match=exactly(f"cannot talk to the system bus at {path}: ", prefix=True)):
+        dbus.SystemBus()
+
+
+def authenticating(path, answer):
+    """A server at ``path`` that answers the authentication with ``answer``'s
+    pieces, a moment apart, then hangs up; the thread serving it."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def serve():
+        connection, _ = server.accept()
+        with server, connection:
+            connection.recv(4096)
+            for piece in answer:
+                try:
+                    connection.sendall(piece)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                time.sleep(FakeBus.PAUSE)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    "answer, said",
+    [
+        ([b"x" * 4096, b"\r\n"], "the system bus refused us: " + repr(b"x" * 80)),  # as long as we wait for
+        ([b"x" * 4097, b"\r\n"], "the system bus's answer to our authentication is too long"),
+        (
+            [b"REJECTED " + b"EXTERNAL " * 20 + b"\r\n"],
+            "the system bus refused us: " + repr((b"REJECTED " + b"EXTERNAL " * 20)[:80]),
+        ),
+    ],
+)
+def test_an_authentication_answer_is_read_to_its_limit(tmp_path, monkeypatch, answer, said):
+    path = str(tmp_path / "socket")
+    thread = authenticating(path, answer)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
+    with pytest.raises(dbus.Unreachable, match=exactly(said)):
+        dbus.SystemBus()
+    thread.join(timeout=10)
+
+
 # ---------------------------------------------------------------- addresses and messages (pure)
 
 
@@ -289,6 +436,7 @@ def test_a_bus_that_stops_answering_fails_the_call_at_its_deadline(tmp_path, mon
         ("unix:path=/run/dbus/system_bus_socket", ("/run/dbus/system_bus_socket", False)),
         ("unix:abstract=/tmp/dbus-x,guid=0f", ("/tmp/dbus-x", True)),
         ("tcp:host=a,port=1;unix:path=/a%20b%2c", ("/a b,", False)),
+        ("unix:path=/a:b=c", ("/a:b=c", False)),  # the first ":" and "=" part
     ],
 )
 def test_the_first_unix_socket_of_an_address_is_used(address, found):
@@ -296,11 +444,18 @@ def test_the_first_unix_socket_of_an_address_is_used(address, found):
 
 
 @pytest.mark.parametrize(
-    "address",
-    ["", "tcp:host=localhost,port=1", "unix:tmpdir=/tmp", "unix:path=/a%zz", "unix:path=/a%00b", "unix:path="],
+    "address, said",
+    [
+        ("", "the system bus address '' names no unix socket"),
+        ("tcp:host=localhost,port=1", "the system bus address 'tcp:host=localhost,port=1' names no unix socket"),
+        ("unix:tmpdir=/tmp", "the system bus address 'unix:tmpdir=/tmp' names no unix socket"),
+        ("unix:path=/a%zz", "a bus address with a bad escape: '/a%zz'"),
+        ("unix:path=/a%00b", "a bus address with an empty path or a NUL: '/a%00b'"),
+        ("unix:path=", "a bus address with an empty path or a NUL: ''"),
+    ],
 )
-def test_an_address_without_a_unix_socket_is_unreachable(address):
-    with pytest.raises(dbus.Unreachable):
+def test_an_address_without_a_unix_socket_is_unreachable(address, said):
+    with pytest.raises(dbus.Unreachable, match=exactly(said)):
         dbus.bus_path(address)
 
 
@@ -310,32 +465,87 @@ def test_a_call_names_its_target_and_carries_no_auto_start():
     assert (kind, data[2], struct.unpack_from("<I", data, 8)[0]) == (dbus.METHOD_CALL, dbus.NO_AUTO_START, 9)
     assert fields == {1: "/org/a", 2: "org.a.i", 3: "m", 6: "org.a", 8: "ss"}
     assert body == ["x", "é"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=exactly("a D-Bus string cannot hold a NUL: 'a\\x00b'")):
         dbus.method_call(1, ("org.a", "/", "org.a"), "m", ["a\0b"])
 
 
-def message(kind, fields, body=b"", serial=1):
+# The specification's sizes of the fixed-size types, for the encoder below:
+# written here apart from the code under test.
+SIZES = {"y": ("B", 1), "b": ("I", 4), "n": ("h", 2), "q": ("H", 2), "i": ("i", 4), "u": ("I", 4)}
+SIZES.update({"x": ("q", 8), "t": ("Q", 8), "d": ("d", 8), "h": ("I", 4)})
+
+
+def _padding(offset, boundary):
+    return b"\0" * (-offset % boundary)
+
+
+def _boundary(kind):
+    code = kind if isinstance(kind, str) else kind[0]
+    return {"s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8}.get(code) or SIZES[code][1]
+
+
+def encode(kind, value, order="<", offset=0):
+    """``value`` of the complete type ``kind`` (as dbus.parse_signature gives
+    it) marshalled by the specification, padding first, to go at ``offset``
+    of a message. A variant's value is (signature, value)."""
+    out = _padding(offset, _boundary(kind))
+    at = offset + len(out)
+    if isinstance(kind, tuple) and kind[0] == "(":
+        for member, item in zip(kind[1], value, strict=True):
+            out += encode(member, item, order, offset + len(out))
+        return out
+    if isinstance(kind, tuple):  # an array: its length counts from its first element
+        element = kind[1]
+        first = _padding(at + 4, _boundary(element))
+        items, start = b"", at + 4 + len(first)
+        for item in value.items() if element[0] == "{" else value:
+            if element[0] == "{":
+                items += _padding(start + len(items), 8)
+                items += encode(element[1], item[0], order, start + len(items))
+                items += encode(element[2], item[1], order, start + len(items))
+            else:
+                items += encode(element, item, order, start + len(items))
+        return out + struct.pack(order + "I", len(items)) + first + items
+    if kind in ("s", "o"):
+        raw = value.encode()
+        return out + struct.pack(order + "I", len(raw)) + raw + b"\0"
+    if kind == "g":
+        return out + bytes([len(value)]) + value.encode() + b"\0"
+    if kind == "v":
+        signature, inner = value
+        head = encode("g", signature)
+        return out + head + encode(dbus.parse_signature(signature)[0], inner, order, at + len(head))
+    return out + struct.pack(order + SIZES[kind][0], value)
+
+
+def body_of(signature, values, order="<"):
+    """A body of ``signature`` holding ``values``."""
+    out = b""
+    for kind, value in zip(dbus.parse_signature(signature), values, strict=True):
+        out += encode(kind, value, order, len(out))
+    return out
+
+
+def message(kind, fields, body=b"", serial=1, order="<"):
     """A message's bytes, built here by the specification: ``fields`` are
-    (code, signature, value) with values a str (``s``, ``o``, ``g``), an
-    int (``u``) or bytes already marshalled; ``body`` is marshalled."""
+    (code, signature, value) with values as ``encode`` takes them, or bytes
+    already marshalled; ``body`` is marshalled."""
     array = b""
     for code, signature, value in fields:
-        array += b"\0" * (-len(array) % 8) + bytes([code, len(signature)]) + signature.encode() + b"\0"
+        array += _padding(len(array), 8) + bytes([code]) + encode("g", signature)
         if isinstance(value, bytes):
             array += value
-        elif signature == "g":
-            array += bytes([len(value)]) + value.encode() + b"\0"
-        elif signature == "u":
-            array += b"\0" * (-(16 + len(array)) % 4) + struct.pack("<I", value)
         else:
-            array += b"\0" * (-(16 + len(array)) % 4) + struct.pack("<I", len(value.encode())) + value.encode() + b"\0"
-    head = dbus.FIXED.pack(ord("l"), kind, 0, 1, len(body), serial, len(array))
-    return head + array + b"\0" * (-len(array) % 8) + body
+            array += encode(dbus.parse_signature(signature)[0], value, order, 16 + len(array))
+    first = ord("l" if order == "<" else "B")
+    head = struct.pack(order + "4BIII", first, kind, 0, 1, len(body), serial, len(array))
+    return head + array + _padding(len(array), 8) + body
 
 
-def reply(signature, body, to=1):
+def reply(signature, body, to=1, order="<"):
     """A METHOD_RETURN to ``to`` with ``body`` of ``signature``."""
-    return message(dbus.METHOD_RETURN, [(dbus.REPLY_SERIAL, "u", to), (dbus.SIGNATURE, "g", signature)], body)
+    fields = [(dbus.REPLY_SERIAL, "u", to), (dbus.SIGNATURE, "g", signature)]
+    return message(dbus.METHOD_RETURN, fields, body, order=order)
 
 
 def string(text):
@@ -348,48 +558,215 @@ SETTINGS_REPLY = reply("as", struct.pack("<I", 13) + string("ssh") + string(""))
 def test_a_reply_built_by_hand_reads_back():
     assert dbus.read_message(SETTINGS_REPLY) == (dbus.METHOD_RETURN, {5: 1, 8: "as"}, [["ssh", ""]])
     assert dbus.message_sizes(SETTINGS_REPLY[:16]) == (32, len(SETTINGS_REPLY))
+    assert dbus.message_sizes(SETTINGS_REPLY) == (32, len(SETTINGS_REPLY))  # the first 16 bytes count
+    assert dbus.read_body(SETTINGS_REPLY[32:], {dbus.SIGNATURE: "as"}) == [["ssh", ""]]  # little-endian unless told
+
+
+MIXED = (
+    "sua{sv}as(ibd)ayao",
+    ["é", 7, {"big": ("t", 2**64 - 1), "list": ("as", ["x"])}, ["p", "qq", ""], (-5, True, 1.5), [1, 2, 3], ["/a"]],
+)
+MIXED_READ = ["é", 7, {"big": 2**64 - 1, "list": ["x"]}, ["p", "qq", ""], (-5, True, 1.5), [1, 2, 3], ["/a"]]
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_a_reply_reads_the_same_in_either_byte_order(order):
+    data = reply(MIXED[0], body_of(*MIXED, order=order), order=order)
+    assert data[:1] == (b"l" if order == "<" else b"B")
+    assert dbus.read_message(data) == (dbus.METHOD_RETURN, {5: 1, 8: MIXED[0]}, MIXED_READ)
+
+
+def test_a_header_field_this_client_does_not_know_is_read_and_kept():
+    fields = [(dbus.REPLY_SERIAL, "u", 3), (dbus.SIGNATURE, "g", "y"), (77, "as", ["x"])]
+    assert dbus.read_message(message(dbus.METHOD_RETURN, fields, b"\x05")) == (2, {5: 3, 8: "y", 77: ["x"]}, [5])
+
+
+def test_a_call_with_many_arguments_reads_back():
+    arguments = [str(number) for number in range(200)]  # a signature of 200 letters: its length is a byte
+    assert dbus.read_message(dbus.method_call(1, ("org.a", "/", "org.a"), "m", arguments))[2] == arguments
+
+
+# A container around a signature, and around a value of it.
+CONTAINERS = {
+    "arrays": (lambda inner: "a" + inner, lambda value: [value]),
+    "structs": (lambda inner: "(" + inner + ")", lambda value: (value,)),
+    "dict values": (lambda inner: "a{y" + inner + "}", lambda value: {1: value}),
+}
+
+
+def nested(container, depth, signature, value):
+    """(signature, value) inside ``depth`` containers."""
+    around_signature, around_value = CONTAINERS[container]
+    for _ in range(depth):
+        signature, value = around_signature(signature), around_value(value)
+    return signature, value
+
+
+def read_values(signature, values):
+    return dbus.read_body(body_of(signature, values), {dbus.SIGNATURE: signature})
+
+
+@pytest.mark.parametrize("container", [*CONTAINERS, "dict keys"])
+def test_values_nest_as_deep_as_the_specification_allows_and_no_deeper(container):
+    limit = dbus.NESTING_MAX
+    if container == "dict keys":  # the innermost byte is a key
+        signature, value = nested("arrays", limit - 1, "a{yy}", {5: 1})
+        deeper = "a" + signature
+    else:
+        signature, value = nested(container, limit, "y", 5)
+        deeper = nested(container, limit + 1, "y", 5)[0]
+    assert read_values(signature, [value]) == [value]
+    with pytest.raises(dbus.BrokenMessage, match=exactly(f"signature {deeper!r} nests too deep")):
+        dbus.parse_signature(deeper)
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_a_variant_holds_values_no_deeper_than_the_specification_allows(container):
+    """Containers ``NESTING_MAX - 1`` deep around a variant: a byte in the
+    variant is at the limit; an array, a struct or a dict of a byte is one
+    too deep."""
+    depth = dbus.NESTING_MAX - 1
+    signature, held = nested(container, depth, "v", ("y", 5))
+    assert read_values(signature, [held]) == [nested(container, depth, "y", 5)[1]]
+    for deeper in (("ay", [5]), ("(y)", (5,)), ("a{yy}", {1: 5})):
+        with pytest.raises(dbus.BrokenMessage, match=exactly("values nested too deep")):
+            read_values(signature, [nested(container, depth, "v", deeper)[1]])
+
+
+def variants(depth, inner):
+    """``inner`` (signature, value) inside ``depth`` variants."""
+    return variants(depth - 1, ("v", inner)) if depth > 1 else inner
+
+
+def test_variants_in_variants_nest_no_deeper_than_the_specification_allows():
+    assert read_values("v", [variants(dbus.NESTING_MAX, ("y", 5))]) == [5]
+    with pytest.raises(dbus.BrokenMessage, match=exactly("values nested too deep")):
+        read_values("v", [variants(dbus.NESTING_MAX + 1, ("y", 5))])
+
+
+def test_a_header_field_nests_one_less_deep_than_a_body():
+    """A header field's value is one deep already: it is a member of the fields' array."""
+    fields = [(dbus.REPLY_SERIAL, "u", 3), (77, "v", variants(dbus.NESTING_MAX - 1, ("y", 5)))]
+    assert dbus.read_message(message(dbus.METHOD_RETURN, fields))[1][77] == 5
+    fields = [(dbus.REPLY_SERIAL, "u", 3), (77, "v", variants(dbus.NESTING_MAX, ("y", 5)))]
+    with pytest.raises(dbus.BrokenMessage, match=exactly("values nested too deep")):
+        dbus.read_message(message(dbus.METHOD_RETURN, fields))
 
 
 @pytest.mark.parametrize(
     "field", [(dbus.REPLY_SERIAL, "b", struct.pack("<I", 1)), (dbus.SIGNATURE, "s", string("as")), (5, "uu", b"\0" * 8)]
 )
 def test_a_header_field_of_another_type_than_the_specification_gives_is_refused(field):
-    with pytest.raises(dbus.BrokenMessage, match="header field"):
+    code, signature, _ = field
+    with pytest.raises(dbus.BrokenMessage, match=exactly(f"a header field {code} of type {signature!r}")):
         dbus.read_message(message(dbus.METHOD_RETURN, [field]))
 
 
+ARRAY_LIMIT = dbus.MESSAGE_MAX // 2
+
+
 @pytest.mark.parametrize(
-    "signature, body, why",
+    "signature, body, said",
     [
-        ("s", struct.pack("<I", 3) + b"abc", "past the end"),  # no NUL
-        ("s", struct.pack("<I", 3) + b"a\0c\0", "NUL"),
-        ("s", struct.pack("<I", 2) + b"\xff\xfe\0", "UTF-8"),
-        ("b", struct.pack("<I", 2), "boolean"),
-        ("as", struct.pack("<I", 2**31), "bytes"),
-        ("as", struct.pack("<I", 100) + b"\0" * 8, "past the end"),
-        ("v", b"\x01v\0" * 100 + b"\x01y\0\x05", "deep"),
-        ("v", b"\x02ss\0", "one complete type"),
-        ("ys", b"\x05\x01\0\0" + struct.pack("<I", 0) + b"\0", "padding"),
-        ("y", b"\x05\x06", "another length"),
+        ("s", struct.pack("<I", 3) + b"abc", "a value runs past the end of the message"),  # no NUL
+        ("s", struct.pack("<I", 3) + b"a\0c\0", "a string that is not ended by, or holds, a NUL"),
+        ("s", struct.pack("<I", 2) + b"a\0\0", "a string that is not ended by, or holds, a NUL"),
+        ("s", struct.pack("<I", 2) + b"\xff\xfe\0", "a string that is not UTF-8"),
+        ("b", struct.pack("<I", 2), "a boolean of 2"),
+        ("as", struct.pack("<I", 2**31), f"an array of {2**31} bytes"),
+        ("ay", struct.pack("<I", ARRAY_LIMIT), "an array runs past the end of the message"),  # at the limit
+        ("as", struct.pack("<I", 100) + b"\0" * 8, "an array runs past the end of the message"),
+        ("v", b"\x01v\0" * 100 + b"\x01y\0\x05", "values nested too deep"),
+        ("v", b"\x02ss\0", "a variant that is not one complete type"),
+        ("ys", b"\x05\x01\0\0" + struct.pack("<I", 0) + b"\0", "padding that is not zero"),
+        ("y", b"\x05\x06", "a body of another length than its header says"),
+        ("ay", struct.pack("<I", 2) + b"\x05", "an array runs past the end of the message"),
+        ("ay", struct.pack("<I", 0) + b"\x05", "a body of another length than its header says"),
+        ("an", struct.pack("<I", 3) + b"\0\0\0", "a value runs past the end of the message"),
+        ("an", struct.pack("<I", 3) + b"\0\0\0\0", "an array's elements overrun its length"),
+        # an array of strings, read by its own fast path
+        ("as", struct.pack("<I", 12) + string("a") + b"\0\1" + string(""), "padding that is not zero"),
+        ("as", struct.pack("<I", 2) + b"\0\0", "an array's elements overrun its length"),
+        (
+            "as",
+            struct.pack("<I", 4) + struct.pack("<I", 0) + b"\0",
+            "a string that is not ended by a NUL within its array",
+        ),
+        (
+            "as",
+            struct.pack("<I", 5) + struct.pack("<I", 1) + b"a\0",
+            "a string that is not ended by a NUL within its array",
+        ),
+        (
+            "as",
+            struct.pack("<I", 6) + struct.pack("<I", 1) + b"ax\0",
+            "a string that is not ended by a NUL within its array",
+        ),
+        (
+            "as",
+            struct.pack("<I", 8) + struct.pack("<I", 2**31) + b"\0" * 4,
+            "a string that is not ended by a NUL within its array",
+        ),
+        (
+            "as",
+            struct.pack("<I", 8) + struct.pack("<I", 3) + b"a\0c\0",
+            "a string that is not ended by, or holds, a NUL",
+        ),
+        ("as", struct.pack("<I", 7) + struct.pack("<I", 2) + b"\xff\xfe\0", "a string that is not UTF-8"),
+        ("as", struct.pack("<I", 7) + string("a") + b"\0", "an array's elements overrun its length"),
     ],
 )
-def test_a_broken_reply_is_refused_by_name(signature, body, why):
-    with pytest.raises(dbus.BrokenMessage, match=why):
+def test_a_broken_reply_is_refused_by_name(signature, body, said):
+    with pytest.raises(dbus.BrokenMessage, match=exactly(said)):
         dbus.read_message(reply(signature, body))
 
 
+def test_a_broken_header_is_refused_by_name():
+    data = bytearray(reply("y", b"\x05"))  # its fields take 16 bytes
+    data[12:16] = struct.pack("<I", 3)
+    with pytest.raises(dbus.BrokenMessage, match=exactly("header fields that overrun their length")):
+        dbus.read_header(bytes(data[:24]))
+    with pytest.raises(dbus.BrokenMessage, match=exactly("a header of another length than it says")):
+        dbus.read_header(reply("y", b"\x05")[:40])
+    with pytest.raises(dbus.BrokenMessage, match=exactly("a message of another length than its header says")):
+        dbus.read_message(reply("y", b"\x05") + b"\0")
+    for data in (b"", b"l" * 15, b"X" + b"\0" * 15):
+        with pytest.raises(dbus.BrokenMessage, match=exactly("not a D-Bus message")):
+            dbus.message_sizes(data)
+
+
 @pytest.mark.parametrize(
-    "signature", ["a" * 70 + "s", "(" * 70 + "s" + ")" * 70, "a{vs}", "a{s}", "()", "(s", "z", "a"]
+    "signature, said",
+    [
+        ("a{vs}", "a dict entry is a basic key and one value"),
+        ("a{s}", "unknown type at 3"),  # "}" where the value's type goes
+        ("a{sss}", "a dict entry is a basic key and one value"),
+        ("()", "an empty or open struct"),
+        ("(s", "an empty or open struct"),
+        ("(yy", "an empty or open struct"),
+        ("a{yy", "a dict entry is a basic key and one value"),
+        ("z", "unknown type at 0"),
+        ("sz", "unknown type at 1"),
+        ("a", "unknown type at 1"),
+    ],
 )
-def test_a_signature_out_of_the_specification_is_refused(signature):
-    with pytest.raises(dbus.BrokenMessage):
+def test_a_signature_out_of_the_specification_is_refused_by_name(signature, said):
+    with pytest.raises(dbus.BrokenMessage, match=exactly(f"signature {signature!r}: {said}")):
         dbus.parse_signature(signature)
 
 
-def test_a_message_larger_than_the_specification_allows_is_refused_before_it_is_read():
-    head = dbus.FIXED.pack(ord("l"), dbus.METHOD_RETURN, 0, 1, dbus.MESSAGE_MAX, 1, 0)
-    with pytest.raises(dbus.BrokenMessage, match="bytes"):
+def test_structs_and_arrays_end_where_their_signature_says():
+    assert dbus.parse_signature("(y)(yy)ay") == [("(", ["y"]), ("(", ["y", "y"]), ("a", "y")]
+    assert dbus.parse_signature("a{s(yy)}s") == [("a", ("{", "s", ("(", ["y", "y"]))), "s"]
+
+
+@pytest.mark.parametrize("body_length", [dbus.MESSAGE_MAX - 16 + 1, 2**31, 2**32 - 1])
+def test_a_message_larger_than_the_specification_allows_is_refused_before_it_is_read(body_length):
+    head = dbus.FIXED.pack(ord("l"), dbus.METHOD_RETURN, 0, 1, body_length, 1, 0)
+    with pytest.raises(dbus.BrokenMessage, match=exactly(f"a message of {16 + body_length} bytes")):
         dbus.message_sizes(head)
+    largest = dbus.FIXED.pack(ord("l"), dbus.METHOD_RETURN, 0, 1, dbus.MESSAGE_MAX - 16, 1, 0)
+    assert dbus.message_sizes(largest) == (16, dbus.MESSAGE_MAX)
 
 
 def read_or_refuse(data):
