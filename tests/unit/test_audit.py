@@ -535,3 +535,16 @@ def test_the_open_admin_console_is_a_finding():
     narrowed = policy_of({"roles": ["mailbox", "proxy"], "admin_subnets": ["10.8.0.0/24"]})
     rules = [audit.Rule("allow", "10.8.0.0/24", narrowed.admin)]
     assert audit.audit(narrowed, found, rules, active=True, incoming="deny", firewall="ufw")["findings"] == []
+
+
+def test_drift_keeps_every_widening_finding_whatever_comes_before_it():
+    """beyond_policy: a finding below medium, or about a port the policy opens
+    to anyone (the admin console without admin_subnets), is left out; the
+    findings after it are still read."""
+    policy = policy_of({"roles": ["mailbox", "proxy"]})
+    low = {"severity": "low", "port": "11211/tcp"}
+    opened = {"severity": "medium", "port": "7071/tcp"}
+    critical = {"severity": "critical", "port": "11211/tcp"}
+    portless = {"severity": "high", "port": None}
+    assert audit.beyond_policy([low, critical], policy) == [critical]
+    assert audit.beyond_policy([opened, critical, portless], policy) == [critical, portless]

@@ -122,3 +122,21 @@ def test_a_block_that_fails_alone_raises_its_own_error_after_the_thread_ends():
         with commands.in_background(slow):
             raise PermissionError("user.rules")
     assert not seen["thread"].is_alive()
+
+
+def test_write_atomic_writes_through_an_owner_only_file_and_never_through_one_planted_at_its_name(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "record"
+    modes = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: modes.append(os.fstat(fd).st_mode & 0o777) or real_fsync(fd))
+    commands.write_atomic(str(path), "secret\n", 0o644)
+    assert modes == [0o600] and oct(path.stat().st_mode & 0o777) == oct(0o644)  # private until written whole
+    monkeypatch.setattr(commands.secrets, "token_hex", lambda size: "fixed")
+    target = tmp_path / "elsewhere"
+    target.write_text("untouched\n")
+    (tmp_path / ".zimbra_fw-fixed").symlink_to(target)
+    with pytest.raises(FileExistsError):
+        commands.write_atomic(str(path), "new\n")
+    assert target.read_text() == "untouched\n" and path.read_text() == "secret\n"

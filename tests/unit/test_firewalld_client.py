@@ -651,7 +651,7 @@ def test_the_adapter_finds_permanent_objects_by_name_and_writes_whole_definition
             (CONFIG, ".config", "getZoneByName", "public"): ZONE_PATH,
             (ZONE_PATH, ".config.zone", "getSettings2"): {"target": "ACCEPT"},
             (ZONE_PATH, ".config.zone", "update2", (("target", "default"),)): None,
-            (ZONE_PATH, ".config.zone", "queryRichRule", SSH): 0,
+            (ZONE_PATH, ".config.zone", "queryRichRule", SSH): 1,
             (CONFIG, ".config", "getIPSetByName", MTA): IPSET_PATH,
             (IPSET_PATH, ".config.ipset", "getEntries"): ["10.0.0.1"],
             (IPSET_PATH, ".config.ipset", "setEntries", ("10.0.0.1", "10.0.0.2")): None,
@@ -668,7 +668,7 @@ def test_the_adapter_finds_permanent_objects_by_name_and_writes_whole_definition
     )
     assert firewalld.zone_settings("public", "permanent") == {"target": "ACCEPT"}
     firewalld.update_zone("public", "permanent", {"target": "default"})
-    assert firewalld.permanent_has_rule("public", SSH) is False
+    assert firewalld.permanent_has_rule("public", SSH) is True
     assert firewalld.permanent_entries(MTA) == ["10.0.0.1"]
     firewalld.set_permanent_entries(MTA, ["10.0.0.1", "10.0.0.2"])
     firewalld.write_ipset(MTA, ipset)

@@ -1206,3 +1206,26 @@ def test_own_rules_are_the_rules_marked_ours_as_the_audit_reads_them():
     snap = snapshot(managed=ufw.desired_rules(policy), other=[("allow", "2223/tcp")])
     assert audit.Rule("allow", "10.9.0.0/16", [PortSpec(2222, 2222, "tcp")]) in ufw.own_rules(snap)
     assert all(rule.ports != [PortSpec(2223, 2223, "tcp")] for rule in ufw.own_rules(snap))
+
+
+def test_every_change_ufw_plans_is_said_in_words_done_or_to_be_done():
+    changes = {
+        "ports": {"Zimbra-mta": {"old": "25/tcp", "new": "25,465/tcp"}},
+        "file": {"old": "[Zimbra]", "new": "[Zimbra-mta]"},
+        "rules updated": ["allow 25/tcp", "allow 465/tcp"],
+        "rules removed": ["allow from 10.0.0.5 to any app Zimbra-old"],
+        "added": ["allow 25/tcp", "allow 465/tcp", "allow 587/tcp"],
+        "removed": ["allow 11211/tcp"],
+        "default incoming": {"old": "allow", "new": "deny"},
+        "active": {"old": False, "new": True},
+    }
+    assert ufw.describe(changes, test=False) == (
+        "Updated profile Zimbra-mta; rewrote the profile file; updated 2 rules to their profile's ports; "
+        "removed 1 rule of a retired profile; added 3 rules; removed 1 rule; set default incoming to deny; "
+        "enabled the firewall"
+    )
+    assert ufw.describe(changes, test=True) == (
+        "Profile Zimbra-mta would be updated; the profile file would be rewritten; 2 rules would be updated; "
+        "1 rule of a retired profile would be removed; 3 rules would be added; 1 rule would be removed; "
+        "default incoming would be set to deny; the firewall would be enabled"
+    )
