@@ -11,6 +11,7 @@ firewalld runs here."""
 
 import ipaddress
 import json
+import os
 import subprocess
 
 import pytest
@@ -1081,6 +1082,113 @@ def test_a_zone_that_is_not_a_plain_name_is_not_saved(monkeypatch):
     monkeypatch.setattr(fwd, "read_snapshot", lambda run, config=None: odd)
     with pytest.raises(CommandExecutionError, match="cannot be saved: not a plain zone name"):
         fwd.save(lambda argv, stdin=None: (0, "", ""))
+
+
+def service_xml(name, port):
+    return (
+        f"<service><short>{name}</short><description>{fwd_files.MARK}</description>"
+        f'<port protocol="tcp" port="{port}"/></service>'
+    ).encode()
+
+
+def ipset_xml(name):
+    return (
+        f'<ipset type="hash:net"><short>{name}</short><description>{fwd_files.MARK}</description>'
+        '<option name="family" value="inet"/></ipset>'
+    ).encode()
+
+
+def test_a_rollback_puts_back_the_files_and_the_runtime_it_saved(tmp_path, monkeypatch):
+    """save, then a run that changes files and the runtime, then restore:
+    every saved file byte for byte (a service and an ipset of ours removed
+    since come back, those made since go), one reload, then the
+    runtime-only rule and port and the ipset entries as saved."""
+    zones, services, ipsets = (tmp_path / name for name in ("zones", "services", "ipsets"))
+    for directory in (zones, services, ipsets):
+        directory.mkdir()
+    monkeypatch.setattr(fwd, "ZONE_DIR", str(zones))
+    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path / "usr-services"), str(services)))
+    monkeypatch.setattr(fwd_files, "IPSET_DIRS", (str(tmp_path / "usr-ipsets"), str(ipsets)))
+    (zones / "public.xml").write_bytes(b"<zone>before</zone>")
+    (zones / "public.xml").chmod(0o640)
+    (services / "zimbra.xml").write_bytes(service_xml("zimbra", 25))
+    (services / "zimbra-mta.xml").write_bytes(service_xml("zimbra-mta", 465))
+    mta = "zimbra-mta-v4"
+    (ipsets / f"{mta}.xml").write_bytes(ipset_xml(mta))
+    before = snapshot(
+        zone(["ssh", "zimbra"], [OURS]),
+        zone(["ssh", "zimbra"], [OURS, RULE], ports=[("8443", "tcp")]),  # RULE and the port: runtime only
+        services={"zimbra": (("25", "tcp"),), "zimbra-mta": (("465", "tcp"),)},
+        ipsets=ipsets_of({mta: ()}),
+        runtime_ipsets=ipsets_of({mta: ("10.1.0.1", "10.1.0.2")}),
+    )
+    reloaded = snapshot(  # what the reload of the saved files leaves: the permanent configuration
+        zone(["ssh", "zimbra"], [OURS]),
+        services={"zimbra": (("25", "tcp"),), "zimbra-mta": (("465", "tcp"),)},
+        ipsets=ipsets_of({mta: ()}),
+        runtime_ipsets=ipsets_of({mta: ("10.1.0.1", "10.1.0.9")}),
+    )
+    run, reads, applied, asked = object(), [before], [], []
+    monkeypatch.setattr(fwd, "read_snapshot", lambda *args, **named: asked.append((args, named)) or reads.pop(0))
+    saved = fwd.save(run, config=fwd.ZoneOf("public"))
+    assert asked == [((run,), {"config": fwd.ZoneOf("public")})]
+    assert saved["zone"] == "public" and saved["runtime"] == {
+        "services": ["ssh", "zimbra"],
+        "rules": [OURS, RULE],
+        "ports": [["8443", "tcp"]],
+        "entries": {mta: ["10.1.0.1", "10.1.0.2"]},
+    }
+    assert sorted(path for path, kept in saved["files"].items() if kept) == [
+        str(ipsets / f"{mta}.xml"),
+        str(services / "zimbra-mta.xml"),
+        str(services / "zimbra.xml"),
+        str(zones / "public.xml"),
+    ]
+    # A run since: the zone and a service rewritten, a service and an ipset
+    # of ours removed, others made.
+    (zones / "public.xml").write_bytes(b"<zone>after</zone>")
+    (services / "zimbra.xml").write_bytes(service_xml("zimbra", 26))
+    (services / "zimbra-mta.xml").unlink()
+    (ipsets / f"{mta}.xml").unlink()
+    (services / "zimbra-proxy.xml").write_bytes(service_xml("zimbra-proxy", 443))
+    (ipsets / "zimbra-proxy-v4.xml").write_bytes(ipset_xml("zimbra-proxy-v4"))
+
+    def recorded(steps, given):
+        assert given is run
+        applied.append([(step.action, step.args, step.describe) for step in steps])
+
+    monkeypatch.setattr(fwd, "apply", recorded)
+    reads.append(reloaded)
+    asked.clear()
+    fwd.restore(json.loads(json.dumps(saved)), run)  # as the rollback keeps it: JSON
+    assert asked == [((run,), {"config": fwd.ZoneOf("public")})]
+    assert (zones / "public.xml").read_bytes() == b"<zone>before</zone>"
+    assert (zones / "public.xml").stat().st_mode & 0o777 == 0o640
+    assert (services / "zimbra.xml").read_bytes() == service_xml("zimbra", 25)
+    assert (services / "zimbra-mta.xml").read_bytes() == service_xml("zimbra-mta", 465)
+    assert (ipsets / f"{mta}.xml").read_bytes() == ipset_xml(mta)
+    assert sorted(os.listdir(services)) == ["zimbra-mta.xml", "zimbra.xml"]
+    assert sorted(os.listdir(ipsets)) == [f"{mta}.xml"]
+    runtime = {
+        "add_services": [],
+        "remove_services": [],
+        "add_rules": [RULE],
+        "remove_rules": [],
+        "add_ports": [["8443", "tcp"]],
+        "remove_ports": [],
+    }
+    assert applied == [
+        [("reload", (), "firewall-cmd --reload")],
+        [
+            (
+                "entries",
+                ("runtime", {mta: {"add": ["10.1.0.2"], "remove": ["10.1.0.9"]}}),
+                "runtime ipset entries as saved",
+            ),
+            ("zone", ("public", "runtime", runtime), "runtime zone public: 1 add rules, 1 add ports"),
+        ],
+    ]
+    assert reads == []
 
 
 def test_own_rules_are_the_zones_rich_rules_of_ours_as_the_audit_reads_them():

@@ -1229,3 +1229,63 @@ def test_every_change_ufw_plans_is_said_in_words_done_or_to_be_done():
         "1 rule of a retired profile would be removed; 3 rules would be added; 1 rule would be removed; "
         "default incoming would be set to deny; the firewall would be enabled"
     )
+
+
+@pytest.fixture
+def rollback_files(tmp_path, monkeypatch):
+    """ufw's files a rollback saves, in a temporary directory: {name: path}."""
+    paths = {name: tmp_path / name for name in ("user.rules", "user6.rules", "zimbra", "default-ufw", "ufw.conf")}
+    for name, path in paths.items():
+        path.write_text(f"{name} as saved\n")
+    monkeypatch.setattr(ufw, "RULES_FILES", (str(paths["user.rules"]), str(paths["user6.rules"])))
+    monkeypatch.setattr(ufw, "PROFILE_PATH", str(paths["zimbra"]))
+    monkeypatch.setattr(ufw, "DEFAULTS_PATH", str(paths["default-ufw"]))
+    monkeypatch.setattr(ufw, "CONF_PATH", str(paths["ufw.conf"]))
+    return paths
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # only rules changed on a running ufw: its chains reloaded from the files, one swap a family
+        (True, True, ["user.rules"], True, [["iptables-restore", "--noflush", "user.rules"],
+                                            ["ip6tables-restore", "--noflush", "user6.rules"]]),
+        (True, True, ["zimbra"], False, [["iptables-restore", "--noflush", "user.rules"]]),
+        # its defaults or its ufw.conf changed: ufw reloads, enables or disables as it was
+        (True, True, ["default-ufw"], True, [["ufw", "reload"]]),
+        (True, True, ["ufw.conf"], True, [["ufw", "reload"]]),
+        (True, False, ["user.rules"], True, [["ufw", "--force", "enable"]]),
+        (False, True, ["user.rules"], True, [["ufw", "--force", "disable"]]),
+        (False, False, ["user.rules"], True, []),
+    ],
+)  # fmt: skip
+def test_a_rollback_puts_ufw_back_as_it_was_saved(rollback_files, monkeypatch, case):
+    was_active, is_active, changed, ipv6, commands = case
+    active, ran = [was_active], []
+
+    def run(argv, stdin=None):
+        ran.append([os.path.basename(word) if word.startswith("/") else word for word in argv])
+        if argv[:2] == ["ufw", "--force"]:  # ufw rewrites ufw.conf as it enables or disables
+            rollback_files["ufw.conf"].write_text("rewritten by ufw\n")
+        return 0, "", ""
+
+    monkeypatch.setattr(ufw, "_active", lambda given: active[0] if given is run else pytest.fail("another run"))
+    monkeypatch.setattr(ufw, "_ipv6_read", lambda: ipv6)
+
+    saved = json.loads(json.dumps(ufw.save(run)))  # as the rollback keeps it
+    assert saved["active"] is was_active and sorted(saved["files"]) == sorted(map(str, rollback_files.values()))
+    for name in changed:
+        rollback_files[name].write_text(f"{name} changed by a run\n")
+    active[0] = is_active
+    ufw.restore(saved, run)
+    assert ran == commands
+    assert all(path.read_text() == f"{name} as saved\n" for name, path in rollback_files.items())
+
+
+def test_a_rollback_writes_only_ufws_own_files(rollback_files, monkeypatch, tmp_path):
+    monkeypatch.setattr(ufw, "_active", lambda run: False)
+    saved = ufw.save(None)
+    elsewhere = str(tmp_path / "elsewhere")
+    saved["files"][elsewhere] = saved["files"][str(rollback_files["zimbra"])]
+    ufw.restore(saved, None)
+    assert not os.path.exists(elsewhere)
