@@ -887,11 +887,12 @@ CASES = [
         ],
     ),
     (
-        {"allow_no_management": "no", "allow_salt_master": 1, "enabled": None},
+        {"allow_no_management": "no", "allow_salt_master": 1, "enabled": None, "close_foreign": "yes"},
         [
             "zimbra_fw:allow_no_management: 'no' must be true or false",
             "zimbra_fw:allow_salt_master: 1 must be true or false",
             "zimbra_fw:enabled: None must be true or false",
+            "zimbra_fw:close_foreign: 'yes' must be true or false",
         ],
     ),
     (

@@ -1289,3 +1289,23 @@ def test_a_rollback_writes_only_ufws_own_files(rollback_files, monkeypatch, tmp_
     saved["files"][elsewhere] = saved["files"][str(rollback_files["zimbra"])]
     ufw.restore(saved, None)
     assert not os.path.exists(elsewhere)
+
+
+def test_close_foreign_removes_widening_rules_as_well_as_stale_ones():
+    """A stale rule of ours and the foreign rules that widen access all go,
+    ours first; an application rule opens its profile's ports, or what its
+    tuples in the rules files open when they were read."""
+    policy = policy_of(dict(SINGLE, close_foreign=True))
+    stale = ("allow", "from", "172.16.0.0/12")
+    memcached, cache, kept = ("allow", "Memcached"), ("allow", "Cache"), ("allow", "8448/tcp")
+    profiles = {"Memcached": [PortSpec(11211, 11211, "tcp")], "Cache": [PortSpec(8448, 8448, "tcp")]}
+    current = snapshot([*SEED_RULES, stale], [("allow", "11211/tcp"), memcached, cache, kept], active=True)
+    by_profile = current._replace(app_profiles=profiles)
+    plan = ufw.plan_rules(policy, by_profile)
+    assert ufw_args(plan) == [("delete", *stale), ("delete", "allow", "11211/tcp"), ("delete", *memcached)]
+    assert plan.changes == {"removed": ["allow from 172.16.0.0/12", "allow 11211/tcp", "allow Memcached"]}
+    live = {rule: dict.fromkeys(ufw_files.FAMILIES, frozenset()) for rule in by_profile.rules}
+    live[(memcached, None)] = {"IPv4": frozenset([PortSpec(8448, 8448, "tcp")])}  # what ufw wrote for it
+    live[(cache, None)] = {"IPv4": frozenset([PortSpec(11211, 11211, "udp")])}
+    plan = ufw.plan_rules(policy, by_profile._replace(copies=live))
+    assert ufw_args(plan) == [("delete", *stale), ("delete", "allow", "11211/tcp"), ("delete", *cache)]
