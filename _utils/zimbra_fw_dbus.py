@@ -35,7 +35,10 @@ BUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
 REPLY_WAIT = 25.0  # seconds for a connection's calls, libdbus's default for one
 MESSAGE_MAX = 128 * 1024 * 1024  # the specification's limit
 HEADER_MAX = 64 * 1024  # a reply's header is a few hundred bytes; a larger one is not read
-NESTING_MAX = 64  # 32 arrays and 32 structs deep, as the specification allows
+# A signature nests at most 32 arrays, 32 structs and 32 dict entries deep;
+# a value, variants included, at most 64 containers deep (as libdbus checks).
+SIGNATURE_NESTING_MAX = 32
+NESTING_MAX = 64
 METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL = 1, 2, 3, 4
 NO_AUTO_START = 0x2
 PATH, INTERFACE, MEMBER, ERROR_NAME, REPLY_SERIAL, DESTINATION, SENDER, SIGNATURE, UNIX_FDS = range(1, 10)
@@ -82,30 +85,39 @@ def parse_signature(signature):
     ...])``."""
     types, index = [], 0
     while index < len(signature):
-        parsed, index = _complete_type(signature, index, 0)
+        parsed, index = _complete_type(signature, index, "")
         types.append(parsed)
     return types
 
 
-def _complete_type(signature, index, depth):
-    if depth > NESTING_MAX:
+def _inside(signature, opened, codes):
+    """``opened`` (the codes of the containers a type is in) and ``codes``,
+    or BrokenMessage when that nests one kind of container too deep."""
+    inside = opened + codes
+    if any(inside.count(code) > SIGNATURE_NESTING_MAX for code in codes):
         raise BrokenMessage(f"signature {signature!r} nests too deep")
+    return inside
+
+
+def _complete_type(signature, index, opened):
     code = signature[index : index + 1]
     if code in ALIGNMENT and code not in "a({":
         return code, index + 1
     if code == "a" and signature[index + 1 : index + 2] == "{":
-        key, after = _complete_type(signature, index + 2, depth + 1)
-        value, after = _complete_type(signature, after, depth + 1)
+        inside = _inside(signature, opened, "a{")
+        key, after = _complete_type(signature, index + 2, inside)
+        value, after = _complete_type(signature, after, inside)
         if not (isinstance(key, str) and key in BASIC) or signature[after : after + 1] != "}":
             raise BrokenMessage(f"signature {signature!r}: a dict entry is a basic key and one value")
         return ("a", ("{", key, value)), after + 1
     if code == "a":
-        element, after = _complete_type(signature, index + 1, depth + 1)
+        element, after = _complete_type(signature, index + 1, _inside(signature, opened, "a"))
         return ("a", element), after
     if code == "(":
+        inside = _inside(signature, opened, "(")
         members, after = [], index + 1
         while signature[after : after + 1] not in (")", ""):
-            member, after = _complete_type(signature, after, depth + 1)
+            member, after = _complete_type(signature, after, inside)
             members.append(member)
         if not members or signature[after : after + 1] != ")":
             raise BrokenMessage(f"signature {signature!r}: an empty or open struct")

@@ -588,9 +588,10 @@ def read_values(signature, values):
 
 
 @pytest.mark.parametrize("container", [*CONTAINERS, "dict keys"])
-def test_values_nest_as_deep_as_the_specification_allows_and_no_deeper(container):
-    limit = dbus.NESTING_MAX
-    if container == "dict keys":  # the innermost byte is a key
+def test_a_signature_nests_each_kind_of_container_as_deep_as_the_specification_allows(container):
+    """At most 32 arrays, 32 structs and 32 dict entries (the specification, as libdbus checks it)."""
+    limit = dbus.SIGNATURE_NESTING_MAX
+    if container == "dict keys":  # the innermost byte is a key; "a{" is an array too
         signature, value = nested("arrays", limit - 1, "a{yy}", {5: 1})
         deeper = "a" + signature
     else:
@@ -601,17 +602,37 @@ def test_values_nest_as_deep_as_the_specification_allows_and_no_deeper(container
         dbus.parse_signature(deeper)
 
 
-@pytest.mark.parametrize("container", CONTAINERS)
-def test_a_variant_holds_values_no_deeper_than_the_specification_allows(container):
-    """Containers ``NESTING_MAX - 1`` deep around a variant: a byte in the
-    variant is at the limit; an array, a struct or a dict of a byte is one
-    too deep."""
-    depth = dbus.NESTING_MAX - 1
-    signature, held = nested(container, depth, "v", ("y", 5))
-    assert read_values(signature, [held]) == [nested(container, depth, "y", 5)[1]]
+def around(chain, signature, value):
+    """(signature, value) inside the containers of ``chain``, ((container, depth), ...) from the inside out."""
+    for container, depth in chain:
+        signature, value = nested(container, depth, signature, value)
+    return signature, value
+
+
+def test_arrays_and_structs_together_nest_a_value_as_deep_as_a_value_may():
+    signature, value = around((("structs", 32), ("arrays", 32)), "y", 5)
+    assert read_values(signature, [value]) == [value]  # the byte: 64 deep
+    signature, value = around((("arrays", 31), ("structs", 32)), "a{yy}", {5: 1})
+    assert read_values(signature, [value]) == [value]  # the dict's key and value: 64 deep
+
+
+# 63 containers around a variant, as deep as a signature's limits let them go.
+AROUND_A_VARIANT = {
+    "arrays around structs": (("structs", 31), ("arrays", 32)),
+    "structs around arrays": (("arrays", 31), ("structs", 32)),
+    "dicts around structs": (("structs", 31), ("dict values", 32)),
+}
+
+
+@pytest.mark.parametrize("chain", AROUND_A_VARIANT.values(), ids=list(AROUND_A_VARIANT))
+def test_a_variant_holds_values_no_deeper_than_the_specification_allows(chain):
+    """A byte in the variant is at the limit (64); an array, a struct or a
+    dict of a byte is one too deep."""
+    signature, held = around(chain, "v", ("y", 5))
+    assert read_values(signature, [held]) == [around(chain, "y", 5)[1]]
     for deeper in (("ay", [5]), ("(y)", (5,)), ("a{yy}", {1: 5})):
         with pytest.raises(dbus.BrokenMessage, match=exactly("values nested too deep")):
-            read_values(signature, [nested(container, depth, "v", deeper)[1]])
+            read_values(signature, [around(chain, "v", deeper)[1]])
 
 
 def variants(depth, inner):
@@ -722,6 +743,8 @@ def test_a_broken_header_is_refused_by_name():
         ("a{vs}", "a dict entry is a basic key and one value"),
         ("a{s}", "unknown type at 3"),  # "}" where the value's type goes
         ("a{sss}", "a dict entry is a basic key and one value"),
+        ("a{(y)y}", "a dict entry is a basic key and one value"),
+        ("a{ayy}", "a dict entry is a basic key and one value"),
         ("()", "an empty or open struct"),
         ("(s", "an empty or open struct"),
         ("(yy", "an empty or open struct"),
