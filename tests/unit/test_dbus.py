@@ -6,6 +6,7 @@ marshal the replies this client must read, and accept the calls it makes.
 The attacker's side: whatever bytes arrive, reading them ends in a value or
 in BrokenMessage, never in another error or a deep recursion."""
 
+import contextlib
 import os
 import re
 import select
@@ -221,15 +222,22 @@ class FakeBus:
         self.thread.join(timeout=10)
 
 
-def calling(monkeypatch, path, answer, address=None):
-    """A call's reply from a FakeBus at ``path`` answering with ``answer``, and the connection after."""
+@contextlib.contextmanager
+def connected(monkeypatch, path, answer, wait=dbus.REPLY_WAIT, address=None):
+    """A connection to a FakeBus at ``path`` answering with ``answer``."""
     bus = FakeBus(path, answer)
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address or f"unix:path={path}")
     try:
-        with dbus.SystemBus() as connection:
-            return connection.call("org.a", "/", "org.a", "M"), connection
+        with dbus.SystemBus(wait=wait) as connection:
+            yield connection
     finally:
         bus.close()
+
+
+def calling(monkeypatch, path, answer, address=None):
+    """A call's reply from a FakeBus at ``path`` answering with ``answer``, and the connection after."""
+    with connected(monkeypatch, path, answer, address=address) as connection:
+        return connection.call("org.a", "/", "org.a", "M"), connection
 
 
 def test_a_message_that_is_not_our_reply_is_dropped_unread_past_its_header(tmp_path, monkeypatch):
@@ -247,42 +255,39 @@ def test_a_message_that_is_not_our_reply_is_dropped_unread_past_its_header(tmp_p
         reply("s", string("another call's"), to=99),
         message(dbus.SIGNAL, [(77, "ay", struct.pack("<I", dbus.HEADER_MAX) + b"\0" * dbus.HEADER_MAX)], serial=52),
     ]
-    bus = FakeBus(path, lambda serial: b"".join(noise) + reply("s", string("ours"), serial))
     read = []
     monkeypatch.setattr(dbus, "read_body", lambda body, fields, order: read.append(len(body)) or ["ours"])
-    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
-    try:
-        with dbus.SystemBus() as connection:
-            assert connection.call("org.a", "/", "org.a", "M") == ["ours"]
-    finally:
-        bus.close()
+
+    def answer(serial):
+        return b"".join(noise) + reply("s", string("ours"), serial)
+
+    assert calling(monkeypatch, path, answer)[0] == ["ours"]
     assert read == [len(string(":1.7")), len(string("ours"))]  # the replies' bodies only
 
 
 def test_one_deadline_bounds_every_call_of_a_connection(tmp_path, monkeypatch):
     path = str(tmp_path / "socket")
-    bus = FakeBus(path, lambda serial: time.sleep(0.2) or reply("s", string("late"), serial))
-    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
-    try:
-        with dbus.SystemBus(wait=0.5) as connection:
-            assert connection.call("org.a", "/", "org.a", "M") == ["late"]  # each call alone is in time
-            with pytest.raises(dbus.Unreachable, match="within"):
-                for _ in range(3):
-                    connection.call("org.a", "/", "org.a", "M")
-    finally:
-        bus.close()
+
+    def late(serial):
+        time.sleep(0.2)
+        return reply("s", string("late"), serial)
+
+    with connected(monkeypatch, path, late, wait=0.5) as connection:
+        assert connection.call("org.a", "/", "org.a", "M") == ["late"]  # each call alone is in time
+        with pytest.raises(dbus.Unreachable, match="within"):
+            for _ in range(3):
+                connection.call("org.a", "/", "org.a", "M")
 
 
 def test_a_bus_that_stops_answering_fails_the_call_at_its_deadline(tmp_path, monkeypatch):
     path = str(tmp_path / "socket")
-    bus = FakeBus(path, lambda serial: message(dbus.SIGNAL, [(dbus.SIGNATURE, "g", "")], serial=60)[:20])
-    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
-    try:
-        with dbus.SystemBus(wait=0.5) as connection:
-            with pytest.raises(dbus.Unreachable, match=r"no answer from the system bus within 0\.5 s"):
-                connection.call("org.a", "/", "org.a", "M")
-    finally:
-        bus.close()
+
+    def half(serial):  # the first 20 bytes of a message, then nothing
+        return message(dbus.SIGNAL, [(dbus.SIGNATURE, "g", "")], serial=60)[:20]
+
+    with connected(monkeypatch, path, half, wait=0.5) as connection:
+        with pytest.raises(dbus.Unreachable, match=r"no answer from the system bus within 0\.5 s"):
+            connection.call("org.a", "/", "org.a", "M")
 
 
 def test_an_error_reply_without_a_name_or_a_text_is_raised_as_an_error(tmp_path, monkeypatch):
@@ -325,17 +330,11 @@ def test_our_reply_with_a_header_as_large_as_we_read_is_read(tmp_path, monkeypat
 
 
 def test_a_call_on_a_connection_the_bus_has_hung_up_on_fails(tmp_path, monkeypatch):
-    path = str(tmp_path / "socket")
-    bus = FakeBus(path, lambda serial: None)
-    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={path}")
-    try:
-        with dbus.SystemBus() as connection:
-            with pytest.raises(dbus.Unreachable, match=exactly("the system bus closed the connection")):
-                connection.call("org.a", "/", "org.a", "M")
-            with pytest.raises(dbus.Unreachable, match=exactly("the system bus connection failed: ", prefix=True)):
-                connection.call("org.a", "/", "org.a", "M")
-    finally:
-        bus.close()
+    with connected(monkeypatch, str(tmp_path / "socket"), lambda serial: None) as connection:
+        with pytest.raises(dbus.Unreachable, match=exactly("the system bus closed the connection")):
+            connection.call("org.a", "/", "org.a", "M")
+        with pytest.raises(dbus.Unreachable, match=exactly("the system bus connection failed: ", prefix=True)):
+            connection.call("org.a", "/", "org.a", "M")
 
 
 def test_a_bus_whose_queue_is_full_fails_at_once(tmp_path, monkeypatch):
@@ -530,7 +529,7 @@ def reply(signature, body, to=1, order="<"):
 
 
 def string(text):
-    return struct.pack("<I", len(text.encode())) + text.encode() + b"\0"
+    return encode("s", text)
 
 
 SETTINGS_REPLY = reply("as", struct.pack("<I", 13) + string("ssh") + string(""))

@@ -1098,33 +1098,31 @@ def ipset_xml(name):
     ).encode()
 
 
-def test_a_rollback_puts_back_the_files_and_the_runtime_it_saved(tmp_path, monkeypatch):
+def test_a_rollback_puts_back_the_files_and_the_runtime_it_saved(tmp_path, monkeypatch, xml_dirs):
     """save, then a run that changes files and the runtime, then restore:
     every saved file byte for byte (a service and an ipset of ours removed
     since come back, those made since go), one reload, then the
     runtime-only rule and port and the ipset entries as saved."""
-    zones, services, ipsets = (tmp_path / name for name in ("zones", "services", "ipsets"))
-    for directory in (zones, services, ipsets):
-        directory.mkdir()
+    zones, services, ipsets = tmp_path / "zones", xml_dirs["etc-services"], xml_dirs["etc-ipsets"]
+    zones.mkdir()
     monkeypatch.setattr(fwd, "ZONE_DIR", str(zones))
-    monkeypatch.setattr(fwd_files, "SERVICE_DIRS", (str(tmp_path / "usr-services"), str(services)))
-    monkeypatch.setattr(fwd_files, "IPSET_DIRS", (str(tmp_path / "usr-ipsets"), str(ipsets)))
     (zones / "public.xml").write_bytes(b"<zone>before</zone>")
     (zones / "public.xml").chmod(0o640)
-    (services / "zimbra.xml").write_bytes(service_xml("zimbra", 25))
-    (services / "zimbra-mta.xml").write_bytes(service_xml("zimbra-mta", 465))
     mta = "zimbra-mta-v4"
-    (ipsets / f"{mta}.xml").write_bytes(ipset_xml(mta))
+    as_saved = {
+        path: path.read_bytes()
+        for path in (services / "zimbra.xml", services / "zimbra-mta.xml", ipsets / f"{mta}.xml")
+    }
     before = snapshot(
         zone(["ssh", "zimbra"], [OURS]),
         zone(["ssh", "zimbra"], [OURS, RULE], ports=[("8443", "tcp")]),  # RULE and the port: runtime only
-        services={"zimbra": (("25", "tcp"),), "zimbra-mta": (("465", "tcp"),)},
+        services={"zimbra": (("25", "tcp"),), "zimbra-mta": (("7025", "tcp"),)},
         ipsets=ipsets_of({mta: ()}),
         runtime_ipsets=ipsets_of({mta: ("10.1.0.1", "10.1.0.2")}),
     )
     reloaded = snapshot(  # what the reload of the saved files leaves: the permanent configuration
         zone(["ssh", "zimbra"], [OURS]),
-        services={"zimbra": (("25", "tcp"),), "zimbra-mta": (("465", "tcp"),)},
+        services={"zimbra": (("25", "tcp"),), "zimbra-mta": (("7025", "tcp"),)},
         ipsets=ipsets_of({mta: ()}),
         runtime_ipsets=ipsets_of({mta: ("10.1.0.1", "10.1.0.9")}),
     )
@@ -1164,9 +1162,7 @@ def test_a_rollback_puts_back_the_files_and_the_runtime_it_saved(tmp_path, monke
     assert asked == [((run,), {"config": fwd.ZoneOf("public")})]
     assert (zones / "public.xml").read_bytes() == b"<zone>before</zone>"
     assert (zones / "public.xml").stat().st_mode & 0o777 == 0o640
-    assert (services / "zimbra.xml").read_bytes() == service_xml("zimbra", 25)
-    assert (services / "zimbra-mta.xml").read_bytes() == service_xml("zimbra-mta", 465)
-    assert (ipsets / f"{mta}.xml").read_bytes() == ipset_xml(mta)
+    assert {path: path.read_bytes() for path in as_saved} == as_saved
     assert sorted(os.listdir(services)) == ["zimbra-mta.xml", "zimbra.xml"]
     assert sorted(os.listdir(ipsets)) == [f"{mta}.xml"]
     runtime = {

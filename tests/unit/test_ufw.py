@@ -1232,15 +1232,12 @@ def test_every_change_ufw_plans_is_said_in_words_done_or_to_be_done():
 
 
 @pytest.fixture
-def rollback_files(tmp_path, monkeypatch):
-    """ufw's files a rollback saves, in a temporary directory: {name: path}."""
-    paths = {name: tmp_path / name for name in ("user.rules", "user6.rules", "zimbra", "default-ufw", "ufw.conf")}
+def rollback_files(ufw_files_in, monkeypatch):
+    """ufw's files a rollback saves (ufw_files_in's, and ufw.conf): {name: path}."""
+    monkeypatch.setattr(ufw, "CONF_PATH", str(ufw_files_in / "ufw.conf"))
+    paths = {name: ufw_files_in / name for name in ("user.rules", "user6.rules", "zimbra", "default-ufw", "ufw.conf")}
     for name, path in paths.items():
         path.write_text(f"{name} as saved\n")
-    monkeypatch.setattr(ufw, "RULES_FILES", (str(paths["user.rules"]), str(paths["user6.rules"])))
-    monkeypatch.setattr(ufw, "PROFILE_PATH", str(paths["zimbra"]))
-    monkeypatch.setattr(ufw, "DEFAULTS_PATH", str(paths["default-ufw"]))
-    monkeypatch.setattr(ufw, "CONF_PATH", str(paths["ufw.conf"]))
     return paths
 
 
