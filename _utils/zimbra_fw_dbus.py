@@ -1,14 +1,18 @@
 """
-A D-Bus client for method calls with string arguments, in this process:
-the system bus's unix socket, EXTERNAL authentication, messages marshalled
-and read here. zimbra_fw reads firewalld with it (zimbra_fw_firewalld_read)
-without starting a process or loading dbus-python, which Salt's Python may
-not have; changes still go through the helper (zimbra_fw_firewalld_client).
+A D-Bus client for method calls, in this process: the system bus's unix
+socket, EXTERNAL authentication, messages marshalled and read here.
+zimbra_fw reads and changes firewalld with it (zimbra_fw_firewalld_read,
+zimbra_fw_firewalld_client) without starting a process or loading
+dbus-python, which Salt's Python may not have.
 
 * ``SystemBus()``: a connection (a context manager); ``call(destination,
-  path, interface, member, *strings)`` returns the reply's values: strings,
-  numbers and bools as such, arrays as lists, dicts as dicts, structs as
-  tuples, variants as their value. An error reply raises ``BusError``.
+  path, interface, member, *args, signature=None)`` sends ``args`` of
+  ``signature`` (all strings without one: lists or tuples for arrays and
+  structs, dicts for dicts, ``Variant(signature, value)`` for a variant)
+  and returns the reply's values: strings, numbers and bools as such,
+  arrays as lists, dicts as dicts, structs as tuples, variants as their
+  value. An error reply raises ``BusError``; an argument its type cannot
+  hold, ValueError, before anything is sent.
 * ``Unreachable``: the bus cannot be talked to (``NoBus``: none listens
   where the address points); ``BrokenMessage``: a reply not in D-Bus's
   wire format. All are ``DBusFailure``, as ``BusError`` is.
@@ -16,14 +20,16 @@ not have; changes still go through the helper (zimbra_fw_firewalld_client).
   ``read_body`` (and ``read_message``, all three) read one: pure. A
   message that is not the reply awaited is dropped past its header.
 
-Calls carry NO_AUTO_START: reading never starts a service.
+Calls carry NO_AUTO_START: no call starts a service.
 """
 
 import itertools
 import os
+import re
 import socket
 import struct
 import time
+from collections import namedtuple
 
 
 def __virtual__():
@@ -36,7 +42,8 @@ REPLY_WAIT = 25.0  # seconds for a connection's calls, libdbus's default for one
 MESSAGE_MAX = 128 * 1024 * 1024  # the specification's limit
 HEADER_MAX = 64 * 1024  # a reply's header is a few hundred bytes; a larger one is not read
 # A signature nests at most 32 arrays, 32 structs and 32 dict entries deep;
-# a value, variants included, at most 64 containers deep (as libdbus checks).
+# a value, variants included, at most 64 containers deep, a dict's array and
+# entry counting two (as libdbus checks).
 SIGNATURE_NESTING_MAX = 32
 NESTING_MAX = 64
 METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL = 1, 2, 3, 4
@@ -204,7 +211,8 @@ class _Reader:
         while self.offset < end:
             if element[0] == "{":
                 self.align(8)
-                items.append((self.value(element[1], depth + 1), self.value(element[2], depth + 1)))
+                inside = depth + 2  # the array, then the dict entry (as libdbus counts)
+                items.append((self.value(element[1], inside), self.value(element[2], inside)))
             else:
                 items.append(self.value(element, depth + 1))
         if self.offset != end:
@@ -304,36 +312,154 @@ def read_message(data):
 # ---------------------------------------------------------------- writing
 
 
-def _string(offset, text, length_code="u"):
-    """``text`` marshalled to go at ``offset``, padding first; its length is
-    a ``u`` (a string or object path) or a ``y`` (a signature)."""
-    raw = text.encode("utf-8")
-    if "\0" in text:
-        raise ValueError(f"a D-Bus string cannot hold a NUL: {text!r}")
-    size = struct.pack("<B", len(raw)) if length_code == "y" else struct.pack("<I", len(raw))
-    padding = b"\0" * (-offset % ALIGNMENT[length_code])
-    return padding + size + raw + b"\0"
+class Variant(namedtuple("Variant", "signature value")):
+    """A value to marshal as a variant: ``value`` of ``signature`` (one complete type)."""
 
 
-def method_call(serial, target, member, strings):
+OBJECT_PATH = re.compile(r"/|(/[A-Za-z0-9_]+)+")
+_ELEMENT, _BUS_ELEMENT = r"[A-Za-z_][A-Za-z0-9_]*", r"[A-Za-z_-][A-Za-z0-9_-]*"
+NAMES = {  # the specification's names, each at most 255 bytes
+    "member": re.compile(_ELEMENT),
+    "interface": re.compile(rf"{_ELEMENT}(\.{_ELEMENT})+"),
+    "destination": re.compile(rf":[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+|{_BUS_ELEMENT}(\.{_BUS_ELEMENT})+"),
+}
+ARRAY_MAX = 64 * 1024 * 1024  # the specification's limit of an array's bytes
+HEADER = parse_signature("yyyyuua(yv)")  # a message's header as values
+
+
+class _Writer:
+    """Values marshalled little-endian, each checked against its type: a
+    value that does not fit raises ValueError. Offsets count from the start
+    of the message, or of its body (8-aligned in the message)."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def align(self, boundary):
+        self.data += bytes(-len(self.data) % boundary)
+
+    def value(self, kind, item, depth=0):
+        if depth > NESTING_MAX:
+            raise ValueError("values nested too deep")
+        if isinstance(kind, tuple):
+            self._container(kind, item, depth)
+        elif kind in ("s", "o", "g"):
+            self._text(kind, item)
+        elif kind == "v":
+            if not isinstance(item, Variant):
+                raise ValueError(f"a variant's value is not a Variant: {item!r:.80}")
+            inner = _signature_types(item.signature)
+            if len(inner) != 1:
+                raise ValueError(f"a variant's signature is not one complete type: {item.signature!r}")
+            self._text("g", item.signature)
+            self.value(inner[0], item.value, depth + 1)
+        elif kind == "h":
+            raise ValueError("a unix file descriptor is not sent")
+        elif kind == "b":
+            if not isinstance(item, bool):
+                raise ValueError(f"not a boolean: {item!r:.80}")
+            self.number("u", int(item))
+        else:
+            self.number(kind, item)
+
+    def number(self, code, item):
+        if isinstance(item, bool) or not isinstance(item, float if code == "d" else int):
+            raise ValueError(f"not a D-Bus {code!r}: {item!r:.80}")
+        self.align(ALIGNMENT[code])
+        try:
+            self.data += struct.pack("<" + NUMBERS[code], item)
+        except struct.error as exc:
+            raise ValueError(f"out of range of a D-Bus {code!r}: {item!r}") from exc
+
+    def _text(self, kind, text):
+        if not isinstance(text, str):
+            raise ValueError(f"not a D-Bus string: {text!r:.80}")
+        if "\0" in text:
+            raise ValueError(f"a D-Bus string cannot hold a NUL: {text!r}")
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"a D-Bus string is UTF-8: {text!r:.80}") from exc
+        if kind == "o" and not OBJECT_PATH.fullmatch(text):
+            raise ValueError(f"not a D-Bus object path: {text!r:.80}")
+        if kind == "g":
+            _signature_types(text)
+            self.data += struct.pack("<B", len(raw))
+        else:
+            self.number("u", len(raw))
+        self.data += raw + b"\0"
+
+    def _container(self, kind, item, depth):
+        if kind[0] == "(":
+            if not isinstance(item, (tuple, list)) or len(item) != len(kind[1]):
+                raise ValueError(f"not a struct of {len(kind[1])}: {item!r:.80}")
+            self.align(8)
+            for member, value in zip(kind[1], item, strict=True):
+                self.value(member, value, depth + 1)
+            return
+        element = kind[1]
+        entries = isinstance(element, tuple) and element[0] == "{"
+        if not isinstance(item, dict if entries else (list, tuple)):
+            raise ValueError(f"not a D-Bus {'dict' if entries else 'array'}: {item!r:.80}")
+        self.number("u", 0)
+        length_at = len(self.data) - 4
+        self.align(_alignment(element))
+        start = len(self.data)
+        for value in item.items() if entries else item:
+            if entries:
+                self.align(8)
+                self.value(element[1], value[0], depth + 2)  # the array, then the dict entry
+                self.value(element[2], value[1], depth + 2)
+            else:
+                self.value(element, value, depth + 1)
+        length = len(self.data) - start
+        if length > ARRAY_MAX:
+            raise ValueError(f"an array of {length} bytes")
+        struct.pack_into("<I", self.data, length_at, length)
+
+
+def _signature_types(signature):
+    """``parse_signature`` of a signature this process sends: ValueError when it is not one."""
+    if not isinstance(signature, str):
+        raise ValueError(f"not a D-Bus signature: {signature!r:.80}")
+    if len(signature.encode("utf-8")) > 255:
+        raise ValueError(f"a signature longer than 255 bytes: {signature!r:.80}")
+    try:
+        return parse_signature(signature)
+    except BrokenMessage as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def method_call(serial, target, member, args=(), signature=None):
     """A METHOD_CALL message's bytes: ``member`` of ``target`` (destination,
-    object path, interface or None), its arguments all strings."""
+    object path, interface or None) with ``args`` of ``signature`` (by
+    default all strings). Raises ValueError for a value that its type cannot hold."""
     destination, path, interface = target
-    body = b""
-    for text in strings:
-        body += _string(len(body), text)
-    fields = [(PATH, "o", path), (MEMBER, "s", member), (DESTINATION, "s", destination)]
+    for kind, name in (("destination", destination), ("interface", interface), ("member", member)):
+        if (name is not None or kind != "interface") and not (
+            isinstance(name, str) and len(name) <= 255 and NAMES[kind].fullmatch(name)
+        ):
+            raise ValueError(f"not a D-Bus {kind} name: {name!r:.80}")
+    signature = "s" * len(args) if signature is None else signature
+    kinds = _signature_types(signature)
+    if len(kinds) != len(args):
+        raise ValueError(f"{len(args)} arguments for the signature {signature!r}")
+    body = _Writer()
+    for kind, value in zip(kinds, args, strict=True):
+        body.value(kind, value)
+    fields = [(PATH, Variant("o", path)), (MEMBER, Variant("s", member)), (DESTINATION, Variant("s", destination))]
     if interface:
-        fields.append((INTERFACE, "s", interface))
-    if strings:
-        fields.append((SIGNATURE, "g", "s" * len(strings)))
-    array = b""
-    for code, kind, text in fields:
-        array += b"\0" * (-(FIXED.size + len(array)) % 8) + bytes([code])
-        array += _string(0, kind, "y")
-        array += _string(FIXED.size + len(array), text, "y" if kind == "g" else "u")
-    head = FIXED.pack(ord("l"), METHOD_CALL, NO_AUTO_START, 1, len(body), serial, len(array))
-    return head + array + b"\0" * (-len(array) % 8) + body
+        fields.append((INTERFACE, Variant("s", interface)))
+    if args:
+        fields.append((SIGNATURE, Variant("g", signature)))
+    head = _Writer()
+    header = (ord("l"), METHOD_CALL, NO_AUTO_START, 1, len(body.data), serial, fields)
+    for kind, value in zip(HEADER, header, strict=True):
+        head.value(kind, value)
+    head.align(8)
+    if len(head.data) + len(body.data) > MESSAGE_MAX:
+        raise ValueError(f"a message of {len(head.data) + len(body.data)} bytes")
+    return bytes(head.data + body.data)
 
 
 # ---------------------------------------------------------------- the connection
@@ -453,10 +579,11 @@ class SystemBus:
         except TimeoutError as exc:
             raise Unreachable(f"no answer from the system bus within {self.wait:g} s") from exc
 
-    def call(self, destination, path, interface, member, *strings):
-        """The reply's values (a list) of one method call."""
+    def call(self, destination, path, interface, member, *args, signature=None):
+        """The reply's values (a list) of one method call with ``args`` of
+        ``signature`` (by default all strings)."""
         serial = next(self._serials)
-        message = method_call(serial, (destination, path, interface), member, strings)
+        message = method_call(serial, (destination, path, interface), member, args, signature)
         try:
             self.sock.sendall(message)
             kind, fields, body = self._reply(serial)

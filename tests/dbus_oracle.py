@@ -1,12 +1,14 @@
 """A D-Bus service made with dbus-python, the library firewalld's own tools
 use: test_dbus.py runs it with the system's Python on a private bus (the
 address is argv[1]) and reads its replies with zimbra_fw_dbus. Each method
-answers with the values ANSWERS names, marshalled by libdbus. Prints
+answers with the values it names, marshalled by libdbus; ``Mirror`` answers
+any call with what libdbus read of it. Prints
 "ready" once it owns its name."""
 
 import sys
 
 import dbus
+import dbus.lowlevel
 import dbus.mainloop.glib
 import dbus.service
 from gi.repository import GLib
@@ -73,6 +75,18 @@ class Oracle(dbus.service.Object):
     @dbus.service.method(NAME, in_signature="ss", out_signature="sso")
     def Echo(self, first, second):
         return first, second, dbus.ObjectPath("/org/example/Oracle/1")
+
+    def _message_cb(self, connection, message):
+        """``Mirror`` (any arguments) answers the signature libdbus read the
+        call with, then its arguments as libdbus read them, marshalled again
+        by that signature; other calls go to the methods below."""
+        if message.get_member() != "Mirror":
+            return super()._message_cb(connection, message)
+        signature = message.get_signature() or ""
+        reply = dbus.lowlevel.MethodReturnMessage(message)
+        reply.append(dbus.Signature(signature), *message.get_args_list(), signature="g" + signature)
+        connection.send_message(reply)
+        return None
 
     @dbus.service.method(NAME, in_signature="", out_signature="")
     def Nothing(self):

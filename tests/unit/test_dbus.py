@@ -19,7 +19,7 @@ import time
 
 import pytest
 import zimbra_fw_dbus as dbus
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 ORACLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dbus_oracle.py")
@@ -96,8 +96,8 @@ def bus(bus_address, monkeypatch):
         yield connection
 
 
-def oracle(connection, member, *args):
-    return connection.call(ORACLE_NAME, ORACLE_PATH, ORACLE_NAME, member, *args)
+def oracle(connection, member, *args, signature=None):
+    return connection.call(ORACLE_NAME, ORACLE_PATH, ORACLE_NAME, member, *args, signature=signature)
 
 
 # ---------------------------------------------------------------- against libdbus
@@ -611,15 +611,18 @@ def around(chain, signature, value):
 def test_arrays_and_structs_together_nest_a_value_as_deep_as_a_value_may():
     signature, value = around((("structs", 32), ("arrays", 32)), "y", 5)
     assert read_values(signature, [value]) == [value]  # the byte: 64 deep
+    signature, value = around((("arrays", 30), ("structs", 32)), "a{yy}", {5: 1})
+    assert read_values(signature, [value]) == [value]  # the dict's key and value: 64 deep (its array and entry: 2)
     signature, value = around((("arrays", 31), ("structs", 32)), "a{yy}", {5: 1})
-    assert read_values(signature, [value]) == [value]  # the dict's key and value: 64 deep
+    with pytest.raises(dbus.BrokenMessage, match=exactly("values nested too deep")):
+        read_values(signature, [value])
 
 
 # 63 containers around a variant, as deep as a signature's limits let them go.
 AROUND_A_VARIANT = {
     "arrays around structs": (("structs", 31), ("arrays", 32)),
     "structs around arrays": (("arrays", 31), ("structs", 32)),
-    "dicts around structs": (("structs", 31), ("dict values", 32)),
+    "dicts around structs": (("structs", 31), ("dict values", 16)),  # a dict counts two
 }
 
 
@@ -795,3 +798,225 @@ def test_any_corruption_of_a_reply_ends_in_a_value_or_a_broken_message(data):
 def test_any_bytes_end_in_a_value_or_a_broken_message(data):
     outcome = read_or_refuse(data)
     assert outcome is None or (type(outcome[1]) is dict and type(outcome[2]) is list)
+
+
+# ---------------------------------------------------------------- what this client sends
+
+FIREWALLD_CALLS = [
+    ("sa{sv}", ["zimbra-mta", {"short": dbus.Variant("s", "Zimbra MTA"),
+                               "ports": dbus.Variant("a(ss)", [["25", "tcp"]]),
+                               "destination": dbus.Variant("a{ss}", {}), "modules": dbus.Variant("as", [])}]),
+    ("s(ssssa{ss}as)", ["zimbra-mta-v6", ("", "short", "é ☃", "hash:net", {"family": "inet6"}, [])]),
+    ("ssi", ["public", 'rule priority="32000" service name="ssh" accept', 0]),
+    ("sas", ["zimbra-mta-v4", [f"10.0.{i >> 8}.{i & 255}" for i in range(3000)]]),
+    ("", []),
+]  # fmt: skip
+
+
+def plain(kind, value):
+    """A value of ``kind`` as the reader gives it back: variants as their
+    value, structs as tuples, arrays as lists."""
+    if kind == "v":
+        return plain(dbus.parse_signature(value.signature)[0], value.value)
+    if isinstance(kind, str):
+        return value
+    if kind[0] == "(":
+        return tuple(plain(member, item) for member, item in zip(kind[1], value, strict=True))
+    if kind[1][0] == "{":
+        return {plain(kind[1][1], key): plain(kind[1][2], item) for key, item in value.items()}
+    return [plain(kind[1], item) for item in value]
+
+
+def read_back(signature, values):
+    return [plain(kind, value) for kind, value in zip(dbus.parse_signature(signature), values, strict=True)]
+
+
+def sent_body(signature, values):
+    data = dbus.method_call(1, ("org.a", "/", "org.a"), "m", values, signature)
+    header_size, _ = dbus.message_sizes(data[:16])
+    return data[header_size:]
+
+
+@pytest.mark.parametrize("signature, values", FIREWALLD_CALLS)
+def test_libdbus_reads_firewallds_arguments_as_they_were_sent(bus, signature, values):
+    assert oracle(bus, "Mirror", *values, signature=signature) == [signature, *read_back(signature, values)]
+
+
+NUMBER_RANGES = {"y": (0, 2**8 - 1), "n": (-(2**15), 2**15 - 1), "q": (0, 2**16 - 1), "i": (-(2**31), 2**31 - 1)}
+NUMBER_RANGES.update({"u": (0, 2**32 - 1), "x": (-(2**63), 2**63 - 1), "t": (0, 2**64 - 1)})
+TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"), max_size=8)
+LEAVES = {
+    **{code: st.integers(*bounds) for code, bounds in NUMBER_RANGES.items()},
+    "d": st.floats(allow_nan=False),
+    "b": st.booleans(),
+    "s": TEXT,
+    "o": st.sampled_from(["/", "/a", "/org/fedoraproject/FirewallD1/config/zone/1", "/A_9/b"]),
+    "g": st.sampled_from(["", "s", "a{sv}", "(ssssa{ss}as)", "aai"]),
+}
+KEYS = sorted(set(LEAVES) - {"d"})  # a double keys no dict here: NaN aside, it would, but compares badly
+TYPES = st.recursive(
+    st.sampled_from(sorted(LEAVES)),
+    lambda inner: st.one_of(
+        inner.map(lambda kind: "a" + kind),
+        st.tuples(st.sampled_from(KEYS), inner).map(lambda pair: "a{" + pair[0] + pair[1] + "}"),
+        st.lists(inner, min_size=1, max_size=3).map(lambda members: "(" + "".join(members) + ")"),
+        st.just("v"),
+    ),
+    max_leaves=5,
+)
+
+
+def values_of(kind):
+    """A strategy for a value of the complete type ``kind`` (as parse_signature gives it)."""
+    if kind == "v":
+        return TYPES.flatmap(
+            lambda inner: values_of(dbus.parse_signature(inner)[0]).map(lambda value: dbus.Variant(inner, value))
+        )
+    if isinstance(kind, str):
+        return LEAVES[kind]
+    if kind[0] == "(":
+        return st.tuples(*(values_of(member) for member in kind[1]))
+    if kind[1][0] == "{":
+        return st.dictionaries(values_of(kind[1][1]), values_of(kind[1][2]), max_size=3)
+    return st.lists(values_of(kind[1]), max_size=3)  # fmt: skip
+
+
+CALLS = st.lists(TYPES, max_size=3).flatmap(
+    lambda kinds: st.tuples(st.just("".join(kinds)), st.tuples(*(values_of(dbus.parse_signature(k)[0]) for k in kinds)))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(CALLS)
+def test_what_is_sent_is_marshalled_as_the_specification_says_and_reads_back(call):
+    signature, values = call
+    assert sent_body(signature, list(values)) == body_of(signature, values)
+    kind, fields, body = dbus.read_message(dbus.method_call(3, ("org.a", "/a", None), "m", list(values), signature))
+    assert (kind, fields.get(dbus.SIGNATURE, "")) == (dbus.METHOD_CALL, signature)
+    assert body == read_back(signature, values)
+
+
+# One connection for all examples, as a run's calls share one.
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(call=CALLS)
+def test_libdbus_reads_any_call_as_it_was_sent(bus, call):
+    signature, values = call
+    assert oracle(bus, "Mirror", *values, signature=signature) == [signature, *read_back(signature, values)]
+
+
+@pytest.mark.parametrize(
+    "signature, value, said",
+    [
+        ("s", 5, "not a D-Bus string: 5"),
+        ("s", "\ud800", "a D-Bus string is UTF-8: '\\ud800'"),
+        ("o", "/a/", "not a D-Bus object path: '/a/'"),
+        ("o", "a", "not a D-Bus object path: 'a'"),
+        ("o", "/a//b", "not a D-Bus object path: '/a//b'"),
+        ("o", "/a-b", "not a D-Bus object path: '/a-b'"),
+        ("g", "a", "signature 'a': unknown type at 1"),
+        ("g", "s" * 256, "a signature longer than 255 bytes: '" + "s" * 79),
+        ("b", 1, "not a boolean: 1"),
+        ("i", True, "not a D-Bus 'i': True"),
+        ("i", 2**31, "out of range of a D-Bus 'i': 2147483648"),
+        ("u", -1, "out of range of a D-Bus 'u': -1"),
+        ("y", 256, "out of range of a D-Bus 'y': 256"),
+        ("d", 1, "not a D-Bus 'd': 1"),
+        ("h", 3, "a unix file descriptor is not sent"),
+        ("v", "x", "a variant's value is not a Variant: 'x'"),
+        ("v", dbus.Variant("ss", "x"), "a variant's signature is not one complete type: 'ss'"),
+        ("v", dbus.Variant("", "x"), "a variant's signature is not one complete type: ''"),
+        ("v", dbus.Variant(None, "x"), "not a D-Bus signature: None"),
+        ("as", "ab", "not a D-Bus array: 'ab'"),
+        ("as", {"a": "b"}, "not a D-Bus array: {'a': 'b'}"),
+        ("a{ss}", [("a", "b")], "not a D-Bus dict: [('a', 'b')]"),
+        ("a{ss}", {"a": 1}, "not a D-Bus string: 1"),
+        ("(ss)", ("a",), "not a struct of 2: ('a',)"),
+        ("(ss)", "ab", "not a struct of 2: 'ab'"),
+        ("a(ss)", [["a", "b", "c"]], "not a struct of 2: ['a', 'b', 'c']"),
+    ],
+)
+def test_a_value_its_type_cannot_hold_is_refused_by_name(signature, value, said):
+    with pytest.raises(ValueError, match=exactly(said, prefix=True)):
+        dbus.method_call(1, ("org.a", "/", "org.a"), "m", [value], signature)
+
+
+def test_a_call_whose_arguments_do_not_match_its_signature_is_refused():
+    with pytest.raises(ValueError, match=exactly("2 arguments for the signature 's'")):
+        dbus.method_call(1, ("org.a", "/", "org.a"), "m", ["a", "b"], "s")
+    with pytest.raises(ValueError, match=exactly("signature 'a{vs}': a dict entry is a basic key and one value")):
+        dbus.method_call(1, ("org.a", "/", "org.a"), "m", [{}], "a{vs}")
+    with pytest.raises(ValueError, match=exactly("not a D-Bus object path: 'org/a'")):
+        dbus.method_call(1, ("org.a", "org/a", "org.a"), "m")
+
+
+def test_values_nested_deeper_than_the_specification_allows_are_not_sent():
+    value = "x"
+    for _ in range(dbus.NESTING_MAX):
+        value = dbus.Variant("v", value) if isinstance(value, dbus.Variant) else dbus.Variant("s", value)
+    dbus.method_call(1, ("org.a", "/", "org.a"), "m", [value], "v")  # 64 variants deep
+    with pytest.raises(ValueError, match=exactly("values nested too deep")):
+        dbus.method_call(1, ("org.a", "/", "org.a"), "m", [dbus.Variant("v", value)], "v")
+
+
+def test_an_array_or_a_message_over_the_specifications_size_is_not_sent(monkeypatch):
+    monkeypatch.setattr(dbus, "ARRAY_MAX", 200)  # more than the header's fields take
+    dbus.method_call(1, ("org.a", "/", "org.a"), "m", [["ab", "c" * 187]], "as")  # 4 + 3, padding 1, 4 + 187 + 1
+    with pytest.raises(ValueError, match=exactly("an array of 201 bytes")):
+        dbus.method_call(1, ("org.a", "/", "org.a"), "m", [["ab", "c" * 188]], "as")
+    monkeypatch.setattr(dbus, "ARRAY_MAX", 64 * 1024 * 1024)
+    size = len(dbus.method_call(1, ("org.a", "/", "org.a"), "m", ["x" * 100]))
+    monkeypatch.setattr(dbus, "MESSAGE_MAX", size)
+    dbus.method_call(1, ("org.a", "/", "org.a"), "m", ["x" * 100])
+    with pytest.raises(ValueError, match=exactly(f"a message of {size + 8} bytes")):
+        dbus.method_call(1, ("org.a", "/", "org.a"), "m", ["x" * 108])
+
+
+@pytest.mark.parametrize(
+    "target, member, said",
+    [
+        (("org.a", "/", "org.a"), "Mir.ror", "not a D-Bus member name: 'Mir.ror'"),
+        (("org.a", "/", "org.a"), "", "not a D-Bus member name: ''"),
+        (("org.a", "/", "org.a"), "9m", "not a D-Bus member name: '9m'"),
+        (("org.a", "/", "nodots"), "m", "not a D-Bus interface name: 'nodots'"),
+        (("org.a", "/", "org.9a"), "m", "not a D-Bus interface name: 'org.9a'"),
+        (("org.a", "/", "org.a-b"), "m", "not a D-Bus interface name: 'org.a-b'"),
+        (("org.a", "/", "org." + "a" * 252), "m", "not a D-Bus interface name: 'org." + "a" * 75),
+        (("not a bus name!", "/", "org.a"), "m", "not a D-Bus destination name: 'not a bus name!'"),
+        (("org", "/", "org.a"), "m", "not a D-Bus destination name: 'org'"),
+        ((":1", "/", "org.a"), "m", "not a D-Bus destination name: ':1'"),
+        ((None, "/", "org.a"), "m", "not a D-Bus destination name: None"),
+    ],
+)
+def test_a_call_to_a_name_the_specification_does_not_allow_is_not_sent(target, member, said):
+    with pytest.raises(ValueError, match=exactly(said, prefix=True)):
+        dbus.method_call(1, target, member)
+
+
+def test_the_names_the_specification_allows_are_sent():
+    for target in ((":1.42", "/", None), ("org.a-b.c_9", "/", "org._a.B9"), ("a.b", "/", "a." + "b" * 253)):
+        assert dbus.read_message(dbus.method_call(1, target, "_M9"))[1][dbus.DESTINATION] == target[0]
+    with pytest.raises(ValueError, match=exactly("not a D-Bus signature: 5")):
+        dbus.method_call(1, ("org.a", "/", "org.a"), "m", [], 5)
+
+
+def dicts_in_structs(structs, dicts):
+    """A byte in ``dicts`` dicts in ``structs`` structs: (signature, value)."""
+    signature, value = "y", 5
+    for _ in range(dicts):
+        signature, value = "a{s" + signature + "}", {"k": value}
+    for _ in range(structs):
+        signature, value = "(" + signature + ")", (value,)
+    return signature, value
+
+
+def test_the_deepest_value_sent_is_the_deepest_libdbus_takes(bus, monkeypatch):
+    """A dict counts two (its array and its entry): 2 structs around 31 dicts
+    are 64 deep, what libdbus takes; one struct more is not sent."""
+    signature, value = dicts_in_structs(2, 31)
+    assert oracle(bus, "Mirror", value, signature=signature) == [signature, value]
+    signature, value = dicts_in_structs(3, 31)
+    with pytest.raises(ValueError, match=exactly("values nested too deep")):
+        oracle(bus, "Mirror", value, signature=signature)
+    monkeypatch.setattr(dbus, "NESTING_MAX", dbus.NESTING_MAX + 1)  # sent anyway, the bus hangs up on us
+    with pytest.raises(dbus.Unreachable, match=exactly("the system bus closed the connection")):
+        oracle(bus, "Mirror", value, signature=signature)
