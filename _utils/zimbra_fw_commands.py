@@ -156,7 +156,7 @@ def program_python(path):
 
 def helper_outcome(reports, total, retcode, stderr):
     """(number of steps applied, error or None) from what a helper script
-    (ufw's batch, the firewalld client) reported: ``{"done": i}`` per step,
+    (ufw's batch) reported: ``{"done": i}`` per step,
     ``{"failed": i, "error": ...}`` at the first failure."""
     applied, error = 0, None
     for fields in reports:

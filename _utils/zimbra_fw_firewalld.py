@@ -16,12 +16,13 @@ rules in one zone, permanent and runtime alike.
   those are ever removed).
 * ``read_snapshot(run, live)`` reads firewalld once, over D-Bus, in this
   process (zimbra_fw_firewalld_read), and our service and ipset files.
-* ``plan(part, policy, snapshot)`` is pure; ``apply(steps, run)`` runs the
-  steps in one helper process. Services and ipsets are defined permanently
-  only: firewalld loads new or changed ones on ``reload``, which the profile
-  part does only then, after putting the rules and ipset entries in the
-  permanent configuration, so that one reload loads them all. Otherwise
-  ipset entries and rules change in both scopes without a reload.
+* ``plan(part, policy, snapshot)`` is pure; ``apply(steps, run)`` carries
+  the steps out over D-Bus, in this process (zimbra_fw_firewalld_client).
+  Services and ipsets are defined permanently only: firewalld loads new or
+  changed ones on ``reload``, which the profile part does only then, after
+  putting the rules and ipset entries in the permanent configuration, so
+  that one reload loads them all. Otherwise ipset entries and rules change
+  in both scopes without a reload.
 * ``save(run, config)`` and ``restore(saved, run)``: firewalld as a rollback
   puts it back (zimbra_fw_rollback): the files of our services and ipsets
   and of the zone (permanent), and the zone's and our ipsets' runtime state.
@@ -49,9 +50,6 @@ from zimbra_fw_commands import (
     FirewallStopped,
     checked,
     checked_output,
-    helper_outcome,
-    json_lines,
-    program_python,
 )
 from zimbra_fw_config import ZONE_NAME_RE, source_text
 from zimbra_fw_firewalld_files import MARK, IPSet
@@ -71,7 +69,6 @@ PRIORITY = 32000
 IPSET_TYPE = "hash:net"
 IPSET_NAME_MAX = 32  # firewalld's limit
 FAMILIES = {4: "inet", 6: "inet6"}
-CLIENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zimbra_fw_firewalld_client.py")
 RULE_PREFIX = f'rule priority="{PRIORITY}" '
 OFFLINE_PROGRAM = "firewall-offline-cmd"
 SERVICE_NAMED = re.compile(r'service name="([^"]+)"')  # firewalld's permanent configuration while it does not run
@@ -419,7 +416,7 @@ def _entries_change(ipsets, entries, cover_zone=None):
     """``{ipset: {"add", "remove"}}`` that makes ``ipsets`` hold ``entries``.
     With ``cover_zone`` (the runtime), an ipset whose new entries overlap
     leaving ones gets ``"cover": {"zone", "rules"}``: a rich rule per such new
-    entry, held while it replaces them (see the helper's change_entries); one
+    entry, held while it replaces them (see the client's change_entries); one
     whose entries change REFILL_RATIO times more than stay gets ``"refill"``
     and a cover rule per staying entry too."""
     change = {}
@@ -605,7 +602,7 @@ def plan_profile(policy, snapshot):
 
 
 def _zone_after(zone, change):
-    """``zone`` as the helper's zone step leaves it after ``change``."""
+    """``zone`` as the client's zone step leaves it after ``change``."""
     settings = {"services": sorted(zone.services), "rules_str": list(zone.rules), "ports": list(zone.ports)}
     settings.update(client.zone_update(settings, change))
     ports = tuple(tuple(port) for port in settings["ports"])
@@ -742,31 +739,16 @@ def describe(changes, test):
 # ---------------------------------------------------------------- applying
 
 
-def _helper(run, request):
-    """Run the D-Bus helper (zimbra_fw_firewalld_client, with firewalld's
-    Python) with ``request``: (retcode, JSON lines it printed, stderr)."""
+def apply(steps, run):  # pylint: disable=unused-argument
+    """Carry out planned steps in order, over D-Bus in this process
+    (zimbra_fw_firewalld_client); returns what was applied. On failure
+    raises ApplyFailed naming the failed step and the steps already applied."""
+    if not steps:
+        return []
     reason = unavailable()
     if reason:
         raise CommandExecutionError(reason)
-    python = program_python(salt.utils.path.which("firewall-cmd"))
-    if python is None:
-        raise CommandExecutionError("cannot tell which Python runs firewall-cmd (its first line)")
-    retcode, stdout, stderr = run([python, "-I", CLIENT_SCRIPT], stdin=json.dumps(request))
-    lines = json_lines(stdout)
-    if any("unavailable" in line for line in lines):
-        raise CommandExecutionError(next(line["unavailable"] for line in lines if "unavailable" in line))
-    return retcode, lines, stderr
-
-
-def apply(steps, run):
-    """Carry out planned steps in order, in one helper process; returns what
-    was applied. On failure raises ApplyFailed naming the failed step and the
-    steps already applied."""
-    if not steps:
-        return []
-    request = {"steps": [[step.action, *step.args] for step in steps]}
-    retcode, lines, stderr = _helper(run, request)
-    count, error = helper_outcome(lines, len(steps), retcode, stderr)
+    count, error = client.run_steps([[step.action, *step.args] for step in steps])
     applied = [step.describe for step in steps[:count]]
     if error is not None:
         raise ApplyFailed.at(steps[count].describe, error, applied)

@@ -1,58 +1,42 @@
 """
-Helper of the zimbra_fw execution module, not an execution module itself:
-``zimbra_fw`` runs this file with firewalld's own Python (the one that has
-the ``dbus`` package) to change firewalld over D-Bus in one process, as
-``python3 -I zimbra_fw_firewalld_client.py`` with a JSON
-request on stdin. (Reading firewalld needs no process:
-zimbra_fw_firewalld_read.)
+Changes to firewalld, over D-Bus in this process (zimbra_fw_dbus), as the
+firewalld backend plans them: ``run_steps(steps)`` holds ``LOCK``, in a
+directory only root can enter (one zimbra_fw change at a time: each step
+reads what it changes and writes it back), carries out the steps in order
+and returns (the number applied, the first failure's error or None).
 
-``{"steps": [STEP, ...]}`` holds ``LOCK``, in a directory only root can enter (one zimbra_fw change at a time:
-each step reads what it changes and writes it back), carries out steps in
-order and reports ``{"done": i}`` per step, then ``{"failed":
-i, "error": ...}`` on the first failure. Steps: ``["service", NAME,
-{"short", "description", "ports"}]`` (create or update a permanent service),
-``["drop-service", NAME]``, ``["ipset", NAME, {"short", "description",
-"family"}]`` (create or redefine a permanent hash:net ipset, empty),
-``["drop-ipset", NAME]``, ``["reload"]``, ``["check", ZONE, [RULE, ...]]``
-(each rich rule is in the zone, permanent and runtime, or fail), ``["entries",
-"permanent" | "runtime", {IPSET: {"add": [...], "remove": [...], "cover":
-{"zone", "rules"}}}]`` (adds before removes; a runtime ipset none of whose
-entries stay, or which has ``refill``, is refilled in one call; ``cover``,
-runtime only and optional: rich rules held while new entries replace
-overlapping ones, or while the set is refilled), ``["zone",
-ZONE, "permanent" | "runtime", CHANGE]`` with CHANGE ``{"add_services",
-"remove_services", "add_rules", "remove_rules", "add_ports", "remove_ports",
-"target"}`` (ports: ``[PORT, PROTO]``) applied as one
-settings update.
-
-Any other output means firewalld's Python library could not be used: ``{"unavailable": why}``.
-
-It talks to firewalld in plain D-Bus calls (``Firewalld``), not through
-``firewall.client``: importing it and introspecting its objects costs more
-than the calls.
+Steps: ``["service", NAME, {"short", "description", "ports"}]`` (create or
+update a permanent service), ``["drop-service", NAME]``, ``["ipset", NAME,
+{"short", "description", "family"}]`` (create or redefine a permanent
+hash:net ipset, empty), ``["drop-ipset", NAME]``, ``["reload"]``,
+``["check", ZONE, [RULE, ...]]`` (each rich rule is in the zone, permanent
+and runtime, or fail), ``["entries", "permanent" | "runtime", {IPSET:
+{"add": [...], "remove": [...], "cover": {"zone", "rules"}}}]`` (adds before
+removes; a runtime ipset none of whose entries stay, or which has
+``refill``, is refilled in one call; ``cover``, runtime only and optional:
+rich rules held while new entries replace overlapping ones, or while the
+set is refilled), ``["zone", ZONE, "permanent" | "runtime", CHANGE]`` with
+CHANGE ``{"add_services", "remove_services", "add_rules", "remove_rules",
+"add_ports", "remove_ports", "target"}`` (ports: ``[PORT, PROTO]``) applied
+as one settings update.
 """
 
 import fcntl
 import ipaddress
-import json
 import os
 import stat
-import sys
 import time
+
+import zimbra_fw_dbus as dbus
+import zimbra_fw_firewalld_read as reader
+from zimbra_fw_dbus import Variant
 
 
 def __virtual__():
-    return (False, "zimbra_fw_firewalld_client is a helper script run by zimbra_fw, not an execution module")
+    return (False, "zimbra_fw_firewalld_client is a library of the zimbra_fw module, not a Salt util")
 
 
-def tell(**fields):
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
-
-
-BUS_NAME = "org.fedoraproject.FirewallD1"
-PATH = "/org/fedoraproject/FirewallD1"
-PROPERTIES = "org.freedesktop.DBus.Properties"
+BUS_NAME, PATH = reader.BUS_NAME, reader.PATH
 NOT_RUNNING = "firewalld is not running (firewall-cmd --state)"
 # The lock lives in a directory only root can enter, so no other user can
 # open the file and hold the lock (a world-readable lock file can be
@@ -60,122 +44,111 @@ NOT_RUNNING = "firewalld is not running (firewall-cmd --state)"
 # versions is ignored (/run is emptied at boot).
 LOCK = "/run/zimbra_fw/firewalld.lock"
 LOCK_WAIT = 120  # seconds
-# D-Bus types of the settings lists and dicts zimbra_fw sends (as
-# firewall.client's settings classes declare them).
+CHANGE_WAIT = 300  # seconds for all the D-Bus calls of one change (a reload of thousands of entries takes ~1 s)
+# D-Bus types of the settings zimbra_fw sends (as firewalld's settings declare them).
 SIGNATURES = {
-    "services": "s",
-    "rules_str": "s",
-    "ports": "(ss)",
-    "modules": "s",
-    "destination": "ss",
-    "protocols": "s",
-    "source_ports": "(ss)",
-    "includes": "s",
-    "helpers": "s",
+    "version": "s",
+    "short": "s",
+    "description": "s",
+    "target": "s",
+    "services": "as",
+    "rules_str": "as",
+    "ports": "a(ss)",
+    "modules": "as",
+    "destination": "a{ss}",
+    "protocols": "as",
+    "source_ports": "a(ss)",
+    "includes": "as",
+    "helpers": "as",
 }
+IPSET_SETTINGS = "(ssssa{ss}as)"
 
 
-class Firewalld:
-    """firewalld's D-Bus API as zimbra_fw uses it, in plain dbus calls (see
-    the module's docstring). The ``permanent*``, ``write_*`` and ``remove``
-    methods work on the permanent configuration, ``zone_settings`` and
-    ``update_zone`` on either scope, the others on the runtime. Values go in
-    as plain Python (typed here); entries come back as strings, settings as
-    dbus-python's dict and list subclasses."""
+def _settings(settings):
+    """``settings`` as firewalld's ``a{sv}``, each value typed by its key."""
+    return {key: Variant(SIGNATURES[key], value) for key, value in settings.items()}
 
-    def __init__(self, dbus, bus):
-        self.dbus, self.bus = dbus, bus
-        self.main = self._object(PATH)
-        self.config = self._object(PATH + "/config")
 
-    def _object(self, path):
-        return self.bus.get_object(BUS_NAME, path, introspect=False)
+class Firewalld(reader.Firewalld):
+    """firewalld's D-Bus API as zimbra_fw changes it. The ``permanent*``,
+    ``write_*`` and ``remove`` methods work on the permanent configuration,
+    ``zone_settings`` and ``update_zone`` on either scope, the others on the
+    runtime. Each answer is checked for its shape (zimbra_fw_firewalld_read)."""
 
-    @staticmethod
-    def _call(obj, interface, method, *args):
-        return obj.get_dbus_method(method, BUS_NAME + interface)(*args)
+    def _call(self, path, interface, method, *args, signature=None):
+        return self._one(BUS_NAME, path, BUS_NAME + interface, method, *args, signature=signature)
 
-    def state(self):
-        return str(self.main.Get(BUS_NAME, "state", dbus_interface=PROPERTIES))
+    def _one(self, *call, signature=None):
+        values = self.bus.call(*call, signature=signature)
+        if len(values) > 1:
+            raise dbus.BrokenMessage(f"{call[3]} answered {len(values)} values")
+        return values[0] if values else None
 
-    def runtime(self, interface, method, *args):
-        return self._call(self.main, interface, method, *args)
-
-    def permanent(self, kind, name, method, *args):
+    def permanent(self, kind, name, method, *args, signature=None):
         """Call ``method`` on the permanent zone, service or ipset (``kind``
         Zone, Service or IPSet) ``name``."""
-        path = self._call(self.config, ".config", f"get{kind}ByName", name)
-        return self._call(self._object(path), ".config." + kind.lower(), method, *args)
+        path = reader.text_of(self._call(PATH + "/config", ".config", f"get{kind}ByName", name), f"{kind} path")
+        return self._call(path, ".config." + kind.lower(), method, *args, signature=signature)
 
-    def _strings(self, items):
-        return self.dbus.Array([str(item) for item in items], signature="s")
-
-    def _settings(self, settings):
-        """``settings`` as a D-Bus a{sv}, its lists and dicts typed (an empty list has no type to guess)."""
-        typed = dict(settings)
-        for key, value in settings.items():
-            if isinstance(value, dict):
-                typed[key] = self.dbus.Dictionary(value, signature=SIGNATURES[key])
-            elif isinstance(value, list):
-                items = [tuple(item) if isinstance(item, list) else item for item in value]
-                typed[key] = self.dbus.Array(items, signature=SIGNATURES[key])
-        return self.dbus.Dictionary(typed, signature="sv")
+    def _names(self, kind):
+        return reader.texts_of(self._call(PATH + "/config", ".config", f"get{kind}Names"), f"{kind} names")
 
     # the runtime
 
     def entries(self, ipset):
-        return [str(entry) for entry in self.runtime(".ipset", "getEntries", ipset)]
+        return reader.texts_of(self._call(PATH, ".ipset", "getEntries", ipset), f"ipset {ipset}'s entries")
 
     def set_entries(self, ipset, entries):
-        self.runtime(".ipset", "setEntries", ipset, self._strings(entries))
+        self._call(PATH, ".ipset", "setEntries", ipset, list(entries), signature="sas")
 
     def add_entry(self, ipset, entry):
-        self.runtime(".ipset", "addEntry", ipset, entry)
+        self._call(PATH, ".ipset", "addEntry", ipset, entry)
 
     def remove_entry(self, ipset, entry):
-        self.runtime(".ipset", "removeEntry", ipset, entry)
+        self._call(PATH, ".ipset", "removeEntry", ipset, entry)
 
     def has_rule(self, zone, rule):
-        return bool(self.runtime(".zone", "queryRichRule", zone, rule))
+        return reader.flag_of(self._call(PATH, ".zone", "queryRichRule", zone, rule), "rich rule query")
 
     def add_rule(self, zone, rule):
-        self.runtime(".zone", "addRichRule", zone, rule, 0)  # 0: no timeout
+        self._call(PATH, ".zone", "addRichRule", zone, rule, 0, signature="ssi")  # 0: no timeout
 
     def remove_rule(self, zone, rule):
-        self.runtime(".zone", "removeRichRule", zone, rule)
+        self._call(PATH, ".zone", "removeRichRule", zone, rule)
 
     def reload(self):
-        self.runtime("", "reload")
+        self._call(PATH, "", "reload")
 
     # a zone, in either scope
 
     def zone_settings(self, zone, scope):
-        if scope == "permanent":
-            return self.permanent("Zone", zone, "getSettings2")
-        return self.runtime(".zone", "getZoneSettings2", zone)
+        """The zone's settings as firewalld answers them, their shape checked."""
+        settings = super().zone_settings(zone, scope)
+        reader.zone_view(settings, f"{scope} zone {zone}")
+        return settings
 
     def update_zone(self, zone, scope, update):
         """Set the settings in ``update`` (only those) of ``zone``."""
         if scope == "permanent":
-            self.permanent("Zone", zone, "update2", self._settings(update))
+            self.permanent("Zone", zone, "update2", _settings(update), signature="a{sv}")
         else:
-            self.runtime(".zone", "setZoneSettings2", zone, self._settings(update))
+            self._call(PATH, ".zone", "setZoneSettings2", zone, _settings(update), signature="sa{sv}")
 
     # the permanent configuration
 
     def permanent_has_rule(self, zone, rule):
-        return bool(self.permanent("Zone", zone, "queryRichRule", rule))
+        return reader.flag_of(self.permanent("Zone", zone, "queryRichRule", rule), "rich rule query")
 
     def permanent_entries(self, ipset):
-        return [str(entry) for entry in self.permanent("IPSet", ipset, "getEntries")]
+        return reader.texts_of(self.permanent("IPSet", ipset, "getEntries"), f"ipset {ipset}'s entries")
 
     def set_permanent_entries(self, ipset, entries):
-        self.permanent("IPSet", ipset, "setEntries", self._strings(entries))
+        self.permanent("IPSet", ipset, "setEntries", list(entries), signature="as")
 
     def write_service(self, name, wanted):
         """Create or redefine the permanent service ``name``: its ports and
         words, nothing else (as firewall.client's empty settings)."""
-        settings = self._settings(
+        settings = _settings(
             {
                 "version": "",
                 "short": wanted["short"],
@@ -185,36 +158,21 @@ class Firewalld:
                 "destination": {},
             }
         )
-        if name in self._call(self.config, ".config", "getServiceNames"):
-            self.permanent("Service", name, "update2", settings)
+        if name in self._names("Service"):
+            self.permanent("Service", name, "update2", settings, signature="a{sv}")
         else:
-            self._call(self.config, ".config", "addService2", name, settings)
+            self._call(PATH + "/config", ".config", "addService2", name, settings, signature="sa{sv}")
 
     def write_ipset(self, name, wanted):
         """Create or redefine the permanent hash:net ipset ``name``, empty."""
-        options = self.dbus.Dictionary({"family": wanted["family"]}, signature="ss")
-        settings = self.dbus.Struct(
-            ("", wanted["short"], wanted["description"], "hash:net", options, self._strings([])),
-            signature="ssssa{ss}as",
-        )
-        if name in self._call(self.config, ".config", "getIPSetNames"):
-            self.permanent("IPSet", name, "update", settings)
+        settings = ("", wanted["short"], wanted["description"], "hash:net", {"family": wanted["family"]}, [])
+        if name in self._names("IPSet"):
+            self.permanent("IPSet", name, "update", settings, signature=IPSET_SETTINGS)
         else:
-            self._call(self.config, ".config", "addIPSet", name, settings)
+            self._call(PATH + "/config", ".config", "addIPSet", name, settings, signature="s" + IPSET_SETTINGS)
 
     def remove(self, kind, name):
         self.permanent(kind, name, "remove")
-
-
-def connect(dbus):
-    """(Firewalld, None) when firewalld runs, else (None, why not)."""
-    try:
-        bus = dbus.SystemBus()
-        firewalld = Firewalld(dbus, bus) if bus.name_has_owner(BUS_NAME) else None
-        running = firewalld is not None and firewalld.state() == "RUNNING"
-    except dbus.exceptions.DBusException as exc:  # no system bus, or firewalld left it meanwhile
-        return None, str(exc)
-    return (firewalld, None) if running else (None, NOT_RUNNING)
 
 
 ZONE_LISTS = (
@@ -379,36 +337,33 @@ def locked():
 def refusal(exc):
     """What went wrong, in firewalld's words when firewalld refused
     (``INVALID_ENTRY: ...``, as firewall-cmd says it)."""
-    name = getattr(exc, "get_dbus_name", lambda: None)()
-    said = str(exc.get_dbus_message() or "") if name == BUS_NAME + ".Exception" else ""
-    return said or str(exc)
+    if isinstance(exc, dbus.BusError) and exc.name == BUS_NAME + ".Exception" and exc.message:
+        return exc.message
+    return str(exc)
 
 
-def main():
-    request = json.load(sys.stdin)
-    try:
-        import dbus  # pylint: disable=import-outside-toplevel,import-error
-    except ImportError as exc:
-        tell(unavailable=f"firewalld's Python library cannot be loaded: {exc}")
-        sys.exit(3)
-    firewall, reason = connect(dbus)
-    if firewall is None:
-        tell(failed=0, error=reason)
-        sys.exit(1)
+def run_steps(steps):
+    """Carry out ``steps`` in order under the lock: (the number applied, the
+    first failure's error or None). Nothing runs unless firewalld does."""
     try:
         lock = locked()
     except (OSError, RuntimeError) as exc:
-        tell(failed=0, error=str(exc))
-        sys.exit(1)
+        return 0, str(exc)
     with lock:
-        for index, step in enumerate(request["steps"]):
-            try:
-                run_step(firewall, step)
-            except Exception as exc:  # pylint: disable=broad-except
-                tell(failed=index, error=refusal(exc))
-                sys.exit(1)
-            tell(done=index)
+        try:
+            bus = dbus.SystemBus(wait=CHANGE_WAIT)
+            with bus:
+                return _run_connected(Firewalld(bus), steps)
+        except dbus.DBusFailure as exc:  # connecting, or asking whether firewalld runs
+            return 0, str(exc)
 
 
-if __name__ == "__main__":
-    main()
+def _run_connected(firewall, steps):
+    if not firewall.running():
+        return 0, NOT_RUNNING
+    for index, step in enumerate(steps):
+        try:
+            run_step(firewall, step)
+        except Exception as exc:  # pylint: disable=broad-except
+            return index, refusal(exc)
+    return len(steps), None

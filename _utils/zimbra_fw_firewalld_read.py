@@ -47,7 +47,7 @@ class Firewalld:
 
     def zone_settings(self, zone, scope):
         if scope == "permanent":
-            path = _text(
+            path = text_of(
                 self._one(BUS_NAME, PATH + "/config", BUS_NAME + ".config", "getZoneByName", zone), "zone path"
             )
             return self._one(BUS_NAME, path, BUS_NAME + ".config.zone", "getSettings2")
@@ -62,19 +62,25 @@ def _shape_error(what, value):
     return dbus.BrokenMessage(f"firewalld's {what} is not as firewalld answers it: {value!r:.120}")
 
 
-def _text(value, what):
+def text_of(value, what):
     if not isinstance(value, str):
         raise _shape_error(what, value)
     return value
 
 
-def _texts(value, what):
+def texts_of(value, what):
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _shape_error(what, value)
     return value
 
 
-def _mapping(value, what):
+def flag_of(value, what):
+    if not isinstance(value, bool):
+        raise _shape_error(what, value)
+    return value
+
+
+def mapping_of(value, what):
     """A dictionary with string keys, as firewalld's ``a{sv}``, ``a{ss}`` and ``a{s...}`` are."""
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
         raise _shape_error(what, value)
@@ -92,11 +98,11 @@ def _ports(value, what):
 
 def zone_view(settings, what):
     """A zone's settings (getZoneSettings2's dictionary) as the backend reads them."""
-    settings = _mapping(settings, what)
+    settings = mapping_of(settings, what)
     return {
-        "services": sorted(_texts(settings.get("services", []), f"{what}'s services")),
-        "rich_rules": list(_texts(settings.get("rules_str", []), f"{what}'s rich rules")),
-        "target": _text(settings.get("target", "default"), f"{what}'s target"),
+        "services": sorted(texts_of(settings.get("services", []), f"{what}'s services")),
+        "rich_rules": list(texts_of(settings.get("rules_str", []), f"{what}'s rich rules")),
+        "target": text_of(settings.get("target", "default"), f"{what}'s target"),
         "ports": _ports(settings.get("ports", []), f"{what}'s ports"),
     }
 
@@ -105,21 +111,22 @@ def _ipset(settings, name):
     """(type, family, entries) of getIPSetSettings' answer."""
     if not isinstance(settings, tuple) or len(settings) != 6:
         raise _shape_error(f"ipset {name}", settings)
-    options = _mapping(settings[4], f"ipset {name}'s options")
+    options = mapping_of(settings[4], f"ipset {name}'s options")
     return {
-        "type": _text(settings[3], f"ipset {name}'s type"),
-        "family": _text(options.get("family", "inet"), f"ipset {name}'s family"),
-        "entries": sorted(_texts(settings[5], f"ipset {name}'s entries")),
+        "type": text_of(settings[3], f"ipset {name}'s type"),
+        "family": text_of(options.get("family", "inet"), f"ipset {name}'s family"),
+        "entries": sorted(texts_of(settings[5], f"ipset {name}'s entries")),
     }
 
 
 def _held(zones):
     """getActiveZones' answer: each zone's interfaces and sources."""
     held = {}
-    for name, answer in _mapping(zones, "active zones").items():
-        found = _mapping(answer, f"active zone {name}")
+    for name, answer in mapping_of(zones, "active zones").items():
+        found = mapping_of(answer, f"active zone {name}")
         held[name] = {
-            key: sorted(_texts(found.get(key, []), f"active zone {name}'s {key}")) for key in ("interfaces", "sources")
+            key: sorted(texts_of(found.get(key, []), f"active zone {name}'s {key}"))
+            for key in ("interfaces", "sources")
         }
     return held
 
@@ -147,18 +154,18 @@ def read(firewalld, zone, names):
     """What ``state`` answers, read from ``firewalld`` (a Firewalld)."""
     if not firewalld.running():
         return {"running": False}
-    default_zone = _text(firewalld.runtime("", "getDefaultZone"), "default zone")
+    default_zone = text_of(firewalld.runtime("", "getDefaultZone"), "default zone")
     zone = zone or default_zone
-    zones = _texts(firewalld.runtime(".zone", "getZones"), "zones")
-    known = set(_texts(firewalld.runtime("", "listServices"), "services"))
+    zones = texts_of(firewalld.runtime(".zone", "getZones"), "zones")
+    known = set(texts_of(firewalld.runtime("", "listServices"), "services"))
     runtime_services = {}
     for name in names:
         if name in known:
-            settings = _mapping(firewalld.runtime("", "getServiceSettings2", name), f"service {name}")
+            settings = mapping_of(firewalld.runtime("", "getServiceSettings2", name), f"service {name}")
             runtime_services[name] = _ports(settings.get("ports", []), f"service {name}'s ports")
     ipsets = {
         name: _ipset(firewalld.runtime(".ipset", "getIPSetSettings", name), name)
-        for name in _texts(firewalld.runtime(".ipset", "getIPSets"), "ipsets")
+        for name in texts_of(firewalld.runtime(".ipset", "getIPSets"), "ipsets")
     }
     permanent = runtime = None
     if zone in zones:

@@ -49,9 +49,22 @@ import zimbra_fw_firewalld_read as reader
 print(json.dumps(reader.read(firewalld, None, ["zimbra", "zimbra-mta", "ssh", "nothing"])))
 """
 OURS = "import zimbra_fw_dbus\nfirewalld = reader.Firewalld(zimbra_fw_dbus.SystemBus())"
-DBUS_PYTHON = """import dbus, zimbra_fw_firewalld_client as client
-firewalld, why = client.connect(dbus)
-firewalld.running = lambda: why is None"""
+DBUS_PYTHON = """import dbus
+class Firewalld:
+    def __init__(self, bus):
+        self.bus = bus
+    def _method(self, path, interface, method):
+        return self.bus.get_object(reader.BUS_NAME, path, introspect=False).get_dbus_method(method, interface)
+    def running(self):
+        return True  # the test starts firewalld
+    def runtime(self, interface, method, *args):
+        return self._method(reader.PATH, reader.BUS_NAME + interface, method)(*args)
+    def zone_settings(self, zone, scope):
+        if scope == "runtime":
+            return self.runtime(".zone", "getZoneSettings2", zone)
+        path = self._method(reader.PATH + "/config", reader.BUS_NAME + ".config", "getZoneByName")(zone)
+        return self._method(path, reader.BUS_NAME + ".config.zone", "getSettings2")()
+firewalld = Firewalld(dbus.SystemBus())"""
 
 
 def assert_read_as_dbus_python_reads(minion):

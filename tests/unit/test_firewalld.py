@@ -423,55 +423,48 @@ def test_enabled_false_leaves_the_zone_target_alone():
     assert plan == fwd.Plan({}, [], "zimbra_fw:enabled is false: firewalld's zone target is left alone")
 
 
-class Helper:
-    """A command runner that answers as the D-Bus helper would."""
+class Client:
+    """zimbra_fw_firewalld_client.run_steps as it answers: steps applied, error."""
 
-    def __init__(self, *lines, retcode=0):
-        self.lines, self.retcode, self.requests = lines, retcode, []
+    def __init__(self, applied, error=None):
+        self.answer, self.requests = (applied, error), []
 
-    def __call__(self, argv, stdin=None):
-        self.requests.append((argv, json.loads(stdin)))
-        return self.retcode, "\n".join(json.dumps(line) for line in self.lines), "stderr text"
+    def __call__(self, steps):
+        self.requests.append(steps)
+        return self.answer
 
 
 @pytest.fixture
 def firewall_cmd(monkeypatch):
     monkeypatch.setattr(fwd.salt.utils.path, "which", {"firewall-cmd": "/usr/bin/firewall-cmd"}.get)
-    monkeypatch.setattr(fwd, "program_python", {"/usr/bin/firewall-cmd": "/usr/bin/python3"}.get)
 
 
-def test_apply_sends_every_step_to_one_helper_and_reports_the_failed_one(firewall_cmd):
+def test_apply_sends_every_step_to_the_client_and_reports_the_failed_one(firewall_cmd, monkeypatch):
     steps = [fwd.Step("service", ("zimbra", {}), "write service zimbra"), fwd.Step("reload", (), "reload")]
-    run = Helper({"done": 0}, {"failed": 1, "error": "INVALID_SERVICE"}, retcode=1)
+    client = Client(1, "INVALID_SERVICE")
+    monkeypatch.setattr(fwd.client, "run_steps", client)
     with pytest.raises(fwd.ApplyFailed) as info:
-        fwd.apply(steps, run)
+        fwd.apply(steps, None)
     assert str(info.value).startswith("step 'reload' failed: INVALID_SERVICE. Already applied: write service zimbra")
     assert info.value.info == {"applied": ["write service zimbra"], "failed": "reload"}
-    argv, request = run.requests[0]
-    assert argv == ["/usr/bin/python3", "-I", fwd.CLIENT_SCRIPT]
-    assert request == {"steps": [["service", "zimbra", {}], ["reload"]]}
-    assert fwd.apply(steps, Helper({"done": 0}, {"done": 1})) == ["write service zimbra", "reload"]
+    assert client.requests == [[["service", "zimbra", {}], ["reload"]]]
+    monkeypatch.setattr(fwd.client, "run_steps", Client(2))
+    assert fwd.apply(steps, None) == ["write service zimbra", "reload"]
+    monkeypatch.setattr(fwd.client, "run_steps", Client(0, "firewalld is not running (firewall-cmd --state)"))
     with pytest.raises(fwd.ApplyFailed) as info:
-        fwd.apply(steps, Helper({"done": 0}, retcode=-9))  # killed after the first step
-    assert str(info.value).startswith("step 'reload' failed: exit -9: stderr text. Already applied: write service")
+        fwd.apply(steps, None)
+    assert info.value.info == {"applied": [], "failed": "write service zimbra"}
     assert fwd.apply([], None) == []
 
 
-def test_applying_needs_firewall_cmds_python_and_its_dbus_library(monkeypatch):
-    steps = [fwd.Step("reload", (), "reload")]
-    monkeypatch.setattr(fwd.salt.utils.path, "which", {"firewall-cmd": "/usr/bin/firewall-cmd"}.get)
-    monkeypatch.setattr(fwd, "program_python", {}.get)
+def test_applying_needs_firewalld_installed(monkeypatch):
+    monkeypatch.setattr(fwd.salt.utils.path, "which", {}.get)
+    client = Client(1)
+    monkeypatch.setattr(fwd.client, "run_steps", client)
     with pytest.raises(fwd.CommandExecutionError) as info:
-        fwd.apply(steps, Helper())
-    assert str(info.value) == "cannot tell which Python runs firewall-cmd (its first line)"
-    monkeypatch.setattr(fwd, "program_python", {"/usr/bin/firewall-cmd": "/usr/bin/python3"}.get)
-    with pytest.raises(fwd.CommandExecutionError, match="cannot be loaded"):
-        fwd.apply(steps, Helper({"unavailable": "firewalld's Python library cannot be loaded"}, retcode=3))
-
-
-def test_a_helper_that_died_is_reported_with_what_it_said():
-    steps = [fwd.Step("reload", (), "reload")]
-    assert fwd.helper_outcome([], len(steps), 1, "Traceback ...") == (0, "exit 1: Traceback ...")
+        fwd.apply([fwd.Step("reload", (), "reload")], None)
+    assert str(info.value) == "firewalld is not available on this minion: install the 'firewalld' package"
+    assert client.requests == []
 
 
 @pytest.fixture

@@ -2,16 +2,13 @@
 recording stand-in for its D-Bus adapter, the adapter against a fake bus. No
 firewalld here; exact calls and messages, so that mutants die."""
 
-import io
 import ipaddress
-import json
 import os
 import re
 import stat
-import sys
-import types
 
 import pytest
+import zimbra_fw_dbus as dbus
 import zimbra_fw_firewalld as fwd
 import zimbra_fw_firewalld_client as helper
 
@@ -466,7 +463,7 @@ def test_a_symlink_as_the_lock_file_is_not_followed(lock_path, tmp_path):
     assert not target.exists()
 
 
-# ---------------------------------------------------------------- D-Bus: a fake bus and dbus module
+# ---------------------------------------------------------------- D-Bus: the adapter on a fake bus
 
 
 def frozen(value):
@@ -478,192 +475,118 @@ def frozen(value):
     return value
 
 
-class FakeBusObject:
-    def __init__(self, bus, path):
-        self.bus, self.path = bus, path
-
-    def Get(self, name, prop, dbus_interface):
-        assert (name, prop, dbus_interface) == (helper.BUS_NAME, "state", helper.PROPERTIES)
-        return self.bus.state
-
-    def get_dbus_method(self, method, interface):
-        def call(*args):
-            self.bus.calls.append((self.path, interface.removeprefix(helper.BUS_NAME), method, *args))
-            answer = self.bus.answers[(self.path, interface.removeprefix(helper.BUS_NAME), method, *map(frozen, args))]
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-        return call
+RUNNING = {
+    ("/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner", helper.BUS_NAME): [True],
+    (helper.PATH, "org.freedesktop.DBus.Properties", "Get", helper.BUS_NAME, "state"): ["RUNNING"],
+}
+RUNNING_OWNER = next(iter(RUNNING))
 
 
 class FakeBus:
-    """A system bus with firewalld on it: ``answers`` maps (path, interface
-    after firewalld's name, method, *arguments) to the reply, or to the
-    error raised; a call not in it fails the test (KeyError)."""
+    """zimbra_fw_dbus.SystemBus with firewalld on it. Each call is
+    marshalled as zimbra_fw_dbus sends it and read back, as the bus reads
+    it; ``answers`` maps (path, interface after firewalld's name, method,
+    *arguments as read) to the reply's values, or to the error raised. A
+    call not in it fails the test (KeyError). ``calls`` holds (path,
+    interface, method, signature, arguments as read)."""
 
-    def __init__(self, answers, state="RUNNING", owned=True):
-        self.answers, self.state, self.owned, self.calls = answers, state, owned, []
+    def __init__(self, answers, running=True):
+        self.answers = {**(RUNNING if running else {}), **answers}
+        self.calls, self.closed = [], False
 
-    def name_has_owner(self, name):
-        assert name == helper.BUS_NAME
-        return self.owned
+    def call(self, destination, path, interface, member, *args, signature=None):
+        _, fields, body = dbus.read_message(
+            dbus.method_call(7, (destination, path, interface), member, args, signature)
+        )
+        assert (fields[dbus.DESTINATION], fields[dbus.PATH], fields[dbus.MEMBER]) == (destination, path, member)
+        assert destination in (helper.BUS_NAME, dbus.BUS[0])
+        short = interface.removeprefix(helper.BUS_NAME) if destination == helper.BUS_NAME else interface
+        self.calls.append((path, short, member, fields.get(dbus.SIGNATURE, ""), body))
+        answer = self.answers[(path, short, member, *map(frozen, body))]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
-    def get_object(self, name, path, introspect):
-        assert name == helper.BUS_NAME and introspect is False
-        return FakeBusObject(self, path)
+    def __enter__(self):
+        return self
 
-
-class Array(list):
-    def __init__(self, items, signature):
-        super().__init__(items)
-        self.signature = signature
-
-
-class Dictionary(dict):
-    def __init__(self, items, signature):
-        super().__init__(items)
-        self.signature = signature
-
-
-class Struct(tuple):
-    def __new__(cls, items, signature):
-        made = super().__new__(cls, items)
-        made.signature = signature
-        return made
-
-
-class DBusException(Exception):
-    """dbus.exceptions.DBusException: a message and the error's D-Bus name."""
-
-    def __init__(self, message, name=None):
-        super().__init__(message)
-        self.name = name
-
-    def get_dbus_name(self):
-        return self.name
-
-    def get_dbus_message(self):
-        return self.args[0]
-
-    def __str__(self):
-        return f"{self.name}: {self.args[0]}" if self.name else self.args[0]
-
-
-REFUSED = helper.BUS_NAME + ".Exception"
-
-
-def fake_dbus(monkeypatch, bus):
-    """The dbus module, its SystemBus ``bus`` (or raising it, an exception)."""
-    module = types.ModuleType("dbus")
-    module.exceptions = types.SimpleNamespace(DBusException=DBusException)
-    module.Array, module.Dictionary, module.Struct = Array, Dictionary, Struct
-    if isinstance(bus, Exception):
-
-        def no_bus():
-            raise DBusException(str(bus))
-
-        module.SystemBus = no_bus
-    else:
-        module.SystemBus = lambda: bus
-    monkeypatch.setitem(sys.modules, "dbus", module)
-    return module
-
-
-def typed(value):
-    """``value`` with the D-Bus signature of every Array, Dictionary and Struct in it."""
-    if isinstance(value, (Array, Dictionary, Struct)):
-        items = value.items() if isinstance(value, dict) else value
-        inner = {key: typed(item) for key, item in items} if isinstance(value, dict) else [typed(i) for i in items]
-        return (type(value).__name__, value.signature, inner)
-    return value
+    def __exit__(self, *exc_info):
+        self.closed = True
 
 
 PATH, CONFIG = helper.PATH, helper.PATH + "/config"
 ZONE_PATH, SERVICE_PATH, IPSET_PATH = CONFIG + "/zone/1", CONFIG + "/service/7", CONFIG + "/ipset/3"
+REFUSED = helper.BUS_NAME + ".Exception"
 
 
-def firewalld_on(monkeypatch, answers):
+def firewalld_on(answers):
     """helper.Firewalld on a fake bus answering ``answers``; (firewalld, bus)."""
     bus = FakeBus(answers)
-    firewalld, reason = helper.connect(fake_dbus(monkeypatch, bus))
-    assert reason is None
-    return firewalld, bus
+    return helper.Firewalld(bus), bus
 
 
-def test_the_adapter_makes_each_runtime_call_once_with_typed_arguments(monkeypatch):
+def test_the_adapter_makes_each_runtime_call_once_with_typed_arguments():
+    zone = {"services": ["ssh"], "rules_str": [], "ports": [("25", "tcp")], "target": "default"}
     firewalld, bus = firewalld_on(
-        monkeypatch,
         {
-            (PATH, ".ipset", "getEntries", MTA): ["10.0.0.1"],
-            (PATH, ".ipset", "setEntries", MTA, ("10.0.0.2", "10.0.0.3")): None,
-            (PATH, ".ipset", "setEntries", MTA, ()): None,
-            (PATH, ".ipset", "addEntry", MTA, "10.0.0.4"): None,
-            (PATH, ".ipset", "removeEntry", MTA, "10.0.0.1"): None,
-            (PATH, ".zone", "queryRichRule", "public", SSH): 1,
-            (PATH, ".zone", "addRichRule", "public", SSH, 0): "public",
-            (PATH, ".zone", "removeRichRule", "public", SSH): "public",
-            (PATH, "", "reload"): None,
-            (PATH, ".zone", "getZoneSettings2", "public"): {"services": ["ssh"]},
-            (PATH, ".zone", "setZoneSettings2", "public", frozen({"rules_str": [SSH], "ports": [("7", "tcp")]})): None,
+            (PATH, ".ipset", "getEntries", MTA): [["10.0.0.1"]],
+            (PATH, ".ipset", "setEntries", MTA, ("10.0.0.2", "10.0.0.3")): [],
+            (PATH, ".ipset", "setEntries", MTA, ()): [],
+            (PATH, ".ipset", "addEntry", MTA, "10.0.0.4"): [],
+            (PATH, ".ipset", "removeEntry", MTA, "10.0.0.1"): [],
+            (PATH, ".zone", "queryRichRule", "public", SSH): [True],
+            (PATH, ".zone", "addRichRule", "public", SSH, 0): ["public"],
+            (PATH, ".zone", "removeRichRule", "public", SSH): ["public"],
+            (PATH, "", "reload"): [],
+            (PATH, ".zone", "getZoneSettings2", "public"): [zone],
+            (PATH, ".zone", "setZoneSettings2", "public", frozen({"rules_str": [SSH], "ports": [("7", "tcp")]})): [],
         },
     )
     assert firewalld.entries(MTA) == ["10.0.0.1"]
     firewalld.set_entries(MTA, ["10.0.0.2", "10.0.0.3"])
-    firewalld.set_entries(MTA, [])  # an empty list has no type dbus could guess
+    firewalld.set_entries(MTA, [])
     firewalld.add_entry(MTA, "10.0.0.4")
     firewalld.remove_entry(MTA, "10.0.0.1")
     assert firewalld.has_rule("public", SSH) is True
     firewalld.add_rule("public", SSH)
     firewalld.remove_rule("public", SSH)
     firewalld.reload()
-    assert firewalld.zone_settings("public", "runtime") == {"services": ["ssh"]}
+    assert firewalld.zone_settings("public", "runtime") == zone
     firewalld.update_zone("public", "runtime", {"rules_str": [SSH], "ports": [["7", "tcp"]]})
+    assert [call[3] for call in bus.calls] == ["s", "sas", "sas", "ss", "ss", "ss", "ssi", "ss", "", "s", "sa{sv}"]
     assert len(bus.calls) == 11
-    assert typed(bus.calls[1][-1]) == ("Array", "s", ["10.0.0.2", "10.0.0.3"])
-    assert typed(bus.calls[2][-1]) == ("Array", "s", [])
-    assert typed(bus.calls[-1][-1]) == (
-        "Dictionary",
-        "sv",
-        {"rules_str": ("Array", "s", [SSH]), "ports": ("Array", "(ss)", [("7", "tcp")])},
-    )
 
 
-def test_the_adapter_finds_permanent_objects_by_name_and_writes_whole_definitions(monkeypatch):
+def test_the_adapter_finds_permanent_objects_by_name_and_writes_whole_definitions():
     service = {"short": "Zimbra", "description": "Z. mark", "ports": [["25", "tcp"], ["7000-7010", "udp"]]}
     service_settings = {
         "version": "",
         "short": "Zimbra",
         "description": "Z. mark",
-        "ports": ("Array", "(ss)", [("25", "tcp"), ("7000-7010", "udp")]),
-        **{key: ("Array", "s", []) for key in ("modules", "protocols", "includes", "helpers")},
-        "source_ports": ("Array", "(ss)", []),
-        "destination": ("Dictionary", "ss", {}),
-    }
-    plain_service = {
-        key: frozen(value[2] if isinstance(value, tuple) else value) for key, value in service_settings.items()
+        "ports": [("25", "tcp"), ("7000-7010", "udp")],
+        **{key: [] for key in ("modules", "protocols", "includes", "helpers", "source_ports")},
+        "destination": {},
     }
     ipset = {"short": "Zimbra IPv6", "description": "S. mark", "family": "inet6"}
     ipset_settings = ("", "Zimbra IPv6", "S. mark", "hash:net", (("family", "inet6"),), ())
     firewalld, bus = firewalld_on(
-        monkeypatch,
         {
-            (CONFIG, ".config", "getZoneByName", "public"): ZONE_PATH,
-            (ZONE_PATH, ".config.zone", "getSettings2"): {"target": "ACCEPT"},
-            (ZONE_PATH, ".config.zone", "update2", (("target", "default"),)): None,
-            (ZONE_PATH, ".config.zone", "queryRichRule", SSH): 1,
-            (CONFIG, ".config", "getIPSetByName", MTA): IPSET_PATH,
-            (IPSET_PATH, ".config.ipset", "getEntries"): ["10.0.0.1"],
-            (IPSET_PATH, ".config.ipset", "setEntries", ("10.0.0.1", "10.0.0.2")): None,
-            (IPSET_PATH, ".config.ipset", "update", ipset_settings): None,
-            (IPSET_PATH, ".config.ipset", "remove"): None,
-            (CONFIG, ".config", "getIPSetNames"): [MTA],
-            (CONFIG, ".config", "addIPSet", "zimbra-mta-v6", ipset_settings): IPSET_PATH,
-            (CONFIG, ".config", "getServiceNames"): ["zimbra"],
-            (CONFIG, ".config", "getServiceByName", "zimbra"): SERVICE_PATH,
-            (SERVICE_PATH, ".config.service", "update2", frozen(plain_service)): None,
-            (CONFIG, ".config", "addService2", "zimbra-mta", frozen(plain_service)): SERVICE_PATH,
-            (SERVICE_PATH, ".config.service", "remove"): None,
+            (CONFIG, ".config", "getZoneByName", "public"): [ZONE_PATH],
+            (ZONE_PATH, ".config.zone", "getSettings2"): [{"target": "ACCEPT"}],
+            (ZONE_PATH, ".config.zone", "update2", (("target", "default"),)): [],
+            (ZONE_PATH, ".config.zone", "queryRichRule", SSH): [True],
+            (CONFIG, ".config", "getIPSetByName", MTA): [IPSET_PATH],
+            (IPSET_PATH, ".config.ipset", "getEntries"): [["10.0.0.1"]],
+            (IPSET_PATH, ".config.ipset", "setEntries", ("10.0.0.1", "10.0.0.2")): [],
+            (IPSET_PATH, ".config.ipset", "update", ipset_settings): [],
+            (IPSET_PATH, ".config.ipset", "remove"): [],
+            (CONFIG, ".config", "getIPSetNames"): [[MTA]],
+            (CONFIG, ".config", "addIPSet", "zimbra-mta-v6", ipset_settings): [IPSET_PATH],
+            (CONFIG, ".config", "getServiceNames"): [["zimbra"]],
+            (CONFIG, ".config", "getServiceByName", "zimbra"): [SERVICE_PATH],
+            (SERVICE_PATH, ".config.service", "update2", frozen(service_settings)): [],
+            (CONFIG, ".config", "addService2", "zimbra-mta", frozen(service_settings)): [SERVICE_PATH],
+            (SERVICE_PATH, ".config.service", "remove"): [],
         },
     )
     assert firewalld.zone_settings("public", "permanent") == {"target": "ACCEPT"}
@@ -677,99 +600,109 @@ def test_the_adapter_finds_permanent_objects_by_name_and_writes_whole_definition
     firewalld.write_service("zimbra", service)
     firewalld.write_service("zimbra-mta", service)
     firewalld.remove("Service", "zimbra")
-    written = {call[2]: call[-1] for call in bus.calls if call[2] in ("update2", "addService2", "addIPSet", "update")}
-    assert typed(written["addService2"]) == typed(written["update2"]) == ("Dictionary", "sv", service_settings)
-    assert (
-        typed(written["addIPSet"])
-        == typed(written["update"])
-        == (
-            "Struct",
-            "ssssa{ss}as",
-            ["", "Zimbra IPv6", "S. mark", "hash:net", ("Dictionary", "ss", {"family": "inet6"}), ("Array", "s", [])],
-        )
-    )
+    written = {call[2]: call[3] for call in bus.calls if call[2] in ("update2", "addService2", "addIPSet", "update")}
+    assert written == {
+        "update2": "a{sv}",
+        "addService2": "sa{sv}",
+        "addIPSet": "s(ssssa{ss}as)",
+        "update": "(ssssa{ss}as)",
+    }
 
 
 @pytest.mark.parametrize(
-    "bus, reason",
+    "call, answer, said",
     [
-        (FakeBus({}, owned=False), helper.NOT_RUNNING),
-        (FakeBus({}, state="INIT"), helper.NOT_RUNNING),
-        (
-            RuntimeError("org.freedesktop.DBus.Error.FileNotFound: no system bus"),
-            "org.freedesktop.DBus.Error.FileNotFound: no system bus",
-        ),
+        (("entries", MTA), [[1]], "firewalld's ipset zimbra-mta-v4's entries is not as firewalld answers it: [1]"),
+        (("has_rule", "public", SSH), [1], "firewalld's rich rule query is not as firewalld answers it: 1"),
+        (("zone_settings", "public", "runtime"), [{"services": "ssh"}], "firewalld's runtime zone public's services"),
+        (("zone_settings", "public", "runtime"), [{"ports": [("1",)]}], "firewalld's runtime zone public's ports"),
+        (("entries", MTA), [], "firewalld's ipset zimbra-mta-v4's entries is not as firewalld answers it: None"),
+        (("entries", MTA), [["a"], ["b"]], "getEntries answered 2 values"),
     ],
 )
-def test_connect_says_why_firewalld_cannot_be_used(monkeypatch, bus, reason):
-    assert helper.connect(fake_dbus(monkeypatch, bus)) == (None, reason)
+def test_an_answer_of_another_shape_is_an_error_not_a_value(call, answer, said):
+    method = {"entries": "getEntries", "has_rule": "queryRichRule", "zone_settings": "getZoneSettings2"}[call[0]]
+    interface = ".ipset" if call[0] == "entries" else ".zone"
+    arguments = call[1:2] + ((SSH,) if call[0] == "has_rule" else ())
+    firewalld, _ = firewalld_on({(PATH, interface, method, *arguments): answer})
+    with pytest.raises(dbus.BrokenMessage, match="^" + re.escape(said)):
+        getattr(firewalld, call[0])(*call[1:])
 
 
-def test_connect_to_a_firewalld_that_leaves_the_bus_meanwhile_says_so(monkeypatch):
-    bus = FakeBus({})
-    gone = DBusException("The name is not activatable", "org.freedesktop.DBus.Error.ServiceUnknown")
-
-    def left(self, *args, **kwargs):
-        raise gone
-
-    monkeypatch.setattr(FakeBusObject, "Get", left)
-    assert helper.connect(fake_dbus(monkeypatch, bus)) == (None, str(gone))
+def test_a_permanent_object_path_that_is_not_one_is_never_called():
+    firewalld, bus = firewalld_on({(CONFIG, ".config", "getZoneByName", "public"): ["/a/../b"]})
+    with pytest.raises(ValueError, match=re.escape("not a D-Bus object path: '/a/../b'")):
+        firewalld.permanent_has_rule("public", SSH)
+    assert [call[2] for call in bus.calls] == ["getZoneByName"]
 
 
-# ---------------------------------------------------------------- main: what the helper reports
+def test_values_no_d_bus_type_holds_are_refused_before_anything_is_sent():
+    firewalld, bus = firewalld_on({})
+    with pytest.raises(ValueError, match=re.escape("a D-Bus string cannot hold a NUL: 'a\\x00b'")):
+        firewalld.add_entry(MTA, "a\0b")
+    with pytest.raises(ValueError, match=r"^not a D-Bus string: 25$"):
+        firewalld.update_zone("public", "runtime", {"ports": [[25, "tcp"]]})
+    with pytest.raises(KeyError):
+        firewalld.update_zone("public", "runtime", {"masquerade": True})  # a setting zimbra_fw never sends
+    assert bus.calls == []
 
 
-def run_main(monkeypatch, capsys, request):
-    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(request)))
-    code = 0
-    try:
-        helper.main()
-    except SystemExit as exc:
-        code = exc.code
-    return code, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+# ---------------------------------------------------------------- run_steps: the lock, the bus, the steps
 
 
-def test_main_reports_each_step_done_and_the_first_failure(monkeypatch, capsys, lock_path):
-    bus = FakeBus({(PATH, "", "reload"): None})
-    fake_dbus(monkeypatch, bus)
-    assert run_main(monkeypatch, capsys, {"steps": [["reload"], ["reload"]]}) == (0, [{"done": 0}, {"done": 1}])
-    assert bus.calls == [(PATH, "", "reload")] * 2
-    fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): DBusException("COMMAND_FAILED: boom", REFUSED)}))
-    steps = {"steps": [["reload"], ["reload"]]}
-    assert run_main(monkeypatch, capsys, steps) == (1, [{"failed": 0, "error": "COMMAND_FAILED: boom"}])
-    other = DBusException("Connection was disconnected", "org.freedesktop.DBus.Error.NoReply")
-    fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): other}))
-    failed = {"failed": 0, "error": "org.freedesktop.DBus.Error.NoReply: Connection was disconnected"}
-    assert run_main(monkeypatch, capsys, steps) == (1, [failed])
-    fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): DBusException("", REFUSED)}))  # firewalld said nothing
-    assert run_main(monkeypatch, capsys, steps) == (1, [{"failed": 0, "error": f"{REFUSED}: "}])
-    fake_dbus(monkeypatch, FakeBus({(PATH, "", "reload"): None}))
-    steps = {"steps": [["reload"], ["dance"], ["reload"]]}
-    assert run_main(monkeypatch, capsys, steps) == (1, [{"done": 0}, {"failed": 1, "error": "unknown step ['dance']"}])
+@pytest.fixture
+def system_bus(monkeypatch):
+    """Make zimbra_fw_dbus.SystemBus answer with the FakeBus given (or raise the exception given)."""
+
+    def use(bus):
+        def connect(wait):
+            assert wait == helper.CHANGE_WAIT
+            if isinstance(bus, Exception):
+                raise bus
+            return bus
+
+        monkeypatch.setattr(helper.dbus, "SystemBus", connect)
+        return bus
+
+    return use
 
 
-def test_main_without_firewalld_or_its_lock_fails_at_the_first_step(monkeypatch, capsys, lock_path):
-    fake_dbus(monkeypatch, FakeBus({}, owned=False))
-    failed = {"failed": 0, "error": "firewalld is not running (firewall-cmd --state)"}
-    assert run_main(monkeypatch, capsys, {"steps": [["reload"]]}) == (1, [failed])
-    fake_dbus(monkeypatch, RuntimeError("org.freedesktop.DBus.Error.FileNotFound: no system bus"))
-    failed = {"failed": 0, "error": "org.freedesktop.DBus.Error.FileNotFound: no system bus"}
-    assert run_main(monkeypatch, capsys, {"steps": [["reload"]]}) == (1, [failed])
-    bus = FakeBus({})
-    fake_dbus(monkeypatch, bus)
+def test_run_steps_reports_the_steps_done_and_the_first_failure(system_bus, lock_path):
+    bus = system_bus(FakeBus({(PATH, "", "reload"): []}))
+    assert helper.run_steps([["reload"], ["reload"]]) == (2, None)
+    assert [call[2] for call in bus.calls] == ["NameHasOwner", "Get", "reload", "reload"]
+    assert bus.closed
+    system_bus(FakeBus({(PATH, "", "reload"): dbus.BusError(REFUSED, "COMMAND_FAILED: boom")}))
+    assert helper.run_steps([["reload"], ["reload"]]) == (0, "COMMAND_FAILED: boom")
+    other = dbus.BusError("org.freedesktop.DBus.Error.NoReply", "Connection was disconnected")
+    system_bus(FakeBus({(PATH, "", "reload"): other}))
+    said = "org.freedesktop.DBus.Error.NoReply: Connection was disconnected"
+    assert helper.run_steps([["reload"]]) == (0, said)
+    system_bus(FakeBus({(PATH, "", "reload"): dbus.BusError(REFUSED, "")}))  # firewalld said nothing
+    assert helper.run_steps([["reload"]]) == (0, REFUSED)
+    system_bus(FakeBus({(PATH, "", "reload"): []}))
+    assert helper.run_steps([["reload"], ["dance"], ["reload"]]) == (1, "unknown step ['dance']")
+    system_bus(FakeBus({(PATH, "", "reload"): dbus.Unreachable("the system bus closed the connection")}))
+    assert helper.run_steps([["reload"]]) == (0, "the system bus closed the connection")
+
+
+def test_run_steps_without_firewalld_or_its_lock_changes_nothing(system_bus, lock_path):
+    bus = system_bus(FakeBus({}))
     lock_path.parent.write_text("")  # not a directory
-    failed = {"failed": 0, "error": f"{lock_path.parent} is not a directory owned by uid {os.geteuid()}: remove it"}
-    assert run_main(monkeypatch, capsys, {"steps": [["reload"]]}) == (1, [failed])
-    assert bus.calls == []  # nothing changed without the lock
+    said = f"{lock_path.parent} is not a directory owned by uid {os.geteuid()}: remove it"
+    assert helper.run_steps([["reload"]]) == (0, said)
+    assert bus.calls == []  # nothing asked without the lock
+    lock_path.parent.unlink()
+    system_bus(FakeBus({RUNNING_OWNER: [False]}, running=False))
+    assert helper.run_steps([["reload"]]) == (0, "firewalld is not running (firewall-cmd --state)")
+    system_bus(dbus.NoBus("no system bus at /run/dbus/system_bus_socket: gone"))
+    assert helper.run_steps([["reload"]]) == (0, "no system bus at /run/dbus/system_bus_socket: gone")
 
 
-def test_main_without_firewalds_library_says_it_is_unavailable(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "dbus", None)
-    code, lines = run_main(monkeypatch, capsys, {"steps": [["reload"]]})
-    assert code == 3
-    assert lines == [
-        {"unavailable": "firewalld's Python library cannot be loaded: import of dbus halted; None in sys.modules"}
-    ]
+def test_run_steps_against_a_firewalld_that_is_starting_changes_nothing(system_bus, lock_path):
+    bus = system_bus(FakeBus({(PATH, "org.freedesktop.DBus.Properties", "Get", helper.BUS_NAME, "state"): ["INIT"]}))
+    assert helper.run_steps([["reload"]]) == (0, "firewalld is not running (firewall-cmd --state)")
+    assert [call[2] for call in bus.calls] == ["NameHasOwner", "Get"]
 
 
 def test_a_set_where_many_more_entries_change_than_stay_is_refilled_in_one_call():

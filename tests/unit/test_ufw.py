@@ -593,7 +593,7 @@ def test_ufw_python_follows_env(tmp_path, monkeypatch):
     assert ufw.ufw_python(str(program)) is None  # not executable
 
 
-HELPER_SCRIPTS = ("zimbra_fw_ufw_batch", "zimbra_fw_firewalld_client")
+HELPER_SCRIPTS = ("zimbra_fw_ufw_batch",)
 
 
 # _utils/, or the top level where make mutation stages the core
