@@ -1020,3 +1020,21 @@ def test_the_deepest_value_sent_is_the_deepest_libdbus_takes(bus, monkeypatch):
     monkeypatch.setattr(dbus, "NESTING_MAX", dbus.NESTING_MAX + 1)  # sent anyway, the bus hangs up on us
     with pytest.raises(dbus.Unreachable, match=exactly("the system bus closed the connection")):
         oracle(bus, "Mirror", value, signature=signature)
+
+
+def test_what_is_sent_nests_each_container_as_deep_as_a_value_may():
+    """The writer's limits are the reader's: arrays and structs count one, a
+    dict two; a variant one more than 64 is not sent."""
+    for chain in ((("structs", 32), ("arrays", 32)), (("arrays", 32), ("structs", 32)), (("dict values", 32),)):
+        signature, value = around(chain, "y", 5)
+        assert sent_body(signature, [value]) == body_of(signature, [value])  # the byte: 64 deep
+        signature, value = around(chain, "v", dbus.Variant("y", 5))
+        with pytest.raises(ValueError, match=exactly("values nested too deep")):
+            dbus.method_call(1, ("org.a", "/", "org.a"), "m", [value], signature)
+
+
+def test_a_signature_of_255_bytes_is_sent_and_one_of_256_is_not():
+    members = "y" * 253
+    dbus.method_call(1, ("org.a", "/", "org.a"), "m", [dbus.Variant(f"({members})", (1,) * 253)], "v")
+    with pytest.raises(ValueError, match=exactly("a signature longer than 255 bytes", prefix=True)):
+        dbus.method_call(1, ("org.a", "/", "org.a"), "m", [dbus.Variant(f"({members}y)", (1,) * 254)], "v")

@@ -629,6 +629,39 @@ def test_an_answer_of_another_shape_is_an_error_not_a_value(call, answer, said):
         getattr(firewalld, call[0])(*call[1:])
 
 
+@pytest.mark.parametrize(
+    "call, answers, said",
+    [
+        (("permanent_entries", MTA), {(CONFIG, ".config", "getIPSetByName", MTA): [7]}, "IPSet path"),
+        (
+            ("permanent_entries", MTA),
+            {
+                (CONFIG, ".config", "getIPSetByName", MTA): [IPSET_PATH],
+                (IPSET_PATH, ".config.ipset", "getEntries"): [7],
+            },
+            "ipset zimbra-mta-v4's entries",
+        ),
+        (
+            ("permanent_has_rule", "public", SSH),
+            {
+                (CONFIG, ".config", "getZoneByName", "public"): [ZONE_PATH],
+                (ZONE_PATH, ".config.zone", "queryRichRule", SSH): ["yes"],
+            },
+            "rich rule query",
+        ),
+        (
+            ("write_service", "zimbra", {"short": "Z", "description": "", "ports": []}),
+            {(CONFIG, ".config", "getServiceNames"): [[1]]},
+            "Service names",
+        ),
+    ],
+)
+def test_a_permanent_answer_of_another_shape_is_an_error_that_names_it(call, answers, said):
+    firewalld, _ = firewalld_on(answers)
+    with pytest.raises(dbus.BrokenMessage, match="^" + re.escape(f"firewalld's {said} is not as firewalld answers it")):
+        getattr(firewalld, call[0])(*call[1:])
+
+
 def test_a_permanent_object_path_that_is_not_one_is_never_called():
     firewalld, bus = firewalld_on({(CONFIG, ".config", "getZoneByName", "public"): ["/a/../b"]})
     with pytest.raises(ValueError, match=re.escape("not a D-Bus object path: '/a/../b'")):
