@@ -240,7 +240,7 @@ class Minion(Namespace):
             pass
         replace_line(os.path.join(self.state, "default-ufw"), "IPT_MODULES=", 'IPT_MODULES=""')
         os.makedirs(os.path.join(self.state, "run"))
-        # ufw's package with harness/ufw_hook.py: counts ufw processes and commands, injects faults
+        # ufw's package with harness/ufw_hook.py: logs ufw processes, injects faults
         self._make_hooked_copy("ufw-package", os.path.join(ufw_package_dir(), "__init__.py"), UFW_HOOK)
 
     def _make_hooked_copy(self, name, original, hook):
@@ -367,12 +367,10 @@ class Minion(Namespace):
         """Command lines of the processes that loaded ufw since the last reset."""
         return self._log_lines(self.ufw_processes_log)
 
-    def ufw_commands(self):
-        """The ufw commands (actions) run since the last reset, in order."""
-        return [line.rstrip() for line in self._log_lines(self.ufw_commands_log)]
-
     def fail_ufw_command(self, number):
-        """Make the ``number``-th ufw command from now fail (None: stop failing)."""
+        """Make the ``number``-th ufw command from now fail (None: stop
+        failing); commands are counted in the ufw processes that start while
+        it is set."""
         self.reset_ufw_counts()
         if number is None:
             if os.path.exists(self.ufw_fail_at):
