@@ -3,7 +3,7 @@
 # mount namespace only, so the sandbox's firewalld loads it. While the sandbox
 # dir has a file firewalld-fail naming CLASS.METHOD (e.g.
 # FirewallDConfigIPSet.setEntries), firewalld answers that D-Bus method with an
-# error, as it answers any refusal: a step of zimbra_fw's firewalld helper
+# error, as it answers any refusal: a step of a zimbra_fw firewalld change
 # fails half-way (fault injection). STATE is replaced by the sandbox dir.
 
 
