@@ -11,7 +11,7 @@ that the harness created and not in the host's (compared with
 Then it bind-mounts, in its private mount namespace, the sandbox's private
 /etc/ufw, /etc/default/ufw, /run (where a sandbox's firewalld has its
 private system bus, /run/dbus), its copy of ufw's package ``__init__.py``
-(which counts ufw processes and commands, see ufw_hook.py) and, for a
+(which logs ufw processes and injects faults, see ufw_hook.py) and, for a
 firewalld minion, /etc/firewalld and a copy of firewalld's
 firewall/server/config_ipset.py (see firewalld_hook.py), and for an
 nftables minion, first, a copy of all of /etc (the backend renames files
