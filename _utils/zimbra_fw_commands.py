@@ -1,11 +1,12 @@
 """
 What every firewall backend needs to run things: a command checked for its
-exit code, a file written atomically, the Python a firewall's own program
-runs with (its helpers run with that Python, where the firewall's library
-is), and the error raised when applying a plan fails half-way. Also the
-pause of Python's cycle collector while a run computes (process-wide, so
-it lives here, imported once, not in a Salt module the loader may load
-more than once).
+exit code, a file written atomically, a directory only root may enter (for
+locks and records), the Python a firewall's own program runs with (its
+helpers run with that Python, where the firewall's library is), and the
+error raised when applying a plan fails half-way. Also the pause of
+Python's cycle collector while a run computes (process-wide, so it lives
+here, imported once, not in a Salt module the loader may load more than
+once).
 """
 
 import contextlib
@@ -14,6 +15,7 @@ import gc
 import json
 import os
 import secrets
+import stat
 import threading
 
 import salt.utils.path
@@ -116,6 +118,20 @@ def _checked_run(run, argv, succeeded):
         message = (stderr or stdout or "").strip()
         raise CommandExecutionError(f"'{' '.join(argv)}' failed (exit {retcode}): {message}")
     return retcode, stdout
+
+
+def private_directory(directory):
+    """``directory``, created if missing; refuses one that is not a real
+    directory of ours (a symlink, a file, another owner's) and makes ours 0700."""
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    found = os.lstat(directory)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid():
+        raise RuntimeError(f"{directory} is not a directory owned by uid {os.geteuid()}: remove it")
+    if stat.S_IMODE(found.st_mode) != 0o700:
+        os.chmod(directory, 0o700)
 
 
 def write_atomic(path, data, mode=0o644, check=None):

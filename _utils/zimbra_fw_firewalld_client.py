@@ -29,6 +29,7 @@ import time
 
 import zimbra_fw_dbus as dbus
 import zimbra_fw_firewalld_read as reader
+from zimbra_fw_commands import private_directory
 from zimbra_fw_dbus import Variant
 
 
@@ -301,23 +302,9 @@ def run_step(firewall, step):
         raise RuntimeError(f"unknown step {step!r}")
 
 
-def _lock_dir(directory):
-    """``directory``, created if missing; refuses one that is not a real
-    directory of ours (a symlink, a file, another owner's) and makes ours 0700."""
-    try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass
-    found = os.lstat(directory)
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid():
-        raise RuntimeError(f"{directory} is not a directory owned by uid {os.geteuid()}: remove it")
-    if stat.S_IMODE(found.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
-
-
 def locked():
     """The lock file, held; raises after LOCK_WAIT seconds of another run holding it."""
-    _lock_dir(os.path.dirname(LOCK))
+    private_directory(os.path.dirname(LOCK))
     descriptor = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     handle = os.fdopen(descriptor)
     if stat.S_IMODE(os.fstat(descriptor).st_mode) != 0o600:

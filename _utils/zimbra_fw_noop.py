@@ -29,8 +29,7 @@ import os
 import sys
 
 import salt.version
-from zimbra_fw_commands import write_atomic
-from zimbra_fw_firewalld_client import _lock_dir  # the same root-only directory
+from zimbra_fw_commands import private_directory, write_atomic
 
 
 def __virtual__():
@@ -162,7 +161,7 @@ def load(directory):
     """The record in ``directory``, or None (missing, malformed, another version, not ours)."""
     path = os.path.join(directory, FILE_NAME)
     try:
-        _lock_dir(directory)
+        private_directory(directory)
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (OSError, RuntimeError):
         return None
@@ -204,6 +203,6 @@ def _text_or_none(value):
 
 def save(directory, record):
     """Write ``record`` (RECORD_KEYS but version) as the record in ``directory``, atomically, 0600."""
-    _lock_dir(directory)
+    private_directory(directory)
     data = json.dumps({"version": VERSION, **record}, sort_keys=True, allow_nan=False)
     write_atomic(os.path.join(directory, FILE_NAME), data, 0o600)

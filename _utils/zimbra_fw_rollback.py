@@ -39,8 +39,7 @@ if __name__ == "__main__":  # run as a script: the core's other modules are besi
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import zimbra_fw_backend
-from zimbra_fw_commands import write_atomic
-from zimbra_fw_firewalld_client import _lock_dir  # the same root-only directory
+from zimbra_fw_commands import private_directory, write_atomic
 
 
 def __virtual__():
@@ -162,7 +161,7 @@ def arm_argv(python, token, seconds, systemd):
 
 
 def _directory():
-    _lock_dir(DIRECTORY)
+    private_directory(DIRECTORY)
     return DIRECTORY
 
 
